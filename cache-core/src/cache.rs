@@ -1,0 +1,672 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{Bincode, Codec};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::frame::Format;
+use crate::health::HealthReport;
+use crate::stats::{CacheStats, Counters};
+use crate::store::{KeyTtl, MemoryStore, RedisStore, Store};
+use crate::ttl::Ttl;
+
+const DEFAULT_COMPRESS_OVER: usize = 1024;
+
+/// A typed cache over a [`Store`]: values are any `serde` type, encoded by the cache's
+/// [`Codec`], under keys that are the literal store keys behind an optional prefix.
+///
+/// `Cache` is a cheap handle (an `Arc` inside): clone it into every task that needs it.
+///
+/// ```
+/// use cache_core::{Cache, MemoryStore, Ttl};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+/// let cache = Cache::builder(MemoryStore::new()).prefix("app:").build();
+/// cache.set("user:profile:42", &("Ada", 36u32), Ttl::Short).await?;
+/// let profile: Option<(String, u32)> = cache.get("user:profile:42").await?;
+/// assert_eq!(profile, Some(("Ada".to_owned(), 36)));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    format: Format,
+    prefix: String,
+    default_ttl: Duration,
+    short_ttl: Duration,
+    long_ttl: Duration,
+    counters: Counters,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("store", &self.inner.store)
+            .field("codec", &self.inner.format.codec.name())
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Cache`]; made by [`Cache::builder`].
+#[derive(Debug)]
+#[must_use = "call .build() to get the cache"]
+pub struct CacheBuilder {
+    store: Arc<dyn Store>,
+    codec: Arc<dyn Codec>,
+    prefix: String,
+    default_ttl: Duration,
+    short_ttl: Duration,
+    long_ttl: Duration,
+    compress_over: Option<usize>,
+    max_value_bytes: usize,
+}
+
+impl CacheBuilder {
+    /// Takes the expiry classes, key prefix and maximum value size from `config`.
+    pub fn config(mut self, config: &Config) -> Self {
+        self.default_ttl = config.default_ttl;
+        self.short_ttl = config.short_ttl;
+        self.long_ttl = config.long_ttl;
+        self.prefix.clone_from(&config.key_prefix);
+        self.max_value_bytes = config.max_value_bytes;
+        self
+    }
+
+    /// The value format: [`Bincode`] (default), [`Json`](crate::codec::Json) or your own.
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec = Arc::new(codec);
+        self
+    }
+
+    /// A prefix prepended to every key this cache reads or writes (`"app:"`, say).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The ttl of writes that name [`Ttl::Default`].
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// The ttl of [`Ttl::Short`] writes.
+    pub fn short_ttl(mut self, ttl: Duration) -> Self {
+        self.short_ttl = ttl;
+        self
+    }
+
+    /// The ttl of [`Ttl::Long`] writes.
+    pub fn long_ttl(mut self, ttl: Duration) -> Self {
+        self.long_ttl = ttl;
+        self
+    }
+
+    /// Compress encoded values larger than `bytes` with lz4 (default 1 KiB); `None` disables
+    /// compression. Reads are transparent either way. Plain-JSON values are never compressed.
+    pub fn compress_over(mut self, bytes: Option<usize>) -> Self {
+        self.compress_over = bytes;
+        self
+    }
+
+    /// The largest encoded value the cache writes (default 64 MiB); larger ones are refused
+    /// with [`Error::ValueTooLarge`] and nothing is written.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> Cache {
+        Cache {
+            inner: Arc::new(Inner {
+                store: self.store,
+                format: Format {
+                    codec: self.codec,
+                    compress_over: self.compress_over,
+                    max_value_bytes: self.max_value_bytes,
+                },
+                prefix: self.prefix,
+                default_ttl: self.default_ttl,
+                short_ttl: self.short_ttl,
+                long_ttl: self.long_ttl,
+                counters: Counters::default(),
+            }),
+        }
+    }
+}
+
+impl Cache {
+    /// Starts configuring a cache over `store`.
+    pub fn builder(store: impl Store) -> CacheBuilder {
+        Cache::builder_shared(Arc::new(store))
+    }
+
+    /// Starts configuring a cache over a store that is shared with other users (a session
+    /// manager, another cache with another prefix).
+    pub fn builder_shared(store: Arc<dyn Store>) -> CacheBuilder {
+        let defaults = Config::default();
+        CacheBuilder {
+            store,
+            codec: Arc::new(Bincode),
+            prefix: String::new(),
+            default_ttl: defaults.default_ttl,
+            short_ttl: defaults.short_ttl,
+            long_ttl: defaults.long_ttl,
+            compress_over: Some(DEFAULT_COMPRESS_OVER),
+            max_value_bytes: defaults.max_value_bytes,
+        }
+    }
+
+    /// A cache as `config` describes it: on Redis when `redis_url` is set (connected lazily,
+    /// so an unreachable server does not stop start-up), else on a [`MemoryStore`].
+    pub fn from_config(config: &Config) -> Result<Cache> {
+        let store: Arc<dyn Store> = match config.redis_url {
+            Some(_) => Arc::new(RedisStore::connect_lazy(config)?),
+            None => Arc::new(MemoryStore::new()),
+        };
+        Ok(Cache::builder_shared(store).config(config).build())
+    }
+
+    /// [`Config::from_env`] then [`Cache::from_config`]: Redis if `REDIS_URL` is set, else
+    /// the in-process store.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::from_env().await?;
+    /// println!("caching on {}", cache.store().backend());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn from_env() -> Result<Cache> {
+        Cache::from_config(&Config::from_env()?)
+    }
+
+    /// The store under this cache.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The codec values are written with.
+    pub fn codec(&self) -> &dyn Codec {
+        &*self.inner.format.codec
+    }
+
+    /// The store key for a cache key: the key behind this cache's prefix.
+    pub fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        if self.inner.prefix.is_empty() {
+            Cow::Borrowed(key)
+        } else {
+            Cow::Owned(format!("{}{key}", self.inner.prefix))
+        }
+    }
+
+    /// The duration a [`Ttl`] stands for in this cache.
+    pub fn resolve_ttl(&self, ttl: impl Into<Ttl>) -> Duration {
+        match ttl.into() {
+            Ttl::Default => self.inner.default_ttl,
+            Ttl::Short => self.inner.short_ttl,
+            Ttl::Long => self.inner.long_ttl,
+            Ttl::Exact(duration) => duration,
+        }
+    }
+
+    fn ttl_for(&self, key: &str, ttl: impl Into<Ttl>) -> Result<Duration> {
+        let duration = self.resolve_ttl(ttl);
+        if duration < Duration::from_millis(1) {
+            return Err(Error::InvalidTtl {
+                key: key.to_owned(),
+                ttl: duration,
+            });
+        }
+        Ok(duration)
+    }
+
+    /// Counts a store error and passes it on.
+    fn counted<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            Counters::add(&self.inner.counters.errors, 1);
+        }
+        result
+    }
+
+    fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
+        match self.inner.format.decode(key, bytes) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                Counters::add(&self.inner.counters.decode_failures, 1);
+                tracing::warn!(key, error = %err, "discarding a cached value that does not decode");
+                None
+            }
+        }
+    }
+
+    fn record_read(&self, hit: bool) {
+        let counters = &self.inner.counters;
+        Counters::add(
+            if hit {
+                &counters.hits
+            } else {
+                &counters.misses
+            },
+            1,
+        );
+    }
+
+    /// Reads a value.
+    ///
+    /// A stored value that does not decode as `T` (corrupt, another codec, another type) is a
+    /// miss: it is deleted and counted in [`CacheStats::decode_failures`]. Store errors are
+    /// returned.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// assert_eq!(cache.get::<u32>("missing").await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let full = self.full_key(key);
+        let bytes = self.counted(self.inner.store.get(&full).await)?;
+        let value = match bytes {
+            None => None,
+            Some(bytes) => {
+                let value = self.decode(&full, &bytes);
+                if value.is_none() {
+                    self.discard(&full).await;
+                }
+                value
+            }
+        };
+        self.record_read(value.is_some());
+        Ok(value)
+    }
+
+    async fn discard(&self, full_key: &str) {
+        if let Err(err) = self.inner.store.delete(full_key).await {
+            Counters::add(&self.inner.counters.errors, 1);
+            tracing::warn!(key = full_key, error = %err, "could not delete an undecodable value");
+        }
+    }
+
+    /// Writes a value that expires after `ttl` (a [`Duration`], an expiry class, or `None`
+    /// for the default class).
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.set("analytics:daily", &vec![1, 2, 3], Ttl::Short).await?;
+    /// cache.set("grading:result:7", &"A+", Duration::from_secs(86_400)).await?;
+    /// cache.set("class:students:3", &["ada", "alan"], None).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: impl Into<Ttl>,
+    ) -> Result<()> {
+        let full = self.full_key(key);
+        let ttl = self.ttl_for(&full, ttl)?;
+        let bytes = self.inner.format.encode(&full, value)?;
+        self.counted(self.inner.store.set(&full, &bytes, ttl).await)?;
+        Counters::add(&self.inner.counters.sets, 1);
+        Ok(())
+    }
+
+    /// Removes a key; returns whether it existed.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.set("k", &1, None).await?;
+    /// assert!(cache.delete("k").await?);
+    /// assert!(!cache.delete("k").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let removed = self.counted(self.inner.store.delete(&self.full_key(key)).await)?;
+        Counters::add(&self.inner.counters.deletes, u64::from(removed));
+        Ok(removed)
+    }
+
+    /// Whether a key exists.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// assert!(!cache.exists("k").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        self.counted(self.inner.store.exists(&self.full_key(key)).await)
+    }
+
+    /// Gives an existing key a new ttl; returns whether the key existed.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.set("k", &1, Ttl::Short).await?;
+    /// assert!(cache.expire("k", Ttl::Long).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn expire(&self, key: &str, ttl: impl Into<Ttl>) -> Result<bool> {
+        let full = self.full_key(key);
+        let ttl = self.ttl_for(&full, ttl)?;
+        self.counted(self.inner.store.expire(&full, ttl).await)
+    }
+
+    /// The remaining lifetime of a key.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, KeyTtl, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// assert_eq!(cache.ttl("missing").await?, KeyTtl::Missing);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.counted(self.inner.store.ttl(&self.full_key(key)).await)
+    }
+
+    /// Sets a field of a hash to an encoded value and refreshes the hash's ttl; returns
+    /// whether the field is new.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.hset("user:42", "name", &"Ada", None).await?;
+    /// assert_eq!(cache.hget::<String>("user:42", "name").await?.as_deref(), Some("Ada"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn hset<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        field: &str,
+        value: &T,
+        ttl: impl Into<Ttl>,
+    ) -> Result<bool> {
+        let full = self.full_key(key);
+        let ttl = self.ttl_for(&full, ttl)?;
+        let bytes = self.inner.format.encode(&full, value)?;
+        let added = self.counted(self.inner.store.hset(&full, field, &bytes, ttl).await)?;
+        Counters::add(&self.inner.counters.sets, 1);
+        Ok(added)
+    }
+
+    /// Reads a field of a hash; a field that does not decode is a miss and is removed.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// assert_eq!(cache.hget::<u32>("user:42", "age").await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn hget<T: DeserializeOwned>(&self, key: &str, field: &str) -> Result<Option<T>> {
+        let full = self.full_key(key);
+        let bytes = self.counted(self.inner.store.hget(&full, field).await)?;
+        let value = match bytes {
+            None => None,
+            Some(bytes) => {
+                let value = self.decode(&full, &bytes);
+                if value.is_none() {
+                    let _ = self.counted(self.inner.store.hdel(&full, field).await);
+                }
+                value
+            }
+        };
+        self.record_read(value.is_some());
+        Ok(value)
+    }
+
+    /// Reads every field of a hash whose value decodes as `T`; fields that do not decode are
+    /// skipped and counted.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.hset("scores", "ada", &92u32, None).await?;
+    /// let all: Vec<(String, u32)> = cache.hgetall("scores").await?;
+    /// assert_eq!(all, vec![("ada".to_owned(), 92)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn hgetall<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<(String, T)>> {
+        let full = self.full_key(key);
+        let fields = self.counted(self.inner.store.hgetall(&full).await)?;
+        Ok(fields
+            .into_iter()
+            .filter_map(|(field, bytes)| Some((field, self.decode(&full, &bytes)?)))
+            .collect())
+    }
+
+    /// Removes a field of a hash; returns whether it existed.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.hset("user:42", "name", &"Ada", None).await?;
+    /// assert!(cache.hdel("user:42", "name").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
+        self.counted(self.inner.store.hdel(&self.full_key(key), field).await)
+    }
+
+    fn encode_all<T: Serialize>(&self, key: &str, values: &[T]) -> Result<Vec<Vec<u8>>> {
+        values
+            .iter()
+            .map(|value| self.inner.format.encode(key, value))
+            .collect()
+    }
+
+    /// Prepends values to a list and refreshes its ttl; returns the new length.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.lpush("recent", &["b", "a"], None).await?;
+    /// assert_eq!(cache.lrange::<String>("recent", 0, -1).await?, ["a", "b"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn lpush<T: Serialize>(
+        &self,
+        key: &str,
+        values: &[T],
+        ttl: impl Into<Ttl>,
+    ) -> Result<u64> {
+        let full = self.full_key(key);
+        let ttl = self.ttl_for(&full, ttl)?;
+        let encoded = self.encode_all(&full, values)?;
+        self.counted(self.inner.store.lpush(&full, &encoded, ttl).await)
+    }
+
+    /// Appends values to a list and refreshes its ttl; returns the new length.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.rpush("log", &[1, 2], None).await?;
+    /// assert_eq!(cache.rpush("log", &[3], None).await?, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn rpush<T: Serialize>(
+        &self,
+        key: &str,
+        values: &[T],
+        ttl: impl Into<Ttl>,
+    ) -> Result<u64> {
+        let full = self.full_key(key);
+        let ttl = self.ttl_for(&full, ttl)?;
+        let encoded = self.encode_all(&full, values)?;
+        self.counted(self.inner.store.rpush(&full, &encoded, ttl).await)
+    }
+
+    /// Reads a range of a list (inclusive, negative indexes count from the end); elements
+    /// that do not decode are skipped and counted.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.rpush("log", &[1u32, 2, 3], None).await?;
+    /// assert_eq!(cache.lrange::<u32>("log", -2, -1).await?, [2, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn lrange<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<T>> {
+        let full = self.full_key(key);
+        let items = self.counted(self.inner.store.lrange(&full, start, stop).await)?;
+        Ok(items
+            .iter()
+            .filter_map(|bytes| self.decode(&full, bytes))
+            .collect())
+    }
+
+    /// Adds members to a set and refreshes its ttl; returns how many were new.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// assert_eq!(cache.sadd("online", &["ada", "alan", "ada"], None).await?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn sadd<T: Serialize>(
+        &self,
+        key: &str,
+        members: &[T],
+        ttl: impl Into<Ttl>,
+    ) -> Result<u64> {
+        let full = self.full_key(key);
+        let ttl = self.ttl_for(&full, ttl)?;
+        let encoded = self.encode_all(&full, members)?;
+        self.counted(self.inner.store.sadd(&full, &encoded, ttl).await)
+    }
+
+    /// Removes members from a set; returns how many were present.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.sadd("online", &["ada"], None).await?;
+    /// assert_eq!(cache.srem("online", &["ada", "bob"]).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn srem<T: Serialize>(&self, key: &str, members: &[T]) -> Result<u64> {
+        let full = self.full_key(key);
+        let encoded = self.encode_all(&full, members)?;
+        self.counted(self.inner.store.srem(&full, &encoded).await)
+    }
+
+    /// Reads every member of a set, in no particular order; members that do not decode are
+    /// skipped and counted.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.sadd("online", &["ada"], None).await?;
+    /// assert_eq!(cache.smembers::<String>("online").await?, ["ada"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn smembers<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<T>> {
+        let full = self.full_key(key);
+        let members = self.counted(self.inner.store.smembers(&full).await)?;
+        Ok(members
+            .iter()
+            .filter_map(|bytes| self.decode(&full, bytes))
+            .collect())
+    }
+
+    /// A snapshot of this cache's counters.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.get::<u32>("missing").await?;
+    /// assert_eq!(cache.stats().misses, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats(&self) -> CacheStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset_stats(&self) {
+        self.inner.counters.reset();
+    }
+
+    /// Probes the store: reachability, latency, server version and memory use.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// let report = cache.health_check().await;
+    /// assert!(report.healthy);
+    /// # }
+    /// ```
+    pub async fn health_check(&self) -> HealthReport {
+        self.inner.store.health_check().await
+    }
+}
+
+/// Whether the cache's store answers: the seed's `check_redis_connection()`.
+///
+/// ```
+/// # use cache_core::{Cache, MemoryStore, check_redis_connection};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cache = Cache::builder(MemoryStore::new()).build();
+/// assert!(check_redis_connection(&cache).await);
+/// # }
+/// ```
+pub async fn check_redis_connection(cache: &Cache) -> bool {
+    cache.health_check().await.healthy
+}

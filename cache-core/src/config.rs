@@ -1,0 +1,268 @@
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Settings shared by the stores, the [`Cache`](crate::Cache) and the session manager.
+///
+/// Build one with [`Config::from_env`] (the seed's variables, see the table below) or start
+/// from [`Config::default`] and change fields.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `REDIS_URL` | unset | Redis to use; unset means the in-process [`MemoryStore`](crate::MemoryStore) |
+/// | `CACHE_DEFAULT_EXPIRE` | 3600 | seconds; the ttl of writes that name none |
+/// | `CACHE_SHORT_EXPIRE` | 300 | seconds; the `short` expiry class |
+/// | `CACHE_LONG_EXPIRE` | 86400 | seconds; the `long` expiry class |
+/// | `CACHE_KEY_PREFIX` | empty | prepended to every cache key |
+/// | `CACHE_MAX_VALUE_BYTES` | 67108864 | largest encoded value a cache writes |
+/// | `SESSION_EXPIRE_SECONDS` | 86400 | session lifetime |
+/// | `SESSION_CLEANUP_INTERVAL` | 3600 | seconds between session index clean-ups |
+/// | `REDIS_MAX_CONNECTIONS` | 20 | connection limit for pooled backends |
+/// | `REDIS_CONNECT_TIMEOUT` | 5 | seconds (fractions allowed) to establish a connection |
+/// | `REDIS_SOCKET_TIMEOUT` | 5 | seconds (fractions allowed) to wait for a reply |
+/// | `REDIS_HEALTH_CHECK_INTERVAL` | 30 | seconds between background health checks |
+///
+/// ```
+/// let config = cache_core::Config::from_lookup(|name| match name {
+///     "CACHE_SHORT_EXPIRE" => Some("60".into()),
+///     _ => None,
+/// })?;
+/// assert_eq!(config.short_ttl, std::time::Duration::from_secs(60));
+/// assert_eq!(config.default_ttl, std::time::Duration::from_secs(3600));
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `REDIS_URL`: the server to use; `None` selects the in-process store.
+    pub redis_url: Option<String>,
+    /// `CACHE_DEFAULT_EXPIRE`: ttl of writes that name none.
+    pub default_ttl: Duration,
+    /// `CACHE_SHORT_EXPIRE`: the `short` expiry class.
+    pub short_ttl: Duration,
+    /// `CACHE_LONG_EXPIRE`: the `long` expiry class.
+    pub long_ttl: Duration,
+    /// `CACHE_KEY_PREFIX`: prepended to every cache key.
+    pub key_prefix: String,
+    /// `CACHE_MAX_VALUE_BYTES`: largest encoded value a cache writes.
+    pub max_value_bytes: usize,
+    /// `SESSION_EXPIRE_SECONDS`: session lifetime.
+    pub session_ttl: Duration,
+    /// `SESSION_CLEANUP_INTERVAL`: time between session index clean-ups.
+    pub session_cleanup_interval: Duration,
+    /// `REDIS_MAX_CONNECTIONS`: connection limit for pooled backends.
+    pub max_connections: usize,
+    /// `REDIS_CONNECT_TIMEOUT`: time allowed to establish a connection.
+    pub connect_timeout: Duration,
+    /// `REDIS_SOCKET_TIMEOUT`: time allowed for a reply.
+    pub command_timeout: Duration,
+    /// `REDIS_HEALTH_CHECK_INTERVAL`: time between background health checks.
+    pub health_check_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            redis_url: None,
+            default_ttl: Duration::from_secs(3600),
+            short_ttl: Duration::from_secs(300),
+            long_ttl: Duration::from_secs(86_400),
+            key_prefix: String::new(),
+            max_value_bytes: 64 * 1024 * 1024,
+            session_ttl: Duration::from_secs(86_400),
+            session_cleanup_interval: Duration::from_secs(3600),
+            max_connections: 20,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            health_check_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    ///
+    /// Unset variables take their defaults; a set but unusable value is an
+    /// [`Error::Config`] naming the variable and the value.
+    pub fn from_env() -> Result<Config> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, which maps a variable name to its value.
+    ///
+    /// This is [`from_env`](Config::from_env) without the process environment, for tests and
+    /// for configuration that lives elsewhere.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let defaults = Config::default();
+        let var = |name: &'static str| {
+            lookup(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+                .map(|value| (name, value))
+        };
+        let seconds = |name, default| var(name).map_or(Ok(default), parse_whole_seconds);
+        let timeout = |name, default| var(name).map_or(Ok(default), parse_fractional_seconds);
+        let count = |name, default| var(name).map_or(Ok(default), parse_count);
+
+        let redis_url = var("REDIS_URL").map(|(_, url)| url);
+        if let Some(url) = &redis_url {
+            redis::parse_redis_url(url).ok_or_else(|| Error::Config {
+                name: "REDIS_URL",
+                value: url.clone(),
+                reason: "expected a URL such as redis://127.0.0.1:6379/0".into(),
+            })?;
+        }
+        Ok(Config {
+            redis_url,
+            default_ttl: seconds("CACHE_DEFAULT_EXPIRE", defaults.default_ttl)?,
+            short_ttl: seconds("CACHE_SHORT_EXPIRE", defaults.short_ttl)?,
+            long_ttl: seconds("CACHE_LONG_EXPIRE", defaults.long_ttl)?,
+            key_prefix: var("CACHE_KEY_PREFIX").map_or(defaults.key_prefix, |(_, p)| p),
+            max_value_bytes: count("CACHE_MAX_VALUE_BYTES", defaults.max_value_bytes)?,
+            session_ttl: seconds("SESSION_EXPIRE_SECONDS", defaults.session_ttl)?,
+            session_cleanup_interval: seconds(
+                "SESSION_CLEANUP_INTERVAL",
+                defaults.session_cleanup_interval,
+            )?,
+            max_connections: count("REDIS_MAX_CONNECTIONS", defaults.max_connections)?,
+            connect_timeout: timeout("REDIS_CONNECT_TIMEOUT", defaults.connect_timeout)?,
+            command_timeout: timeout("REDIS_SOCKET_TIMEOUT", defaults.command_timeout)?,
+            health_check_interval: seconds(
+                "REDIS_HEALTH_CHECK_INTERVAL",
+                defaults.health_check_interval,
+            )?,
+        })
+    }
+}
+
+fn parse_whole_seconds((name, value): (&'static str, String)) -> Result<Duration> {
+    match value.parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+        _ => Err(Error::Config {
+            name,
+            value,
+            reason: "expected a whole number of seconds greater than zero".into(),
+        }),
+    }
+}
+
+fn parse_fractional_seconds((name, value): (&'static str, String)) -> Result<Duration> {
+    match value.parse::<f64>().ok().and_then(|secs| {
+        (secs > 0.0)
+            .then(|| Duration::try_from_secs_f64(secs).ok())
+            .flatten()
+    }) {
+        Some(duration) => Ok(duration),
+        None => Err(Error::Config {
+            name,
+            value,
+            reason: "expected a number of seconds greater than zero, such as 5 or 0.25".into(),
+        }),
+    }
+}
+
+fn parse_count((name, value): (&'static str, String)) -> Result<usize> {
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(Error::Config {
+            name,
+            value,
+            reason: "expected a whole number greater than zero".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.redis_url, None);
+        assert_eq!(config.default_ttl, Duration::from_secs(3600));
+        assert_eq!(config.short_ttl, Duration::from_secs(300));
+        assert_eq!(config.long_ttl, Duration::from_secs(86_400));
+        assert_eq!(config.session_ttl, Duration::from_secs(86_400));
+        assert_eq!(config.session_cleanup_interval, Duration::from_secs(3600));
+        assert_eq!(config.max_connections, 20);
+        assert_eq!(config.connect_timeout, Duration::from_secs(5));
+        assert_eq!(config.command_timeout, Duration::from_secs(5));
+        assert_eq!(config.health_check_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let config = Config::from_lookup(lookup(&[
+            ("REDIS_URL", "redis://127.0.0.1:7000/2"),
+            ("CACHE_DEFAULT_EXPIRE", "10"),
+            ("CACHE_SHORT_EXPIRE", "1"),
+            ("CACHE_LONG_EXPIRE", "100"),
+            ("CACHE_KEY_PREFIX", "app:"),
+            ("CACHE_MAX_VALUE_BYTES", "1024"),
+            ("SESSION_EXPIRE_SECONDS", "60"),
+            ("SESSION_CLEANUP_INTERVAL", "30"),
+            ("REDIS_MAX_CONNECTIONS", "4"),
+            ("REDIS_CONNECT_TIMEOUT", "0.25"),
+            ("REDIS_SOCKET_TIMEOUT", "2"),
+            ("REDIS_HEALTH_CHECK_INTERVAL", "7"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.redis_url.as_deref(),
+            Some("redis://127.0.0.1:7000/2")
+        );
+        assert_eq!(config.default_ttl, Duration::from_secs(10));
+        assert_eq!(config.short_ttl, Duration::from_secs(1));
+        assert_eq!(config.long_ttl, Duration::from_secs(100));
+        assert_eq!(config.key_prefix, "app:");
+        assert_eq!(config.max_value_bytes, 1024);
+        assert_eq!(config.session_ttl, Duration::from_secs(60));
+        assert_eq!(config.session_cleanup_interval, Duration::from_secs(30));
+        assert_eq!(config.max_connections, 4);
+        assert_eq!(config.connect_timeout, Duration::from_millis(250));
+        assert_eq!(config.command_timeout, Duration::from_secs(2));
+        assert_eq!(config.health_check_interval, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_variable_and_value() {
+        for (name, value) in [
+            ("CACHE_DEFAULT_EXPIRE", "an hour"),
+            ("CACHE_SHORT_EXPIRE", "-5"),
+            ("CACHE_LONG_EXPIRE", "0"),
+            ("REDIS_CONNECT_TIMEOUT", "NaN"),
+            ("REDIS_SOCKET_TIMEOUT", "inf"),
+            ("REDIS_MAX_CONNECTIONS", "1e3"),
+            ("REDIS_URL", "localhost:6379"),
+        ] {
+            let err = Config::from_lookup(lookup(&[(name, value)])).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, Error::Config { .. }), "{name}: {err:?}");
+            assert!(message.contains(name), "{message}");
+            assert!(message.contains(value), "{message}");
+        }
+    }
+
+    #[test]
+    fn blank_values_mean_unset() {
+        let config =
+            Config::from_lookup(lookup(&[("REDIS_URL", "  "), ("CACHE_SHORT_EXPIRE", "")]))
+                .unwrap();
+        assert_eq!(config, Config::default());
+    }
+}

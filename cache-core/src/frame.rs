@@ -1,0 +1,268 @@
+//! The byte layout of stored values.
+//!
+//! Framed values start with a four-byte header: `0xCA` (a byte no JSON text starts with),
+//! the format version, the codec id and a flags byte (bit 0: lz4-compressed payload, which
+//! then begins with its little-endian `u32` decompressed length). Anything else is read as
+//! plain JSON, which is what [`Json`](crate::codec::Json) writes so that other languages can
+//! share the keys.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{Codec, Json};
+use crate::error::{Error, Result};
+
+const MAGIC: u8 = 0xCA;
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 4;
+const FLAG_LZ4: u8 = 0b0000_0001;
+const KNOWN_FLAGS: u8 = FLAG_LZ4;
+
+/// How a cache turns values into stored bytes and back.
+#[derive(Debug, Clone)]
+pub(crate) struct Format {
+    pub(crate) codec: Arc<dyn Codec>,
+    pub(crate) compress_over: Option<usize>,
+    pub(crate) max_value_bytes: usize,
+}
+
+impl Format {
+    pub(crate) fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Vec<u8>> {
+        let framed = self.codec.framed();
+        let mut out = Vec::with_capacity(64);
+        if framed {
+            out.extend_from_slice(&[MAGIC, VERSION, self.codec.id().0, 0]);
+        }
+        self.codec
+            .encode(&value, &mut out)
+            .map_err(|source| Error::Encode {
+                key: key.to_owned(),
+                codec: self.codec.name(),
+                source,
+            })?;
+        if framed {
+            self.compress(&mut out);
+        }
+        if out.len() > self.max_value_bytes {
+            return Err(Error::ValueTooLarge {
+                key: key.to_owned(),
+                size: out.len(),
+                max: self.max_value_bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T> {
+        let corrupt = |reason: String| Error::Decode {
+            key: key.to_owned(),
+            reason,
+        };
+        let Some((&first, _)) = bytes.split_first() else {
+            return Err(corrupt("the stored value is empty".into()));
+        };
+        if first != MAGIC {
+            return decode_with(&Json, bytes).map_err(|reason| {
+                corrupt(format!("no cachemere header and not JSON either: {reason}"))
+            });
+        }
+        let Some(&[_, version, codec_id, flags]) = bytes.get(..HEADER_LEN) else {
+            return Err(corrupt("truncated header".into()));
+        };
+        if version != VERSION {
+            return Err(corrupt(format!("unknown format version {version}")));
+        }
+        if codec_id != self.codec.id().0 {
+            return Err(corrupt(format!(
+                "written by codec {codec_id}, but this cache decodes {} (codec {})",
+                self.codec.name(),
+                self.codec.id().0
+            )));
+        }
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(corrupt(format!("unknown header flags {flags:#04x}")));
+        }
+        let payload = &bytes[HEADER_LEN..];
+        let result = if flags & FLAG_LZ4 != 0 {
+            let raw = self.decompress(payload).map_err(corrupt)?;
+            decode_with(&*self.codec, &raw)
+        } else {
+            decode_with(&*self.codec, payload)
+        };
+        result.map_err(|reason| corrupt(format!("{} payload: {reason}", self.codec.name())))
+    }
+
+    fn compress(&self, out: &mut Vec<u8>) {
+        let Some(threshold) = self.compress_over else {
+            return;
+        };
+        let payload = &out[HEADER_LEN..];
+        if payload.len() <= threshold || u32::try_from(payload.len()).is_err() {
+            return;
+        }
+        let packed = lz4_flex::block::compress_prepend_size(payload);
+        if packed.len() < payload.len() {
+            out.truncate(HEADER_LEN);
+            out[HEADER_LEN - 1] |= FLAG_LZ4;
+            out.extend_from_slice(&packed);
+        }
+    }
+
+    fn decompress(&self, payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        let Some(&size) = payload.first_chunk::<4>() else {
+            return Err("truncated compressed payload".into());
+        };
+        let size = u32::from_le_bytes(size) as usize;
+        if size > self.max_value_bytes.saturating_mul(4) {
+            return Err(format!(
+                "claims {size} decompressed bytes, over four times the maximum value size"
+            ));
+        }
+        lz4_flex::block::decompress(&payload[4..], size).map_err(|e| e.to_string())
+    }
+}
+
+fn decode_with<T: DeserializeOwned>(
+    codec: &dyn Codec,
+    bytes: &[u8],
+) -> std::result::Result<T, String> {
+    let mut value = None;
+    codec
+        .decode(bytes, &mut |de| {
+            value = Some(erased_serde::deserialize::<T>(de)?);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    value.ok_or_else(|| "the codec produced no value".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::codec::Bincode;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Profile {
+        id: u64,
+        name: String,
+        scores: Vec<u32>,
+    }
+
+    fn format(codec: impl Codec, compress_over: Option<usize>) -> Format {
+        Format {
+            codec: Arc::new(codec),
+            compress_over,
+            max_value_bytes: 1 << 20,
+        }
+    }
+
+    fn profile() -> Profile {
+        Profile {
+            id: 42,
+            name: "Ada".into(),
+            scores: vec![85, 92, 78],
+        }
+    }
+
+    #[test]
+    fn bincode_round_trips_with_header() {
+        let f = format(Bincode, None);
+        let bytes = f.encode("k", &profile()).unwrap();
+        assert_eq!(&bytes[..4], &[MAGIC, VERSION, 1, 0]);
+        assert_eq!(f.decode::<Profile>("k", &bytes).unwrap(), profile());
+    }
+
+    #[test]
+    fn json_is_plain_and_readable_by_any_codec() {
+        let bytes = format(Json, None).encode("k", &profile()).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"id":42,"name":"Ada","scores":[85,92,78]}"#
+        );
+        let from_python = br#"{"id": 42, "name": "Ada", "scores": [85, 92, 78]}"#;
+        for f in [format(Json, None), format(Bincode, None)] {
+            assert_eq!(f.decode::<Profile>("k", from_python).unwrap(), profile());
+        }
+    }
+
+    #[test]
+    fn large_values_are_compressed_transparently() {
+        let f = format(Bincode, Some(1024));
+        let big: BTreeMap<u32, String> = (0..500).map(|i| (i, "repetitive text".into())).collect();
+        let bytes = f.encode("k", &big).unwrap();
+        assert_eq!(bytes[3] & FLAG_LZ4, FLAG_LZ4);
+        let plain = format(Bincode, None).encode("k", &big).unwrap();
+        assert!(
+            bytes.len() < plain.len() / 2,
+            "{} vs {}",
+            bytes.len(),
+            plain.len()
+        );
+        assert_eq!(f.decode::<BTreeMap<u32, String>>("k", &bytes).unwrap(), big);
+        assert_eq!(
+            format(Bincode, None)
+                .decode::<BTreeMap<u32, String>>("k", &bytes)
+                .unwrap(),
+            big
+        );
+    }
+
+    #[test]
+    fn small_values_stay_uncompressed() {
+        let bytes = format(Bincode, Some(1024)).encode("k", &profile()).unwrap();
+        assert_eq!(bytes[3], 0);
+    }
+
+    #[test]
+    fn corrupt_and_foreign_bytes_are_decode_errors() {
+        let f = format(Bincode, Some(16));
+        let good = f.encode("k", &profile()).unwrap();
+        let mut foreign_codec = good.clone();
+        foreign_codec[2] = 9;
+        let mut future_version = good.clone();
+        future_version[1] = 2;
+        let mut unknown_flag = good.clone();
+        unknown_flag[3] = 0x80;
+        let bomb = [MAGIC, VERSION, 1, FLAG_LZ4, 0xff, 0xff, 0xff, 0xff, 0];
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", vec![]),
+            ("truncated header", vec![MAGIC, VERSION]),
+            ("foreign codec", foreign_codec),
+            ("future version", future_version),
+            ("unknown flag", unknown_flag),
+            ("truncated payload", good[..good.len() - 2].to_vec()),
+            ("trailing bytes", [good.as_slice(), &[0, 0]].concat()),
+            ("decompression bomb", bomb.to_vec()),
+            ("not json", b"\x00\x01garbage".to_vec()),
+        ];
+        for (name, bytes) in cases {
+            let err = f.decode::<Profile>("user:1", &bytes).unwrap_err();
+            assert!(matches!(err, Error::Decode { .. }), "{name}: {err:?}");
+            assert!(err.to_string().contains("user:1"), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn value_over_the_maximum_is_refused() {
+        let mut f = format(Bincode, None);
+        f.max_value_bytes = 10;
+        let err = f.encode("big", &"x".repeat(100)).unwrap_err();
+        assert!(matches!(err, Error::ValueTooLarge { size, max: 10, .. } if size > 100));
+    }
+
+    #[test]
+    fn no_json_text_starts_with_the_magic_byte() {
+        for first in [
+            b' ', b'\t', b'\n', b'\r', b'{', b'[', b'"', b'-', b't', b'f', b'n', 0xEF,
+        ] {
+            assert_ne!(first, MAGIC);
+        }
+        assert!(!MAGIC.is_ascii_digit());
+    }
+}

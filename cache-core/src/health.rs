@@ -1,0 +1,42 @@
+use std::time::Duration;
+
+/// The result of probing a store, as returned by [`Cache::health_check`](crate::Cache::health_check).
+///
+/// ```no_run
+/// # async fn demo(cache: cache_core::Cache) {
+/// let report = cache.health_check().await;
+/// if !report.healthy {
+///     eprintln!("cache store unhealthy: {}", report.error.as_deref().unwrap_or("unknown"));
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthReport {
+    /// The backend's name (`"redis"`, `"memory"`).
+    pub backend: &'static str,
+    /// Whether the store answered the probe.
+    pub healthy: bool,
+    /// Round-trip time of the probe (`PING` for Redis).
+    pub latency: Option<Duration>,
+    /// The server's version, when the backend has one.
+    pub server_version: Option<String>,
+    /// Memory used by the store in bytes (`used_memory` from `INFO memory` for Redis, the
+    /// weighed size of entries for the memory store).
+    pub used_memory_bytes: Option<u64>,
+    /// Why the probe failed, when it did.
+    pub error: Option<String>,
+}
+
+impl HealthReport {
+    pub(crate) fn unhealthy(backend: &'static str, error: &crate::Error) -> Self {
+        HealthReport {
+            backend,
+            healthy: false,
+            latency: None,
+            server_version: None,
+            used_memory_bytes: None,
+            error: Some(crate::error::one_line(error)),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The store layer and cache manager of [cachemere](https://docs.rs/cachemere).
+//!
+//! - [`Store`]: an object-safe async key-value interface over bytes with per-key expiry,
+//!   implemented by [`RedisStore`] (Redis through `redis-rs`, auto-reconnecting) and
+//!   [`MemoryStore`] (in-process, on `moka`; the default when `REDIS_URL` is unset).
+//! - [`Cache`]: typed values on a store, through a pluggable [`Codec`] ([`Bincode`] by
+//!   default, or plain [`Json`] that other languages can share), with expiry classes
+//!   ([`Ttl`]), statistics and health checks.
+//! - [`Config`]: the seed's environment variables and defaults.
+//!
+//! ```
+//! use cache_core::{Cache, MemoryStore, Ttl};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+//! let cache = Cache::builder(MemoryStore::new()).build();
+//! cache.set("user:profile:42", &"Ada", Ttl::Default).await?;
+//! assert_eq!(cache.get::<String>("user:profile:42").await?.as_deref(), Some("Ada"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//! - `testing`: [`testing::RedisServer`], a private `redis-server` for tests, with fault
+//!   injection (kill, pause, restart).
+
+mod cache;
+pub mod codec;
+mod config;
+pub mod error;
+mod frame;
+mod health;
+pub mod key;
+mod stats;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod ttl;
+
+pub use crate::cache::{Cache, CacheBuilder, check_redis_connection};
+pub use crate::codec::{Bincode, Codec, Json};
+pub use crate::config::Config;
+pub use crate::error::{BoxError, Error, Result};
+pub use crate::health::HealthReport;
+pub use crate::stats::CacheStats;
+pub use crate::store::{KeyTtl, MemoryStore, RedisStore, Store};
+pub use crate::ttl::Ttl;

@@ -1,0 +1,77 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Reads that found a usable value.
+    pub hits: u64,
+    /// Reads that found nothing (or nothing usable).
+    pub misses: u64,
+    /// Values written.
+    pub sets: u64,
+    /// Keys removed by delete, invalidation or tag.
+    pub deletes: u64,
+    /// Store errors and timeouts, whether surfaced or degraded to a miss.
+    pub errors: u64,
+    /// Callers that waited for another caller's computation instead of running the factory.
+    pub stampede_joins: u64,
+    /// Stored values that could not be decoded (counted as misses too, and deleted).
+    pub decode_failures: u64,
+}
+
+impl CacheStats {
+    /// `hits / (hits + misses)`, or `0.0` before the first read.
+    pub fn hit_ratio(&self) -> f64 {
+        let reads = self.hits + self.misses;
+        if reads == 0 {
+            0.0
+        } else {
+            self.hits as f64 / reads as f64
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) sets: AtomicU64,
+    pub(crate) deletes: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) stampede_joins: AtomicU64,
+    pub(crate) decode_failures: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheStats {
+            hits: read(&self.hits),
+            misses: read(&self.misses),
+            sets: read(&self.sets),
+            deletes: read(&self.deletes),
+            errors: read(&self.errors),
+            stampede_joins: read(&self.stampede_joins),
+            decode_failures: read(&self.decode_failures),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        for counter in [
+            &self.hits,
+            &self.misses,
+            &self.sets,
+            &self.deletes,
+            &self.errors,
+            &self.stampede_joins,
+            &self.decode_failures,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use moka::Expiry;
+use moka::future::Cache;
+use moka::ops::compute::Op;
+
+use super::{KeyTtl, Store};
+use crate::error::{Error, Result};
+use crate::health::HealthReport;
+use crate::key::glob_matches;
+
+const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// An in-process [`Store`] on a [`moka`] cache: the embedded default when no Redis is
+/// configured, and a drop-in for tests.
+///
+/// Entries expire by their own ttl and the least useful ones are evicted once the weighed size
+/// (key plus value bytes) passes the capacity. Data lives as long as the process and is not
+/// shared between processes.
+///
+/// ```
+/// use cache_core::{MemoryStore, Store};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+/// let store = MemoryStore::new();
+/// store.set("greeting", b"hello", Duration::from_secs(60)).await?;
+/// assert_eq!(store.get("greeting").await?, Some(b"hello".to_vec()));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    entries: Cache<String, Slot>,
+}
+
+#[derive(Clone)]
+struct Slot {
+    value: Value,
+    expires_at: Instant,
+}
+
+#[derive(Clone)]
+enum Value {
+    Bytes(Arc<[u8]>),
+    Hash(Arc<HashMap<String, Vec<u8>>>),
+    List(Arc<VecDeque<Vec<u8>>>),
+    Set(Arc<HashSet<Vec<u8>>>),
+}
+
+enum Change {
+    Keep,
+    Put(Slot),
+    Remove,
+}
+
+struct SlotExpiry;
+
+impl Expiry<String, Slot> for SlotExpiry {
+    fn expire_after_create(&self, _: &String, slot: &Slot, now: Instant) -> Option<Duration> {
+        Some(slot.expires_at.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        slot: &Slot,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(slot.expires_at.saturating_duration_since(now))
+    }
+}
+
+impl Slot {
+    fn new(value: Value, ttl: Duration) -> Slot {
+        let now = Instant::now();
+        Slot {
+            value,
+            expires_at: now
+                .checked_add(ttl)
+                .unwrap_or(now + Duration::from_secs(u32::MAX.into())),
+        }
+    }
+
+    fn weight(&self) -> usize {
+        match &self.value {
+            Value::Bytes(bytes) => bytes.len(),
+            Value::Hash(hash) => hash.iter().map(|(f, v)| f.len() + v.len()).sum(),
+            Value::List(list) => list.iter().map(Vec::len).sum(),
+            Value::Set(set) => set.iter().map(Vec::len).sum(),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.entries.entry_count())
+            .field("weighted_bytes", &self.entries.weighted_size())
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    /// A store holding up to 256 MiB of keys and values.
+    pub fn new() -> MemoryStore {
+        MemoryStore::with_max_bytes(DEFAULT_MAX_BYTES)
+    }
+
+    /// A store holding up to `max_bytes` of keys and values before it evicts.
+    pub fn with_max_bytes(max_bytes: u64) -> MemoryStore {
+        let entries = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, slot: &Slot| {
+                u32::try_from(key.len() + slot.weight()).unwrap_or(u32::MAX)
+            })
+            .expire_after(SlotExpiry)
+            .build();
+        MemoryStore { entries }
+    }
+
+    async fn live(&self, key: &str) -> Option<Slot> {
+        self.entries
+            .get(key)
+            .await
+            .filter(|slot| slot.expires_at > Instant::now())
+    }
+
+    async fn modify<R>(
+        &self,
+        key: &str,
+        change: impl FnOnce(Option<&Slot>) -> Result<(Change, R)>,
+    ) -> Result<R> {
+        let mut outcome = None;
+        self.entries
+            .entry(key.to_owned())
+            .and_compute_with(|current| {
+                let now = Instant::now();
+                let live = current
+                    .as_ref()
+                    .map(|entry| entry.value())
+                    .filter(|slot| slot.expires_at > now);
+                let op = match change(live) {
+                    Ok((Change::Keep, result)) => {
+                        outcome = Some(Ok(result));
+                        Op::Nop
+                    }
+                    Ok((Change::Put(slot), result)) => {
+                        outcome = Some(Ok(result));
+                        Op::Put(slot)
+                    }
+                    Ok((Change::Remove, result)) => {
+                        outcome = Some(Ok(result));
+                        Op::Remove
+                    }
+                    Err(err) => {
+                        outcome = Some(Err(err));
+                        Op::Nop
+                    }
+                };
+                std::future::ready(op)
+            })
+            .await;
+        outcome.unwrap_or_else(|| {
+            Err(Error::WrongType {
+                key: key.to_owned(),
+                operation: "update",
+            })
+        })
+    }
+
+    async fn push(
+        &self,
+        key: &str,
+        values: &[Vec<u8>],
+        ttl: Duration,
+        operation: &'static str,
+        front: bool,
+    ) -> Result<u64> {
+        self.modify(key, |live| {
+            let mut list = match live.map(|slot| &slot.value) {
+                None => VecDeque::new(),
+                Some(Value::List(list)) => (**list).clone(),
+                Some(_) => return Err(wrong_type(key, operation)),
+            };
+            if values.is_empty() {
+                return Ok((Change::Keep, list.len() as u64));
+            }
+            for value in values {
+                if front {
+                    list.push_front(value.clone());
+                } else {
+                    list.push_back(value.clone());
+                }
+            }
+            let len = list.len() as u64;
+            Ok((
+                Change::Put(Slot::new(Value::List(Arc::new(list)), ttl)),
+                len,
+            ))
+        })
+        .await
+    }
+}
+
+fn wrong_type(key: &str, operation: &'static str) -> Error {
+    Error::WrongType {
+        key: key.to_owned(),
+        operation,
+    }
+}
+
+fn redis_range(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
+    let len = i64::try_from(len).ok()?;
+    let resolve = |i: i64| if i < 0 { len + i } else { i };
+    let start = resolve(start).max(0);
+    let stop = resolve(stop).min(len - 1);
+    (start <= stop && start < len).then_some((start as usize, stop as usize))
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self.live(key).await.map(|slot| slot.value) {
+            None => Ok(None),
+            Some(Value::Bytes(bytes)) => Ok(Some(bytes.to_vec())),
+            Some(_) => Err(wrong_type(key, "GET")),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        let slot = Slot::new(Value::Bytes(value.into()), ttl);
+        self.entries.insert(key.to_owned(), slot).await;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self
+            .entries
+            .remove(key)
+            .await
+            .is_some_and(|slot| slot.expires_at > Instant::now()))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.live(key).await.is_some())
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        self.modify(key, |live| {
+            Ok(match live {
+                Some(slot) => (Change::Put(Slot::new(slot.value.clone(), ttl)), true),
+                None => (Change::Keep, false),
+            })
+        })
+        .await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        Ok(match self.live(key).await {
+            Some(slot) => {
+                KeyTtl::ExpiresIn(slot.expires_at.saturating_duration_since(Instant::now()))
+            }
+            None => KeyTtl::Missing,
+        })
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(match self.live(key).await.map(|slot| slot.value) {
+                Some(Value::Bytes(bytes)) => Some(bytes.to_vec()),
+                _ => None,
+            });
+        }
+        Ok(values)
+    }
+
+    async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()> {
+        for (key, value) in items {
+            self.set(key, value, ttl).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        let mut removed = 0;
+        for key in keys {
+            removed += u64::from(self.delete(key).await?);
+        }
+        Ok(removed)
+    }
+
+    async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+        let matching: Vec<Arc<String>> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| glob_matches(pattern, key))
+            .map(|(key, _)| key)
+            .collect();
+        let mut removed = 0;
+        for key in matching {
+            removed += u64::from(self.delete(&key).await?);
+        }
+        Ok(removed)
+    }
+
+    async fn hset(&self, key: &str, field: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        self.modify(key, |live| {
+            let mut hash = match live.map(|slot| &slot.value) {
+                None => HashMap::new(),
+                Some(Value::Hash(hash)) => (**hash).clone(),
+                Some(_) => return Err(wrong_type(key, "HSET")),
+            };
+            let added = hash.insert(field.to_owned(), value.to_vec()).is_none();
+            Ok((
+                Change::Put(Slot::new(Value::Hash(Arc::new(hash)), ttl)),
+                added,
+            ))
+        })
+        .await
+    }
+
+    async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>> {
+        match self.live(key).await.map(|slot| slot.value) {
+            None => Ok(None),
+            Some(Value::Hash(hash)) => Ok(hash.get(field).cloned()),
+            Some(_) => Err(wrong_type(key, "HGET")),
+        }
+    }
+
+    async fn hgetall(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        match self.live(key).await.map(|slot| slot.value) {
+            None => Ok(Vec::new()),
+            Some(Value::Hash(hash)) => {
+                Ok(hash.iter().map(|(f, v)| (f.clone(), v.clone())).collect())
+            }
+            Some(_) => Err(wrong_type(key, "HGETALL")),
+        }
+    }
+
+    async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
+        self.modify(key, |live| {
+            let Some(slot) = live else {
+                return Ok((Change::Keep, false));
+            };
+            let Value::Hash(hash) = &slot.value else {
+                return Err(wrong_type(key, "HDEL"));
+            };
+            if !hash.contains_key(field) {
+                return Ok((Change::Keep, false));
+            }
+            let mut hash = (**hash).clone();
+            hash.remove(field);
+            if hash.is_empty() {
+                return Ok((Change::Remove, true));
+            }
+            let rest = Slot {
+                value: Value::Hash(Arc::new(hash)),
+                expires_at: slot.expires_at,
+            };
+            Ok((Change::Put(rest), true))
+        })
+        .await
+    }
+
+    async fn lpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
+        self.push(key, values, ttl, "LPUSH", true).await
+    }
+
+    async fn rpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
+        self.push(key, values, ttl, "RPUSH", false).await
+    }
+
+    async fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>> {
+        match self.live(key).await.map(|slot| slot.value) {
+            None => Ok(Vec::new()),
+            Some(Value::List(list)) => Ok(match redis_range(list.len(), start, stop) {
+                Some((from, to)) => list.range(from..=to).cloned().collect(),
+                None => Vec::new(),
+            }),
+            Some(_) => Err(wrong_type(key, "LRANGE")),
+        }
+    }
+
+    async fn sadd(&self, key: &str, members: &[Vec<u8>], ttl: Duration) -> Result<u64> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        self.modify(key, |live| {
+            let mut set = match live.map(|slot| &slot.value) {
+                None => HashSet::new(),
+                Some(Value::Set(set)) => (**set).clone(),
+                Some(_) => return Err(wrong_type(key, "SADD")),
+            };
+            let added = members
+                .iter()
+                .filter(|member| set.insert((*member).clone()))
+                .count() as u64;
+            Ok((
+                Change::Put(Slot::new(Value::Set(Arc::new(set)), ttl)),
+                added,
+            ))
+        })
+        .await
+    }
+
+    async fn srem(&self, key: &str, members: &[Vec<u8>]) -> Result<u64> {
+        self.modify(key, |live| {
+            let Some(slot) = live else {
+                return Ok((Change::Keep, 0));
+            };
+            let Value::Set(set) = &slot.value else {
+                return Err(wrong_type(key, "SREM"));
+            };
+            let mut set = (**set).clone();
+            let removed = members.iter().filter(|member| set.remove(*member)).count() as u64;
+            if set.is_empty() {
+                return Ok((Change::Remove, removed));
+            }
+            let rest = Slot {
+                value: Value::Set(Arc::new(set)),
+                expires_at: slot.expires_at,
+            };
+            Ok((Change::Put(rest), removed))
+        })
+        .await
+    }
+
+    async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>> {
+        match self.live(key).await.map(|slot| slot.value) {
+            None => Ok(Vec::new()),
+            Some(Value::Set(set)) => Ok(set.iter().cloned().collect()),
+            Some(_) => Err(wrong_type(key, "SMEMBERS")),
+        }
+    }
+
+    async fn health_check(&self) -> HealthReport {
+        let started = Instant::now();
+        self.entries.run_pending_tasks().await;
+        HealthReport {
+            backend: self.backend(),
+            healthy: true,
+            latency: Some(started.elapsed()),
+            server_version: None,
+            used_memory_bytes: Some(self.entries.weighted_size()),
+            error: None,
+        }
+    }
+}

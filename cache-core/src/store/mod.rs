@@ -1,0 +1,108 @@
+//! Byte-level storage backends.
+//!
+//! [`Store`] is the object-safe interface the [`Cache`](crate::Cache) and the session manager
+//! are written against; [`RedisStore`] and [`MemoryStore`] implement it and pass one
+//! conformance suite. Keys are strings, values are raw bytes, and every write carries a ttl.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::health::HealthReport;
+
+mod memory;
+mod redis;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+
+/// The remaining lifetime of a key, as reported by [`Store::ttl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTtl {
+    /// The key does not exist.
+    Missing,
+    /// The key exists and never expires (written outside cachemere).
+    Persistent,
+    /// The key expires after this long.
+    ExpiresIn(Duration),
+}
+
+/// A key-value store over bytes with per-key expiry.
+///
+/// Every method is one round trip to the backend. Methods that take several keys do the work
+/// in one command or pipeline, whatever the number of keys.
+#[async_trait]
+pub trait Store: fmt::Debug + Send + Sync + 'static {
+    /// A short name for the backend (`"redis"`, `"memory"`), for logs and health reports.
+    fn backend(&self) -> &'static str;
+
+    /// Reads a plain value.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Writes a plain value that expires after `ttl`, replacing whatever the key held.
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
+
+    /// Removes a key of any type; returns whether it existed.
+    async fn delete(&self, key: &str) -> Result<bool>;
+
+    /// Whether a key of any type exists.
+    async fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Sets a new ttl on an existing key; returns whether the key existed.
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool>;
+
+    /// The remaining lifetime of a key.
+    async fn ttl(&self, key: &str) -> Result<KeyTtl>;
+
+    /// Reads several plain values at once; the result has one entry per key, in order.
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+
+    /// Writes several plain values, each expiring after `ttl`.
+    async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()>;
+
+    /// Removes several keys; returns how many existed.
+    async fn delete_many(&self, keys: &[String]) -> Result<u64>;
+
+    /// Removes every key matching a Redis glob `pattern` (`*`, `?`, `[...]`, `\` escapes),
+    /// by cursored scan, never by `KEYS`; returns how many were removed.
+    ///
+    /// Build patterns from caller input with [`escape_glob`](crate::key::escape_glob).
+    async fn delete_matching(&self, pattern: &str) -> Result<u64>;
+
+    /// Sets a field of a hash and refreshes the hash's ttl; returns whether the field is new.
+    async fn hset(&self, key: &str, field: &str, value: &[u8], ttl: Duration) -> Result<bool>;
+
+    /// Reads a field of a hash.
+    async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Reads every field of a hash (empty when the key does not exist).
+    async fn hgetall(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// Removes a field of a hash; returns whether it existed.
+    async fn hdel(&self, key: &str, field: &str) -> Result<bool>;
+
+    /// Prepends values to a list (the last value ends up first) and refreshes its ttl; returns
+    /// the new length.
+    async fn lpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64>;
+
+    /// Appends values to a list and refreshes its ttl; returns the new length.
+    async fn rpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64>;
+
+    /// Reads a range of a list; `start` and `stop` are inclusive and may count from the end
+    /// (`-1` is the last element), as in Redis.
+    async fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>>;
+
+    /// Adds members to a set and refreshes its ttl; returns how many were new.
+    async fn sadd(&self, key: &str, members: &[Vec<u8>], ttl: Duration) -> Result<u64>;
+
+    /// Removes members from a set; returns how many were present.
+    async fn srem(&self, key: &str, members: &[Vec<u8>]) -> Result<u64>;
+
+    /// Reads every member of a set, in no particular order.
+    async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>>;
+
+    /// Probes the backend: reachability, round-trip latency and server facts.
+    async fn health_check(&self) -> HealthReport;
+}

@@ -1,0 +1,431 @@
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult, Script};
+
+use super::{KeyTtl, Store};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::health::HealthReport;
+
+const SCAN_BATCH: usize = 1000;
+static WRITE_WITH_TTL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local reply = redis.call(ARGV[1], KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return reply
+",
+    )
+});
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+
+/// A [`Store`] on a Redis server, through one auto-reconnecting multiplexed connection.
+///
+/// Every command is bounded by the configured command timeout (`REDIS_SOCKET_TIMEOUT`); a
+/// connection that drops is re-established in the background with exponential backoff, so a
+/// `RedisStore` outlives Redis restarts. Commands are pipelined over the single connection,
+/// which is what redis-rs recommends for async use: it needs no pool
+/// (`REDIS_MAX_CONNECTIONS` applies to pooled backends only).
+///
+/// ```no_run
+/// use cache_core::{RedisStore, Store};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> cache_core::Result<()> {
+/// let store = RedisStore::from_url("redis://127.0.0.1:6379/0").await?;
+/// store.set("greeting", b"hello", Duration::from_secs(60)).await?;
+/// assert_eq!(store.get("greeting").await?, Some(b"hello".to_vec()));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    address: String,
+    command_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.address)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to `config.redis_url`, waiting at most `config.connect_timeout`.
+    ///
+    /// Fails with [`Error::Config`] when no URL is configured and with a transient error
+    /// ([`Error::is_transient`]) when the server cannot be reached in time. Use
+    /// [`connect_lazy`](RedisStore::connect_lazy) to start without a reachable server.
+    pub async fn connect(config: &Config) -> Result<RedisStore> {
+        let store = RedisStore::connect_lazy(config)?;
+        let timeout = config.connect_timeout;
+        let connecting = async {
+            let mut connection = store.connection.clone();
+            redis::cmd("PING")
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(Error::redis("CONNECT"))
+        };
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(())) => Ok(store),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(Error::Timeout {
+                operation: "CONNECT",
+                after: timeout,
+            }),
+        }
+    }
+
+    /// Connects to a server given by URL (`redis://host:port/db`) with the default settings.
+    pub async fn from_url(url: &str) -> Result<RedisStore> {
+        let config = Config {
+            redis_url: Some(url.to_owned()),
+            ..Config::default()
+        };
+        RedisStore::connect(&config).await
+    }
+
+    /// Creates the store without waiting for the server: the connection is made on first use
+    /// and re-made in the background after failures, and each command fails within the
+    /// command timeout while the server is unreachable.
+    ///
+    /// This is how an application keeps starting while Redis is down.
+    pub fn connect_lazy(config: &Config) -> Result<RedisStore> {
+        let url = config.redis_url.as_deref().ok_or_else(|| Error::Config {
+            name: "REDIS_URL",
+            value: String::new(),
+            reason: "a Redis store needs a URL such as redis://127.0.0.1:6379/0".into(),
+        })?;
+        let invalid_url = |err: RedisError| Error::Config {
+            name: "REDIS_URL",
+            value: url.to_owned(),
+            reason: err.to_string(),
+        };
+        let info = url.into_connection_info().map_err(invalid_url)?;
+        let address = info.addr().to_string();
+        let keepalive = TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+        let info = info.set_tcp_settings(
+            TcpSettings::default()
+                .set_nodelay(true)
+                .set_keepalive(keepalive),
+        );
+        let client = Client::open(info).map_err(invalid_url)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2));
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config {
+                name: "runtime",
+                value: "none".into(),
+                reason: "RedisStore must be created inside a Tokio runtime".into(),
+            });
+        }
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(invalid_url)?;
+        Ok(RedisStore {
+            connection,
+            address,
+            command_timeout: config.command_timeout,
+        })
+    }
+
+    /// The underlying `redis` connection, for commands `Store` does not cover (the seed's
+    /// `get_redis()`). It is a cheap clone of the store's own multiplexed connection.
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// The `host:port` (or socket path) this store talks to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        request: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.command_timeout, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) if err.code() == Some("WRONGTYPE") => Err(Error::WrongType {
+                key: key.to_owned(),
+                operation,
+            }),
+            Ok(Err(source)) => Err(Error::Redis { operation, source }),
+            Err(_) => Err(Error::Timeout {
+                operation,
+                after: self.command_timeout,
+            }),
+        }
+    }
+
+    async fn query<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        let mut connection = self.connection.clone();
+        self.bounded(operation, key, cmd.query_async(&mut connection))
+            .await
+    }
+
+    async fn query_pipe<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        let mut connection = self.connection.clone();
+        self.bounded(operation, key, pipe.query_async(&mut connection))
+            .await
+    }
+
+    /// Runs `command key args..` then `PEXPIRE key ttl` atomically in one script, so a
+    /// failing command (a type mismatch, say) leaves the key's ttl alone; returns the
+    /// command's reply.
+    async fn write_with_ttl<T: FromRedisValue>(
+        &self,
+        command: &'static str,
+        key: &str,
+        args: &[&[u8]],
+        ttl: Duration,
+    ) -> Result<T> {
+        let mut invocation = WRITE_WITH_TTL.key(key);
+        invocation.arg(command).arg(ttl_millis(ttl));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut connection = self.connection.clone();
+        self.bounded(command, key, invocation.invoke_async(&mut connection))
+            .await
+    }
+
+    async fn server_facts(&self) -> Result<(Option<String>, Option<u64>)> {
+        let info: String = self
+            .query("INFO", "", redis::cmd("INFO").arg("server").arg("memory"))
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(|value| value.trim().to_owned())
+        };
+        let version = field("redis_version");
+        let used_memory = field("used_memory").and_then(|v| v.parse().ok());
+        Ok((version, used_memory))
+    }
+}
+
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.query("GET", key, redis::cmd("GET").arg(key)).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_millis(ttl))
+            .to_owned();
+        self.query("SET", key, &cmd).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let removed: u64 = self
+            .query("UNLINK", key, redis::cmd("UNLINK").arg(key))
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        self.query("EXISTS", key, redis::cmd("EXISTS").arg(key))
+            .await
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        let cmd = redis::cmd("PEXPIRE")
+            .arg(key)
+            .arg(ttl_millis(ttl))
+            .to_owned();
+        self.query("PEXPIRE", key, &cmd).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let millis: i64 = self.query("PTTL", key, redis::cmd("PTTL").arg(key)).await?;
+        Ok(match millis {
+            -2 => KeyTtl::Missing,
+            ms if ms < 0 => KeyTtl::Persistent,
+            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms.unsigned_abs())),
+        })
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = keys[0].as_str();
+        self.query("MGET", first, redis::cmd("MGET").arg(keys))
+            .await
+    }
+
+    async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()> {
+        let Some((first, _)) = items.first() else {
+            return Ok(());
+        };
+        let millis = ttl_millis(ttl);
+        let mut pipe = redis::pipe();
+        for (key, value) in items {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(millis)
+                .ignore();
+        }
+        self.query_pipe("MSET", first, &pipe).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.query("UNLINK", &keys[0], redis::cmd("UNLINK").arg(keys))
+            .await
+    }
+
+    async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .to_owned();
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.query("SCAN", pattern, &scan).await?;
+            if !keys.is_empty() {
+                let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
+                removed += self.query::<u64>("UNLINK", pattern, &unlink).await?;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn hset(&self, key: &str, field: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        let added: u64 = self
+            .write_with_ttl("HSET", key, &[field.as_bytes(), value], ttl)
+            .await?;
+        Ok(added > 0)
+    }
+
+    async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>> {
+        self.query("HGET", key, redis::cmd("HGET").arg(key).arg(field))
+            .await
+    }
+
+    async fn hgetall(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let map: HashMap<String, Vec<u8>> = self
+            .query("HGETALL", key, redis::cmd("HGETALL").arg(key))
+            .await?;
+        Ok(map.into_iter().collect())
+    }
+
+    async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
+        let removed: u64 = self
+            .query("HDEL", key, redis::cmd("HDEL").arg(key).arg(field))
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn lpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
+        if values.is_empty() {
+            return self.query("LLEN", key, redis::cmd("LLEN").arg(key)).await;
+        }
+        let args: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        self.write_with_ttl("LPUSH", key, &args, ttl).await
+    }
+
+    async fn rpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
+        if values.is_empty() {
+            return self.query("LLEN", key, redis::cmd("LLEN").arg(key)).await;
+        }
+        let args: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        self.write_with_ttl("RPUSH", key, &args, ttl).await
+    }
+
+    async fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>> {
+        let cmd = redis::cmd("LRANGE")
+            .arg(key)
+            .arg(start)
+            .arg(stop)
+            .to_owned();
+        self.query("LRANGE", key, &cmd).await
+    }
+
+    async fn sadd(&self, key: &str, members: &[Vec<u8>], ttl: Duration) -> Result<u64> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        let args: Vec<&[u8]> = members.iter().map(Vec::as_slice).collect();
+        self.write_with_ttl("SADD", key, &args, ttl).await
+    }
+
+    async fn srem(&self, key: &str, members: &[Vec<u8>]) -> Result<u64> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        self.query("SREM", key, redis::cmd("SREM").arg(key).arg(members))
+            .await
+    }
+
+    async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>> {
+        self.query("SMEMBERS", key, redis::cmd("SMEMBERS").arg(key))
+            .await
+    }
+
+    async fn health_check(&self) -> HealthReport {
+        let started = Instant::now();
+        if let Err(err) = self.query::<()>("PING", "", &redis::cmd("PING")).await {
+            return HealthReport::unhealthy(self.backend(), &err);
+        }
+        let latency = started.elapsed();
+        let (server_version, used_memory_bytes) = self.server_facts().await.unwrap_or_default();
+        HealthReport {
+            backend: self.backend(),
+            healthy: true,
+            latency: Some(latency),
+            server_version,
+            used_memory_bytes,
+            error: None,
+        }
+    }
+}

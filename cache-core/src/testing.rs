@@ -1,0 +1,319 @@
+//! A private `redis-server` for tests (feature `testing`).
+//!
+//! [`RedisServer::start`] launches `redis-server` on a free loopback port with no persistence
+//! and a temporary directory, waits until it answers `PING`, and kills it when dropped. The
+//! fault-injection methods ([`kill`](RedisServer::kill), [`pause`](RedisServer::pause),
+//! [`restart`](RedisServer::restart), ...) act on that process.
+//!
+//! Set `CACHEMERE_TEST_REDIS_URL` to run against an existing server instead (fault injection is
+//! then unavailable). `REDIS_URL` is deliberately not used: it names an application's Redis,
+//! which tests must not write into by accident.
+//!
+//! ```no_run
+//! use cache_core::{RedisStore, testing::RedisServer};
+//!
+//! # async fn demo() -> cache_core::Result<()> {
+//! let server = RedisServer::start()?;
+//! let store = RedisStore::connect(&server.config()).await?;
+//! server.kill()?;
+//! server.restart()?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Names the variable that points tests at an existing server.
+pub const TEST_URL_VAR: &str = "CACHEMERE_TEST_REDIS_URL";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const START_ATTEMPTS: usize = 5;
+const INSTALL_HINT: &str = "install Redis (Debian/Ubuntu: `sudo apt-get install redis-server`, \
+     macOS: `brew install redis`) or set CACHEMERE_TEST_REDIS_URL to a server the tests may write to";
+
+/// A `redis-server` process owned by a test, or an external server named by
+/// `CACHEMERE_TEST_REDIS_URL`.
+#[derive(Debug)]
+pub struct RedisServer {
+    target: Target,
+}
+
+#[derive(Debug)]
+enum Target {
+    External(String),
+    Owned(Owned),
+}
+
+#[derive(Debug)]
+struct Owned {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Mutex<Option<Child>>,
+}
+
+fn harness(reason: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Harness {
+        reason: reason.into(),
+        source: Some(source),
+    }
+}
+
+impl RedisServer {
+    /// The server tests should use: `CACHEMERE_TEST_REDIS_URL` if set, else a fresh private
+    /// `redis-server`. Fails (never skips) with installation advice when neither is available.
+    pub fn start() -> Result<RedisServer> {
+        match std::env::var(TEST_URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => Ok(RedisServer {
+                target: Target::External(url),
+            }),
+            _ => RedisServer::start_private(),
+        }
+    }
+
+    /// Always launches a private `redis-server`, ignoring `CACHEMERE_TEST_REDIS_URL` (for
+    /// fault-injection tests).
+    pub fn start_private() -> Result<RedisServer> {
+        let dir = tempfile::Builder::new()
+            .prefix("cachemere-redis-")
+            .tempdir()
+            .map_err(harness("could not create a temporary directory"))?;
+        let mut owned = Owned {
+            port: free_port()?,
+            dir,
+            child: Mutex::new(None),
+        };
+        let mut attempts = 1;
+        loop {
+            match owned.launch() {
+                Ok(()) => {
+                    return Ok(RedisServer {
+                        target: Target::Owned(owned),
+                    });
+                }
+                Err(
+                    err @ Error::Harness {
+                        source: Some(_), ..
+                    },
+                ) => return Err(err),
+                Err(err) if attempts == START_ATTEMPTS => return Err(err),
+                Err(_) => {
+                    attempts += 1;
+                    owned.port = free_port()?;
+                }
+            }
+        }
+    }
+
+    /// The server's URL (`redis://127.0.0.1:<port>/0`).
+    pub fn url(&self) -> String {
+        match &self.target {
+            Target::External(url) => url.clone(),
+            Target::Owned(owned) => format!("redis://127.0.0.1:{}/0", owned.port),
+        }
+    }
+
+    /// The port of a private server (`None` for an external one).
+    pub fn port(&self) -> Option<u16> {
+        match &self.target {
+            Target::External(_) => None,
+            Target::Owned(owned) => Some(owned.port),
+        }
+    }
+
+    /// A [`Config`] for this server with short timeouts (1 s connect, 1 s command), so that
+    /// failing tests fail fast.
+    pub fn config(&self) -> Config {
+        Config {
+            redis_url: Some(self.url()),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            ..Config::default()
+        }
+    }
+
+    fn owned(&self, action: &str) -> Result<&Owned> {
+        match &self.target {
+            Target::Owned(owned) => Ok(owned),
+            Target::External(_) => Err(Error::Harness {
+                reason: format!(
+                    "cannot {action} an external server ({TEST_URL_VAR}); use RedisServer::start_private"
+                ),
+                source: None,
+            }),
+        }
+    }
+
+    /// Stops the server gracefully (`SIGTERM`) and waits for it to exit.
+    pub fn stop(&self) -> Result<()> {
+        let owned = self.owned("stop")?;
+        owned.signal("TERM")?;
+        owned.reap()
+    }
+
+    /// Kills the server abruptly (`SIGKILL`), as a crash would.
+    pub fn kill(&self) -> Result<()> {
+        let owned = self.owned("kill")?;
+        owned.signal("KILL")?;
+        owned.reap()
+    }
+
+    /// Freezes the server (`SIGSTOP`): connections stay open but nothing is answered.
+    pub fn pause(&self) -> Result<()> {
+        self.owned("pause")?.signal("STOP")
+    }
+
+    /// Unfreezes a paused server (`SIGCONT`).
+    pub fn resume(&self) -> Result<()> {
+        self.owned("resume")?.signal("CONT")
+    }
+
+    /// Starts the server again on the same port (killing it first if it still runs), with an
+    /// empty dataset.
+    pub fn restart(&self) -> Result<()> {
+        let owned = self.owned("restart")?;
+        if owned.pid().is_some() {
+            owned.signal("KILL")?;
+            owned.reap()?;
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match owned.launch() {
+                Ok(()) => return Ok(()),
+                Err(err) if Instant::now() > deadline => return Err(err),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+impl Owned {
+    fn launch(&self) -> Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .args(["--protected-mode", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| Error::Harness {
+                reason: format!("could not run redis-server: {INSTALL_HINT}"),
+                source: Some(source),
+            })?;
+        *self.lock() = Some(child);
+        self.wait_ready()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.child
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.lock().as_ref().map(Child::id)
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self.lock().as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(Error::Harness {
+                    reason: format!(
+                        "redis-server exited with {status} on port {} (see {})",
+                        self.port,
+                        self.dir.path().join("redis.log").display()
+                    ),
+                    source: None,
+                });
+            }
+            if ping(self.port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(Error::Harness {
+            reason: format!(
+                "redis-server on port {} did not answer PING within {READY_TIMEOUT:?}",
+                self.port
+            ),
+            source: None,
+        })
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let Some(pid) = self.pid() else {
+            return Err(Error::Harness {
+                reason: format!("cannot send SIG{signal}: the server is not running"),
+                source: None,
+            });
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .map_err(harness(format!("could not send SIG{signal}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Harness {
+                reason: format!("kill -{signal} {pid} failed with {status}"),
+                source: None,
+            })
+        }
+    }
+
+    fn reap(&self) -> Result<()> {
+        if let Some(mut child) = self.lock().take() {
+            child
+                .wait()
+                .map_err(harness("could not wait for redis-server"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.lock().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(harness("could not find a free port"))?;
+    listener
+        .local_addr()
+        .map(|addr| addr.port())
+        .map_err(harness("could not find a free port"))
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
