@@ -9,11 +9,13 @@ use serde::de::DeserializeOwned;
 use crate::codec::{Bincode, Codec};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::flight::Flights;
 use crate::frame::Format;
 use crate::health::HealthReport;
+use crate::log::ErrorLog;
 use crate::stats::{CacheStats, Counters};
 use crate::store::{KeyTtl, MemoryStore, RedisStore, Store};
-use crate::ttl::Ttl;
+use crate::ttl::{SetOptions, Ttl};
 
 const DEFAULT_COMPRESS_OVER: usize = 1024;
 
@@ -35,17 +37,22 @@ const DEFAULT_COMPRESS_OVER: usize = 1024;
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Arc<dyn Store>,
-    format: Format,
-    prefix: String,
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) format: Format,
+    pub(crate) prefix: String,
     default_ttl: Duration,
     short_ttl: Duration,
     long_ttl: Duration,
-    counters: Counters,
+    jitter_percent: u8,
+    pub(crate) strict: bool,
+    pub(crate) lock_wait: Duration,
+    pub(crate) counters: Counters,
+    pub(crate) flights: Flights,
+    pub(crate) errors: ErrorLog,
 }
 
 impl fmt::Debug for Cache {
@@ -70,6 +77,9 @@ pub struct CacheBuilder {
     long_ttl: Duration,
     compress_over: Option<usize>,
     max_value_bytes: usize,
+    jitter_percent: u8,
+    strict: bool,
+    lock_wait: Duration,
 }
 
 impl CacheBuilder {
@@ -127,6 +137,29 @@ impl CacheBuilder {
         self
     }
 
+    /// Lengthens every ttl by a random 0 to `percent` % (capped at 100), so that keys written
+    /// together do not all expire together.
+    pub fn ttl_jitter(mut self, percent: u8) -> Self {
+        self.jitter_percent = percent.min(100);
+        self
+    }
+
+    /// Strict mode: store errors and timeouts are returned to callers of
+    /// [`get`](Cache::get_or_set)-style methods instead of being degraded to misses.
+    /// Off by default: caching never breaks the code it wraps.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// How long a caller that finds the distributed lock taken waits for the holder's value
+    /// before computing it anyway (default 5 s). The lock itself expires after the same time,
+    /// so a crashed holder never blocks a key for longer.
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> Cache {
         Cache {
@@ -141,7 +174,12 @@ impl CacheBuilder {
                 default_ttl: self.default_ttl,
                 short_ttl: self.short_ttl,
                 long_ttl: self.long_ttl,
+                jitter_percent: self.jitter_percent,
+                strict: self.strict,
+                lock_wait: self.lock_wait,
                 counters: Counters::default(),
+                flights: Flights::default(),
+                errors: ErrorLog::default(),
             }),
         }
     }
@@ -166,6 +204,9 @@ impl Cache {
             long_ttl: defaults.long_ttl,
             compress_over: Some(DEFAULT_COMPRESS_OVER),
             max_value_bytes: defaults.max_value_bytes,
+            jitter_percent: 0,
+            strict: false,
+            lock_wait: Duration::from_secs(5),
         }
     }
 
@@ -222,7 +263,7 @@ impl Cache {
         }
     }
 
-    fn ttl_for(&self, key: &str, ttl: impl Into<Ttl>) -> Result<Duration> {
+    pub(crate) fn ttl_for(&self, key: &str, ttl: impl Into<Ttl>) -> Result<Duration> {
         let duration = self.resolve_ttl(ttl);
         if duration < Duration::from_millis(1) {
             return Err(Error::InvalidTtl {
@@ -230,18 +271,26 @@ impl Cache {
                 ttl: duration,
             });
         }
-        Ok(duration)
+        Ok(self.jittered(duration))
+    }
+
+    fn jittered(&self, ttl: Duration) -> Duration {
+        if self.inner.jitter_percent == 0 {
+            return ttl;
+        }
+        let fraction = (random_u64() % 10_001) as f64 / 10_000.0;
+        ttl.mul_f64(1.0 + fraction * f64::from(self.inner.jitter_percent) / 100.0)
     }
 
     /// Counts a store error and passes it on.
-    fn counted<T>(&self, result: Result<T>) -> Result<T> {
+    pub(crate) fn counted<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_err() {
             Counters::add(&self.inner.counters.errors, 1);
         }
         result
     }
 
-    fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
+    pub(crate) fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
         match self.inner.format.decode(key, bytes) {
             Ok(value) => Some(value),
             Err(err) => {
@@ -252,7 +301,7 @@ impl Cache {
         }
     }
 
-    fn record_read(&self, hit: bool) {
+    pub(crate) fn record_read(&self, hit: bool) {
         let counters = &self.inner.counters;
         Counters::add(
             if hit {
@@ -295,24 +344,25 @@ impl Cache {
         Ok(value)
     }
 
-    async fn discard(&self, full_key: &str) {
+    pub(crate) async fn discard(&self, full_key: &str) {
         if let Err(err) = self.inner.store.delete(full_key).await {
             Counters::add(&self.inner.counters.errors, 1);
             tracing::warn!(key = full_key, error = %err, "could not delete an undecodable value");
         }
     }
 
-    /// Writes a value that expires after `ttl` (a [`Duration`], an expiry class, or `None`
-    /// for the default class).
+    /// Writes a value that expires after `ttl` (a [`Duration`], an expiry class, `None` for
+    /// the default class, or [`SetOptions`] to add tags).
     ///
     /// ```
-    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # use cache_core::{Cache, MemoryStore, SetOptions, Ttl};
     /// # use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
     /// # let cache = Cache::builder(MemoryStore::new()).build();
     /// cache.set("analytics:daily", &vec![1, 2, 3], Ttl::Short).await?;
     /// cache.set("grading:result:7", &"A+", Duration::from_secs(86_400)).await?;
     /// cache.set("class:students:3", &["ada", "alan"], None).await?;
+    /// cache.set("user:profile:42", &"Ada", SetOptions::new(Ttl::Long).tags(["user:42"])).await?;
     /// # Ok(())
     /// # }
     /// ```
@@ -320,14 +370,37 @@ impl Cache {
         &self,
         key: &str,
         value: &T,
-        ttl: impl Into<Ttl>,
+        options: impl Into<SetOptions>,
     ) -> Result<()> {
+        let options = options.into();
         let full = self.full_key(key);
-        let ttl = self.ttl_for(&full, ttl)?;
+        let ttl = self.ttl_for(&full, options.ttl_class())?;
         let bytes = self.inner.format.encode(&full, value)?;
-        self.counted(self.inner.store.set(&full, &bytes, ttl).await)?;
+        self.store_encoded(&full, &bytes, ttl, options.tag_names())
+            .await
+    }
+
+    /// Writes encoded bytes, recording tags first so that a tagged value is never untracked.
+    pub(crate) async fn store_encoded(
+        &self,
+        full_key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+        tags: &[String],
+    ) -> Result<()> {
+        let member = [full_key.to_owned()];
+        for tag in tags {
+            let tag_key = self.tag_key(tag);
+            self.counted(self.inner.store.tag(&tag_key, &member, ttl).await)?;
+        }
+        self.counted(self.inner.store.set(full_key, bytes, ttl).await)?;
         Counters::add(&self.inner.counters.sets, 1);
         Ok(())
+    }
+
+    /// The store key of a tag's index.
+    pub(crate) fn tag_key(&self, tag: &str) -> String {
+        format!("{}__cachemere:tag:{tag}", self.inner.prefix)
     }
 
     /// Removes a key; returns whether it existed.
@@ -669,4 +742,19 @@ impl Cache {
 /// ```
 pub async fn check_redis_connection(cache: &Cache) -> bool {
     cache.health_check().await.healthy
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A random token, unique enough to identify one lock holder.
+pub(crate) fn random_token() -> [u8; 16] {
+    let mut token = [0u8; 16];
+    token[..8].copy_from_slice(&random_u64().to_le_bytes());
+    token[8..].copy_from_slice(&random_u64().to_le_bytes());
+    token
 }

@@ -25,11 +25,16 @@
 
 mod cache;
 pub mod codec;
+mod compute;
 mod config;
 pub mod error;
+mod flight;
 mod frame;
+mod global;
 mod health;
 pub mod key;
+mod log;
+mod multi;
 mod stats;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -43,4 +48,4 @@ pub use crate::error::{BoxError, Error, Result};
 pub use crate::health::HealthReport;
 pub use crate::stats::CacheStats;
 pub use crate::store::{KeyTtl, MemoryStore, RedisStore, Store};
-pub use crate::ttl::Ttl;
+pub use crate::ttl::{SetOptions, Ttl};

@@ -62,3 +62,85 @@ impl std::str::FromStr for Ttl {
         }
     }
 }
+
+/// How a value is written: its [`Ttl`], the tags it carries, and whether a recomputation in
+/// [`Cache::get_or_set`](crate::Cache::get_or_set) takes the distributed lock.
+///
+/// Anything that converts into a [`Ttl`] (a [`Duration`], an expiry class, `None`) converts
+/// into `SetOptions` too, so simple calls stay simple:
+///
+/// ```
+/// use cache_core::{SetOptions, Ttl};
+///
+/// let plain: SetOptions = Ttl::Short.into();
+/// let tagged = SetOptions::new(Ttl::Long).tags(["user:42", "class:7"]).lock(true);
+/// assert_eq!(tagged.tag_names(), ["user:42", "class:7"]);
+/// # let _ = plain;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    ttl: Ttl,
+    tags: Vec<String>,
+    lock: bool,
+}
+
+impl SetOptions {
+    /// Options with this ttl, no tags and no lock.
+    pub fn new(ttl: impl Into<Ttl>) -> SetOptions {
+        SetOptions {
+            ttl: ttl.into(),
+            ..SetOptions::default()
+        }
+    }
+
+    /// Tags the written value; [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)
+    /// removes every value carrying a tag.
+    pub fn tags<I, S>(mut self, tags: I) -> SetOptions
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// Whether [`Cache::get_or_set`](crate::Cache::get_or_set) takes a lock in the store
+    /// before computing, so that several processes recompute a hot key once.
+    pub fn lock(mut self, lock: bool) -> SetOptions {
+        self.lock = lock;
+        self
+    }
+
+    /// The ttl.
+    pub fn ttl_class(&self) -> Ttl {
+        self.ttl
+    }
+
+    /// The tags.
+    pub fn tag_names(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// Whether the distributed lock is requested.
+    pub fn locks(&self) -> bool {
+        self.lock
+    }
+}
+
+impl From<Ttl> for SetOptions {
+    fn from(ttl: Ttl) -> SetOptions {
+        SetOptions::new(ttl)
+    }
+}
+
+impl From<Duration> for SetOptions {
+    fn from(ttl: Duration) -> SetOptions {
+        SetOptions::new(ttl)
+    }
+}
+
+impl From<Option<Duration>> for SetOptions {
+    fn from(ttl: Option<Duration>) -> SetOptions {
+        SetOptions::new(ttl)
+    }
+}

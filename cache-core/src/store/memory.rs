@@ -49,6 +49,7 @@ enum Value {
     Hash(Arc<HashMap<String, Vec<u8>>>),
     List(Arc<VecDeque<Vec<u8>>>),
     Set(Arc<HashSet<Vec<u8>>>),
+    Tag(Arc<HashMap<String, Instant>>),
 }
 
 enum Change {
@@ -92,6 +93,7 @@ impl Slot {
             Value::Hash(hash) => hash.iter().map(|(f, v)| f.len() + v.len()).sum(),
             Value::List(list) => list.iter().map(Vec::len).sum(),
             Value::Set(set) => set.iter().map(Vec::len).sum(),
+            Value::Tag(members) => members.keys().map(|m| m.len() + 16).sum(),
         }
     }
 }
@@ -447,6 +449,75 @@ impl Store for MemoryStore {
             Some(Value::Set(set)) => Ok(set.iter().cloned().collect()),
             Some(_) => Err(wrong_type(key, "SMEMBERS")),
         }
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        self.modify(key, |live| {
+            Ok(match live {
+                Some(_) => (Change::Keep, false),
+                None => (
+                    Change::Put(Slot::new(Value::Bytes(value.into()), ttl)),
+                    true,
+                ),
+            })
+        })
+        .await
+    }
+
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool> {
+        self.modify(key, |live| {
+            Ok(match live.map(|slot| &slot.value) {
+                Some(Value::Bytes(bytes)) if **bytes == *expected => (Change::Remove, true),
+                _ => (Change::Keep, false),
+            })
+        })
+        .await
+    }
+
+    async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.modify(tag_key, |live| {
+            let now = Instant::now();
+            let mut index = match live.map(|slot| &slot.value) {
+                None => HashMap::new(),
+                Some(Value::Tag(index)) => (**index).clone(),
+                Some(_) => return Err(wrong_type(tag_key, "TAG")),
+            };
+            index.retain(|_, expires_at| *expires_at > now);
+            let expires_at = Slot::new(Value::Bytes(Arc::from([])), ttl).expires_at;
+            for member in members {
+                let entry = index.entry(member.clone()).or_insert(expires_at);
+                *entry = (*entry).max(expires_at);
+            }
+            let last = index.values().copied().max().unwrap_or(expires_at);
+            let slot = Slot {
+                value: Value::Tag(Arc::new(index)),
+                expires_at: last,
+            };
+            Ok((Change::Put(slot), ()))
+        })
+        .await
+    }
+
+    async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>> {
+        self.modify(tag_key, |live| {
+            let now = Instant::now();
+            match live.map(|slot| &slot.value) {
+                None => Ok((Change::Keep, Vec::new())),
+                Some(Value::Tag(index)) => {
+                    let members = index
+                        .iter()
+                        .filter(|(_, expires_at)| **expires_at > now)
+                        .map(|(member, _)| member.clone())
+                        .collect();
+                    Ok((Change::Remove, members))
+                }
+                Some(_) => Err(wrong_type(tag_key, "TAKE TAGGED")),
+            }
+        })
+        .await
     }
 
     async fn health_check(&self) -> HealthReport {

@@ -103,6 +103,22 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Reads every member of a set, in no particular order.
     async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>>;
 
+    /// Writes a plain value only if the key does not exist; returns whether it was written.
+    /// This is the acquire step of a lock (`SET NX PX`).
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;
+
+    /// Removes a key only if it holds exactly `expected`; returns whether it was removed.
+    /// This is the token-checked release step of a lock.
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool>;
+
+    /// Records that `members` (store keys) carry the tag whose index lives at `tag_key`, each
+    /// for `ttl`. Entries whose ttl has passed are pruned, and the index itself lives exactly
+    /// as long as its longest-lived entry, so it never outgrows the live keys it tracks.
+    async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()>;
+
+    /// Removes the tag index at `tag_key` and returns the members that were still live.
+    async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>>;
+
     /// Probes the backend: reachability, round-trip latency and server facts.
     async fn health_check(&self) -> HealthReport;
 }

@@ -14,6 +14,47 @@ use crate::error::{Error, Result};
 use crate::health::HealthReport;
 
 const SCAN_BATCH: usize = 1000;
+static DELETE_IF_EQUALS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+/// Tag index: a sorted set of member keys scored by their expiry time (server clock, ms).
+static TAG: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = now + tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 2, #ARGV do
+    redis.call('ZADD', KEYS[1], 'GT', expires, ARGV[i])
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 0
+",
+    )
+});
+
+static TAKE_TAGGED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+redis.call('UNLINK', KEYS[1])
+return live
+",
+    )
+});
+
 static WRITE_WITH_TTL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -410,6 +451,54 @@ impl Store for RedisStore {
     async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>> {
         self.query("SMEMBERS", key, redis::cmd("SMEMBERS").arg(key))
             .await
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_millis(ttl))
+            .to_owned();
+        let reply: Option<String> = self.query("SET NX", key, &cmd).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool> {
+        let mut invocation = DELETE_IF_EQUALS.key(key);
+        invocation.arg(expected);
+        let mut connection = self.connection.clone();
+        let removed: u64 = self
+            .bounded(
+                "DELETE IF EQUALS",
+                key,
+                invocation.invoke_async(&mut connection),
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = TAG.key(tag_key);
+        invocation.arg(ttl_millis(ttl)).arg(members);
+        let mut connection = self.connection.clone();
+        self.bounded("TAG", tag_key, invocation.invoke_async(&mut connection))
+            .await
+    }
+
+    async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>> {
+        let invocation = TAKE_TAGGED.key(tag_key);
+        let mut connection = self.connection.clone();
+        self.bounded(
+            "TAKE TAGGED",
+            tag_key,
+            invocation.invoke_async(&mut connection),
+        )
+        .await
     }
 
     async fn health_check(&self) -> HealthReport {

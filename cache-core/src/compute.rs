@@ -1,0 +1,320 @@
+//! Get-or-set with stampede protection and graceful degradation.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::{Cache, random_token};
+use crate::error::{Error, Result};
+use crate::flight::{Role, follow};
+use crate::stats::Counters;
+use crate::ttl::SetOptions;
+
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
+/// Whether store failures are surfaced ([`Strict`]) or degraded to misses ([`Lenient`]).
+pub(crate) trait Strictness {
+    type Error;
+    fn fail(err: Error) -> std::result::Result<(), Self::Error>;
+}
+
+pub(crate) enum Strict {}
+pub(crate) enum Lenient {}
+
+impl Strictness for Strict {
+    type Error = Error;
+    fn fail(err: Error) -> std::result::Result<(), Error> {
+        Err(err)
+    }
+}
+
+impl Strictness for Lenient {
+    type Error = Infallible;
+    fn fail(_: Error) -> std::result::Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+/// What a caller asking for the distributed lock ends up with.
+enum Led<T> {
+    /// Another process computed the value meanwhile.
+    Found(T),
+    /// This caller must compute, holding the lock with this token if it got it.
+    Compute(Option<[u8; 16]>),
+}
+
+impl Cache {
+    /// Reads `key`; on a miss runs `factory`, caches its value and returns it.
+    ///
+    /// Concurrent misses on one key in this process run `factory` once and share the value;
+    /// a caller that is cancelled while computing hands the job to one of the waiters. With
+    /// [`SetOptions::lock`], processes sharing the store also compute a key once (waiting at
+    /// most [`CacheBuilder::lock_wait`](crate::CacheBuilder::lock_wait)).
+    ///
+    /// Store errors and timeouts count as misses and failed writes are logged (rate-limited)
+    /// and counted: the factory's value is returned whatever the store does. In
+    /// [strict](crate::CacheBuilder::strict) mode they are returned instead.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// let compute = || async { vec!["algebra".to_owned(), "geometry".to_owned()] };
+    /// let first = cache.get_or_set("user:classes:42", Ttl::Default, compute).await?;
+    /// let second = cache.get_or_set("user:classes:42", Ttl::Default, compute).await?;
+    /// assert_eq!(first, second);
+    /// assert_eq!((cache.stats().misses, cache.stats().hits), (1, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_or_set<T, F, Fut>(
+        &self,
+        key: &str,
+        options: impl Into<SetOptions>,
+        factory: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let factory = || async { Ok::<T, Infallible>(factory().await) };
+        let outcome = if self.inner.strict {
+            self.compute::<Strict, _, _, _, _>(key, options.into(), factory)
+                .await?
+        } else {
+            match self
+                .compute::<Lenient, _, _, _, _>(key, options.into(), factory)
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(never) => match never {},
+            }
+        };
+        match outcome {
+            Ok(value) => Ok(value),
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`get_or_set`](Cache::get_or_set) for a fallible factory: an `Err` is returned to
+    /// the caller and to every caller waiting on the same computation, and nothing is cached.
+    ///
+    /// The error channel belongs to the factory, so store errors are always degraded here
+    /// (counted and logged), even in strict mode.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// let failed: Result<u32, String> = cache
+    ///     .try_get_or_set("grading:result:9", Ttl::Long, || async { Err("model offline".to_owned()) })
+    ///     .await;
+    /// assert_eq!(failed, Err("model offline".to_owned()));
+    /// let ok = cache
+    ///     .try_get_or_set("grading:result:9", Ttl::Long, || async { Ok::<_, String>(97u32) })
+    ///     .await;
+    /// assert_eq!(ok, Ok(97));
+    /// # }
+    /// ```
+    pub async fn try_get_or_set<T, E, F, Fut>(
+        &self,
+        key: &str,
+        options: impl Into<SetOptions>,
+        factory: F,
+    ) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        match self
+            .compute::<Lenient, _, _, _, _>(key, options.into(), factory)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(never) => match never {},
+        }
+    }
+
+    async fn compute<S, T, E, F, Fut>(
+        &self,
+        key: &str,
+        options: SetOptions,
+        factory: F,
+    ) -> std::result::Result<std::result::Result<T, E>, S::Error>
+    where
+        S: Strictness,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let full = self.full_key(key).into_owned();
+        if let Some(value) = self.read_or_degrade::<S, T>(&full).await? {
+            self.record_read(true);
+            return Ok(Ok(value));
+        }
+        self.record_read(false);
+        loop {
+            let leader = match self.inner.flights.join(&full) {
+                Role::Leader(leader) => leader,
+                Role::Follower(receiver) => {
+                    Counters::add(&self.inner.counters.stampede_joins, 1);
+                    match follow(receiver).await {
+                        Some(Ok(shared)) => match shared.downcast_ref::<T>() {
+                            Some(value) => return Ok(Ok(value.clone())),
+                            None => return Ok(factory().await),
+                        },
+                        Some(Err(shared)) => match shared.downcast_ref::<E>() {
+                            Some(error) => return Ok(Err(error.clone())),
+                            None => return Ok(factory().await),
+                        },
+                        None => continue,
+                    }
+                }
+            };
+            if let Some(value) = self.read_or_degrade::<S, T>(&full).await? {
+                Counters::add(&self.inner.counters.stampede_joins, 1);
+                leader.publish(Ok(Arc::new(value.clone())));
+                return Ok(Ok(value));
+            }
+            let lock = match options.locks() {
+                true => match self.lock_or_wait::<S, T>(&full).await? {
+                    Led::Found(value) => {
+                        leader.publish(Ok(Arc::new(value.clone())));
+                        return Ok(Ok(value));
+                    }
+                    Led::Compute(token) => token,
+                },
+                false => None,
+            };
+            let outcome = factory().await;
+            match &outcome {
+                Ok(value) => {
+                    leader.publish(Ok(Arc::new(value.clone())));
+                    self.write_or_degrade::<S, T>(&full, value, &options)
+                        .await?;
+                }
+                Err(error) => leader.publish(Err(Arc::new(error.clone()))),
+            }
+            if let Some(token) = lock {
+                self.release_lock(&full, &token).await;
+            }
+            return Ok(outcome);
+        }
+    }
+
+    /// Reads and decodes `full_key`; a store failure is a miss unless strict.
+    pub(crate) async fn read_or_degrade<S: Strictness, T: DeserializeOwned>(
+        &self,
+        full_key: &str,
+    ) -> std::result::Result<Option<T>, S::Error> {
+        let bytes = match self.counted(self.inner.store.get(full_key).await) {
+            Ok(bytes) => bytes,
+            Err(err) => return self.degrade::<S>("GET", full_key, err).map(|()| None),
+        };
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let value = self.decode(full_key, &bytes);
+        if value.is_none() {
+            self.discard(full_key).await;
+        }
+        Ok(value)
+    }
+
+    /// Encodes and writes a computed value; failures are logged and counted unless strict.
+    pub(crate) async fn write_or_degrade<S: Strictness, T: Serialize + ?Sized>(
+        &self,
+        full_key: &str,
+        value: &T,
+        options: &SetOptions,
+    ) -> std::result::Result<(), S::Error> {
+        let written = async {
+            let ttl = self.ttl_for(full_key, options.ttl_class())?;
+            let bytes = self.inner.format.encode(full_key, value)?;
+            self.store_encoded(full_key, &bytes, ttl, options.tag_names())
+                .await
+        };
+        match written.await {
+            Ok(()) => Ok(()),
+            Err(err) => self.degrade::<S>("SET", full_key, err),
+        }
+    }
+
+    /// Logs a failure (rate-limited) and, in strict mode, returns it. Store errors are
+    /// already counted by `counted`; local ones (encoding, size) are counted here.
+    pub(crate) fn degrade<S: Strictness>(
+        &self,
+        operation: &str,
+        key: &str,
+        err: Error,
+    ) -> std::result::Result<(), S::Error> {
+        if matches!(
+            err,
+            Error::Encode { .. } | Error::ValueTooLarge { .. } | Error::InvalidTtl { .. }
+        ) {
+            Counters::add(&self.inner.counters.errors, 1);
+        }
+        self.inner.errors.store_error(operation, key, &err);
+        S::fail(err)
+    }
+
+    fn lock_key(full_key: &str) -> String {
+        format!("{full_key}.__cachemere_lock")
+    }
+
+    /// Takes the lock, or waits for the holder's value; computes without the lock once
+    /// `lock_wait` has passed or the store fails.
+    async fn lock_or_wait<S: Strictness, T: DeserializeOwned>(
+        &self,
+        full_key: &str,
+    ) -> std::result::Result<Led<T>, S::Error> {
+        let lock_key = Cache::lock_key(full_key);
+        let token = random_token();
+        let deadline = Instant::now() + self.inner.lock_wait;
+        loop {
+            let acquired = self.counted(
+                self.inner
+                    .store
+                    .set_if_absent(&lock_key, &token, self.inner.lock_wait)
+                    .await,
+            );
+            match acquired {
+                Ok(true) => {
+                    if let Some(value) = self.read_or_degrade::<S, T>(full_key).await? {
+                        self.release_lock(full_key, &token).await;
+                        return Ok(Led::Found(value));
+                    }
+                    return Ok(Led::Compute(Some(token)));
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    self.degrade::<S>("SET NX", &lock_key, err)?;
+                    return Ok(Led::Compute(None));
+                }
+            }
+            if let Some(value) = self.read_or_degrade::<S, T>(full_key).await? {
+                return Ok(Led::Found(value));
+            }
+            if Instant::now() >= deadline {
+                return Ok(Led::Compute(None));
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
+    async fn release_lock(&self, full_key: &str, token: &[u8]) {
+        let lock_key = Cache::lock_key(full_key);
+        let released = self.counted(self.inner.store.delete_if_equals(&lock_key, token).await);
+        if let Err(err) = released {
+            let _ = self.degrade::<Lenient>("DELETE IF EQUALS", &lock_key, err);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Rate-limited logging of store errors, so an outage does not flood the logs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+const INTERVAL_MS: u64 = 1000;
+
+#[derive(Debug)]
+pub(crate) struct ErrorLog {
+    started: Instant,
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Default for ErrorLog {
+    fn default() -> Self {
+        ErrorLog {
+            started: Instant::now(),
+            next_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ErrorLog {
+    /// Logs at most one store error a second, saying how many were suppressed since.
+    pub(crate) fn store_error(&self, operation: &str, key: &str, error: &crate::Error) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now < next
+            || self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + INTERVAL_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            operation,
+            key,
+            suppressed,
+            error = %crate::error::one_line(error),
+            "cache store error; continuing without the cache"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Multi-key operations and invalidation.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::Cache;
+use crate::error::Result;
+use crate::key::escape_glob;
+use crate::stats::Counters;
+use crate::ttl::SetOptions;
+
+const DELETE_BATCH: usize = 1000;
+
+impl Cache {
+    fn full_keys<K: AsRef<str>>(&self, keys: &[K]) -> Vec<String> {
+        keys.iter()
+            .map(|key| self.full_key(key.as_ref()).into_owned())
+            .collect()
+    }
+
+    /// Reads several values in one round trip (`MGET`); the result has one entry per key, in
+    /// order. Values that do not decode are misses, and are deleted and counted.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.set_multi(&[("key1", 1u32), ("key3", 3)], Ttl::Default).await?;
+    /// let values = cache.get_multi::<u32, _>(&["key1", "key2", "key3"]).await?;
+    /// assert_eq!(values, [Some(1), None, Some(3)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_multi<T: DeserializeOwned, K: AsRef<str>>(
+        &self,
+        keys: &[K],
+    ) -> Result<Vec<Option<T>>> {
+        let full = self.full_keys(keys);
+        let found = self.counted(self.inner.store.mget(&full).await)?;
+        let mut undecodable = Vec::new();
+        let values: Vec<Option<T>> = found
+            .into_iter()
+            .zip(&full)
+            .map(|(bytes, key)| {
+                let value = self.decode(key, bytes.as_deref()?);
+                if value.is_none() {
+                    undecodable.push(key.clone());
+                }
+                value
+            })
+            .collect();
+        let hits = values.iter().filter(|value| value.is_some()).count() as u64;
+        Counters::add(&self.inner.counters.hits, hits);
+        Counters::add(&self.inner.counters.misses, values.len() as u64 - hits);
+        if !undecodable.is_empty() {
+            let _ = self.counted(self.inner.store.delete_many(&undecodable).await);
+        }
+        Ok(values)
+    }
+
+    /// Writes several values, each with the same ttl and tags, in one pipeline.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// let data = [("key1", "value1"), ("key2", "value2")];
+    /// cache.set_multi(&data, Ttl::Default).await?;
+    /// assert_eq!(cache.stats().sets, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn set_multi<K: AsRef<str>, T: Serialize>(
+        &self,
+        items: &[(K, T)],
+        options: impl Into<SetOptions>,
+    ) -> Result<()> {
+        let options = options.into();
+        let Some((first, _)) = items.first() else {
+            return Ok(());
+        };
+        let ttl = self.ttl_for(first.as_ref(), options.ttl_class())?;
+        let encoded = items
+            .iter()
+            .map(|(key, value)| {
+                let full = self.full_key(key.as_ref()).into_owned();
+                let bytes = self.inner.format.encode(&full, value)?;
+                Ok((full, bytes))
+            })
+            .collect::<Result<Vec<(String, Vec<u8>)>>>()?;
+        if !options.tag_names().is_empty() {
+            let members: Vec<String> = encoded.iter().map(|(key, _)| key.clone()).collect();
+            for tag in options.tag_names() {
+                let tag_key = self.tag_key(tag);
+                self.counted(self.inner.store.tag(&tag_key, &members, ttl).await)?;
+            }
+        }
+        self.counted(self.inner.store.mset(&encoded, ttl).await)?;
+        Counters::add(&self.inner.counters.sets, encoded.len() as u64);
+        Ok(())
+    }
+
+    /// Removes several keys in one round trip (`UNLINK`); returns how many existed.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.set("a", &1u8, Ttl::Default).await?;
+    /// assert_eq!(cache.delete_multi(&["a", "b"]).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn delete_multi<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
+        let removed = self.counted(self.inner.store.delete_many(&self.full_keys(keys)).await)?;
+        Counters::add(&self.inner.counters.deletes, removed);
+        Ok(removed)
+    }
+
+    /// Removes every key matching a Redis glob `pattern` (behind the cache's prefix), by
+    /// cursored `SCAN` + `UNLINK` in batches, never `KEYS`; returns how many were removed.
+    ///
+    /// Escape anything that comes from outside the program with
+    /// [`escape_glob`](crate::key::escape_glob), so that a user id of `*` cannot widen the
+    /// invalidation to every user.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl, key::escape_glob};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.set("user:profile:42", &1u8, Ttl::Default).await?;
+    /// cache.set("user:classes:42", &2u8, Ttl::Default).await?;
+    /// cache.set("user:profile:7", &3u8, Ttl::Default).await?;
+    /// let user_id = "42";
+    /// let removed = cache.invalidate_pattern(&format!("user:*:{}", escape_glob(user_id))).await?;
+    /// assert_eq!(removed, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
+        let full = format!("{}{pattern}", escape_glob(&self.inner.prefix));
+        let removed = self.counted(self.inner.store.delete_matching(&full).await)?;
+        Counters::add(&self.inner.counters.deletes, removed);
+        Ok(removed)
+    }
+
+    /// Removes every live value written with `tag` (see [`SetOptions::tags`]); returns how
+    /// many were removed. Values that expired on their own are simply gone already.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, SetOptions, Ttl};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// let tagged = SetOptions::new(Ttl::Default).tags(["user:42"]);
+    /// cache.set("user:profile:42", &"Ada", tagged.clone()).await?;
+    /// cache.set("ai:context:42", &"...", tagged).await?;
+    /// assert_eq!(cache.invalidate_tag("user:42").await?, 2);
+    /// assert!(!cache.exists("user:profile:42").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
+        let members = self.counted(self.inner.store.take_tagged(&self.tag_key(tag)).await)?;
+        let mut removed = 0;
+        for batch in members.chunks(DELETE_BATCH) {
+            removed += self.counted(self.inner.store.delete_many(batch).await)?;
+        }
+        Counters::add(&self.inner.counters.deletes, removed);
+        Ok(removed)
+    }
+}

@@ -1,0 +1,480 @@
+//! Cache manager behaviour, counted (not timed), against a private `redis-server` and the
+//! in-process store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cache_core::key::escape_glob;
+use cache_core::testing::RedisServer;
+use cache_core::{Cache, KeyTtl, MemoryStore, RedisStore, SetOptions, Store, Ttl};
+
+struct Fixture {
+    cache: Cache,
+    store: Arc<dyn Store>,
+    server: Option<RedisServer>,
+}
+
+async fn redis_fixture() -> Fixture {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&server.config())
+            .await
+            .expect("connect to the test server"),
+    );
+    Fixture {
+        cache: Cache::builder_shared(store.clone()).build(),
+        store,
+        server: Some(server),
+    }
+}
+
+async fn memory_fixture() -> Fixture {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    Fixture {
+        cache: Cache::builder_shared(store.clone()).build(),
+        store,
+        server: None,
+    }
+}
+
+fn counting_factory(
+    calls: &Arc<AtomicUsize>,
+    value: u64,
+    delay: Duration,
+) -> impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>> + Send + 'static
+{
+    let calls = calls.clone();
+    move || {
+        Box::pin(async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            value
+        })
+    }
+}
+
+macro_rules! manager_suite {
+    ($backend:ident, $fixture:path) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stampede_of_100_runs_the_factory_once() {
+                let f = $fixture().await;
+                let calls = Arc::new(AtomicUsize::new(0));
+                let tasks: Vec<_> = (0..100)
+                    .map(|_| {
+                        let cache = f.cache.clone();
+                        let factory = counting_factory(&calls, 7, Duration::from_millis(100));
+                        tokio::spawn(async move { cache.get_or_set("hot", Ttl::Default, factory).await })
+                    })
+                    .collect();
+                for task in tasks {
+                    assert_eq!(task.await.unwrap().unwrap(), 7);
+                }
+                assert_eq!(calls.load(Ordering::SeqCst), 1);
+                assert!(f.cache.stats().stampede_joins >= 1);
+                assert_eq!(f.cache.get::<u64>("hot").await.unwrap(), Some(7));
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cancelled_leader_does_not_strand_waiters() {
+                let f = $fixture().await;
+                let calls = Arc::new(AtomicUsize::new(0));
+                let leader = {
+                    let cache = f.cache.clone();
+                    let factory = counting_factory(&calls, 1, Duration::from_secs(3600));
+                    tokio::spawn(async move { cache.get_or_set("k", Ttl::Default, factory).await })
+                };
+                while calls.load(Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let waiters: Vec<_> = (0..10)
+                    .map(|_| {
+                        let cache = f.cache.clone();
+                        let factory = counting_factory(&calls, 2, Duration::from_millis(50));
+                        tokio::spawn(async move { cache.get_or_set("k", Ttl::Default, factory).await })
+                    })
+                    .collect();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                leader.abort();
+                for waiter in waiters {
+                    let value = tokio::time::timeout(Duration::from_secs(10), waiter)
+                        .await
+                        .expect("a waiter was stranded")
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(value, 2);
+                }
+                assert_eq!(calls.load(Ordering::SeqCst), 2, "the aborted leader plus one successor");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn different_keys_never_wait_on_each_other() {
+                let f = $fixture().await;
+                let calls = Arc::new(AtomicUsize::new(0));
+                let _blocked = {
+                    let cache = f.cache.clone();
+                    let factory = counting_factory(&calls, 1, Duration::from_secs(3600));
+                    tokio::spawn(async move { cache.get_or_set("slow", Ttl::Default, factory).await })
+                };
+                while calls.load(Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let other = f.cache.get_or_set("fast", Ttl::Default, || async { 5u64 });
+                let value = tokio::time::timeout(Duration::from_secs(10), other)
+                    .await
+                    .expect("another key's computation blocked this one")
+                    .unwrap();
+                assert_eq!(value, 5);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn factory_error_reaches_every_waiter_and_is_not_cached() {
+                let f = $fixture().await;
+                let calls = Arc::new(AtomicUsize::new(0));
+                let tasks: Vec<_> = (0..20)
+                    .map(|_| {
+                        let cache = f.cache.clone();
+                        let calls = calls.clone();
+                        tokio::spawn(async move {
+                            cache
+                                .try_get_or_set("fails", Ttl::Default, || async move {
+                                    calls.fetch_add(1, Ordering::SeqCst);
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    Err::<u64, String>("database down".into())
+                                })
+                                .await
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    assert_eq!(task.await.unwrap(), Err("database down".to_owned()));
+                }
+                assert_eq!(calls.load(Ordering::SeqCst), 1);
+                assert!(!f.cache.exists("fails").await.unwrap());
+            }
+
+            #[tokio::test]
+            async fn multi_key_round_trip() {
+                let f = $fixture().await;
+                let items: Vec<(String, u32)> = (0..50).map(|i| (format!("m:{i}"), i)).collect();
+                f.cache.set_multi(&items, Ttl::Default).await.unwrap();
+                let keys: Vec<String> = (0..60).map(|i| format!("m:{i}")).collect();
+                let values = f.cache.get_multi::<u32, _>(&keys).await.unwrap();
+                assert_eq!(values.len(), 60);
+                for (i, value) in values.iter().enumerate() {
+                    assert_eq!(*value, (i < 50).then_some(i as u32));
+                }
+                assert_eq!(f.cache.delete_multi(&keys).await.unwrap(), 50);
+                assert_eq!(f.cache.get_multi::<u32, _>(&keys[..3]).await.unwrap(), [None, None, None]);
+            }
+
+            #[tokio::test]
+            async fn pattern_invalidation_escapes_caller_segments() {
+                let f = $fixture().await;
+                for id in ["1", "2", "*", "[a]", "a"] {
+                    for kind in ["profile", "classes"] {
+                        f.cache.set(&format!("user:{kind}:{id}"), &1u8, Ttl::Default).await.unwrap();
+                    }
+                }
+                let removed = f.cache.invalidate_pattern(&format!("user:*:{}", escape_glob("*"))).await.unwrap();
+                assert_eq!(removed, 2);
+                let removed = f.cache.invalidate_pattern(&format!("user:*:{}", escape_glob("[a]"))).await.unwrap();
+                assert_eq!(removed, 2);
+                for id in ["1", "2", "a"] {
+                    assert!(f.cache.exists(&format!("user:profile:{id}")).await.unwrap(), "{id}");
+                }
+            }
+
+            #[tokio::test]
+            async fn prefix_is_applied_and_escaped_in_patterns() {
+                let f = $fixture().await;
+                let app = Cache::builder_shared(f.store.clone()).prefix("app[1]:").build();
+                app.set("user:1", &1u8, Ttl::Default).await.unwrap();
+                f.cache.set("app1:user:1", &1u8, Ttl::Default).await.unwrap();
+                assert!(f.cache.exists("app[1]:user:1").await.unwrap());
+                assert_eq!(app.invalidate_pattern("user:*").await.unwrap(), 1);
+                assert!(f.cache.exists("app1:user:1").await.unwrap());
+            }
+
+            #[tokio::test]
+            async fn tag_invalidation_removes_exactly_the_tagged_keys() {
+                let f = $fixture().await;
+                let tagged = SetOptions::new(Ttl::Default).tags(["user:42"]);
+                f.cache.set("user:profile:42", &1u8, tagged.clone()).await.unwrap();
+                f.cache.set_multi(&[("ai:context:42", 2u8), ("user:classes:42", 3)], tagged).await.unwrap();
+                let short = SetOptions::new(Duration::from_millis(100)).tags(["user:42"]);
+                f.cache.set("user:temp:42", &4u8, short).await.unwrap();
+                f.cache.set("user:profile:7", &5u8, SetOptions::new(Ttl::Default).tags(["user:7"])).await.unwrap();
+                f.cache.set("untagged", &6u8, Ttl::Default).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+
+                assert_eq!(f.cache.invalidate_tag("user:42").await.unwrap(), 3);
+                for key in ["user:profile:42", "ai:context:42", "user:classes:42", "user:temp:42"] {
+                    assert!(!f.cache.exists(key).await.unwrap(), "{key}");
+                }
+                assert!(f.cache.exists("user:profile:7").await.unwrap());
+                assert!(f.cache.exists("untagged").await.unwrap());
+                assert_eq!(f.cache.invalidate_tag("user:42").await.unwrap(), 0);
+            }
+
+            #[tokio::test]
+            async fn tag_index_lives_as_long_as_its_longest_member() {
+                let f = $fixture().await;
+                let tag_key = "__cachemere:tag:t";
+                let long = SetOptions::new(Duration::from_secs(60)).tags(["t"]);
+                let short = SetOptions::new(Duration::from_millis(100)).tags(["t"]);
+                f.cache.set("long", &1u8, long).await.unwrap();
+                f.cache.set("short", &1u8, short.clone()).await.unwrap();
+                match f.store.ttl(tag_key).await.unwrap() {
+                    KeyTtl::ExpiresIn(left) => assert!(left > Duration::from_secs(50), "{left:?}"),
+                    other => panic!("{other:?}"),
+                }
+                let only_short = Cache::builder_shared(f.store.clone()).prefix("s:").build();
+                only_short.set("a", &1u8, short).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                assert!(!f.store.exists("s:__cachemere:tag:t").await.unwrap(), "an index of expired keys must expire");
+            }
+
+            #[tokio::test]
+            async fn corrupt_values_are_misses_that_get_deleted() {
+                let f = $fixture().await;
+                f.store.set("bad", b"\xCA\x01\x09\x00junk", Duration::from_secs(60)).await.unwrap();
+                f.store.set("worse", b"\x00\x01", Duration::from_secs(60)).await.unwrap();
+                assert_eq!(f.cache.get::<u64>("bad").await.unwrap(), None);
+                assert!(!f.store.exists("bad").await.unwrap());
+                let value = f.cache.get_or_set("worse", Ttl::Default, || async { 9u64 }).await.unwrap();
+                assert_eq!(value, 9);
+                assert_eq!(f.cache.get::<u64>("worse").await.unwrap(), Some(9));
+                assert_eq!(f.cache.stats().decode_failures, 2);
+            }
+
+            #[tokio::test]
+            async fn json_values_interoperate_with_other_languages() {
+                let f = $fixture().await;
+                let json = Cache::builder_shared(f.store.clone()).codec(cache_core::Json).build();
+                json.set("user:data", &serde_json::json!({"user_id": "123", "scores": [85, 92, 78]}), Ttl::Default).await.unwrap();
+                assert_eq!(
+                    f.store.get("user:data").await.unwrap().unwrap(),
+                    br#"{"scores":[85,92,78],"user_id":"123"}"#
+                );
+                f.store.set("from:python", br#"{"user_id": "9", "scores": []}"#, Duration::from_secs(60)).await.unwrap();
+                let read: serde_json::Value = f.cache.get("from:python").await.unwrap().unwrap();
+                assert_eq!(read["user_id"], "9");
+            }
+
+            #[tokio::test]
+            async fn large_values_are_compressed_in_the_store() {
+                let f = $fixture().await;
+                let text = "the same sentence again and again. ".repeat(1000);
+                f.cache.set("essay", &text, Ttl::Default).await.unwrap();
+                let raw = f.store.get("essay").await.unwrap().unwrap();
+                assert!(raw.len() < text.len() / 5, "{} bytes stored", raw.len());
+                assert_eq!(f.cache.get::<String>("essay").await.unwrap(), Some(text));
+            }
+
+            #[tokio::test]
+            async fn oversized_values_are_refused_and_nothing_is_written() {
+                let f = $fixture().await;
+                let small = Cache::builder_shared(f.store.clone()).max_value_bytes(1024).compress_over(None).build();
+                let err = small.set("big", &vec![7u8; 4096], Ttl::Default).await.unwrap_err();
+                assert!(matches!(err, cache_core::Error::ValueTooLarge { .. }), "{err:?}");
+                assert!(!f.store.exists("big").await.unwrap());
+                let value = small.get_or_set("big", Ttl::Default, || async { vec![7u8; 4096] }).await.unwrap();
+                assert_eq!(value.len(), 4096);
+                assert!(!f.store.exists("big").await.unwrap());
+                assert_eq!(small.stats().errors, 1);
+            }
+
+            #[tokio::test]
+            async fn expiry_classes_and_jitter() {
+                let f = $fixture().await;
+                let cache = Cache::builder_shared(f.store.clone())
+                    .short_ttl(Duration::from_secs(100))
+                    .ttl_jitter(20)
+                    .build();
+                for i in 0..20 {
+                    cache.set(&format!("j:{i}"), &1u8, Ttl::Short).await.unwrap();
+                    match f.store.ttl(&format!("j:{i}")).await.unwrap() {
+                        KeyTtl::ExpiresIn(left) => {
+                            assert!(left <= Duration::from_secs(120), "{left:?}");
+                            assert!(left > Duration::from_secs(98), "{left:?}");
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+                assert_eq!(cache.resolve_ttl(Ttl::Long), Duration::from_secs(86_400));
+            }
+
+            #[tokio::test]
+            async fn distributed_lock_makes_two_processes_compute_once() {
+                let f = $fixture().await;
+                let a = Cache::builder_shared(f.store.clone()).build();
+                let b = Cache::builder_shared(f.store.clone()).build();
+                let calls = Arc::new(AtomicUsize::new(0));
+                let locked = SetOptions::new(Ttl::Default).lock(true);
+                let (x, y) = tokio::join!(
+                    a.get_or_set("shared", locked.clone(), counting_factory(&calls, 3, Duration::from_millis(300))),
+                    b.get_or_set("shared", locked, counting_factory(&calls, 3, Duration::from_millis(300))),
+                );
+                assert_eq!((x.unwrap(), y.unwrap()), (3, 3));
+                assert_eq!(calls.load(Ordering::SeqCst), 1);
+                assert!(!f.store.exists("shared.__cachemere_lock").await.unwrap());
+            }
+
+            #[tokio::test]
+            async fn stats_count_and_reset() {
+                let f = $fixture().await;
+                f.cache.get::<u8>("nothing").await.unwrap();
+                f.cache.set("k", &1u8, Ttl::Default).await.unwrap();
+                f.cache.get::<u8>("k").await.unwrap();
+                f.cache.delete("k").await.unwrap();
+                let stats = f.cache.stats();
+                assert_eq!((stats.hits, stats.misses, stats.sets, stats.deletes), (1, 1, 1, 1));
+                assert_eq!(stats.hit_ratio(), 0.5);
+                f.cache.reset_stats();
+                assert_eq!(f.cache.stats(), cache_core::CacheStats::default());
+                let _ = &f.server;
+            }
+        }
+    };
+}
+
+manager_suite!(redis, redis_fixture);
+manager_suite!(memory, memory_fixture);
+
+async fn command_calls(store: &RedisStore, command: &str) -> u64 {
+    let mut connection = store.connection();
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("a call count"))
+}
+
+#[tokio::test]
+async fn get_multi_of_1000_keys_is_one_round_trip() {
+    let server = RedisServer::start_private().unwrap();
+    let store = RedisStore::connect(&server.config()).await.unwrap();
+    let cache = Cache::builder(store.clone()).build();
+    let items: Vec<(String, u32)> = (0..1000).map(|i| (format!("k:{i}"), i)).collect();
+    cache.set_multi(&items, Ttl::Default).await.unwrap();
+    let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
+
+    let mut connection = store.connection();
+    ::redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+    let values = cache.get_multi::<u32, _>(&keys).await.unwrap();
+    assert_eq!(values.iter().flatten().count(), 1000);
+    assert_eq!(command_calls(&store, "mget").await, 1);
+    assert_eq!(command_calls(&store, "get").await, 0);
+
+    ::redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(cache.delete_multi(&keys).await.unwrap(), 1000);
+    assert_eq!(command_calls(&store, "unlink").await, 1);
+}
+
+#[tokio::test]
+async fn redis_outage_degrades_then_caching_resumes() {
+    let server = RedisServer::start_private().unwrap();
+    let store = RedisStore::connect(&server.config()).await.unwrap();
+    let cache = Cache::builder(store).build();
+    assert_eq!(
+        cache
+            .get_or_set("k", Ttl::Default, || async { 1u32 })
+            .await
+            .unwrap(),
+        1
+    );
+
+    server.kill().unwrap();
+    for i in 0..5u32 {
+        let value = cache
+            .get_or_set(
+                &format!("down:{i}"),
+                Ttl::Default,
+                || async move { 100 + i },
+            )
+            .await;
+        assert_eq!(
+            value.unwrap(),
+            100 + i,
+            "the factory's value is served while Redis is down"
+        );
+    }
+    let during = cache.stats().errors;
+    assert!(during >= 5, "errors counted during the outage: {during}");
+
+    server.restart().unwrap();
+    let mut resumed = false;
+    for _ in 0..50 {
+        let _ = cache
+            .get_or_set("after", Ttl::Default, || async { 7u32 })
+            .await
+            .unwrap();
+        if cache.get::<u32>("after").await.ok().flatten() == Some(7) {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(resumed, "caching did not resume after the restart");
+}
+
+#[tokio::test]
+async fn strict_mode_surfaces_store_errors() {
+    let server = RedisServer::start_private().unwrap();
+    let store = RedisStore::connect(&server.config()).await.unwrap();
+    let cache = Cache::builder(store).strict(true).build();
+    server.kill().unwrap();
+    let err = cache
+        .get_or_set("k", Ttl::Default, || async { 1u32 })
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
+
+#[tokio::test]
+async fn connecting_to_a_closed_port_fails_cleanly() {
+    let server = RedisServer::start_private().unwrap();
+    let config = server.config();
+    server.kill().unwrap();
+    let err = RedisStore::connect(&config).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let cache = Cache::from_config(&config).unwrap();
+    assert!(!cache_core::check_redis_connection(&cache).await);
+    let report = cache.health_check().await;
+    assert!(report.error.is_some());
+}
+
+#[tokio::test]
+async fn a_frozen_server_times_out_instead_of_hanging() {
+    let server = RedisServer::start_private().unwrap();
+    let store = RedisStore::connect(&server.config()).await.unwrap();
+    server.pause().unwrap();
+    let err = store.get("k").await.unwrap_err();
+    server.resume().unwrap();
+    assert!(err.is_timeout(), "{err:?}");
+}
+
+#[test]
+fn global_handle() {
+    let cache = Cache::builder(MemoryStore::new()).prefix("global:").build();
+    Cache::set_global(cache);
+    assert_eq!(Cache::global().unwrap().full_key("k"), "global:k");
+    assert!(Cache::clear_global().is_some());
+    assert!(Cache::global().is_none());
+}
