@@ -46,12 +46,9 @@ async fn cache_for(config: &Config) -> cachemere::Result<Cache> {
 
 async fn profile(cache: &Cache, user_id: u64) -> cachemere::Result<Profile> {
     let key = format!("user:profile:{user_id}");
-    if let Some(profile) = cache.get(&key).await? {
-        return Ok(profile);
-    }
-    let profile = load_profile_from_database(user_id).await;
-    cache.set(&key, &profile, Ttl::Default).await?;
-    Ok(profile)
+    cache
+        .get_or_set(&key, Ttl::Default, || load_profile_from_database(user_id))
+        .await
 }
 
 async fn run() -> cachemere::Result<()> {
@@ -69,6 +66,19 @@ async fn run() -> cachemere::Result<()> {
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
+
+    cache
+        .delete_multi(&["user:profile:1", "user:profile:2"])
+        .await?;
+    let keys = ["user:profile:1", "user:profile:42", "user:profile:2"];
+    let started = Instant::now();
+    let found = cache.get_multi::<Profile, _>(&keys).await?;
+    println!(
+        "get_multi of {} keys in one round trip: {} cached, {:.1} ms",
+        keys.len(),
+        found.iter().flatten().count(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
 
     let stats = cache.stats();
     println!(

@@ -66,6 +66,26 @@ impl fmt::Debug for Cache {
 }
 
 /// Configures a [`Cache`]; made by [`Cache::builder`].
+///
+/// ```
+/// use cache_core::{Cache, Config, Json, MemoryStore};
+/// use std::time::Duration;
+///
+/// let cache = Cache::builder(MemoryStore::new())
+///     .config(&Config::default())
+///     .codec(Json)
+///     .prefix("edu:")
+///     .default_ttl(Duration::from_secs(3600))
+///     .short_ttl(Duration::from_secs(300))
+///     .long_ttl(Duration::from_secs(86_400))
+///     .ttl_jitter(10)
+///     .compress_over(Some(4096))
+///     .max_value_bytes(8 * 1024 * 1024)
+///     .lock_wait(Duration::from_secs(2))
+///     .strict(false)
+///     .build();
+/// assert_eq!(cache.full_key("user:1"), "edu:user:1");
+/// ```
 #[derive(Debug)]
 #[must_use = "call .build() to get the cache"]
 pub struct CacheBuilder {
@@ -187,12 +207,27 @@ impl CacheBuilder {
 
 impl Cache {
     /// Starts configuring a cache over `store`.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// let cache = Cache::builder(MemoryStore::new()).build();
+    /// assert_eq!(cache.store().backend(), "memory");
+    /// ```
     pub fn builder(store: impl Store) -> CacheBuilder {
         Cache::builder_shared(Arc::new(store))
     }
 
     /// Starts configuring a cache over a store that is shared with other users (a session
     /// manager, another cache with another prefix).
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Store};
+    /// # use std::sync::Arc;
+    /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    /// let users = Cache::builder_shared(store.clone()).prefix("users:").build();
+    /// let classes = Cache::builder_shared(store).prefix("classes:").build();
+    /// # let _ = (users, classes);
+    /// ```
     pub fn builder_shared(store: Arc<dyn Store>) -> CacheBuilder {
         let defaults = Config::default();
         CacheBuilder {
@@ -212,6 +247,14 @@ impl Cache {
 
     /// A cache as `config` describes it: on Redis when `redis_url` is set (connected lazily,
     /// so an unreachable server does not stop start-up), else on a [`MemoryStore`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::from_config(&cache_core::Config::default())?;
+    /// assert_eq!(cache.store().backend(), "memory");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_config(config: &Config) -> Result<Cache> {
         let store: Arc<dyn Store> = match config.redis_url {
             Some(_) => Arc::new(RedisStore::connect_lazy(config)?),
@@ -234,17 +277,35 @@ impl Cache {
         Cache::from_config(&Config::from_env()?)
     }
 
-    /// The store under this cache.
+    /// The store under this cache, for byte-level access.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// println!("caching on {}", cache.store().backend());
+    /// ```
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
 
     /// The codec values are written with.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// assert_eq!(cache.codec().name(), "bincode");
+    /// ```
     pub fn codec(&self) -> &dyn Codec {
         &*self.inner.format.codec
     }
 
     /// The store key for a cache key: the key behind this cache's prefix.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// let cache = Cache::builder(MemoryStore::new()).prefix("app:").build();
+    /// assert_eq!(cache.full_key("user:1"), "app:user:1");
+    /// ```
     pub fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
         if self.inner.prefix.is_empty() {
             Cow::Borrowed(key)
@@ -253,7 +314,14 @@ impl Cache {
         }
     }
 
-    /// The duration a [`Ttl`] stands for in this cache.
+    /// The duration a [`Ttl`] stands for in this cache (before jitter).
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # use std::time::Duration;
+    /// let cache = Cache::builder(MemoryStore::new()).build();
+    /// assert_eq!(cache.resolve_ttl(Ttl::Short), Duration::from_secs(300));
+    /// ```
     pub fn resolve_ttl(&self, ttl: impl Into<Ttl>) -> Duration {
         match ttl.into() {
             Ttl::Default => self.inner.default_ttl,
@@ -712,6 +780,17 @@ impl Cache {
     }
 
     /// Sets every counter back to zero.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.get::<u8>("missing").await?;
+    /// cache.reset_stats();
+    /// assert_eq!(cache.stats().misses, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reset_stats(&self) {
         self.inner.counters.reset();
     }

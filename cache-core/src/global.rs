@@ -13,18 +13,30 @@ impl Cache {
     /// ```
     /// # use cache_core::{Cache, MemoryStore};
     /// Cache::set_global(Cache::builder(MemoryStore::new()).build());
-    /// assert!(Cache::global().is_some());
     /// ```
     pub fn set_global(cache: Cache) {
         *GLOBAL.write().unwrap_or_else(|p| p.into_inner()) = Some(cache);
     }
 
-    /// The process-wide default cache, if one is installed.
+    /// The process-wide default cache, if one is installed (a cheap clone of the handle).
+    ///
+    /// ```
+    /// # use cache_core::Cache;
+    /// if let Some(cache) = Cache::global() {
+    ///     println!("default cache on {}", cache.store().backend());
+    /// }
+    /// ```
     pub fn global() -> Option<Cache> {
         GLOBAL.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Removes the process-wide default cache; returns it.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// Cache::set_global(Cache::builder(MemoryStore::new()).build());
+    /// let _previous = Cache::clear_global();
+    /// ```
     pub fn clear_global() -> Option<Cache> {
         GLOBAL.write().unwrap_or_else(|p| p.into_inner()).take()
     }
