@@ -478,3 +478,28 @@ fn global_handle() {
     assert!(Cache::clear_global().is_some());
     assert!(Cache::global().is_none());
 }
+
+#[tokio::test]
+async fn background_health_checks_follow_the_server() {
+    let server = RedisServer::start_private().unwrap();
+    let mut config = server.config();
+    config.health_check_interval = Duration::from_millis(50);
+    let store = RedisStore::connect(&config).await.unwrap();
+    let observed = |want: bool| {
+        let store = store.clone();
+        async move {
+            for _ in 0..200 {
+                if store.last_health() == Some(want) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            false
+        }
+    };
+    assert!(observed(true).await, "never reported healthy");
+    server.kill().unwrap();
+    assert!(observed(false).await, "never noticed the server died");
+    server.restart().unwrap();
+    assert!(observed(true).await, "never noticed the server came back");
+}

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -90,6 +91,14 @@ pub struct RedisStore {
     connection: ConnectionManager,
     address: String,
     command_timeout: Duration,
+    monitor: Arc<Monitor>,
+}
+
+/// What the background health check last saw.
+#[derive(Debug, Default)]
+struct Monitor {
+    healthy: AtomicBool,
+    checks: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -176,11 +185,48 @@ impl RedisStore {
         }
         let connection =
             ConnectionManager::new_lazy_with_config(client, manager_config).map_err(invalid_url)?;
-        Ok(RedisStore {
+        let store = RedisStore {
             connection,
             address,
             command_timeout: config.command_timeout,
-        })
+            monitor: Arc::default(),
+        };
+        store.spawn_health_checks(config.health_check_interval);
+        Ok(store)
+    }
+
+    /// Pings the server every `interval` (`REDIS_HEALTH_CHECK_INTERVAL`) for as long as the
+    /// store is alive. Besides keeping [`last_health`](RedisStore::last_health) current, a
+    /// failed ping makes the connection manager reconnect before the next real command.
+    fn spawn_health_checks(&self, interval: Duration) {
+        let monitor = Arc::downgrade(&self.monitor);
+        let probe = RedisStore {
+            monitor: Arc::new(Monitor::default()),
+            ..self.clone()
+        };
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(monitor) = monitor.upgrade() else {
+                    return;
+                };
+                let healthy = probe
+                    .query::<()>("PING", "", &redis::cmd("PING"))
+                    .await
+                    .is_ok();
+                monitor.healthy.store(healthy, Ordering::Relaxed);
+                monitor.checks.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// The outcome of the latest background health check: `None` before the first check,
+    /// then whether the server answered `PING`.
+    pub fn last_health(&self) -> Option<bool> {
+        (self.monitor.checks.load(Ordering::Relaxed) > 0)
+            .then(|| self.monitor.healthy.load(Ordering::Relaxed))
     }
 
     /// The underlying `redis` connection, for commands `Store` does not cover (the seed's
