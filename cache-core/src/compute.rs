@@ -155,7 +155,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let full = self.full_key(key).into_owned();
+        let full = self.full_key(key);
         if let Some(value) = self.read_or_degrade::<S, T>(&full).await? {
             self.record_read(true);
             return Ok(Ok(value));
