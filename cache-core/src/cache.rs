@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{Bincode, Codec};
+use crate::compute::Strict;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::flight::Flights;
@@ -396,18 +397,9 @@ impl Cache {
     /// # }
     /// ```
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let full = self.full_key(key);
-        let bytes = self.counted(self.inner.store.get(&full).await)?;
-        let value = match bytes {
-            None => None,
-            Some(bytes) => {
-                let value = self.decode(&full, &bytes);
-                if value.is_none() {
-                    self.discard(&full).await;
-                }
-                value
-            }
-        };
+        let value = self
+            .read_or_degrade::<Strict, T>(&self.full_key(key))
+            .await?;
         self.record_read(value.is_some());
         Ok(value)
     }
@@ -456,13 +448,23 @@ impl Cache {
         ttl: Duration,
         tags: &[String],
     ) -> Result<()> {
-        let member = [full_key.to_owned()];
-        for tag in tags {
-            let tag_key = self.tag_key(tag);
-            self.counted(self.inner.store.tag(&tag_key, &member, ttl).await)?;
-        }
+        self.record_tags(&[full_key.to_owned()], ttl, tags).await?;
         self.counted(self.inner.store.set(full_key, bytes, ttl).await)?;
         Counters::add(&self.inner.counters.sets, 1);
+        Ok(())
+    }
+
+    /// Adds `members` (store keys) to the index of every tag in `tags`.
+    pub(crate) async fn record_tags(
+        &self,
+        members: &[String],
+        ttl: Duration,
+        tags: &[String],
+    ) -> Result<()> {
+        for tag in tags {
+            let tag_key = self.tag_key(tag);
+            self.counted(self.inner.store.tag(&tag_key, members, ttl).await)?;
+        }
         Ok(())
     }
 

@@ -19,6 +19,8 @@ const LOCK_POLL: Duration = Duration::from_millis(20);
 /// Whether store failures are surfaced ([`Strict`]) or degraded to misses ([`Lenient`]).
 pub(crate) trait Strictness {
     type Error;
+    /// Whether failures go back to the caller (and so need no log line of their own).
+    const SURFACES: bool;
     fn fail(err: Error) -> std::result::Result<(), Self::Error>;
 }
 
@@ -27,6 +29,7 @@ pub(crate) enum Lenient {}
 
 impl Strictness for Strict {
     type Error = Error;
+    const SURFACES: bool = true;
     fn fail(err: Error) -> std::result::Result<(), Error> {
         Err(err)
     }
@@ -34,6 +37,7 @@ impl Strictness for Strict {
 
 impl Strictness for Lenient {
     type Error = Infallible;
+    const SURFACES: bool = false;
     fn fail(_: Error) -> std::result::Result<(), Infallible> {
         Ok(())
     }
@@ -195,18 +199,20 @@ impl Cache {
                 false => None,
             };
             let outcome = factory().await;
-            match &outcome {
+            let written = match &outcome {
                 Ok(value) => {
                     leader.publish(Ok(Arc::new(value.clone())));
-                    self.write_or_degrade::<S, T>(&full, value, &options)
-                        .await?;
+                    self.write_or_degrade::<S, T>(&full, value, &options).await
                 }
-                Err(error) => leader.publish(Err(Arc::new(error.clone()))),
-            }
+                Err(error) => {
+                    leader.publish(Err(Arc::new(error.clone())));
+                    Ok(())
+                }
+            };
             if let Some(token) = lock {
                 self.release_lock(&full, &token).await;
             }
-            return Ok(outcome);
+            return written.map(|()| outcome);
         }
     }
 
@@ -248,8 +254,8 @@ impl Cache {
         }
     }
 
-    /// Logs a failure (rate-limited) and, in strict mode, returns it. Store errors are
-    /// already counted by `counted`; local ones (encoding, size) are counted here.
+    /// Returns a failure in strict mode, or logs it (rate-limited) and carries on. Store
+    /// errors are already counted by `counted`; local ones (encoding, size) are counted here.
     pub(crate) fn degrade<S: Strictness>(
         &self,
         operation: &str,
@@ -262,7 +268,9 @@ impl Cache {
         ) {
             Counters::add(&self.inner.counters.errors, 1);
         }
-        self.inner.errors.store_error(operation, key, &err);
+        if !S::SURFACES {
+            self.inner.errors.store_error(operation, key, &err);
+        }
         S::fail(err)
     }
 

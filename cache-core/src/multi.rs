@@ -90,10 +90,7 @@ impl Cache {
             .collect::<Result<Vec<(String, Vec<u8>)>>>()?;
         if !options.tag_names().is_empty() {
             let members: Vec<String> = encoded.iter().map(|(key, _)| key.clone()).collect();
-            for tag in options.tag_names() {
-                let tag_key = self.tag_key(tag);
-                self.counted(self.inner.store.tag(&tag_key, &members, ttl).await)?;
-            }
+            self.record_tags(&members, ttl, options.tag_names()).await?;
         }
         self.counted(self.inner.store.mset(&encoded, ttl).await)?;
         Counters::add(&self.inner.counters.sets, encoded.len() as u64);

@@ -12,7 +12,7 @@ use cache_core::{Cache, KeyTtl, MemoryStore, RedisStore, SetOptions, Store, Ttl}
 struct Fixture {
     cache: Cache,
     store: Arc<dyn Store>,
-    server: Option<RedisServer>,
+    _server: Option<RedisServer>,
 }
 
 async fn redis_fixture() -> Fixture {
@@ -25,7 +25,7 @@ async fn redis_fixture() -> Fixture {
     Fixture {
         cache: Cache::builder_shared(store.clone()).build(),
         store,
-        server: Some(server),
+        _server: Some(server),
     }
 }
 
@@ -34,7 +34,7 @@ async fn memory_fixture() -> Fixture {
     Fixture {
         cache: Cache::builder_shared(store.clone()).build(),
         store,
-        server: None,
+        _server: None,
     }
 }
 
@@ -295,16 +295,19 @@ macro_rules! manager_suite {
                     .short_ttl(Duration::from_secs(100))
                     .ttl_jitter(20)
                     .build();
+                let mut longest = Duration::ZERO;
                 for i in 0..20 {
                     cache.set(&format!("j:{i}"), &1u8, Ttl::Short).await.unwrap();
                     match f.store.ttl(&format!("j:{i}")).await.unwrap() {
                         KeyTtl::ExpiresIn(left) => {
                             assert!(left <= Duration::from_secs(120), "{left:?}");
                             assert!(left > Duration::from_secs(98), "{left:?}");
+                            longest = longest.max(left);
                         }
                         other => panic!("{other:?}"),
                     }
                 }
+                assert!(longest > Duration::from_secs(102), "no jitter applied: {longest:?}");
                 assert_eq!(cache.resolve_ttl(Ttl::Long), Duration::from_secs(86_400));
             }
 
@@ -325,6 +328,22 @@ macro_rules! manager_suite {
             }
 
             #[tokio::test]
+            async fn strict_write_failure_still_releases_the_lock() {
+                let f = $fixture().await;
+                let strict = Cache::builder_shared(f.store.clone())
+                    .strict(true)
+                    .max_value_bytes(16)
+                    .build();
+                let locked = SetOptions::new(Ttl::Default).lock(true);
+                let err = strict
+                    .get_or_set("big", locked, || async { vec![1u8; 64] })
+                    .await
+                    .unwrap_err();
+                assert!(matches!(err, cache_core::Error::ValueTooLarge { .. }), "{err:?}");
+                assert!(!f.store.exists("big.__cachemere_lock").await.unwrap());
+            }
+
+            #[tokio::test]
             async fn stats_count_and_reset() {
                 let f = $fixture().await;
                 f.cache.get::<u8>("nothing").await.unwrap();
@@ -336,7 +355,6 @@ macro_rules! manager_suite {
                 assert_eq!(stats.hit_ratio(), 0.5);
                 f.cache.reset_stats();
                 assert_eq!(f.cache.stats(), cache_core::CacheStats::default());
-                let _ = &f.server;
             }
         }
     };

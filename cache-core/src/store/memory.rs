@@ -78,12 +78,9 @@ impl Expiry<String, Slot> for SlotExpiry {
 
 impl Slot {
     fn new(value: Value, ttl: Duration) -> Slot {
-        let now = Instant::now();
         Slot {
             value,
-            expires_at: now
-                .checked_add(ttl)
-                .unwrap_or(now + Duration::from_secs(u32::MAX.into())),
+            expires_at: deadline(ttl),
         }
     }
 
@@ -213,6 +210,12 @@ impl MemoryStore {
         })
         .await
     }
+}
+
+fn deadline(ttl: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(ttl)
+        .unwrap_or(now + Duration::from_secs(u32::MAX.into()))
 }
 
 fn wrong_type(key: &str, operation: &'static str) -> Error {
@@ -486,7 +489,7 @@ impl Store for MemoryStore {
                 Some(_) => return Err(wrong_type(tag_key, "TAG")),
             };
             index.retain(|_, expires_at| *expires_at > now);
-            let expires_at = Slot::new(Value::Bytes(Arc::from([])), ttl).expires_at;
+            let expires_at = deadline(ttl);
             for member in members {
                 let entry = index.entry(member.clone()).or_insert(expires_at);
                 *entry = (*entry).max(expires_at);
