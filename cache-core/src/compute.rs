@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::{Cache, random_token};
 use crate::error::{Error, Result};
-use crate::flight::{Role, follow};
+use crate::flight::{Leader, Outcome, Role, Shared, follow};
 use crate::stats::Counters;
 use crate::ttl::SetOptions;
 
@@ -43,10 +44,72 @@ impl Strictness for Lenient {
     }
 }
 
+/// How a computation's output relates to the cached value.
+pub(crate) trait Plan {
+    /// What the caller receives.
+    type Output;
+    /// What is stored.
+    type Value: Serialize + DeserializeOwned;
+    fn hit(value: Self::Value) -> Self::Output;
+    fn verdict(self, output: &Self::Output) -> Verdict<'_, Self::Value>;
+    /// Turns a failure shared by the leader back into an output, if this plan shares failures.
+    fn failure(_shared: &Shared) -> Option<Self::Output> {
+        None
+    }
+}
+
+/// What becomes of a freshly computed output.
+pub(crate) enum Verdict<'o, V> {
+    /// Cache it and hand it to the waiting callers.
+    Store(&'o V),
+    /// Hand it to the waiting callers without caching it.
+    Share(&'o V),
+    /// A failure: the waiting callers receive it if it is shared, or compute on their own.
+    Fail(Option<Shared>),
+}
+
+/// The output is the value, always cached.
+pub(crate) struct Whole<T>(PhantomData<fn() -> T>);
+
+impl<T: Serialize + DeserializeOwned> Plan for Whole<T> {
+    type Output = T;
+    type Value = T;
+    fn hit(value: T) -> T {
+        value
+    }
+    fn verdict(self, output: &T) -> Verdict<'_, T> {
+        Verdict::Store(output)
+    }
+}
+
+/// `Ok` is cached; `Err` is shared with the waiting callers and not cached.
+pub(crate) struct Fallible<T, E>(PhantomData<fn() -> (T, E)>);
+
+impl<T, E> Plan for Fallible<T, E>
+where
+    T: Serialize + DeserializeOwned,
+    E: Clone + Send + Sync + 'static,
+{
+    type Output = std::result::Result<T, E>;
+    type Value = T;
+    fn hit(value: T) -> Self::Output {
+        Ok(value)
+    }
+    fn verdict(self, output: &Self::Output) -> Verdict<'_, T> {
+        match output {
+            Ok(value) => Verdict::Store(value),
+            Err(error) => Verdict::Fail(Some(Arc::new(error.clone()))),
+        }
+    }
+    fn failure(shared: &Shared) -> Option<Self::Output> {
+        shared.downcast_ref::<E>().cloned().map(Err)
+    }
+}
+
 /// What a caller asking for the distributed lock ends up with.
 enum Led<T> {
-    /// Another process computed the value meanwhile.
-    Found(T),
+    /// Another process computed the value meanwhile (decoded, and as stored).
+    Found(T, Vec<u8>),
     /// This caller must compute, holding the lock with this token if it got it.
     Compute(Option<[u8; 16]>),
 }
@@ -54,8 +117,9 @@ enum Led<T> {
 impl Cache {
     /// Reads `key`; on a miss runs `factory`, caches its value and returns it.
     ///
-    /// Concurrent misses on one key in this process run `factory` once and share the value;
-    /// a caller that is cancelled while computing hands the job to one of the waiters. With
+    /// Concurrent misses on one key in this process run `factory` once: the other callers
+    /// wait and decode the computed value (so `T` need not be `Clone`). A caller that is
+    /// cancelled while computing hands the job to one of the waiters. With
     /// [`SetOptions::lock`], processes sharing the store also compute a key once (waiting at
     /// most [`CacheBuilder::lock_wait`](crate::CacheBuilder::lock_wait)).
     ///
@@ -82,24 +146,20 @@ impl Cache {
         factory: F,
     ) -> Result<T>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let factory = || async { Ok::<T, Infallible>(factory().await) };
-        let outcome = if self.inner.strict {
-            self.compute::<Strict, _, _, _, _>(key, options.into(), factory)
-                .await?
-        } else {
-            match self
-                .compute::<Lenient, _, _, _, _>(key, options.into(), factory)
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(never) => match never {},
-            }
-        };
-        match outcome {
+        let plan = Whole(PhantomData);
+        if self.inner.strict {
+            return self
+                .compute::<Strict, _, _, _>(key, options.into(), plan, factory)
+                .await;
+        }
+        match self
+            .compute::<Lenient, _, _, _>(key, options.into(), plan, factory)
+            .await
+        {
             Ok(value) => Ok(value),
             Err(never) => match never {},
         }
@@ -132,37 +192,54 @@ impl Cache {
         factory: F,
     ) -> std::result::Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned,
         E: Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
+        self.compute_lenient(key, options.into(), Fallible(PhantomData), factory)
+            .await
+    }
+
+    /// Runs a computation whose store failures are degraded whatever the cache's mode.
+    pub(crate) async fn compute_lenient<P, F, Fut>(
+        &self,
+        key: &str,
+        options: SetOptions,
+        plan: P,
+        factory: F,
+    ) -> P::Output
+    where
+        P: Plan,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = P::Output>,
+    {
         match self
-            .compute::<Lenient, _, _, _, _>(key, options.into(), factory)
+            .compute::<Lenient, _, _, _>(key, options, plan, factory)
             .await
         {
-            Ok(outcome) => outcome,
+            Ok(output) => output,
             Err(never) => match never {},
         }
     }
 
-    async fn compute<S, T, E, F, Fut>(
+    async fn compute<S, P, F, Fut>(
         &self,
         key: &str,
         options: SetOptions,
+        plan: P,
         factory: F,
-    ) -> std::result::Result<std::result::Result<T, E>, S::Error>
+    ) -> std::result::Result<P::Output, S::Error>
     where
         S: Strictness,
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        E: Clone + Send + Sync + 'static,
+        P: Plan,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = std::result::Result<T, E>>,
+        Fut: Future<Output = P::Output>,
     {
         let full = self.full_key(key);
-        if let Some(value) = self.read_or_degrade::<S, T>(&full).await? {
+        if let Some((value, _)) = self.fetch::<S, P::Value>(&full).await? {
             self.record_read(true);
-            return Ok(Ok(value));
+            return Ok(P::hit(value));
         }
         self.record_read(false);
         loop {
@@ -170,49 +247,85 @@ impl Cache {
                 Role::Leader(leader) => leader,
                 Role::Follower(receiver) => {
                     Counters::add(&self.inner.counters.stampede_joins, 1);
-                    match follow(receiver).await {
-                        Some(Ok(shared)) => match shared.downcast_ref::<T>() {
-                            Some(value) => return Ok(Ok(value.clone())),
-                            None => return Ok(factory().await),
-                        },
-                        Some(Err(shared)) => match shared.downcast_ref::<E>() {
-                            Some(error) => return Ok(Err(error.clone())),
-                            None => return Ok(factory().await),
-                        },
+                    let shared = match follow(receiver).await {
+                        Some(Outcome::Encoded(bytes)) => {
+                            self.decode::<P::Value>(&full, &bytes).map(P::hit)
+                        }
+                        Some(Outcome::Failed(failure)) => P::failure(&failure),
+                        Some(Outcome::Alone) => None,
                         None => continue,
-                    }
+                    };
+                    return Ok(match shared {
+                        Some(output) => output,
+                        None => factory().await,
+                    });
                 }
             };
-            if let Some(value) = self.read_or_degrade::<S, T>(&full).await? {
+            if let Some((value, bytes)) = self.fetch::<S, P::Value>(&full).await? {
                 Counters::add(&self.inner.counters.stampede_joins, 1);
-                leader.publish(Ok(Arc::new(value.clone())));
-                return Ok(Ok(value));
+                leader.publish(Outcome::Encoded(Arc::new(bytes)));
+                return Ok(P::hit(value));
             }
             let lock = match options.locks() {
-                true => match self.lock_or_wait::<S, T>(&full).await? {
-                    Led::Found(value) => {
-                        leader.publish(Ok(Arc::new(value.clone())));
-                        return Ok(Ok(value));
+                true => match self.lock_or_wait::<S, P::Value>(&full).await? {
+                    Led::Found(value, bytes) => {
+                        leader.publish(Outcome::Encoded(Arc::new(bytes)));
+                        return Ok(P::hit(value));
                     }
                     Led::Compute(token) => token,
                 },
                 false => None,
             };
-            let outcome = factory().await;
-            let written = match &outcome {
-                Ok(value) => {
-                    leader.publish(Ok(Arc::new(value.clone())));
-                    self.write_or_degrade::<S, T>(&full, value, &options).await
+            let output = factory().await;
+            let written = match plan.verdict(&output) {
+                Verdict::Store(value) => {
+                    self.share_and_store::<S, _>(&leader, &full, value, Some(&options))
+                        .await
                 }
-                Err(error) => {
-                    leader.publish(Err(Arc::new(error.clone())));
+                Verdict::Share(value) => {
+                    self.share_and_store::<S, _>(&leader, &full, value, None)
+                        .await
+                }
+                Verdict::Fail(failure) => {
+                    leader.publish(failure.map_or(Outcome::Alone, Outcome::Failed));
                     Ok(())
                 }
             };
             if let Some(token) = lock {
                 self.release_lock(&full, &token).await;
             }
-            return written.map(|()| outcome);
+            return written.map(|()| output);
+        }
+    }
+
+    /// Encodes a computed value for the waiting callers and, given options, writes it.
+    /// Failures are logged and counted unless strict; the waiting callers then compute alone.
+    async fn share_and_store<S: Strictness, T: Serialize + ?Sized>(
+        &self,
+        leader: &Leader<'_>,
+        full_key: &str,
+        value: &T,
+        options: Option<&SetOptions>,
+    ) -> std::result::Result<(), S::Error> {
+        let bytes = match self.inner.format.encode(full_key, value) {
+            Ok(bytes) => Arc::new(bytes),
+            Err(err) => {
+                leader.publish(Outcome::Alone);
+                return self.degrade::<S>("SET", full_key, err);
+            }
+        };
+        leader.publish(Outcome::Encoded(Arc::clone(&bytes)));
+        let Some(options) = options else {
+            return Ok(());
+        };
+        let written = async {
+            let ttl = self.ttl_for(full_key, options.ttl_class())?;
+            self.store_encoded(full_key, &bytes, ttl, options.tag_names())
+                .await
+        };
+        match written.await {
+            Ok(()) => Ok(()),
+            Err(err) => self.degrade::<S>("SET", full_key, err),
         }
     }
 
@@ -221,6 +334,15 @@ impl Cache {
         &self,
         full_key: &str,
     ) -> std::result::Result<Option<T>, S::Error> {
+        Ok(self.fetch::<S, T>(full_key).await?.map(|(value, _)| value))
+    }
+
+    /// Reads `full_key` and returns the value with its stored bytes; a store failure is a
+    /// miss unless strict, and bytes that do not decode are deleted and count as a miss.
+    async fn fetch<S: Strictness, T: DeserializeOwned>(
+        &self,
+        full_key: &str,
+    ) -> std::result::Result<Option<(T, Vec<u8>)>, S::Error> {
         let bytes = match self.counted(self.inner.store.get(full_key).await) {
             Ok(bytes) => bytes,
             Err(err) => return self.degrade::<S>("GET", full_key, err).map(|()| None),
@@ -228,29 +350,12 @@ impl Cache {
         let Some(bytes) = bytes else {
             return Ok(None);
         };
-        let value = self.decode(full_key, &bytes);
-        if value.is_none() {
-            self.discard(full_key).await;
-        }
-        Ok(value)
-    }
-
-    /// Encodes and writes a computed value; failures are logged and counted unless strict.
-    pub(crate) async fn write_or_degrade<S: Strictness, T: Serialize + ?Sized>(
-        &self,
-        full_key: &str,
-        value: &T,
-        options: &SetOptions,
-    ) -> std::result::Result<(), S::Error> {
-        let written = async {
-            let ttl = self.ttl_for(full_key, options.ttl_class())?;
-            let bytes = self.inner.format.encode(full_key, value)?;
-            self.store_encoded(full_key, &bytes, ttl, options.tag_names())
-                .await
-        };
-        match written.await {
-            Ok(()) => Ok(()),
-            Err(err) => self.degrade::<S>("SET", full_key, err),
+        match self.decode(full_key, &bytes) {
+            Some(value) => Ok(Some((value, bytes))),
+            None => {
+                self.discard(full_key).await;
+                Ok(None)
+            }
         }
     }
 
@@ -296,9 +401,9 @@ impl Cache {
             );
             match acquired {
                 Ok(true) => {
-                    if let Some(value) = self.read_or_degrade::<S, T>(full_key).await? {
+                    if let Some((value, bytes)) = self.fetch::<S, T>(full_key).await? {
                         self.release_lock(full_key, &token).await;
-                        return Ok(Led::Found(value));
+                        return Ok(Led::Found(value, bytes));
                     }
                     return Ok(Led::Compute(Some(token)));
                 }
@@ -308,8 +413,8 @@ impl Cache {
                     return Ok(Led::Compute(None));
                 }
             }
-            if let Some(value) = self.read_or_degrade::<S, T>(full_key).await? {
-                return Ok(Led::Found(value));
+            if let Some((value, bytes)) = self.fetch::<S, T>(full_key).await? {
+                return Ok(Led::Found(value, bytes));
             }
             if Instant::now() >= deadline {
                 return Ok(Led::Compute(None));

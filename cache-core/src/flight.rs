@@ -11,7 +11,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
-pub(crate) type Outcome = Result<Shared, Shared>;
+
+/// What a leader hands to its followers.
+#[derive(Clone)]
+pub(crate) enum Outcome {
+    /// The computed value, encoded: followers decode it, so values need not be `Clone`.
+    Encoded(Arc<Vec<u8>>),
+    /// The factory failed with an error that followers receive too.
+    Failed(Shared),
+    /// Nothing to share: each follower computes on its own.
+    Alone,
+}
 
 #[derive(Default)]
 pub(crate) struct Flights {

@@ -20,6 +20,8 @@
 //! ```
 //!
 //! # Features
+//! - `macros`: the [`cache_result`] and [`invalidate_cache`] attribute macros (when used
+//!   through `cache_core` rather than `cachemere`, pass `crate = "cache_core"`).
 //! - `testing`: [`testing::RedisServer`], a private `redis-server` for tests, with fault
 //!   injection (kill, pause, restart).
 
@@ -35,11 +37,20 @@ mod health;
 pub mod key;
 mod log;
 mod multi;
+mod private;
 mod stats;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod ttl;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::private::*;
+}
+
+#[cfg(feature = "macros")]
+pub use cache_macros::{cache_result, invalidate_cache};
 
 pub use crate::cache::{Cache, CacheBuilder, check_redis_connection};
 pub use crate::codec::{Bincode, Codec, Json};

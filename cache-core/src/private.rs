@@ -1,0 +1,261 @@
+//! The runtime behind `#[cache_result]` and `#[invalidate_cache]`: the expansions call these
+//! functions so that they stay small and carry no behaviour of their own.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::Cache;
+use crate::compute::{Lenient, Plan, Verdict};
+use crate::key::escape_glob;
+use crate::ttl::SetOptions;
+
+pub use crate::ttl::Ttl;
+pub use std::format;
+pub use std::vec;
+
+/// A value that names the cache a call uses: a [`Cache`], an `Option<Cache>`, an
+/// `Arc<Cache>`, or a reference to one of them.
+pub trait AsCache {
+    /// The cache, if there is one.
+    fn as_cache(&self) -> Option<&Cache>;
+}
+
+impl AsCache for Cache {
+    fn as_cache(&self) -> Option<&Cache> {
+        Some(self)
+    }
+}
+
+impl AsCache for Option<Cache> {
+    fn as_cache(&self) -> Option<&Cache> {
+        self.as_ref()
+    }
+}
+
+impl AsCache for Arc<Cache> {
+    fn as_cache(&self) -> Option<&Cache> {
+        Some(self)
+    }
+}
+
+impl<T: AsCache + ?Sized> AsCache for &T {
+    fn as_cache(&self) -> Option<&Cache> {
+        (**self).as_cache()
+    }
+}
+
+/// The cache given by a `cache = ..` argument.
+pub fn explicit<C: AsCache + ?Sized>(cache: &C) -> Option<Cache> {
+    cache.as_cache().cloned()
+}
+
+/// The global cache; without one, the call runs uncached and this warns once per process.
+pub fn global(function: &'static str) -> Option<Cache> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let cache = Cache::global();
+    if cache.is_none() && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            function,
+            "no global cache is installed (Cache::set_global) and no `cache = ..` is given: \
+             cached functions run uncached"
+        );
+    }
+    cache
+}
+
+/// Formats a placeholder's value for a pattern template, escaping glob characters.
+pub fn escaped<T: Display + ?Sized>(value: &T) -> String {
+    escape_glob(&value.to_string())
+}
+
+/// Calls an `unless = ..` closure on the value about to be cached.
+pub fn unless<T: ?Sized, F: FnOnce(&T) -> bool>(value: &T, unless: F) -> bool {
+    unless(value)
+}
+
+/// Where a `#[cache_result]` call's value lives.
+#[derive(Debug)]
+pub struct Site {
+    cache: Cache,
+    key: String,
+    options: SetOptions,
+}
+
+impl Site {
+    /// A site in `cache` under `key`.
+    pub fn new(cache: Cache, key: String, ttl: Ttl, lock: bool, tags: Vec<String>) -> Site {
+        let options = SetOptions::new(ttl).lock(lock);
+        let options = match tags.is_empty() {
+            true => options,
+            false => options.tags(tags),
+        };
+        Site {
+            cache,
+            key,
+            options,
+        }
+    }
+}
+
+/// `#[cache_result]` on a function returning `T` or `Option<T>`: the whole value is cached
+/// when `store_if` approves it.
+pub async fn cached<T, S, F>(site: Option<Site>, store_if: S, body: F) -> T
+where
+    T: Serialize + DeserializeOwned,
+    S: FnOnce(&T) -> bool,
+    F: Future<Output = T>,
+{
+    let Some(site) = site else {
+        return body.await;
+    };
+    let plan = WholeIf(store_if, PhantomData);
+    site.cache
+        .compute_lenient(&site.key, site.options, plan, || body)
+        .await
+}
+
+/// `#[cache_result]` on a function returning `Result<T, E>`: `Ok` values approved by
+/// `store_if` are cached; errors are returned untouched and never cached.
+pub async fn cached_result<R, S, F>(site: Option<Site>, store_if: S, body: F) -> R
+where
+    R: Fallible,
+    R::Ok: Serialize + DeserializeOwned,
+    S: FnOnce(&R::Ok) -> bool,
+    F: Future<Output = R>,
+{
+    let Some(site) = site else {
+        return body.await;
+    };
+    let plan = OkIf(store_if, PhantomData);
+    site.cache
+        .compute_lenient(&site.key, site.options, plan, || body)
+        .await
+}
+
+/// A `Result`-shaped return type.
+pub trait Fallible: Sized {
+    /// The success type.
+    type Ok;
+    /// The success value, if this is one.
+    fn ok(&self) -> Option<&Self::Ok>;
+    /// A success.
+    fn from_ok(value: Self::Ok) -> Self;
+}
+
+impl<T, E> Fallible for Result<T, E> {
+    type Ok = T;
+    fn ok(&self) -> Option<&T> {
+        self.as_ref().ok()
+    }
+    fn from_ok(value: T) -> Self {
+        Ok(value)
+    }
+}
+
+/// Whether a call succeeded, for `#[invalidate_cache]`'s after-success default.
+pub fn succeeded<R: Fallible>(output: &R) -> bool {
+    output.ok().is_some()
+}
+
+struct WholeIf<T, S>(S, PhantomData<fn() -> T>);
+
+impl<T, S> Plan for WholeIf<T, S>
+where
+    T: Serialize + DeserializeOwned,
+    S: FnOnce(&T) -> bool,
+{
+    type Output = T;
+    type Value = T;
+    fn hit(value: T) -> T {
+        value
+    }
+    fn verdict(self, output: &T) -> Verdict<'_, T> {
+        match (self.0)(output) {
+            true => Verdict::Store(output),
+            false => Verdict::Share(output),
+        }
+    }
+}
+
+struct OkIf<R, S>(S, PhantomData<fn() -> R>);
+
+impl<R, S> Plan for OkIf<R, S>
+where
+    R: Fallible,
+    R::Ok: Serialize + DeserializeOwned,
+    S: FnOnce(&R::Ok) -> bool,
+{
+    type Output = R;
+    type Value = R::Ok;
+    fn hit(value: R::Ok) -> R {
+        R::from_ok(value)
+    }
+    fn verdict(self, output: &R) -> Verdict<'_, R::Ok> {
+        match output.ok() {
+            Some(value) if (self.0)(value) => Verdict::Store(value),
+            Some(value) => Verdict::Share(value),
+            None => Verdict::Fail(None),
+        }
+    }
+}
+
+/// What a `#[invalidate_cache]` call removes.
+#[derive(Debug)]
+pub struct Invalidation {
+    cache: Cache,
+    keys: Vec<String>,
+    patterns: Vec<String>,
+    tags: Vec<String>,
+}
+
+impl Invalidation {
+    /// Removes `keys`, every key matching one of `patterns` and every value tagged with one
+    /// of `tags`, from `cache`.
+    pub fn new(
+        cache: Cache,
+        keys: Vec<String>,
+        patterns: Vec<String>,
+        tags: Vec<String>,
+    ) -> Invalidation {
+        Invalidation {
+            cache,
+            keys,
+            patterns,
+            tags,
+        }
+    }
+}
+
+/// Runs an invalidation; store failures are logged and counted, never returned.
+pub async fn invalidate(invalidation: Option<Invalidation>) {
+    let Some(Invalidation {
+        cache,
+        keys,
+        patterns,
+        tags,
+    }) = invalidation
+    else {
+        return;
+    };
+    if !keys.is_empty()
+        && let Err(err) = cache.delete_multi(&keys).await
+    {
+        let _ = cache.degrade::<Lenient>("DELETE", &keys.join(" "), err);
+    }
+    for pattern in &patterns {
+        if let Err(err) = cache.invalidate_pattern(pattern).await {
+            let _ = cache.degrade::<Lenient>("SCAN DELETE", pattern, err);
+        }
+    }
+    for tag in &tags {
+        if let Err(err) = cache.invalidate_tag(tag).await {
+            let _ = cache.degrade::<Lenient>("DELETE TAG", tag, err);
+        }
+    }
+}

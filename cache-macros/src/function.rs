@@ -1,0 +1,359 @@
+use proc_macro2::TokenStream;
+use syn::spanned::Spanned;
+use syn::{
+    Block, Expr, FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Stmt,
+    TraitItemFn, Type, TypeParamBound,
+};
+
+use crate::error::{Errors, did_you_mean, listed};
+use crate::key::KeyTemplate;
+
+/// The function a macro rewrites: an `async fn`, or one already rewritten by `async_trait`.
+pub(crate) struct Function {
+    pub(crate) item: ItemFn,
+    pub(crate) output: Option<Type>,
+    async_trait: bool,
+    params: Vec<Ident>,
+    receiver: bool,
+}
+
+/// What a function returns, as far as caching is concerned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Plain,
+    Option,
+    Result,
+}
+
+impl Function {
+    pub(crate) fn parse(item: TokenStream, attribute: &str) -> syn::Result<Function> {
+        let item: ItemFn = match syn::parse2(item.clone()) {
+            Ok(item) => item,
+            Err(_) => return Err(not_a_function(item, attribute)),
+        };
+        let async_trait = item.sig.asyncness.is_none() && async_trait_output(&item).is_some();
+        if item.sig.asyncness.is_none() && !async_trait {
+            return Err(syn::Error::new_spanned(
+                item.sig.fn_token,
+                format!(
+                    "`#[{attribute}]` needs an `async fn`: the cache is read and written asynchronously"
+                ),
+            ));
+        }
+        let output = match async_trait {
+            true => async_trait_output(&item).cloned(),
+            false => match &item.sig.output {
+                ReturnType::Default => None,
+                ReturnType::Type(_, ty) => Some((**ty).clone()),
+            },
+        };
+        let params = item
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                FnArg::Typed(typed) => match &*typed.pat {
+                    Pat::Ident(pat) => Some(pat.ident.clone()),
+                    _ => None,
+                },
+                FnArg::Receiver(_) => None,
+            })
+            .collect();
+        let receiver = item.sig.receiver().is_some();
+        Ok(Function {
+            item,
+            output,
+            async_trait,
+            params,
+            receiver,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &Ident {
+        &self.item.sig.ident
+    }
+
+    /// The receiver, when the method takes `self` by value.
+    pub(crate) fn self_by_value(&self) -> Option<&syn::Receiver> {
+        self.item
+            .sig
+            .receiver()
+            .filter(|receiver| receiver.reference.is_none() && receiver.colon_token.is_none())
+    }
+
+    pub(crate) fn shape(&self) -> Shape {
+        match self.output.as_ref().and_then(last_segment) {
+            Some(name) if name == "Result" => Shape::Result,
+            Some(name) if name == "Option" => Shape::Option,
+            _ => Shape::Plain,
+        }
+    }
+
+    /// Why the return type cannot be cached, if it cannot.
+    pub(crate) fn uncacheable_output(&self) -> Option<syn::Error> {
+        match &self.output {
+            None => Some(syn::Error::new_spanned(
+                &self.item.sig,
+                format!("nothing to cache: `{}` returns `()`", self.name()),
+            )),
+            Some(Type::Tuple(tuple)) if tuple.elems.is_empty() => Some(syn::Error::new_spanned(
+                tuple,
+                format!("nothing to cache: `{}` returns `()`", self.name()),
+            )),
+            Some(ty) if contains_impl_trait(ty) => Some(syn::Error::new_spanned(
+                ty,
+                "a cached function needs a concrete return type that can be deserialized, not `impl Trait`",
+            )),
+            _ => None,
+        }
+    }
+
+    /// Checks that every placeholder names a parameter (or `self` in a method), and that
+    /// `key_args`, when given, lists exactly the parameters the templates use.
+    pub(crate) fn check_templates(
+        &self,
+        templates: &[&KeyTemplate],
+        key_args: Option<&crate::attr::KeyArgs>,
+        errors: &mut Errors,
+    ) {
+        let names: Vec<String> = self.params.iter().map(Ident::to_string).collect();
+        let known = || {
+            names
+                .iter()
+                .map(String::as_str)
+                .chain(self.receiver.then_some("self"))
+        };
+        for template in templates {
+            for placeholder in template.placeholders() {
+                if placeholder.root == "self" && !self.receiver {
+                    errors.spanned(
+                        &template.lit,
+                        format!(
+                            "`{}` uses `self`, but `{}` is not a method taking `self`",
+                            placeholder.written(),
+                            self.name()
+                        ),
+                    );
+                } else if !known().any(|name| name == placeholder.root) {
+                    errors.spanned(
+                        &template.lit,
+                        format!(
+                            "`{}` names no parameter of `{}`{}; parameters: {}",
+                            placeholder.written(),
+                            self.name(),
+                            did_you_mean(&placeholder.root, known()),
+                            parameter_list(known()),
+                        ),
+                    );
+                }
+            }
+        }
+        let Some(key_args) = key_args else {
+            return;
+        };
+        let used = |name: &str| {
+            templates
+                .iter()
+                .flat_map(|t| t.placeholders())
+                .any(|p| p.root == name)
+        };
+        for lit in &key_args.names {
+            let name = lit.value();
+            if !known().any(|known| known == name) {
+                errors.spanned(
+                    lit,
+                    format!(
+                        "`key_args` names `{name}`, which is no parameter of `{}`{}; parameters: {}",
+                        self.name(),
+                        did_you_mean(&name, known()),
+                        parameter_list(known()),
+                    ),
+                );
+            } else if !used(&name) {
+                errors.spanned(
+                    lit,
+                    format!("`key_args` lists `{name}`, but no template uses `{{{name}}}`"),
+                );
+            }
+        }
+        for template in templates {
+            for placeholder in template.placeholders() {
+                let listed = key_args
+                    .names
+                    .iter()
+                    .any(|lit| lit.value() == placeholder.root);
+                if placeholder.root != "self"
+                    && known().any(|name| name == placeholder.root)
+                    && !listed
+                {
+                    errors.spanned(
+                        &template.lit,
+                        format!(
+                            "`{}` is in the template but `{}` is missing from `key_args`",
+                            placeholder.written(),
+                            placeholder.root
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The block to wrap: the function's body, or the future `async_trait` boxes.
+    pub(crate) fn body(&self) -> &Block {
+        match boxed_future(&self.item.block) {
+            Some(inner) if self.async_trait => inner,
+            _ => &self.item.block,
+        }
+    }
+
+    pub(crate) fn replace_body(&mut self, block: Block) {
+        let async_trait = self.async_trait;
+        match boxed_future_mut(&mut self.item.block) {
+            Some(inner) if async_trait => *inner = block,
+            _ => *self.item.block = block,
+        }
+    }
+}
+
+fn parameter_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    match names.is_empty() {
+        true => "none".into(),
+        false => listed(names),
+    }
+}
+
+fn not_a_function(item: TokenStream, attribute: &str) -> syn::Error {
+    if let Ok(declaration) = syn::parse2::<TraitItemFn>(item.clone())
+        && declaration.default.is_none()
+    {
+        return syn::Error::new_spanned(
+            declaration.sig,
+            format!(
+                "`#[{attribute}]` needs a function body: put it on the method in the `impl` block"
+            ),
+        );
+    }
+    syn::Error::new(
+        item.span(),
+        format!("`#[{attribute}]` applies to async functions and methods"),
+    )
+}
+
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => {
+            let segment = path.path.segments.last()?;
+            matches!(segment.arguments, PathArguments::AngleBracketed(_))
+                .then(|| segment.ident.to_string())
+        }
+        Type::Group(group) => last_segment(&group.elem),
+        Type::Paren(paren) => last_segment(&paren.elem),
+        _ => None,
+    }
+}
+
+pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
+    match ty {
+        Type::ImplTrait(_) => true,
+        Type::Group(group) => contains_impl_trait(&group.elem),
+        Type::Paren(paren) => contains_impl_trait(&paren.elem),
+        Type::Reference(reference) => contains_impl_trait(&reference.elem),
+        Type::Tuple(tuple) => tuple.elems.iter().any(contains_impl_trait),
+        Type::Array(array) => contains_impl_trait(&array.elem),
+        Type::Slice(slice) => contains_impl_trait(&slice.elem),
+        Type::Path(path) => path
+            .path
+            .segments
+            .iter()
+            .any(|segment| match &segment.arguments {
+                PathArguments::AngleBracketed(args) => args.args.iter().any(|arg| match arg {
+                    GenericArgument::Type(ty) => contains_impl_trait(ty),
+                    _ => false,
+                }),
+                _ => false,
+            }),
+        _ => false,
+    }
+}
+
+/// `R` in `-> Pin<Box<dyn Future<Output = R> + Send + 'async_trait>>`, when the body is
+/// `Box::pin(async move { .. })`: the shape `async_trait` gives a method.
+fn async_trait_output(item: &ItemFn) -> Option<&Type> {
+    let ReturnType::Type(_, ty) = &item.sig.output else {
+        return None;
+    };
+    let pinned = single_type_argument(ty, "Pin")?;
+    let Type::TraitObject(object) = single_type_argument(pinned, "Box")? else {
+        return None;
+    };
+    let future = object.bounds.iter().find_map(|bound| match bound {
+        TypeParamBound::Trait(bound) => bound
+            .path
+            .segments
+            .last()
+            .filter(|segment| segment.ident == "Future"),
+        _ => None,
+    })?;
+    let PathArguments::AngleBracketed(args) = &future.arguments else {
+        return None;
+    };
+    let output = args.args.iter().find_map(|arg| match arg {
+        GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+        _ => None,
+    })?;
+    boxed_future(&item.block).map(|_| output)
+}
+
+fn single_type_argument<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let segment = path
+        .path
+        .segments
+        .last()
+        .filter(|segment| segment.ident == name)?;
+    let PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    }
+}
+
+/// The block of `async move { .. }` when the body ends in `Box::pin(async move { .. })`.
+fn boxed_future(block: &Block) -> Option<&Block> {
+    let Some(Stmt::Expr(Expr::Call(call), None)) = block.stmts.last() else {
+        return None;
+    };
+    let Expr::Path(func) = &*call.func else {
+        return None;
+    };
+    if func
+        .path
+        .segments
+        .last()
+        .is_none_or(|segment| segment.ident != "pin")
+        || call.args.len() != 1
+    {
+        return None;
+    }
+    match call.args.first() {
+        Some(Expr::Async(future)) => Some(&future.block),
+        _ => None,
+    }
+}
+
+fn boxed_future_mut(block: &mut Block) -> Option<&mut Block> {
+    boxed_future(block)?;
+    match block.stmts.last_mut() {
+        Some(Stmt::Expr(Expr::Call(call), None)) => match call.args.first_mut() {
+            Some(Expr::Async(future)) => Some(&mut future.block),
+            _ => None,
+        },
+        _ => None,
+    }
+}
