@@ -259,3 +259,8 @@ pub async fn invalidate(invalidation: Option<Invalidation>) {
         }
     }
 }
+
+/// A placeholder's value, required to implement `Display` where the template is written.
+pub fn displayed<T: Display>(value: &T) -> &dyn Display {
+    value
+}

@@ -99,7 +99,7 @@ impl Options<'_> {
                     self.attribute
                 ),
                 None => format!(
-                    "unknown option `{text}` for `#[{}]`{}; valid options: {}",
+                    "unknown option `{text}` for `#[{}]`{}; valid options are {}",
                     self.attribute,
                     did_you_mean(&text, self.valid.iter().copied()),
                     listed(self.valid.iter().copied())
@@ -201,7 +201,7 @@ impl Parse for CacheResultArgs {
                 _ => krate = errors.keep(crate_path(&value)),
             }
         }
-        if !positional {
+        if !positional && errors.is_empty() {
             errors.push(syn::Error::new(
                 input.span(),
                 "`#[cache_result]` needs a key template, like `#[cache_result(\"user:profile:{user_id}\")]`",

@@ -138,7 +138,7 @@ impl Function {
                     errors.spanned(
                         &template.lit,
                         format!(
-                            "`{}` names no parameter of `{}`{}; parameters: {}",
+                            "`{}` names no parameter of `{}`{}; the parameters are {}",
                             placeholder.written(),
                             self.name(),
                             did_you_mean(&placeholder.root, known()),
@@ -163,7 +163,7 @@ impl Function {
                 errors.spanned(
                     lit,
                     format!(
-                        "`key_args` names `{name}`, which is no parameter of `{}`{}; parameters: {}",
+                        "`key_args` names `{name}`, which is no parameter of `{}`{}; the parameters are {}",
                         self.name(),
                         did_you_mean(&name, known()),
                         parameter_list(known()),
@@ -176,7 +176,11 @@ impl Function {
                 );
             }
         }
-        for template in templates {
+        let misnamed = key_args
+            .names
+            .iter()
+            .any(|lit| !known().any(|known| known == lit.value()));
+        for template in templates.iter().filter(|_| !misnamed) {
             for placeholder in template.placeholders() {
                 let listed = key_args
                     .names

@@ -1,4 +1,4 @@
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::LitStr;
 
@@ -58,9 +58,10 @@ impl KeyTemplate {
                 Segment::Placeholder(placeholder) => {
                     format.push_str("{}");
                     let value = placeholder.expr(span);
+                    let krate = respan(krate.clone(), span);
                     args.push(match self.is_pattern() {
-                        true => quote!(#krate::__private::escaped(&#value)),
-                        false => value,
+                        true => quote_spanned!(span=> #krate::__private::escaped(&#value)),
+                        false => quote_spanned!(span=> #krate::__private::displayed(&#value)),
                     });
                 }
             }
@@ -80,7 +81,7 @@ impl Placeholder {
             .fields
             .iter()
             .map(|field| format_ident!("{}", field, span = span));
-        quote!((#root #(. #fields)*))
+        quote_spanned!(span=> (#root #(. #fields)*))
     }
 
     /// The placeholder as written, `{root.field}`.
@@ -92,6 +93,22 @@ impl Placeholder {
         }
         format!("{{{path}}}")
     }
+}
+
+/// The tokens with every span set to `span`, so that errors about them point there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = TokenTree::Group(inner);
+            }
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 fn segments(text: &str) -> Result<Vec<Segment>, String> {

@@ -1,0 +1,8 @@
+use cachemere::cache_result;
+
+#[cache_result("user:{user_id}", key_args = "user_id")]
+async fn profile(user_id: u32) -> String {
+    user_id.to_string()
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cachemere::invalidate_cache;
+
+#[invalidate_cache(before = true)]
+async fn save(user_id: u32) -> u32 {
+    user_id
+}
+
+fn main() {}
