@@ -1,0 +1,56 @@
+//! A `#[cache_result]` hit allocates what a hand-written `Cache::get` of the same value does,
+//! plus the key string: counted with a per-thread counting allocator, not timed.
+
+use cache_core::{Cache, MemoryStore, cache_result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+    scores: Vec<u32>,
+}
+
+#[cache_result("user:profile:{user_id}", crate = "cache_core", cache = cache)]
+async fn profile(cache: &Cache, user_id: u64) -> Profile {
+    Profile {
+        id: user_id,
+        name: format!("user {user_id}"),
+        scores: vec![85, 92, 78],
+    }
+}
+
+fn allocations(runtime: &tokio::runtime::Runtime, future: impl std::future::Future) -> u64 {
+    allocation_counter::measure(|| {
+        runtime.block_on(future);
+    })
+    .count_total
+}
+
+#[test]
+fn a_macro_hit_allocates_only_the_key_beyond_a_hand_written_get() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let cache = Cache::builder(MemoryStore::new()).build();
+    let expected = runtime.block_on(profile(&cache, 42));
+    let key = String::from("user:profile:42");
+
+    for _ in 0..3 {
+        let by_hand = allocations(&runtime, async {
+            let hit: Option<Profile> = cache.get(&key).await.expect("memory store");
+            assert_eq!(hit.as_ref(), Some(&expected));
+        });
+        let by_macro = allocations(&runtime, async {
+            assert_eq!(profile(&cache, 42).await, expected);
+        });
+        assert!(by_hand > 0, "the counting allocator is active");
+        println!("allocations per hit: by hand {by_hand}, macro {by_macro}");
+        assert_eq!(
+            by_macro,
+            by_hand + 1,
+            "macro {by_macro} vs by hand {by_hand}"
+        );
+    }
+    assert_eq!(cache.stats().misses, 1);
+}
