@@ -1,3 +1,5 @@
+//! Configuration from the environment.
+
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -17,6 +19,9 @@ use crate::error::{Error, Result};
 /// | `CACHE_MAX_VALUE_BYTES` | 67108864 | largest encoded value a cache writes |
 /// | `SESSION_EXPIRE_SECONDS` | 86400 | session lifetime |
 /// | `SESSION_CLEANUP_INTERVAL` | 3600 | seconds between session index clean-ups |
+/// | `SESSION_ABSOLUTE_EXPIRE_SECONDS` | 604800 | seconds; no session outlives this, however active |
+/// | `SESSION_MAX_PER_USER` | unset | most sessions a user keeps; creating one more ends the one expiring soonest |
+/// | `SESSION_SECRET` | unset | key for HMAC-SHA-256 of session tokens in the store (plain SHA-256 when unset) |
 /// | `REDIS_MAX_CONNECTIONS` | 20 | connection limit for pooled backends |
 /// | `REDIS_CONNECT_TIMEOUT` | 5 | seconds (fractions allowed) to establish a connection |
 /// | `REDIS_SOCKET_TIMEOUT` | 5 | seconds (fractions allowed) to wait for a reply |
@@ -46,10 +51,16 @@ pub struct Config {
     pub key_prefix: String,
     /// `CACHE_MAX_VALUE_BYTES`: largest encoded value a cache writes.
     pub max_value_bytes: usize,
-    /// `SESSION_EXPIRE_SECONDS`: session lifetime.
+    /// `SESSION_EXPIRE_SECONDS`: session lifetime (idle timeout: use extends it).
     pub session_ttl: Duration,
     /// `SESSION_CLEANUP_INTERVAL`: time between session index clean-ups.
     pub session_cleanup_interval: Duration,
+    /// `SESSION_ABSOLUTE_EXPIRE_SECONDS`: absolute session lifetime, however active.
+    pub session_absolute_ttl: Duration,
+    /// `SESSION_MAX_PER_USER`: most sessions a user keeps (`None`: no limit).
+    pub session_max_per_user: Option<usize>,
+    /// `SESSION_SECRET`: key for hashing session tokens (HMAC-SHA-256).
+    pub session_secret: Option<Secret>,
     /// `REDIS_MAX_CONNECTIONS`: connection limit for pooled backends.
     pub max_connections: usize,
     /// `REDIS_CONNECT_TIMEOUT`: time allowed to establish a connection.
@@ -71,6 +82,9 @@ impl Default for Config {
             max_value_bytes: 64 * 1024 * 1024,
             session_ttl: Duration::from_secs(86_400),
             session_cleanup_interval: Duration::from_secs(3600),
+            session_absolute_ttl: Duration::from_secs(7 * 86_400),
+            session_max_per_user: None,
+            session_secret: None,
             max_connections: 20,
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
@@ -124,6 +138,12 @@ impl Config {
                 "SESSION_CLEANUP_INTERVAL",
                 defaults.session_cleanup_interval,
             )?,
+            session_absolute_ttl: seconds(
+                "SESSION_ABSOLUTE_EXPIRE_SECONDS",
+                defaults.session_absolute_ttl,
+            )?,
+            session_max_per_user: var("SESSION_MAX_PER_USER").map(parse_count).transpose()?,
+            session_secret: var("SESSION_SECRET").map(|(_, secret)| Secret(secret)),
             max_connections: count("REDIS_MAX_CONNECTIONS", defaults.max_connections)?,
             connect_timeout: timeout("REDIS_CONNECT_TIMEOUT", defaults.connect_timeout)?,
             command_timeout: timeout("REDIS_SOCKET_TIMEOUT", defaults.command_timeout)?,
@@ -132,6 +152,34 @@ impl Config {
                 defaults.health_check_interval,
             )?,
         })
+    }
+}
+
+/// A secret setting: `Debug` does not show it.
+///
+/// ```
+/// let secret = cache_core::config::Secret::new("hunter2");
+/// assert_eq!(format!("{secret:?}"), "Secret(..)");
+/// assert_eq!(secret.expose(), "hunter2");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
     }
 }
 
@@ -216,6 +264,9 @@ mod tests {
             ("CACHE_MAX_VALUE_BYTES", "1024"),
             ("SESSION_EXPIRE_SECONDS", "60"),
             ("SESSION_CLEANUP_INTERVAL", "30"),
+            ("SESSION_ABSOLUTE_EXPIRE_SECONDS", "600"),
+            ("SESSION_MAX_PER_USER", "5"),
+            ("SESSION_SECRET", "s3cret"),
             ("REDIS_MAX_CONNECTIONS", "4"),
             ("REDIS_CONNECT_TIMEOUT", "0.25"),
             ("REDIS_SOCKET_TIMEOUT", "2"),
@@ -233,6 +284,13 @@ mod tests {
         assert_eq!(config.max_value_bytes, 1024);
         assert_eq!(config.session_ttl, Duration::from_secs(60));
         assert_eq!(config.session_cleanup_interval, Duration::from_secs(30));
+        assert_eq!(config.session_absolute_ttl, Duration::from_secs(600));
+        assert_eq!(config.session_max_per_user, Some(5));
+        assert_eq!(
+            config.session_secret.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
         assert_eq!(config.max_connections, 4);
         assert_eq!(config.connect_timeout, Duration::from_millis(250));
         assert_eq!(config.command_timeout, Duration::from_secs(2));

@@ -28,7 +28,7 @@
 mod cache;
 pub mod codec;
 mod compute;
-mod config;
+pub mod config;
 pub mod error;
 mod flight;
 mod frame;

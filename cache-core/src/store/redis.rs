@@ -235,6 +235,42 @@ impl RedisStore {
         self.connection.clone()
     }
 
+    /// Runs a Lua script under the store's command timeout, with the store's error mapping;
+    /// `operation` and `key` name it in errors. Scripts keep multi-key steps atomic for
+    /// crates built on the store (the session manager uses this).
+    ///
+    /// ```no_run
+    /// use cache_core::RedisStore;
+    /// use redis::Script;
+    ///
+    /// # async fn demo(store: &RedisStore) -> cache_core::Result<()> {
+    /// let script = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    /// let total: i64 = store.invoke("INCRBY", "visits", script.key("visits").arg(3)).await?;
+    /// # let _ = total;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let mut connection = self.connection.clone();
+        self.bounded(operation, key, invocation.invoke_async(&mut connection))
+            .await
+    }
+
+    /// Runs a pipeline under the store's command timeout (one round trip).
+    pub async fn pipeline<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        self.query_pipe(operation, key, pipe).await
+    }
+
     /// The `host:port` (or socket path) this store talks to.
     pub fn address(&self) -> &str {
         &self.address

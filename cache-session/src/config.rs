@@ -1,0 +1,110 @@
+//! Session settings.
+
+use std::time::Duration;
+
+use cache_core::Config;
+use cache_core::config::Secret;
+
+/// How sessions behave: lifetimes, activity tracking, per-user limit, token hashing key.
+///
+/// ```
+/// use cache_session::SessionConfig;
+/// use std::time::Duration;
+///
+/// let config = SessionConfig::default()
+///     .ttl(Duration::from_secs(30 * 60))
+///     .absolute_ttl(Duration::from_secs(8 * 3600))
+///     .max_sessions_per_user(Some(5));
+/// assert_eq!(config.touch_after_value(), Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub(crate) ttl: Duration,
+    pub(crate) absolute_ttl: Duration,
+    pub(crate) touch_after: Option<Duration>,
+    pub(crate) max_per_user: Option<usize>,
+    pub(crate) key_prefix: String,
+    pub(crate) cleanup_interval: Duration,
+    pub(crate) secret: Option<Secret>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig::from_config(&Config::default())
+    }
+}
+
+impl SessionConfig {
+    /// The session settings of a [`Config`]: `SESSION_EXPIRE_SECONDS`,
+    /// `SESSION_ABSOLUTE_EXPIRE_SECONDS`, `SESSION_MAX_PER_USER`, `SESSION_SECRET`,
+    /// `SESSION_CLEANUP_INTERVAL`, and `CACHE_KEY_PREFIX` before the `session:` key prefix.
+    pub fn from_config(config: &Config) -> SessionConfig {
+        SessionConfig {
+            ttl: config.session_ttl,
+            absolute_ttl: config.session_absolute_ttl,
+            touch_after: None,
+            max_per_user: config.session_max_per_user,
+            key_prefix: format!("{}session:", config.key_prefix),
+            cleanup_interval: config.session_cleanup_interval,
+            secret: config.session_secret.clone(),
+        }
+    }
+
+    /// [`from_config`](SessionConfig::from_config) of [`Config::from_env`].
+    pub fn from_env() -> cache_core::Result<SessionConfig> {
+        Config::from_env().map(|config| SessionConfig::from_config(&config))
+    }
+
+    /// Idle timeout: a session not used for this long expires (default
+    /// `SESSION_EXPIRE_SECONDS`, 24 hours). Reads and [`extend`](crate::SessionManager::extend_session)
+    /// push the expiry forward.
+    pub fn ttl(mut self, ttl: Duration) -> SessionConfig {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Absolute timeout: no session lives longer than this after its creation, however
+    /// active (default `SESSION_ABSOLUTE_EXPIRE_SECONDS`, 7 days).
+    pub fn absolute_ttl(mut self, ttl: Duration) -> SessionConfig {
+        self.absolute_ttl = ttl;
+        self
+    }
+
+    /// How stale `last_accessed` may get before a read rewrites it (and slides the expiry).
+    /// Default: a quarter of the ttl, at most one minute.
+    pub fn touch_after(mut self, after: Duration) -> SessionConfig {
+        self.touch_after = Some(after);
+        self
+    }
+
+    /// The most sessions one user keeps; creating one more ends the one that expires soonest.
+    pub fn max_sessions_per_user(mut self, max: Option<usize>) -> SessionConfig {
+        self.max_per_user = max;
+        self
+    }
+
+    /// The prefix of every session key (default `session:`).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> SessionConfig {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// The key of the HMAC that hashes tokens and user ids in the store. Changing it ends
+    /// every session.
+    pub fn secret(mut self, secret: impl Into<String>) -> SessionConfig {
+        self.secret = Some(Secret::new(secret));
+        self
+    }
+
+    /// Time between runs of [`spawn_cleanup`](crate::SessionManager::spawn_cleanup).
+    pub fn cleanup_interval(mut self, interval: Duration) -> SessionConfig {
+        self.cleanup_interval = interval;
+        self
+    }
+
+    /// The effective [`touch_after`](SessionConfig::touch_after).
+    pub fn touch_after_value(&self) -> Duration {
+        self.touch_after
+            .unwrap_or_else(|| (self.ttl / 4).min(Duration::from_secs(60)))
+    }
+}

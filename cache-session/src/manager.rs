@@ -1,0 +1,415 @@
+//! The session manager.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::config::SessionConfig;
+use crate::error::{Error, Result};
+use crate::session::{Session, SessionData, SessionPatch};
+use crate::store::{Backend, Keys, Lookup, NewSession, Registry, SessionStore, Stored};
+use crate::token::{Hasher, SessionToken};
+
+const MAX_USER_ID_BYTES: usize = 1024;
+/// Slack for the application's clock running behind the store's in registry entries.
+const CLOCK_SLACK: Duration = Duration::from_secs(300);
+
+/// Creates, reads, changes and ends user sessions in a [`SessionStore`].
+///
+/// Every state change is one atomic step on the store (a Lua script on Redis) on keys of one
+/// hash slot, and expiry is enforced by the store's clock. Store failures are errors: a
+/// session is never reported valid when the store cannot confirm it.
+///
+/// ```
+/// use cache_session::{MemoryStore, SessionConfig, SessionData, SessionManager, SessionPatch};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_session::Result<()> {
+/// let sessions = SessionManager::new(MemoryStore::new(), SessionConfig::default());
+/// let data = SessionData::new().with("role", "teacher")?.with("department", "Math")?;
+/// let token = sessions.create_session("42", data, None).await?;
+///
+/// let session = sessions.get_session(&token).await?.expect("just created");
+/// assert_eq!(session.user_id, "42");
+/// assert_eq!(session.data.role(), Some("teacher"));
+///
+/// sessions.update_session(&token, SessionPatch::new().set("last_login", "2026-11-28")?).await?;
+/// let rotated = sessions.rotate_session(&token).await?.expect("still live");
+/// assert!(sessions.get_session(&token).await?.is_none(), "the old token is dead");
+/// assert_eq!(sessions.delete_user_sessions("42").await?, 1);
+/// assert!(sessions.get_session(&rotated).await?.is_none());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    config: SessionConfig,
+    hasher: Hasher,
+    registry: String,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("store", &self.inner.backend.name())
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a token stands.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// A live session (its `last_accessed` refreshed if it was stale).
+    Active(Session),
+    /// The session expired and has not been cleaned up yet.
+    Expired,
+    /// No such session: never issued, ended, revoked or cleaned up after expiry.
+    Unknown,
+}
+
+/// One of a user's live sessions, as [`SessionManager::get_user_sessions`] lists them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserSession {
+    /// A stable, non-secret id of the session (a hash of its token), for display and for
+    /// [`SessionManager::delete_user_session`].
+    pub id: String,
+    /// The session.
+    pub session: Session,
+}
+
+/// Counts over every indexed session, as the seed's `get_session_stats` returns them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SessionStats {
+    /// Indexed sessions, live or expired.
+    pub total_sessions: u64,
+    /// Live sessions.
+    pub active_sessions: u64,
+    /// Expired sessions still indexed, awaiting [`SessionManager::cleanup_expired`].
+    pub expired_sessions: u64,
+    /// Users with at least one live session.
+    pub unique_users: u64,
+}
+
+fn millis(name: &'static str, duration: Duration) -> Result<u64> {
+    match u64::try_from(duration.as_millis()) {
+        Ok(ms) if ms > 0 => Ok(ms),
+        _ => Err(Error::DurationOutOfRange { name, duration }),
+    }
+}
+
+fn time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl SessionManager {
+    /// A manager on `store` (a [`RedisStore`](crate::RedisStore) or a
+    /// [`MemoryStore`](crate::MemoryStore)).
+    pub fn new(store: impl Into<SessionStore>, config: SessionConfig) -> SessionManager {
+        let hasher = Hasher::new(
+            config
+                .secret
+                .as_ref()
+                .map(|secret| secret.expose().as_bytes().to_vec()),
+        );
+        let registry = format!("{}users", config.key_prefix);
+        SessionManager {
+            inner: Arc::new(Inner {
+                backend: store.into().0,
+                config,
+                hasher,
+                registry,
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    fn tag_prefix(&self, tag: &str) -> String {
+        format!("{}{{{tag}}}:", self.inner.config.key_prefix)
+    }
+
+    fn keys(&self, token: &SessionToken) -> Keys {
+        let tagged = self.tag_prefix(token.tag());
+        let id = self.inner.hasher.token_id(token);
+        Keys::member(&format!("{tagged}index"), &format!("{tagged}s:"), &id)
+    }
+
+    fn index_of(&self, user_id: &str) -> (String, String) {
+        let tagged = self.tag_prefix(&self.inner.hasher.user_tag(user_id));
+        (format!("{tagged}index"), format!("{tagged}s:"))
+    }
+
+    fn registry(&self) -> (String, impl Fn(&str) -> String + Send + Sync + '_) {
+        (self.inner.registry.clone(), |user: &str| {
+            self.index_of(user).0
+        })
+    }
+
+    fn session(&self, stored: Stored) -> Result<Session> {
+        let mut data = Map::new();
+        for (field, json) in stored.data {
+            let value: Value = serde_json::from_slice(&json).map_err(|err| Error::Corrupt {
+                id: String::new(),
+                reason: format!("field `{field}`: {err}"),
+            })?;
+            data.insert(field, value);
+        }
+        Ok(Session {
+            user_id: stored.user_id,
+            created_at: time(stored.created_at),
+            last_accessed: time(stored.last_accessed),
+            expires_at: time(stored.expires_at),
+            data: SessionData::from_map(data),
+        })
+    }
+
+    /// Starts a session for `user_id` that lives `ttl` without use (default: the configured
+    /// ttl) and never longer than the absolute ttl; returns its token. With a per-user
+    /// limit, the user's session that expires soonest is ended when the limit is exceeded.
+    pub async fn create_session(
+        &self,
+        user_id: &str,
+        data: SessionData,
+        ttl: Option<Duration>,
+    ) -> Result<SessionToken> {
+        if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
+            return Err(Error::InvalidArgument {
+                name: "user_id",
+                reason: format!(
+                    "expected 1 to {MAX_USER_ID_BYTES} bytes, got {}",
+                    user_id.len()
+                ),
+            });
+        }
+        let config = &self.inner.config;
+        let ttl = millis("session ttl", ttl.unwrap_or(config.ttl))?;
+        let absolute = millis("absolute session ttl", config.absolute_ttl)?;
+        let fields = data
+            .fields()
+            .map(|(field, value)| {
+                serde_json::to_vec(value)
+                    .map(|json| (field.to_owned(), json))
+                    .map_err(|source| Error::Encode {
+                        field: field.to_owned(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let token = SessionToken::generate(&self.inner.hasher.user_tag(user_id))?;
+        let keys = self.keys(&token);
+        let new = NewSession {
+            user_id,
+            ttl,
+            absolute,
+            limit: config.max_per_user.unwrap_or(0),
+            data: &fields,
+        };
+        let until = SystemTime::now() + config.absolute_ttl + CLOCK_SLACK;
+        let until = u64::try_from(
+            until
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let backend = &self.inner.backend;
+        let (created, registered) = tokio::join!(
+            backend.create(&keys, &new),
+            backend.register(&self.inner.registry, user_id, until)
+        );
+        let (_, evicted) = created?;
+        if let Err(err) = registered {
+            tracing::warn!(error = %err, "session created but not registered for statistics");
+        }
+        if evicted > 0 {
+            tracing::debug!(evicted, "ended sessions beyond the per-user limit");
+        }
+        Ok(token)
+    }
+
+    /// The session of `token`, or `None` when there is none (never issued, ended or
+    /// expired). Refreshes `last_accessed` and slides the expiry when `last_accessed` is
+    /// older than [`touch_after`](SessionConfig::touch_after). A malformed token is an
+    /// [`Error::InvalidToken`], found without asking the store.
+    pub async fn get_session(&self, token: impl AsRef<str>) -> Result<Option<Session>> {
+        match self.session_state(token).await? {
+            SessionState::Active(session) => Ok(Some(session)),
+            SessionState::Expired | SessionState::Unknown => Ok(None),
+        }
+    }
+
+    /// Like [`get_session`](SessionManager::get_session), telling an expired session from
+    /// an unknown one.
+    pub async fn session_state(&self, token: impl AsRef<str>) -> Result<SessionState> {
+        let token = SessionToken::parse(token.as_ref())?;
+        let keys = self.keys(&token);
+        let touch_after =
+            u64::try_from(self.inner.config.touch_after_value().as_millis()).unwrap_or(u64::MAX);
+        match self.inner.backend.get(&keys, touch_after).await? {
+            Lookup::Live(stored) if self.inner.hasher.user_tag(&stored.user_id) == token.tag() => {
+                Ok(SessionState::Active(self.session(stored)?))
+            }
+            Lookup::Live(_) | Lookup::Missing => Ok(SessionState::Unknown),
+            Lookup::Expired => Ok(SessionState::Expired),
+        }
+    }
+
+    /// Sets and removes data fields of a live session in one atomic step; fields the patch
+    /// does not name are untouched. Returns `false` when there is no live session (a patch
+    /// never brings one back).
+    pub async fn update_session(
+        &self,
+        token: impl AsRef<str>,
+        patch: SessionPatch,
+    ) -> Result<bool> {
+        let token = SessionToken::parse(token.as_ref())?;
+        if patch.is_empty() {
+            return Ok(self.get_session(token.expose()).await?.is_some());
+        }
+        self.inner
+            .backend
+            .update(&self.keys(&token), &patch.changes)
+            .await
+    }
+
+    /// Pushes the expiry to at least `by` from now (within the absolute limit); returns the
+    /// new expiry, or `None` when there is no live session.
+    pub async fn extend_session(
+        &self,
+        token: impl AsRef<str>,
+        by: Duration,
+    ) -> Result<Option<SystemTime>> {
+        let token = SessionToken::parse(token.as_ref())?;
+        let by = millis("extension", by)?;
+        Ok(self
+            .inner
+            .backend
+            .extend(&self.keys(&token), by)
+            .await?
+            .map(time))
+    }
+
+    /// Ends a session; returns whether it was live.
+    pub async fn delete_session(&self, token: impl AsRef<str>) -> Result<bool> {
+        let token = SessionToken::parse(token.as_ref())?;
+        self.inner.backend.delete(&self.keys(&token)).await
+    }
+
+    /// Issues a new token for the same session (after a login or a privilege change) in one
+    /// atomic step: the old token stops working, nothing else changes. `None` when there is
+    /// no live session.
+    pub async fn rotate_session(&self, token: impl AsRef<str>) -> Result<Option<SessionToken>> {
+        let token = SessionToken::parse(token.as_ref())?;
+        let fresh = SessionToken::generate(token.tag())?;
+        let rotated = self
+            .inner
+            .backend
+            .rotate(&self.keys(&token), &self.keys(&fresh))
+            .await?;
+        Ok(rotated.then_some(fresh))
+    }
+
+    /// The user's live sessions.
+    pub async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<UserSession>> {
+        let (index, prefix) = self.index_of(user_id);
+        self.inner
+            .backend
+            .list(&index, &prefix, user_id)
+            .await?
+            .into_iter()
+            .map(|(id, stored)| {
+                Ok(UserSession {
+                    id,
+                    session: self.session(stored)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends one of the user's sessions by its [`UserSession::id`]; returns whether it was live.
+    pub async fn delete_user_session(&self, user_id: &str, id: &str) -> Result<bool> {
+        let (index, session_prefix) = self.index_of(user_id);
+        let owned = self
+            .get_user_sessions(user_id)
+            .await?
+            .iter()
+            .any(|session| session.id == id);
+        if !owned {
+            return Ok(false);
+        }
+        let keys = Keys::member(&index, &session_prefix, id);
+        self.inner.backend.delete(&keys).await
+    }
+
+    /// Ends every session of the user in one atomic step ("log out everywhere"); returns how
+    /// many were live. A session created concurrently either ends too or starts after it.
+    pub async fn delete_user_sessions(&self, user_id: &str) -> Result<u64> {
+        let (index, prefix) = self.index_of(user_id);
+        self.inner
+            .backend
+            .revoke_all(&index, &prefix, user_id)
+            .await
+    }
+
+    /// Totals over every indexed session. Reads one registry entry per user with sessions
+    /// (pipelined in batches), never `KEYS` or a `SCAN` of the sessions.
+    pub async fn get_session_stats(&self) -> Result<SessionStats> {
+        let (key, index_of) = self.registry();
+        let counts = self
+            .inner
+            .backend
+            .counts(&Registry {
+                key: &key,
+                index_of: &index_of,
+            })
+            .await?;
+        Ok(SessionStats {
+            total_sessions: counts.total,
+            active_sessions: counts.active,
+            expired_sessions: counts.total.saturating_sub(counts.active),
+            unique_users: counts.users,
+        })
+    }
+
+    /// Removes expired entries from the per-user indexes (in batches of users) and users
+    /// whose sessions have all ended from the registry; returns the entries removed.
+    pub async fn cleanup_expired(&self) -> Result<u64> {
+        let (key, index_of) = self.registry();
+        self.inner
+            .backend
+            .cleanup(&Registry {
+                key: &key,
+                index_of: &index_of,
+            })
+            .await
+    }
+
+    /// Runs [`cleanup_expired`](SessionManager::cleanup_expired) every `interval` on the
+    /// tokio runtime until the returned handle is aborted; failures are logged.
+    pub fn spawn_cleanup(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let manager = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match manager.cleanup_expired().await {
+                    Ok(removed) => tracing::debug!(removed, "session clean-up"),
+                    Err(err) => tracing::warn!(error = %err, "session clean-up failed"),
+                }
+            }
+        })
+    }
+}

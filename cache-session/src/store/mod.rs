@@ -1,0 +1,216 @@
+//! The atomic session operations, on Redis (Lua scripts) and in process.
+
+mod memory;
+mod redis;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+
+/// How long an index outlives its last entry's expiry, so that a session that expired is
+/// reported as expired (not unknown) until the clean-up after it.
+pub(crate) const INDEX_GRACE_MS: u64 = 86_400_000;
+
+/// Where one session lives.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    /// The session's hash.
+    pub(crate) session: String,
+    /// The index of its user tag's sessions (a sorted set of ids scored by expiry).
+    pub(crate) index: String,
+    /// The session's id in the index: the token's hash.
+    pub(crate) id: String,
+    /// `session` minus `id`: the prefix of every session key of this user tag.
+    pub(crate) session_prefix: String,
+}
+
+impl Keys {
+    /// The keys of the session `id` in `index`.
+    pub(crate) fn member(index: &str, session_prefix: &str, id: &str) -> Keys {
+        Keys {
+            session: format!("{session_prefix}{id}"),
+            index: index.to_owned(),
+            id: id.to_owned(),
+            session_prefix: session_prefix.to_owned(),
+        }
+    }
+}
+
+/// A session as stored: times in milliseconds since the Unix epoch, data fields as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stored {
+    pub(crate) user_id: String,
+    pub(crate) created_at: u64,
+    pub(crate) last_accessed: u64,
+    pub(crate) expires_at: u64,
+    pub(crate) absolute_at: u64,
+    pub(crate) ttl: u64,
+    pub(crate) data: Vec<(String, Vec<u8>)>,
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    Live(Stored),
+    /// Known to the index but past its expiry.
+    Expired,
+    Missing,
+}
+
+/// A new session's settings.
+pub(crate) struct NewSession<'a> {
+    pub(crate) user_id: &'a str,
+    pub(crate) ttl: u64,
+    pub(crate) absolute: u64,
+    pub(crate) limit: usize,
+    pub(crate) data: &'a [(String, Vec<u8>)],
+}
+
+/// Counts over every indexed session.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) total: u64,
+    pub(crate) active: u64,
+    pub(crate) users: u64,
+}
+
+/// The registry of users with sessions, and how to find a user's index.
+pub(crate) struct Registry<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) index_of: &'a (dyn Fn(&str) -> String + Send + Sync),
+}
+
+/// One atomic step per operation, on keys of one hash slot (the user tag's).
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Writes the session and indexes it, evicting beyond `limit` (0: none); returns it as
+    /// stored and the number evicted.
+    async fn create(&self, keys: &Keys, new: &NewSession<'_>) -> Result<(Stored, u64)>;
+    /// Reads the session, rewriting `last_accessed` and sliding the expiry when it is older
+    /// than `touch_after`.
+    async fn get(&self, keys: &Keys, touch_after: u64) -> Result<Lookup>;
+    /// Sets and removes data fields of a live session; `false` when there is none.
+    async fn update(&self, keys: &Keys, changes: &[(String, Option<Vec<u8>>)]) -> Result<bool>;
+    /// Moves the expiry to at least now + `by` (within the absolute limit); the new expiry.
+    async fn extend(&self, keys: &Keys, by: u64) -> Result<Option<u64>>;
+    async fn delete(&self, keys: &Keys) -> Result<bool>;
+    /// Moves a live session to `new`'s key in one step.
+    async fn rotate(&self, old: &Keys, new: &Keys) -> Result<bool>;
+    /// The live sessions of `user_id` in its tag's index, with their ids.
+    async fn list(
+        &self,
+        index: &str,
+        session_prefix: &str,
+        user_id: &str,
+    ) -> Result<Vec<(String, Stored)>>;
+    /// Deletes every session of `user_id`; returns how many were live.
+    async fn revoke_all(&self, index: &str, session_prefix: &str, user_id: &str) -> Result<u64>;
+    /// Records that `user_id` may have sessions until `until` (ms).
+    async fn register(&self, registry: &str, user_id: &str, until: u64) -> Result<()>;
+    async fn counts(&self, registry: &Registry<'_>) -> Result<Counts>;
+    /// Removes expired index entries and users whose sessions all ended; returns the
+    /// number of index entries removed.
+    async fn cleanup(&self, registry: &Registry<'_>) -> Result<u64>;
+}
+
+/// The store sessions live in: a [`RedisStore`](cache_core::RedisStore) or a
+/// [`MemoryStore`](cache_core::MemoryStore).
+pub struct SessionStore(pub(crate) std::sync::Arc<dyn Backend>);
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SessionStore").field(&self.0.name()).finish()
+    }
+}
+
+impl From<cache_core::RedisStore> for SessionStore {
+    fn from(store: cache_core::RedisStore) -> SessionStore {
+        SessionStore(std::sync::Arc::new(store))
+    }
+}
+
+impl From<cache_core::MemoryStore> for SessionStore {
+    fn from(store: cache_core::MemoryStore) -> SessionStore {
+        SessionStore(std::sync::Arc::new(store))
+    }
+}
+
+impl Stored {
+    /// Reads the flat `field, value, ..` list a Redis hash (or the memory store) holds.
+    pub(crate) fn from_fields(id: &str, fields: Vec<(String, Vec<u8>)>) -> Result<Stored> {
+        let corrupt = |reason: String| Error::Corrupt {
+            id: id.chars().take(12).collect(),
+            reason,
+        };
+        let mut stored = Stored {
+            user_id: String::new(),
+            created_at: 0,
+            last_accessed: 0,
+            expires_at: 0,
+            absolute_at: 0,
+            ttl: 0,
+            data: Vec::new(),
+        };
+        let mut seen_user = false;
+        for (field, value) in fields {
+            let number = || -> Result<u64> {
+                std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or_else(|| corrupt(format!("`{field}` is not a number")))
+            };
+            match field.as_str() {
+                "user_id" => {
+                    stored.user_id = String::from_utf8(value.clone())
+                        .map_err(|_| corrupt("`user_id` is not UTF-8".into()))?;
+                    seen_user = true;
+                }
+                "created_at" => stored.created_at = number()?,
+                "last_accessed" => stored.last_accessed = number()?,
+                "expires_at" => stored.expires_at = number()?,
+                "absolute_at" => stored.absolute_at = number()?,
+                "ttl" => stored.ttl = number()?,
+                _ => {
+                    if let Some(name) = field.strip_prefix("d:") {
+                        stored.data.push((name.to_owned(), value));
+                    }
+                }
+            }
+        }
+        if !seen_user || stored.expires_at == 0 {
+            return Err(corrupt("required fields are missing".into()));
+        }
+        Ok(stored)
+    }
+
+    /// The flat field list, as a Redis hash holds it.
+    pub(crate) fn to_fields(&self) -> Vec<(String, Vec<u8>)> {
+        let mut fields = vec![
+            ("user_id".to_owned(), self.user_id.clone().into_bytes()),
+            (
+                "created_at".to_owned(),
+                self.created_at.to_string().into_bytes(),
+            ),
+            (
+                "last_accessed".to_owned(),
+                self.last_accessed.to_string().into_bytes(),
+            ),
+            (
+                "expires_at".to_owned(),
+                self.expires_at.to_string().into_bytes(),
+            ),
+            (
+                "absolute_at".to_owned(),
+                self.absolute_at.to_string().into_bytes(),
+            ),
+            ("ttl".to_owned(), self.ttl.to_string().into_bytes()),
+        ];
+        fields.extend(
+            self.data
+                .iter()
+                .map(|(name, value)| (format!("d:{name}"), value.clone())),
+        );
+        fields
+    }
+}

@@ -1,0 +1,410 @@
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use cache_core::RedisStore;
+use redis::{Script, Value};
+
+use super::{Backend, Counts, INDEX_GRACE_MS, Keys, Lookup, NewSession, Registry, Stored};
+use crate::error::{Error, Result};
+
+const PREAMBLE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function int(x) return string.format('%d', x) end
+local function keep_index(index)
+  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  if last[2] then redis.call('PEXPIREAT', index, int(tonumber(last[2]) + GRACE)) end
+end
+";
+
+const BATCH: usize = 500;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("local GRACE = {INDEX_GRACE_MS}\n{PREAMBLE}{body}"))
+}
+
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local ttl, absolute, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local absolute_at = now + absolute
+local expires = math.min(now + ttl, absolute_at)
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'created_at', int(now), 'last_accessed', int(now),
+  'expires_at', int(expires), 'absolute_at', int(absolute_at), 'ttl', int(ttl))
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], 'd:' .. ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIREAT', KEYS[1], int(expires))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
+redis.call('ZADD', KEYS[2], int(expires), ARGV[5])
+local evicted = 0
+if limit > 0 then
+  local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. int(now), '+inf')
+  local excess = #live - limit
+  for _, id in ipairs(live) do
+    if excess <= 0 then break end
+    if id ~= ARGV[5] then
+      redis.call('DEL', ARGV[6] .. id)
+      redis.call('ZREM', KEYS[2], id)
+      excess = excess - 1
+      evicted = evicted + 1
+    end
+  end
+end
+keep_index(KEYS[2])
+return {int(now), int(expires), int(absolute_at), evicted}
+",
+    )
+});
+
+static GET: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if score and tonumber(score) <= now then return {1} end
+  return {0}
+end
+local h = {}
+for i = 1, #fields, 2 do h[fields[i]] = fields[i + 1] end
+if tonumber(h.expires_at) <= now or tonumber(h.absolute_at) <= now then
+  redis.call('DEL', KEYS[1])
+  return {1}
+end
+if now - tonumber(h.last_accessed) >= tonumber(ARGV[2]) then
+  local expires = math.min(now + tonumber(h.ttl), tonumber(h.absolute_at))
+  redis.call('HSET', KEYS[1], 'last_accessed', int(now), 'expires_at', int(expires))
+  redis.call('PEXPIREAT', KEYS[1], int(expires))
+  redis.call('ZADD', KEYS[2], 'XX', int(expires), ARGV[1])
+  keep_index(KEYS[2])
+  fields = redis.call('HGETALL', KEYS[1])
+end
+return {2, fields}
+",
+    )
+});
+
+static UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local expires = redis.call('HGET', KEYS[1], 'expires_at')
+if not expires or tonumber(expires) <= now then return 0 end
+for i = 1, #ARGV, 3 do
+  if ARGV[i] == 's' then
+    redis.call('HSET', KEYS[1], 'd:' .. ARGV[i + 1], ARGV[i + 2])
+  else
+    redis.call('HDEL', KEYS[1], 'd:' .. ARGV[i + 1])
+  end
+end
+return 1
+",
+    )
+});
+
+static EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local h = redis.call('HMGET', KEYS[1], 'expires_at', 'absolute_at')
+if not h[1] or tonumber(h[1]) <= now then return false end
+local expires = math.min(math.max(tonumber(h[1]), now + tonumber(ARGV[2])), tonumber(h[2]))
+redis.call('HSET', KEYS[1], 'expires_at', int(expires))
+redis.call('PEXPIREAT', KEYS[1], int(expires))
+redis.call('ZADD', KEYS[2], 'XX', int(expires), ARGV[1])
+keep_index(KEYS[2])
+return int(expires)
+",
+    )
+});
+
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local n = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n
+",
+    )
+});
+
+static ROTATE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local expires = redis.call('HGET', KEYS[1], 'expires_at')
+if not expires or tonumber(expires) <= now then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[3], expires, ARGV[2])
+return 1
+",
+    )
+});
+
+static LIST: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. int(now), '+inf')
+local out = {}
+for _, id in ipairs(ids) do
+  local key = ARGV[1] .. id
+  if redis.call('HGET', key, 'user_id') == ARGV[2] then
+    table.insert(out, id)
+    table.insert(out, redis.call('HGETALL', key))
+  end
+end
+return out
+",
+    )
+});
+
+static REVOKE_ALL: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local n = 0
+for _, id in ipairs(ids) do
+  local key = ARGV[1] .. id
+  local owner = redis.call('HGET', key, 'user_id')
+  if owner == ARGV[2] then
+    n = n + redis.call('DEL', key)
+    redis.call('ZREM', KEYS[1], id)
+  elseif not owner then
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return n
+",
+    )
+});
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+fn fields(id: &str, value: Value) -> Result<Stored> {
+    let corrupt = || Error::Corrupt {
+        id: id.chars().take(12).collect(),
+        reason: "unexpected reply shape".into(),
+    };
+    let Value::Array(items) = value else {
+        return Err(corrupt());
+    };
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(name), Some(value)) = (items.next(), items.next()) {
+        let name = text(&name).ok_or_else(corrupt)?;
+        let Value::BulkString(value) = value else {
+            return Err(corrupt());
+        };
+        pairs.push((name, value));
+    }
+    Stored::from_fields(id, pairs)
+}
+
+/// The server's clock, in milliseconds since the Unix epoch.
+async fn server_now(store: &RedisStore) -> Result<u64> {
+    let ((secs, micros),): ((u64, u64),) = store
+        .pipeline("TIME", "", redis::pipe().cmd("TIME"))
+        .await?;
+    Ok(secs * 1000 + micros / 1000)
+}
+
+/// Up to `BATCH` registered users from rank `start`.
+async fn registered(store: &RedisStore, registry: &str, start: usize) -> Result<Vec<String>> {
+    let stop = isize::try_from(start + BATCH - 1).unwrap_or(isize::MAX);
+    let start = isize::try_from(start).unwrap_or(isize::MAX);
+    let (users,): (Vec<String>,) = store
+        .pipeline(
+            "ZRANGE",
+            registry,
+            redis::pipe().zrange(registry, start, stop),
+        )
+        .await?;
+    Ok(users)
+}
+
+#[async_trait]
+impl Backend for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn create(&self, keys: &Keys, new: &NewSession<'_>) -> Result<(Stored, u64)> {
+        let mut invocation = CREATE.key(&keys.session);
+        invocation
+            .key(&keys.index)
+            .arg(new.user_id)
+            .arg(new.ttl)
+            .arg(new.absolute)
+            .arg(new.limit)
+            .arg(&keys.id)
+            .arg(&keys.session_prefix);
+        for (name, value) in new.data {
+            invocation.arg(name).arg(value.as_slice());
+        }
+        let (now, expires_at, absolute_at, evicted): (u64, u64, u64, u64) = self
+            .invoke("SESSION CREATE", &keys.session, &invocation)
+            .await?;
+        let stored = Stored {
+            user_id: new.user_id.to_owned(),
+            created_at: now,
+            last_accessed: now,
+            expires_at,
+            absolute_at,
+            ttl: new.ttl,
+            data: new.data.to_vec(),
+        };
+        Ok((stored, evicted))
+    }
+
+    async fn get(&self, keys: &Keys, touch_after: u64) -> Result<Lookup> {
+        let mut invocation = GET.key(&keys.session);
+        invocation.key(&keys.index).arg(&keys.id).arg(touch_after);
+        let reply: Vec<Value> = self
+            .invoke("SESSION GET", &keys.session, &invocation)
+            .await?;
+        let mut reply = reply.into_iter();
+        match (reply.next(), reply.next()) {
+            (Some(Value::Int(2)), Some(hash)) => Ok(Lookup::Live(fields(&keys.id, hash)?)),
+            (Some(Value::Int(1)), _) => Ok(Lookup::Expired),
+            _ => Ok(Lookup::Missing),
+        }
+    }
+
+    async fn update(&self, keys: &Keys, changes: &[(String, Option<Vec<u8>>)]) -> Result<bool> {
+        let mut invocation = UPDATE.key(&keys.session);
+        for (name, value) in changes {
+            match value {
+                Some(value) => invocation.arg("s").arg(name).arg(value.as_slice()),
+                None => invocation.arg("d").arg(name).arg(""),
+            };
+        }
+        let updated: u8 = self
+            .invoke("SESSION UPDATE", &keys.session, &invocation)
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn extend(&self, keys: &Keys, by: u64) -> Result<Option<u64>> {
+        let mut invocation = EXTEND.key(&keys.session);
+        invocation.key(&keys.index).arg(&keys.id).arg(by);
+        Ok(self
+            .invoke("SESSION EXTEND", &keys.session, &invocation)
+            .await?)
+    }
+
+    async fn delete(&self, keys: &Keys) -> Result<bool> {
+        let mut invocation = DELETE.key(&keys.session);
+        invocation.key(&keys.index).arg(&keys.id);
+        let deleted: u8 = self
+            .invoke("SESSION DELETE", &keys.session, &invocation)
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn rotate(&self, old: &Keys, new: &Keys) -> Result<bool> {
+        let mut invocation = ROTATE.key(&old.session);
+        invocation
+            .key(&new.session)
+            .key(&old.index)
+            .arg(&old.id)
+            .arg(&new.id);
+        let rotated: u8 = self
+            .invoke("SESSION ROTATE", &old.session, &invocation)
+            .await?;
+        Ok(rotated == 1)
+    }
+
+    async fn list(
+        &self,
+        index: &str,
+        session_prefix: &str,
+        user_id: &str,
+    ) -> Result<Vec<(String, Stored)>> {
+        let mut invocation = LIST.key(index);
+        invocation.arg(session_prefix).arg(user_id);
+        let reply: Vec<Value> = self.invoke("SESSION LIST", index, &invocation).await?;
+        let mut sessions = Vec::with_capacity(reply.len() / 2);
+        let mut reply = reply.into_iter();
+        while let (Some(id), Some(hash)) = (reply.next(), reply.next()) {
+            let id = text(&id).unwrap_or_default();
+            let stored = fields(&id, hash)?;
+            sessions.push((id, stored));
+        }
+        Ok(sessions)
+    }
+
+    async fn revoke_all(&self, index: &str, session_prefix: &str, user_id: &str) -> Result<u64> {
+        let mut invocation = REVOKE_ALL.key(index);
+        invocation.arg(session_prefix).arg(user_id);
+        Ok(self
+            .invoke("SESSION REVOKE ALL", index, &invocation)
+            .await?)
+    }
+
+    async fn register(&self, registry: &str, user_id: &str, until: u64) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(registry)
+            .arg("GT")
+            .arg(until)
+            .arg(user_id)
+            .ignore();
+        Ok(self.pipeline("ZADD", registry, &pipe).await?)
+    }
+
+    async fn counts(&self, registry: &Registry<'_>) -> Result<Counts> {
+        let now = server_now(self).await?;
+        let mut counts = Counts::default();
+        let mut start = 0;
+        loop {
+            let users = registered(self, registry.key, start).await?;
+            if users.is_empty() {
+                return Ok(counts);
+            }
+            let mut pipe = redis::pipe();
+            for user in &users {
+                let index = (registry.index_of)(user);
+                pipe.zcard(&index).zcount(&index, format!("({now}"), "+inf");
+            }
+            let replies: Vec<u64> = self.pipeline("ZCOUNT", registry.key, &pipe).await?;
+            for pair in replies.chunks(2) {
+                if let [total, active] = pair {
+                    counts.total += total;
+                    counts.active += active;
+                    counts.users += u64::from(*active > 0);
+                }
+            }
+            start += users.len();
+        }
+    }
+
+    async fn cleanup(&self, registry: &Registry<'_>) -> Result<u64> {
+        let now = server_now(self).await?;
+        let mut removed = 0;
+        let mut start = 0;
+        loop {
+            let users = registered(self, registry.key, start).await?;
+            if users.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            for user in &users {
+                pipe.zrembyscore((registry.index_of)(user), "-inf", now);
+            }
+            let counts: Vec<u64> = self
+                .pipeline("ZREMRANGEBYSCORE", registry.key, &pipe)
+                .await?;
+            removed += counts.iter().sum::<u64>();
+            start += users.len();
+        }
+        let mut pipe = redis::pipe();
+        pipe.zrembyscore(registry.key, "-inf", now).ignore();
+        self.pipeline::<()>("ZREMRANGEBYSCORE", registry.key, &pipe)
+            .await?;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,706 @@
+//! One suite, run against a private `redis-server` and the in-process store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cache_core::testing::RedisServer;
+use cache_session::{
+    Error, MemoryStore, RedisStore, SessionConfig, SessionData, SessionManager, SessionPatch,
+    SessionService, SessionState, SessionStore, SessionToken, ValidationError,
+};
+
+struct Fixture {
+    store: Box<dyn Fn() -> SessionStore + Send + Sync>,
+    server: Option<RedisServer>,
+}
+
+impl Fixture {
+    fn manager(&self, config: SessionConfig) -> SessionManager {
+        SessionManager::new((self.store)(), config)
+    }
+}
+
+async fn redis_fixture() -> Fixture {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
+    Fixture {
+        store: Box::new(move || store.clone().into()),
+        server: Some(server),
+    }
+}
+
+async fn memory_fixture() -> Fixture {
+    let store = MemoryStore::new();
+    Fixture {
+        store: Box::new(move || store.clone().into()),
+        server: None,
+    }
+}
+
+fn data(role: &str) -> SessionData {
+    SessionData::new()
+        .with("role", role)
+        .and_then(|data| data.with("permissions", &["read", "write"]))
+        .expect("encode")
+}
+
+fn short(ttl_ms: u64) -> SessionConfig {
+    SessionConfig::default()
+        .ttl(Duration::from_millis(ttl_ms))
+        .touch_after(Duration::from_secs(3600))
+}
+
+macro_rules! session_suite {
+    ($backend:ident, $fixture:path) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn create_then_get_returns_the_seed_record() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                let before = SystemTime::now() - Duration::from_secs(1);
+                let token = sessions
+                    .create_session("user-1", data("student"), None)
+                    .await
+                    .unwrap();
+                let session = sessions.get_session(&token).await.unwrap().expect("live");
+                assert_eq!(session.user_id, "user-1");
+                assert_eq!(session.data.role(), Some("student"));
+                assert_eq!(session.data.permissions(), ["read", "write"]);
+                assert!(session.created_at >= before);
+                assert_eq!(session.created_at, session.last_accessed);
+                let lifetime = session
+                    .expires_at
+                    .duration_since(session.created_at)
+                    .unwrap();
+                assert_eq!(lifetime, Duration::from_secs(86_400));
+                let json = serde_json::to_value(&session).unwrap();
+                for field in [
+                    "user_id",
+                    "created_at",
+                    "last_accessed",
+                    "expires_at",
+                    "data",
+                ] {
+                    assert!(json.get(field).is_some(), "{field} missing from {json}");
+                }
+            }
+
+            #[tokio::test]
+            async fn custom_ttl_and_activity_tracking_are_throttled() {
+                let f = $fixture().await;
+                let sessions = f.manager(
+                    SessionConfig::default()
+                        .ttl(Duration::from_secs(60))
+                        .touch_after(Duration::from_millis(300)),
+                );
+                let token = sessions
+                    .create_session("u", SessionData::new(), Some(Duration::from_secs(30)))
+                    .await
+                    .unwrap();
+                let first = sessions.get_session(&token).await.unwrap().unwrap();
+                assert_eq!(
+                    first.expires_at.duration_since(first.created_at).unwrap(),
+                    Duration::from_secs(30)
+                );
+                let again = sessions.get_session(&token).await.unwrap().unwrap();
+                assert_eq!(
+                    again.last_accessed, first.last_accessed,
+                    "a fresh read does not rewrite"
+                );
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let touched = sessions.get_session(&token).await.unwrap().unwrap();
+                assert!(touched.last_accessed > first.last_accessed);
+                assert!(
+                    touched.expires_at > first.expires_at,
+                    "the idle timeout slides"
+                );
+                assert_eq!(
+                    touched
+                        .expires_at
+                        .duration_since(touched.last_accessed)
+                        .unwrap(),
+                    Duration::from_secs(30),
+                    "the session keeps its own ttl"
+                );
+            }
+
+            #[tokio::test]
+            async fn idle_timeout_expires_unused_sessions() {
+                let f = $fixture().await;
+                let sessions = f.manager(short(500));
+                let token = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                assert!(sessions.get_session(&token).await.unwrap().is_some());
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                assert_eq!(
+                    sessions.session_state(&token).await.unwrap(),
+                    SessionState::Expired
+                );
+                assert!(sessions.get_session(&token).await.unwrap().is_none());
+                assert!(
+                    !sessions
+                        .update_session(&token, SessionPatch::new().set("x", &1).unwrap())
+                        .await
+                        .unwrap()
+                );
+                assert_eq!(
+                    sessions
+                        .extend_session(&token, Duration::from_secs(60))
+                        .await
+                        .unwrap(),
+                    None
+                );
+                assert_eq!(sessions.rotate_session(&token).await.unwrap(), None);
+            }
+
+            #[tokio::test]
+            async fn absolute_timeout_ends_even_active_sessions() {
+                let f = $fixture().await;
+                let sessions = f.manager(
+                    SessionConfig::default()
+                        .ttl(Duration::from_millis(600))
+                        .absolute_ttl(Duration::from_millis(1000))
+                        .touch_after(Duration::from_millis(1)),
+                );
+                let token = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                for _ in 0..3 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    assert!(
+                        sessions.get_session(&token).await.unwrap().is_some(),
+                        "use keeps it alive"
+                    );
+                }
+                let extended = sessions
+                    .extend_session(&token, Duration::from_secs(3600))
+                    .await
+                    .unwrap();
+                let session = sessions.get_session(&token).await.unwrap().unwrap();
+                assert_eq!(extended, Some(session.expires_at), "extension is capped");
+                assert!(
+                    session
+                        .expires_at
+                        .duration_since(session.created_at)
+                        .unwrap()
+                        <= Duration::from_millis(1000)
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                assert!(sessions.get_session(&token).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn extend_slides_the_idle_timeout() {
+                let f = $fixture().await;
+                let sessions = f.manager(short(500));
+                let token = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                let until = sessions
+                    .extend_session(&token, Duration::from_secs(5))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(until > SystemTime::now() + Duration::from_secs(4));
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                assert!(sessions.get_session(&token).await.unwrap().is_some());
+                let shorter = sessions
+                    .extend_session(&token, Duration::from_millis(10))
+                    .await
+                    .unwrap();
+                assert_eq!(shorter, Some(until), "extend never shortens");
+            }
+
+            #[tokio::test]
+            async fn update_merges_fields_and_never_resurrects() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                let token = sessions
+                    .create_session("u", data("teacher"), None)
+                    .await
+                    .unwrap();
+                let patch = SessionPatch::new()
+                    .set("department", "Math")
+                    .unwrap()
+                    .remove("permissions");
+                assert!(sessions.update_session(&token, patch).await.unwrap());
+                let session = sessions.get_session(&token).await.unwrap().unwrap();
+                assert_eq!(session.data.role(), Some("teacher"));
+                assert_eq!(
+                    session.data.get::<String>("department").unwrap().as_deref(),
+                    Some("Math")
+                );
+                assert!(session.data.permissions().is_empty());
+
+                assert!(sessions.delete_session(&token).await.unwrap());
+                assert!(!sessions.delete_session(&token).await.unwrap());
+                let patch = SessionPatch::new().set("late", &true).unwrap();
+                assert!(!sessions.update_session(&token, patch).await.unwrap());
+                assert_eq!(
+                    sessions.session_state(&token).await.unwrap(),
+                    SessionState::Unknown
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_hundred_concurrent_updates_of_distinct_fields_all_land() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                let token = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                let tasks: Vec<_> = (0..100)
+                    .map(|i| {
+                        let sessions = sessions.clone();
+                        let token = token.clone();
+                        tokio::spawn(async move {
+                            let patch = SessionPatch::new().set(&format!("field{i}"), &i).unwrap();
+                            sessions.update_session(&token, patch).await
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    assert!(task.await.unwrap().unwrap());
+                }
+                let session = sessions.get_session(&token).await.unwrap().unwrap();
+                for i in 0..100 {
+                    assert_eq!(
+                        session.data.get::<u32>(&format!("field{i}")).unwrap(),
+                        Some(i)
+                    );
+                }
+            }
+
+            #[tokio::test]
+            async fn rotate_keeps_the_session_under_a_new_token() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                let old = sessions
+                    .create_session("u", data("admin"), None)
+                    .await
+                    .unwrap();
+                let before = sessions.get_session(&old).await.unwrap().unwrap();
+                let new = sessions.rotate_session(&old).await.unwrap().expect("live");
+                assert_ne!(new, old);
+                assert!(sessions.get_session(&old).await.unwrap().is_none());
+                let after = sessions.get_session(&new).await.unwrap().unwrap();
+                assert_eq!(after.created_at, before.created_at);
+                assert_eq!(after.data, before.data);
+                let listed = sessions.get_user_sessions("u").await.unwrap();
+                assert_eq!(listed.len(), 1, "the index follows the rotation");
+            }
+
+            #[tokio::test]
+            async fn list_and_revoke_all_of_a_user() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                let mut mine = Vec::new();
+                for _ in 0..3 {
+                    mine.push(
+                        sessions
+                            .create_session("alice", data("student"), None)
+                            .await
+                            .unwrap(),
+                    );
+                }
+                let theirs = sessions
+                    .create_session("bob", data("student"), None)
+                    .await
+                    .unwrap();
+                let listed = sessions.get_user_sessions("alice").await.unwrap();
+                assert_eq!(listed.len(), 3);
+                assert_eq!(
+                    listed.iter().map(|s| &s.id).collect::<HashSet<_>>().len(),
+                    3
+                );
+                assert!(listed.iter().all(|s| s.session.user_id == "alice"));
+                assert!(
+                    sessions
+                        .delete_user_session("alice", &listed[0].id)
+                        .await
+                        .unwrap()
+                );
+                assert!(
+                    !sessions
+                        .delete_user_session("bob", &listed[1].id)
+                        .await
+                        .unwrap(),
+                    "not bob's"
+                );
+                assert_eq!(sessions.get_user_sessions("alice").await.unwrap().len(), 2);
+                assert_eq!(sessions.delete_user_sessions("alice").await.unwrap(), 2);
+                for token in &mine {
+                    assert!(sessions.get_session(token).await.unwrap().is_none());
+                }
+                assert!(sessions.get_session(&theirs).await.unwrap().is_some());
+                assert!(
+                    sessions
+                        .get_user_sessions("alice")
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn revoke_all_racing_fifty_creates_leaves_no_hidden_session() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                let creates: Vec<_> = (0..50)
+                    .map(|_| {
+                        let sessions = sessions.clone();
+                        tokio::spawn(async move {
+                            sessions
+                                .create_session("racer", SessionData::new(), None)
+                                .await
+                        })
+                    })
+                    .collect();
+                let revoked = sessions.delete_user_sessions("racer").await.unwrap();
+                let mut tokens = Vec::new();
+                for create in creates {
+                    tokens.push(create.await.unwrap().unwrap());
+                }
+                let mut live = 0;
+                for token in &tokens {
+                    live += usize::from(sessions.get_session(token).await.unwrap().is_some());
+                }
+                assert_eq!(
+                    live as u64 + revoked,
+                    50,
+                    "every session was either revoked or is live"
+                );
+                assert_eq!(
+                    sessions.get_user_sessions("racer").await.unwrap().len(),
+                    live,
+                    "no live session is unindexed"
+                );
+                assert_eq!(
+                    sessions.delete_user_sessions("racer").await.unwrap(),
+                    live as u64
+                );
+                for token in &tokens {
+                    assert!(sessions.get_session(token).await.unwrap().is_none());
+                }
+            }
+
+            #[tokio::test]
+            async fn the_per_user_cap_ends_the_session_expiring_soonest() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default().max_sessions_per_user(Some(2)));
+                let short_lived = sessions
+                    .create_session("u", SessionData::new(), Some(Duration::from_secs(60)))
+                    .await
+                    .unwrap();
+                let a = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                let b = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                assert!(sessions.get_session(&short_lived).await.unwrap().is_none());
+                assert!(sessions.get_session(&a).await.unwrap().is_some());
+                assert!(sessions.get_session(&b).await.unwrap().is_some());
+                assert_eq!(sessions.get_user_sessions("u").await.unwrap().len(), 2);
+            }
+
+            #[tokio::test]
+            async fn stats_count_expired_until_cleanup() {
+                let f = $fixture().await;
+                let sessions = f.manager(short(400));
+                sessions
+                    .create_session("a", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                sessions
+                    .create_session("a", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                sessions
+                    .create_session("b", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                sessions
+                    .create_session("c", SessionData::new(), Some(Duration::from_secs(60)))
+                    .await
+                    .unwrap();
+                let stats = sessions.get_session_stats().await.unwrap();
+                assert_eq!(
+                    (
+                        stats.total_sessions,
+                        stats.active_sessions,
+                        stats.unique_users
+                    ),
+                    (4, 4, 3)
+                );
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                let stats = sessions.get_session_stats().await.unwrap();
+                assert_eq!(
+                    (
+                        stats.total_sessions,
+                        stats.active_sessions,
+                        stats.expired_sessions,
+                        stats.unique_users
+                    ),
+                    (4, 1, 3, 1)
+                );
+                assert_eq!(sessions.cleanup_expired().await.unwrap(), 3);
+                let stats = sessions.get_session_stats().await.unwrap();
+                assert_eq!((stats.total_sessions, stats.expired_sessions), (1, 0));
+                assert_eq!(sessions.cleanup_expired().await.unwrap(), 0);
+            }
+
+            #[tokio::test]
+            async fn spawned_cleanup_prunes_periodically() {
+                let f = $fixture().await;
+                let sessions = f.manager(short(200));
+                sessions
+                    .create_session("a", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                let task = sessions.spawn_cleanup(Duration::from_millis(100));
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                task.abort();
+                assert_eq!(
+                    sessions.get_session_stats().await.unwrap().total_sessions,
+                    0
+                );
+            }
+
+            #[tokio::test]
+            async fn a_token_never_reads_another_users_session() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                let alice = sessions
+                    .create_session("alice", data("a"), None)
+                    .await
+                    .unwrap();
+                let bob = sessions
+                    .create_session("bob", data("b"), None)
+                    .await
+                    .unwrap();
+                let (alice, bob) = (alice.expose(), bob.expose());
+                let forged = format!("{}{}", &alice[..38], &bob[38..]);
+                assert!(sessions.get_session(&forged).await.unwrap().is_none());
+                let forged = format!("{}{}", &bob[..38], &alice[38..]);
+                assert!(sessions.get_session(&forged).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn malformed_tokens_are_errors_before_the_store() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                if let Some(server) = &f.server {
+                    server.kill().unwrap();
+                }
+                let huge = "x".repeat(1 << 20);
+                let wrong_alphabet = format!("cms1_{}_{}", "0".repeat(32), "!".repeat(43));
+                let repeated = "cms1_".repeat(17);
+                for token in [
+                    "",
+                    "cms1_",
+                    "not-a-token",
+                    &huge,
+                    &wrong_alphabet,
+                    &repeated[..81],
+                ] {
+                    let err = sessions.get_session(token).await.unwrap_err();
+                    assert!(matches!(err, Error::InvalidToken { .. }), "{err}");
+                    assert!(!err.is_store_failure());
+                }
+            }
+
+            #[tokio::test]
+            async fn a_different_secret_knows_no_session() {
+                let f = $fixture().await;
+                let first = f.manager(SessionConfig::default().secret("one"));
+                let second = f.manager(SessionConfig::default().secret("two"));
+                let token = first
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                assert!(first.get_session(&token).await.unwrap().is_some());
+                assert!(second.get_session(&token).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn the_service_maps_states_to_typed_errors() {
+                let f = $fixture().await;
+                let service = SessionService::new(f.manager(short(400)));
+                let token = service
+                    .create_authenticated_session(
+                        "42",
+                        "teacher",
+                        SessionData::new().with("department", "Math").unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let session = service.validate_session(token.expose()).await.unwrap();
+                assert_eq!(session.data.role(), Some("teacher"));
+                assert_eq!(
+                    session.data.get::<String>("department").unwrap().as_deref(),
+                    Some("Math")
+                );
+                assert!(!service.is_session_expired(token.expose()).await.unwrap());
+                let err = service.validate_session("garbage").await.unwrap_err();
+                assert!(matches!(err, ValidationError::Invalid) && err.http_status() == 401);
+                let until = service
+                    .extend_user_session(token.expose(), 1)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(until > SystemTime::now() + Duration::from_secs(50));
+                let other = service
+                    .create_authenticated_session("43", "student", SessionData::new())
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                let err = service.validate_session(other.expose()).await.unwrap_err();
+                assert!(matches!(err, ValidationError::Expired), "{err:?}");
+                assert!(service.is_session_expired(other.expose()).await.unwrap());
+                assert!(
+                    service.validate_session(token.expose()).await.is_ok(),
+                    "the extended one lives"
+                );
+            }
+        }
+    };
+}
+
+session_suite!(redis, redis_fixture);
+session_suite!(memory, memory_fixture);
+
+#[tokio::test]
+async fn redis_down_is_an_error_never_a_session_or_none() {
+    let f = redis_fixture().await;
+    let service = SessionService::new(f.manager(SessionConfig::default()));
+    let token = service
+        .create_authenticated_session("u", "student", SessionData::new())
+        .await
+        .unwrap();
+    f.server.as_ref().unwrap().kill().unwrap();
+    let sessions = service.manager();
+    let err = sessions.get_session(&token).await.unwrap_err();
+    assert!(err.is_store_failure(), "{err}");
+    let err = service.validate_session(token.expose()).await.unwrap_err();
+    assert_eq!(err.http_status(), 503);
+    assert!(service.is_session_expired(token.expose()).await.is_err());
+    assert!(
+        sessions
+            .create_session("u", SessionData::new(), None)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn no_raw_token_is_stored_anywhere() {
+    let f = redis_fixture().await;
+    let sessions = f.manager(SessionConfig::default().max_sessions_per_user(Some(10)));
+    let mut secrets = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        for _ in 0..3 {
+            let token = sessions
+                .create_session(user, data("student"), None)
+                .await
+                .unwrap();
+            let rotated = sessions.rotate_session(&token).await.unwrap().unwrap();
+            secrets.push(token.expose()[38..].to_owned());
+            secrets.push(rotated.expose()[38..].to_owned());
+            sessions
+                .update_session(&rotated, SessionPatch::new().set("seen", &1).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+    let client = ::redis::Client::open(f.server.as_ref().unwrap().url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut stored: Vec<Vec<u8>> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = ::redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(100)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert!(!keys.is_empty());
+    for key in &keys {
+        stored.push(key.clone().into_bytes());
+        let kind: String = ::redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "hash" => ::redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut redis)
+                .await
+                .unwrap(),
+            "zset" => ::redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut redis)
+                .await
+                .unwrap(),
+            "string" => vec![
+                ::redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap(),
+            ],
+            other => panic!("unexpected {other} at {key}"),
+        };
+        stored.extend(values);
+    }
+    for secret in &secrets {
+        for bytes in &stored {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a token secret is stored"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn tokens_round_trip_through_their_text() {
+    let sessions = SessionManager::new(MemoryStore::new(), SessionConfig::default());
+    let token = sessions
+        .create_session("u", SessionData::new(), None)
+        .await
+        .unwrap();
+    let parsed: SessionToken = token.expose().parse().unwrap();
+    assert_eq!(parsed, token);
+    assert!(
+        sessions
+            .get_session(parsed.expose())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let _shared: Arc<SessionManager> = Arc::new(sessions);
+}
