@@ -6,7 +6,9 @@
 //! This crate re-exports the workspace's crates:
 //! - [`cache_core`]: the [`Store`] layer ([`RedisStore`], [`MemoryStore`]), codecs,
 //!   configuration, health checks and the [`Cache`] manager;
-//! - [`cache_session`]: the session manager.
+//! - the [`cache_result`] and [`invalidate_cache`] attribute macros (feature `macros`, on by
+//!   default);
+//! - [`cache_session`]: the session manager and session service.
 //!
 //! ```
 //! use cachemere::{Cache, MemoryStore, Ttl};
