@@ -704,3 +704,83 @@ async fn tokens_round_trip_through_their_text() {
     );
     let _shared: Arc<SessionManager> = Arc::new(sessions);
 }
+
+/// `calls` of `command` in `INFO commandstats`.
+async fn calls(redis: &mut ::redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .expect("INFO");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn each_state_change_is_one_script_call() {
+    let f = redis_fixture().await;
+    let sessions = f.manager(SessionConfig::default().touch_after(Duration::ZERO));
+    let client = ::redis::Client::open(f.server.as_ref().unwrap().url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let warm = sessions
+        .create_session("u", SessionData::new(), None)
+        .await
+        .unwrap();
+    sessions.rotate_session(&warm).await.unwrap();
+    sessions.get_session(&warm).await.unwrap();
+    sessions
+        .update_session(&warm, SessionPatch::new().set("a", &1).unwrap())
+        .await
+        .unwrap();
+    sessions
+        .extend_session(&warm, Duration::from_secs(1))
+        .await
+        .unwrap();
+    sessions.delete_session(&warm).await.unwrap();
+    sessions.get_user_sessions("u").await.unwrap();
+    sessions.delete_user_sessions("nobody").await.unwrap();
+
+    let token = sessions
+        .create_session("u", SessionData::new(), None)
+        .await
+        .unwrap();
+    let patch = SessionPatch::new().set("a", &1).unwrap();
+    let steps: Vec<(&str, u64)> = vec![
+        ("get (with touch)", {
+            let before = calls(&mut redis, "evalsha").await;
+            sessions.get_session(&token).await.unwrap();
+            calls(&mut redis, "evalsha").await - before
+        }),
+        ("update", {
+            let before = calls(&mut redis, "evalsha").await;
+            sessions.update_session(&token, patch).await.unwrap();
+            calls(&mut redis, "evalsha").await - before
+        }),
+        ("extend", {
+            let before = calls(&mut redis, "evalsha").await;
+            sessions
+                .extend_session(&token, Duration::from_secs(60))
+                .await
+                .unwrap();
+            calls(&mut redis, "evalsha").await - before
+        }),
+        ("rotate", {
+            let before = calls(&mut redis, "evalsha").await;
+            let token = sessions.rotate_session(&token).await.unwrap().unwrap();
+            let n = calls(&mut redis, "evalsha").await - before;
+            sessions.delete_session(&token).await.unwrap();
+            n
+        }),
+        ("revoke all", {
+            let before = calls(&mut redis, "evalsha").await;
+            sessions.delete_user_sessions("u").await.unwrap();
+            calls(&mut redis, "evalsha").await - before
+        }),
+    ];
+    for (operation, scripts) in steps {
+        assert_eq!(scripts, 1, "{operation} ran {scripts} scripts");
+    }
+}
