@@ -1,4 +1,5 @@
-//! The shortest useful cachemere program.
+//! The shortest useful cachemere program: a cached function, an invalidating write, a
+//! multi-key read and a session.
 //!
 //! ```text
 //! cargo run --example quickstart                                    # in-process store
@@ -10,8 +11,11 @@
 
 use std::time::{Duration, Instant};
 
+use cachemere::cache_session::{
+    SessionConfig, SessionData, SessionManager, SessionService, SessionStore,
+};
 use cachemere::error::one_line;
-use cachemere::{Cache, Config, MemoryStore, Ttl};
+use cachemere::{Cache, Config, MemoryStore, RedisStore, cache_result, invalidate_cache};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,7 +25,9 @@ struct Profile {
     scores: Vec<u32>,
 }
 
-async fn load_profile_from_database(user_id: u64) -> Profile {
+/// A slow query, cached for an hour under `user:profile:<user_id>`.
+#[cache_result("user:profile:{user_id}", expire = 3600)]
+async fn load_profile(user_id: u64) -> Profile {
     tokio::time::sleep(Duration::from_millis(50)).await;
     Profile {
         user_id,
@@ -30,46 +36,64 @@ async fn load_profile_from_database(user_id: u64) -> Profile {
     }
 }
 
-async fn cache_for(config: &Config) -> cachemere::Result<Cache> {
-    let cache = Cache::from_config(config)?;
-    let report = cache.health_check().await;
-    if report.healthy {
-        return Ok(cache);
+/// A write; once it returns, the cached profile is gone.
+#[invalidate_cache("user:profile:{user_id}")]
+async fn rename(user_id: u64, name: &str) {
+    println!("renamed user {user_id} to {name}");
+}
+
+/// Redis when `REDIS_URL` is set and answers, else the in-process store.
+async fn stores(config: &Config) -> (Cache, SessionStore) {
+    if config.redis_url.is_some() {
+        match RedisStore::connect(config).await {
+            Ok(store) => {
+                return (
+                    Cache::builder(store.clone()).config(config).build(),
+                    store.into(),
+                );
+            }
+            Err(err) => eprintln!(
+                "warning: Redis unreachable ({}); using the in-process store",
+                one_line(&err)
+            ),
+        }
     }
-    eprintln!(
-        "warning: {} store unreachable ({}); using the in-process store instead",
-        report.backend,
-        report.error.as_deref().unwrap_or("no answer")
-    );
-    Ok(Cache::builder(MemoryStore::new()).config(config).build())
+    let store = MemoryStore::new();
+    (
+        Cache::builder(store.clone()).config(config).build(),
+        store.into(),
+    )
 }
 
-async fn profile(cache: &Cache, user_id: u64) -> cachemere::Result<Profile> {
-    let key = format!("user:profile:{user_id}");
-    cache
-        .get_or_set(&key, Ttl::Default, || load_profile_from_database(user_id))
-        .await
+fn millis(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
 }
 
-async fn run() -> cachemere::Result<()> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
-    let cache = cache_for(&config).await?;
+    let (cache, session_store) = stores(&config).await;
     println!("store: {}", cache.store().backend());
+    Cache::set_global(cache.clone());
     cache.delete("user:profile:42").await?;
 
     for attempt in ["first", "second"] {
         let started = Instant::now();
-        let profile = profile(&cache, 42).await?;
+        let profile = load_profile(42).await;
         println!(
             "{attempt} read of user 42 ({}): {:.1} ms",
             profile.name,
-            started.elapsed().as_secs_f64() * 1000.0
+            millis(started)
         );
     }
+    rename(42, "Ada Lovelace").await;
+    let started = Instant::now();
+    load_profile(42).await;
+    println!(
+        "read after the write: {:.1} ms (recomputed)",
+        millis(started)
+    );
 
-    cache
-        .delete_multi(&["user:profile:1", "user:profile:2"])
-        .await?;
+    load_profile(1).await;
     let keys = ["user:profile:1", "user:profile:42", "user:profile:2"];
     let started = Instant::now();
     let found = cache.get_multi::<Profile, _>(&keys).await?;
@@ -77,8 +101,23 @@ async fn run() -> cachemere::Result<()> {
         "get_multi of {} keys in one round trip: {} cached, {:.1} ms",
         keys.len(),
         found.iter().flatten().count(),
-        started.elapsed().as_secs_f64() * 1000.0
+        millis(started)
     );
+
+    let sessions = SessionService::new(SessionManager::new(
+        session_store,
+        SessionConfig::from_config(&config),
+    ));
+    let token = sessions
+        .create_authenticated_session("42", "student", SessionData::new())
+        .await?;
+    let session = sessions.validate_session(token.expose()).await?;
+    println!(
+        "session for user {} ({}), token {token}",
+        session.user_id,
+        session.data.role().unwrap_or("no role")
+    );
+    sessions.manager().delete_session(&token).await?;
 
     let stats = cache.stats();
     println!(
@@ -93,7 +132,7 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&err));
+            eprintln!("error: {}", one_line(err.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

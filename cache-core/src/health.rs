@@ -10,7 +10,9 @@ use std::time::Duration;
 /// }
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It serializes (for a health endpoint) with the latency in milliseconds as `latency_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct HealthReport {
     /// The backend's name (`"redis"`, `"memory"`).
@@ -18,6 +20,7 @@ pub struct HealthReport {
     /// Whether the store answered the probe.
     pub healthy: bool,
     /// Round-trip time of the probe (`PING` for Redis).
+    #[serde(rename = "latency_ms", serialize_with = "milliseconds")]
     pub latency: Option<Duration>,
     /// The server's version, when the backend has one.
     pub server_version: Option<String>,
@@ -26,6 +29,16 @@ pub struct HealthReport {
     pub used_memory_bytes: Option<u64>,
     /// Why the probe failed, when it did.
     pub error: Option<String>,
+}
+
+fn milliseconds<S: serde::Serializer>(
+    latency: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match latency {
+        Some(latency) => serializer.serialize_some(&(latency.as_secs_f64() * 1000.0)),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl HealthReport {

@@ -1,0 +1,52 @@
+//! The education backend: state, routes and the seed's cache service.
+
+mod db;
+mod keys;
+mod routes;
+mod service;
+
+use std::time::Duration;
+
+use cachemere::cache_session::{SessionConfig, SessionManager, SessionService, SessionStore};
+use cachemere::{Cache, Config, MemoryStore, RedisStore};
+
+pub(crate) use db::Database;
+pub(crate) use routes::router;
+pub(crate) use service::CacheService;
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) service: CacheService,
+    pub(crate) sessions: SessionService,
+}
+
+/// Where the cache and the sessions live.
+pub(crate) enum Backend {
+    Redis(RedisStore),
+    Memory(MemoryStore),
+}
+
+impl AppState {
+    /// The cache and the sessions on one store; a database answering after `db_delay`.
+    pub(crate) fn new(backend: Backend, config: &Config, db_delay: Duration) -> AppState {
+        let (cache, sessions): (Cache, SessionStore) = match backend {
+            Backend::Redis(store) => (
+                Cache::builder(store.clone()).config(config).build(),
+                store.into(),
+            ),
+            Backend::Memory(store) => (
+                Cache::builder(store.clone()).config(config).build(),
+                store.into(),
+            ),
+        };
+        let sessions = SessionManager::new(sessions, SessionConfig::from_config(config));
+        AppState {
+            service: CacheService {
+                cache,
+                db: Database::seeded(db_delay),
+            },
+            sessions: SessionService::new(sessions),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! End to end: the example service on a free port, against a private `redis-server`, driven
+//! over HTTP.
+
+#[allow(
+    dead_code,
+    reason = "the example's binary uses parts of the app this test does not"
+)]
+#[path = "../examples/education_backend/app/mod.rs"]
+mod app;
+
+use std::time::Duration;
+
+use app::{AppState, Backend};
+use cachemere::RedisStore;
+use cachemere::testing::RedisServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Service {
+    base: String,
+    http: reqwest::Client,
+    redis: RedisServer,
+}
+
+async fn start(session_ttl: Option<Duration>) -> Service {
+    let redis = RedisServer::start_private().expect("start redis-server");
+    let mut config = redis.config();
+    if let Some(ttl) = session_ttl {
+        config.session_ttl = ttl;
+    }
+    let store = RedisStore::connect(&config).await.expect("connect");
+    let state = AppState::new(Backend::Redis(store), &config, Duration::from_millis(20));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app::router(state)).await });
+    Service {
+        base,
+        http: reqwest::Client::new(),
+        redis,
+    }
+}
+
+impl Service {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    async fn login(&self, user_id: &str) -> String {
+        let (status, body) = self
+            .post("/login", None, json!({ "user_id": user_id }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    async fn stats(&self) -> Value {
+        self.get("/stats", None).await.1
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_cached_reads_invalidating_write_logout() {
+    let service = start(None).await;
+    let (status, body) = service.get("/me/profile", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("missing session token"))
+    );
+    let (status, body) = service.get("/me/profile", Some("cms1_forged")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid session"))
+    );
+    let (status, _) = service
+        .post("/login", None, json!({ "user_id": "nobody" }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let teacher = service.login("t1").await;
+    let (status, profile) = service.get("/me/profile", Some(&teacher)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(profile["name"], "Grace Hopper");
+
+    let before = service.stats().await;
+    let (status, first) = service.get("/me/assignments", Some(&teacher)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, second) = service.get("/me/assignments", Some(&teacher)).await;
+    assert_eq!(first, second);
+    let after = service.stats().await;
+    assert_eq!(
+        after["cache"]["hits"].as_u64().unwrap() - before["cache"]["hits"].as_u64().unwrap(),
+        1,
+        "{after}"
+    );
+    assert_eq!(
+        after["cache"]["misses"].as_u64().unwrap() - before["cache"]["misses"].as_u64().unwrap(),
+        1
+    );
+    assert_eq!(
+        after["database_queries"].as_u64().unwrap() - before["database_queries"].as_u64().unwrap(),
+        1,
+        "the second read never reached the database"
+    );
+    assert_eq!(after["sessions"]["active_sessions"], 1);
+
+    let (status, created) = service
+        .post(
+            "/me/assignments",
+            Some(&teacher),
+            json!({ "class_id": 1, "title": "Difference engine" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, third) = service.get("/me/assignments", Some(&teacher)).await;
+    assert_eq!(
+        third.as_array().unwrap().len(),
+        first.as_array().unwrap().len() + 1,
+        "the write invalidated"
+    );
+
+    let student = service.login("s1").await;
+    let (status, _) = service
+        .post(
+            "/me/assignments",
+            Some(&student),
+            json!({ "class_id": 1, "title": "x" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, _) = service.post("/logout", Some(&teacher), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = service.get("/me/profile", Some(&teacher)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid session"))
+    );
+    assert_eq!(
+        service.get("/me/profile", Some(&student)).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_everywhere_ends_every_session_of_the_user() {
+    let service = start(None).await;
+    let laptop = service.login("s2").await;
+    let phone = service.login("s2").await;
+    let other = service.login("s3").await;
+    let (status, body) = service
+        .post("/logout-everywhere", Some(&phone), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["sessions_ended"].as_u64()),
+        (StatusCode::OK, Some(2))
+    );
+    for token in [&laptop, &phone] {
+        assert_eq!(
+            service.get("/me/classes", Some(token)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        service.get("/me/classes", Some(&other)).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_sessions_answer_401_session_expired() {
+    let service = start(Some(Duration::from_millis(500))).await;
+    let token = service.login("s1").await;
+    assert_eq!(
+        service.get("/me/profile", Some(&token)).await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (status, body) = service.get("/me/profile", Some(&token)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("session expired"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_health_fails_reads_answer_sessions_fail_closed() {
+    let service = start(None).await;
+    let token = service.login("s1").await;
+    let (status, body) = service.get("/health/redis", None).await;
+    assert_eq!(
+        (status, body["redis"].as_str()),
+        (StatusCode::OK, Some("healthy"))
+    );
+    assert_eq!(service.get("/assignments/1", None).await.0, StatusCode::OK);
+
+    service.redis.kill().expect("kill redis-server");
+    let (status, body) = service.get("/health/redis", None).await;
+    assert_eq!(
+        (status, body["redis"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unhealthy"))
+    );
+    let (status, body) = service.get("/assignments/1", None).await;
+    assert_eq!(
+        (status, body["title"].as_str()),
+        (StatusCode::OK, Some("Bernoulli numbers")),
+        "cached reads degrade to the database"
+    );
+    assert_eq!(
+        service.get("/analytics/students", None).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = service.get("/me/profile", Some(&token)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("session store unavailable")
+        )
+    );
+    let stats = service.stats().await;
+    assert!(stats["cache"]["errors"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["sessions"]["error"].is_string());
+}
