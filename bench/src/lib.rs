@@ -1,0 +1,130 @@
+//! Shared fixtures of the benchmark suite: the values measured and the servers.
+
+use cache_core::testing::RedisServer;
+use cache_core::{Cache, RedisStore};
+use serde::{Deserialize, Serialize};
+
+/// A user profile with 20 fields, the typical cached record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub user_id: u64,
+    pub username: String,
+    pub display_name: String,
+    pub email: String,
+    pub role: String,
+    pub school: String,
+    pub grade_level: u8,
+    pub class_ids: Vec<u32>,
+    pub locale: String,
+    pub timezone: String,
+    pub created_at: u64,
+    pub last_login: u64,
+    pub avatar_url: String,
+    pub bio: String,
+    pub points: u32,
+    pub streak_days: u16,
+    pub verified: bool,
+    pub subscribed: bool,
+    pub guardian_email: Option<String>,
+    pub preferences: Vec<(String, String)>,
+}
+
+impl Profile {
+    pub fn sample(user_id: u64) -> Profile {
+        Profile {
+            user_id,
+            username: format!("student{user_id}"),
+            display_name: "Ada Lovelace".into(),
+            email: format!("student{user_id}@school.example"),
+            role: "student".into(),
+            school: "Northfield Secondary".into(),
+            grade_level: 9,
+            class_ids: vec![101, 204, 317, 422],
+            locale: "en-GB".into(),
+            timezone: "Europe/London".into(),
+            created_at: 1_700_000_000,
+            last_login: 1_764_300_000,
+            avatar_url: format!("https://cdn.school.example/avatars/{user_id}.png"),
+            bio: "Enjoys analytical engines and poetry.".into(),
+            points: 1280,
+            streak_days: 17,
+            verified: true,
+            subscribed: false,
+            guardian_email: Some("guardian@example.com".into()),
+            preferences: vec![
+                ("theme".into(), "dark".into()),
+                ("digest".into(), "weekly".into()),
+            ],
+        }
+    }
+}
+
+/// One item of a 100-item list (a class roster or an assignment list).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub id: u32,
+    pub title: String,
+    pub due: u64,
+    pub score: Option<f32>,
+}
+
+pub fn items(n: u32) -> Vec<Item> {
+    (0..n)
+        .map(|id| Item {
+            id,
+            title: format!("Assignment {id}: the difference engine"),
+            due: 1_764_300_000 + u64::from(id) * 86_400,
+            score: (id % 3 == 0).then_some(87.5),
+        })
+        .collect()
+}
+
+/// A private redis-server with a cache and a raw connection on it.
+pub struct Bench {
+    pub server: RedisServer,
+    pub cache: Cache,
+    pub store: RedisStore,
+    pub raw: redis::aio::ConnectionManager,
+}
+
+impl Bench {
+    pub async fn start() -> Bench {
+        let server = RedisServer::start_private().expect("start redis-server");
+        let mut config = server.config();
+        config.command_timeout = std::time::Duration::from_secs(5);
+        let store = RedisStore::connect(&config).await.expect("connect");
+        let cache = Cache::builder(store.clone()).config(&config).build();
+        let raw = store.connection();
+        Bench {
+            server,
+            cache,
+            store,
+            raw,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+}
+
+/// Plain bincode, as a hand-written cache would store it.
+pub fn bincode_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("encode")
+}
+
+pub fn bincode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .expect("decode")
+        .0
+}
+
+/// The error the `cached` crate's functions map store failures to.
+#[derive(Debug, Clone)]
+pub struct BenchError(pub String);
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
