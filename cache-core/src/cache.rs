@@ -1,20 +1,23 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::breaker::Breaker;
 use crate::codec::{Bincode, Codec};
 use crate::compute::Strict;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::flight::Flights;
-use crate::frame::Format;
+use crate::frame::{Builtin, Format};
 use crate::health::HealthReport;
 use crate::log::ErrorLog;
 use crate::stats::{CacheStats, Counters};
+use crate::store::guard::Guarded;
 use crate::store::{KeyTtl, MemoryStore, RedisStore, Store};
 use crate::ttl::{SetOptions, Ttl};
 
@@ -42,7 +45,10 @@ pub struct Cache {
 }
 
 pub(crate) struct Inner {
-    pub(crate) store: Arc<dyn Store>,
+    /// The store behind the deadline and the circuit breaker: every cache operation uses it.
+    pub(crate) guarded: Arc<dyn Store>,
+    store: Arc<dyn Store>,
+    pub(crate) breaker: Arc<Breaker>,
     pub(crate) format: Format,
     pub(crate) prefix: String,
     default_ttl: Duration,
@@ -59,7 +65,7 @@ pub(crate) struct Inner {
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
-            .field("store", &self.inner.store)
+            .field("store", &self.inner.guarded)
             .field("codec", &self.inner.format.codec.name())
             .field("prefix", &self.inner.prefix)
             .finish_non_exhaustive()
@@ -92,6 +98,7 @@ impl fmt::Debug for Cache {
 pub struct CacheBuilder {
     store: Arc<dyn Store>,
     codec: Arc<dyn Codec>,
+    builtin: Option<Builtin>,
     prefix: String,
     default_ttl: Duration,
     short_ttl: Duration,
@@ -101,6 +108,9 @@ pub struct CacheBuilder {
     jitter_percent: u8,
     strict: bool,
     lock_wait: Duration,
+    operation_timeout: Option<Duration>,
+    breaker_threshold: u32,
+    breaker_cooldown: Duration,
 }
 
 impl CacheBuilder {
@@ -111,11 +121,35 @@ impl CacheBuilder {
         self.long_ttl = config.long_ttl;
         self.prefix.clone_from(&config.key_prefix);
         self.max_value_bytes = config.max_value_bytes;
+        self.operation_timeout = Some(config.cache_operation_timeout);
+        self.breaker_threshold = u32::try_from(config.cache_breaker_threshold).unwrap_or(u32::MAX);
+        self.breaker_cooldown = config.cache_breaker_cooldown;
+        self
+    }
+
+    /// The deadline of each store operation made through the cache (default
+    /// `CACHE_OPERATION_TIMEOUT`, 0.5 s): a read that takes longer is a miss, a write that
+    /// takes longer is a failed write. `None` leaves only the store's own timeout. Pattern and
+    /// tag sweeps, whose length grows with the data, keep the store's timeout.
+    pub fn operation_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Opens the circuit after `threshold` consecutive store failures (timeouts, lost
+    /// connections): calls then skip the store (reads are misses, writes are dropped, both
+    /// without waiting) until a background health check, every `cooldown`, finds it answering.
+    /// Default `CACHE_BREAKER_THRESHOLD` (5) and `CACHE_BREAKER_COOLDOWN` (5 s); a threshold
+    /// of 0 disables the breaker.
+    pub fn circuit_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.breaker_threshold = threshold;
+        self.breaker_cooldown = cooldown;
         self
     }
 
     /// The value format: [`Bincode`] (default), [`Json`](crate::codec::Json) or your own.
-    pub fn codec(mut self, codec: impl Codec) -> Self {
+    pub fn codec<C: Codec>(mut self, codec: C) -> Self {
+        self.builtin = Builtin::of::<C>();
         self.codec = Arc::new(codec);
         self
     }
@@ -183,11 +217,20 @@ impl CacheBuilder {
 
     /// Builds the cache.
     pub fn build(self) -> Cache {
+        let guarded = Guarded::new(
+            Arc::clone(&self.store),
+            self.operation_timeout,
+            Breaker::new(self.breaker_threshold, self.breaker_cooldown),
+        );
+        let breaker = Arc::clone(&guarded.breaker);
         Cache {
             inner: Arc::new(Inner {
+                guarded: Arc::new(guarded),
                 store: self.store,
+                breaker,
                 format: Format {
                     codec: self.codec,
+                    builtin: self.builtin,
                     compress_over: self.compress_over,
                     max_value_bytes: self.max_value_bytes,
                 },
@@ -234,6 +277,7 @@ impl Cache {
         CacheBuilder {
             store,
             codec: Arc::new(Bincode),
+            builtin: Some(Builtin::Bincode),
             prefix: String::new(),
             default_ttl: defaults.default_ttl,
             short_ttl: defaults.short_ttl,
@@ -243,6 +287,9 @@ impl Cache {
             jitter_percent: 0,
             strict: false,
             lock_wait: Duration::from_secs(5),
+            operation_timeout: Some(defaults.cache_operation_timeout),
+            breaker_threshold: u32::try_from(defaults.cache_breaker_threshold).unwrap_or(u32::MAX),
+            breaker_cooldown: defaults.cache_breaker_cooldown,
         }
     }
 
@@ -353,7 +400,10 @@ impl Cache {
 
     /// Counts a store error and passes it on.
     pub(crate) fn counted<T>(&self, result: Result<T>) -> Result<T> {
-        if result.is_err() {
+        if result
+            .as_ref()
+            .is_err_and(|err| !matches!(err, Error::CircuitOpen { .. }))
+        {
             Counters::add(&self.inner.counters.errors, 1);
         }
         result
@@ -405,7 +455,7 @@ impl Cache {
     }
 
     pub(crate) async fn discard(&self, full_key: &str) {
-        if let Err(err) = self.inner.store.delete(full_key).await {
+        if let Err(err) = self.inner.guarded.delete(full_key).await {
             Counters::add(&self.inner.counters.errors, 1);
             tracing::warn!(key = full_key, error = %err, "could not delete an undecodable value");
         }
@@ -449,7 +499,7 @@ impl Cache {
         tags: &[String],
     ) -> Result<()> {
         self.record_tags(&[full_key.to_owned()], ttl, tags).await?;
-        self.counted(self.inner.store.set(full_key, bytes, ttl).await)?;
+        self.counted(self.inner.guarded.set(full_key, bytes, ttl).await)?;
         Counters::add(&self.inner.counters.sets, 1);
         Ok(())
     }
@@ -463,7 +513,7 @@ impl Cache {
     ) -> Result<()> {
         for tag in tags {
             let tag_key = self.tag_key(tag);
-            self.counted(self.inner.store.tag(&tag_key, members, ttl).await)?;
+            self.counted(self.inner.guarded.tag(&tag_key, members, ttl).await)?;
         }
         Ok(())
     }
@@ -486,7 +536,7 @@ impl Cache {
     /// # }
     /// ```
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        let removed = self.counted(self.inner.store.delete(&self.full_key(key)).await)?;
+        let removed = self.counted(self.inner.guarded.delete(&self.full_key(key)).await)?;
         Counters::add(&self.inner.counters.deletes, u64::from(removed));
         Ok(removed)
     }
@@ -502,7 +552,7 @@ impl Cache {
     /// # }
     /// ```
     pub async fn exists(&self, key: &str) -> Result<bool> {
-        self.counted(self.inner.store.exists(&self.full_key(key)).await)
+        self.counted(self.inner.guarded.exists(&self.full_key(key)).await)
     }
 
     /// Gives an existing key a new ttl; returns whether the key existed.
@@ -519,7 +569,7 @@ impl Cache {
     pub async fn expire(&self, key: &str, ttl: impl Into<Ttl>) -> Result<bool> {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
-        self.counted(self.inner.store.expire(&full, ttl).await)
+        self.counted(self.inner.guarded.expire(&full, ttl).await)
     }
 
     /// The remaining lifetime of a key.
@@ -533,7 +583,7 @@ impl Cache {
     /// # }
     /// ```
     pub async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.counted(self.inner.store.ttl(&self.full_key(key)).await)
+        self.counted(self.inner.guarded.ttl(&self.full_key(key)).await)
     }
 
     /// Sets a field of a hash to an encoded value and refreshes the hash's ttl; returns
@@ -558,7 +608,7 @@ impl Cache {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
         let bytes = self.inner.format.encode(&full, value)?;
-        let added = self.counted(self.inner.store.hset(&full, field, &bytes, ttl).await)?;
+        let added = self.counted(self.inner.guarded.hset(&full, field, &bytes, ttl).await)?;
         Counters::add(&self.inner.counters.sets, 1);
         Ok(added)
     }
@@ -575,13 +625,13 @@ impl Cache {
     /// ```
     pub async fn hget<T: DeserializeOwned>(&self, key: &str, field: &str) -> Result<Option<T>> {
         let full = self.full_key(key);
-        let bytes = self.counted(self.inner.store.hget(&full, field).await)?;
+        let bytes = self.counted(self.inner.guarded.hget(&full, field).await)?;
         let value = match bytes {
             None => None,
             Some(bytes) => {
                 let value = self.decode(&full, &bytes);
                 if value.is_none() {
-                    let _ = self.counted(self.inner.store.hdel(&full, field).await);
+                    let _ = self.counted(self.inner.guarded.hdel(&full, field).await);
                 }
                 value
             }
@@ -605,7 +655,7 @@ impl Cache {
     /// ```
     pub async fn hgetall<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<(String, T)>> {
         let full = self.full_key(key);
-        let fields = self.counted(self.inner.store.hgetall(&full).await)?;
+        let fields = self.counted(self.inner.guarded.hgetall(&full).await)?;
         Ok(fields
             .into_iter()
             .filter_map(|(field, bytes)| Some((field, self.decode(&full, &bytes)?)))
@@ -624,7 +674,7 @@ impl Cache {
     /// # }
     /// ```
     pub async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
-        self.counted(self.inner.store.hdel(&self.full_key(key), field).await)
+        self.counted(self.inner.guarded.hdel(&self.full_key(key), field).await)
     }
 
     fn encode_all<T: Serialize>(&self, key: &str, values: &[T]) -> Result<Vec<Vec<u8>>> {
@@ -654,7 +704,7 @@ impl Cache {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
         let encoded = self.encode_all(&full, values)?;
-        self.counted(self.inner.store.lpush(&full, &encoded, ttl).await)
+        self.counted(self.inner.guarded.lpush(&full, &encoded, ttl).await)
     }
 
     /// Appends values to a list and refreshes its ttl; returns the new length.
@@ -677,7 +727,7 @@ impl Cache {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
         let encoded = self.encode_all(&full, values)?;
-        self.counted(self.inner.store.rpush(&full, &encoded, ttl).await)
+        self.counted(self.inner.guarded.rpush(&full, &encoded, ttl).await)
     }
 
     /// Reads a range of a list (inclusive, negative indexes count from the end); elements
@@ -699,7 +749,7 @@ impl Cache {
         stop: i64,
     ) -> Result<Vec<T>> {
         let full = self.full_key(key);
-        let items = self.counted(self.inner.store.lrange(&full, start, stop).await)?;
+        let items = self.counted(self.inner.guarded.lrange(&full, start, stop).await)?;
         Ok(items
             .iter()
             .filter_map(|bytes| self.decode(&full, bytes))
@@ -725,7 +775,7 @@ impl Cache {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
         let encoded = self.encode_all(&full, members)?;
-        self.counted(self.inner.store.sadd(&full, &encoded, ttl).await)
+        self.counted(self.inner.guarded.sadd(&full, &encoded, ttl).await)
     }
 
     /// Removes members from a set; returns how many were present.
@@ -742,7 +792,7 @@ impl Cache {
     pub async fn srem<T: Serialize>(&self, key: &str, members: &[T]) -> Result<u64> {
         let full = self.full_key(key);
         let encoded = self.encode_all(&full, members)?;
-        self.counted(self.inner.store.srem(&full, &encoded).await)
+        self.counted(self.inner.guarded.srem(&full, &encoded).await)
     }
 
     /// Reads every member of a set, in no particular order; members that do not decode are
@@ -759,7 +809,7 @@ impl Cache {
     /// ```
     pub async fn smembers<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<T>> {
         let full = self.full_key(key);
-        let members = self.counted(self.inner.store.smembers(&full).await)?;
+        let members = self.counted(self.inner.guarded.smembers(&full).await)?;
         Ok(members
             .iter()
             .filter_map(|bytes| self.decode(&full, bytes))
@@ -778,7 +828,10 @@ impl Cache {
     /// # }
     /// ```
     pub fn stats(&self) -> CacheStats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        stats.short_circuits = self.inner.breaker.short_circuits.load(Ordering::Relaxed);
+        stats.circuit_trips = self.inner.breaker.trips.load(Ordering::Relaxed);
+        stats
     }
 
     /// Sets every counter back to zero.
@@ -808,7 +861,7 @@ impl Cache {
     /// # }
     /// ```
     pub async fn health_check(&self) -> HealthReport {
-        self.inner.store.health_check().await
+        self.inner.guarded.health_check().await
     }
 }
 

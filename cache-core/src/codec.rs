@@ -86,7 +86,7 @@ pub struct Bincode;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json;
 
-const BINCODE_CONFIG: bincode::config::Configuration = bincode::config::standard();
+pub(crate) const BINCODE_CONFIG: bincode::config::Configuration = bincode::config::standard();
 
 impl Codec for Bincode {
     fn id(&self) -> CodecId {

@@ -343,7 +343,7 @@ impl Cache {
         &self,
         full_key: &str,
     ) -> std::result::Result<Option<(T, Vec<u8>)>, S::Error> {
-        let bytes = match self.counted(self.inner.store.get(full_key).await) {
+        let bytes = match self.counted(self.inner.guarded.get(full_key).await) {
             Ok(bytes) => bytes,
             Err(err) => return self.degrade::<S>("GET", full_key, err).map(|()| None),
         };
@@ -395,7 +395,7 @@ impl Cache {
         loop {
             let acquired = self.counted(
                 self.inner
-                    .store
+                    .guarded
                     .set_if_absent(&lock_key, &token, self.inner.lock_wait)
                     .await,
             );
@@ -425,7 +425,7 @@ impl Cache {
 
     async fn release_lock(&self, full_key: &str, token: &[u8]) {
         let lock_key = Cache::lock_key(full_key);
-        let released = self.counted(self.inner.store.delete_if_equals(&lock_key, token).await);
+        let released = self.counted(self.inner.guarded.delete_if_equals(&lock_key, token).await);
         if let Err(err) = released {
             let _ = self.degrade::<Lenient>("DELETE IF EQUALS", &lock_key, err);
         }

@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 /// | `CACHE_LONG_EXPIRE` | 86400 | seconds; the `long` expiry class |
 /// | `CACHE_KEY_PREFIX` | empty | prepended to every cache key |
 /// | `CACHE_MAX_VALUE_BYTES` | 67108864 | largest encoded value a cache writes |
+/// | `CACHE_OPERATION_TIMEOUT` | 0.5 | seconds (fractions allowed); deadline of each cache store operation |
+/// | `CACHE_BREAKER_THRESHOLD` | 5 | consecutive store failures that open the circuit (0: never) |
+/// | `CACHE_BREAKER_COOLDOWN` | 5 | seconds (fractions allowed) between health probes while the circuit is open |
 /// | `SESSION_EXPIRE_SECONDS` | 86400 | session lifetime |
 /// | `SESSION_CLEANUP_INTERVAL` | 3600 | seconds between session index clean-ups |
 /// | `SESSION_ABSOLUTE_EXPIRE_SECONDS` | 604800 | seconds; no session outlives this, however active |
@@ -51,6 +54,12 @@ pub struct Config {
     pub key_prefix: String,
     /// `CACHE_MAX_VALUE_BYTES`: largest encoded value a cache writes.
     pub max_value_bytes: usize,
+    /// `CACHE_OPERATION_TIMEOUT`: deadline of each store operation a cache makes.
+    pub cache_operation_timeout: Duration,
+    /// `CACHE_BREAKER_THRESHOLD`: consecutive store failures that open the circuit (0: never).
+    pub cache_breaker_threshold: usize,
+    /// `CACHE_BREAKER_COOLDOWN`: time between health probes while the circuit is open.
+    pub cache_breaker_cooldown: Duration,
     /// `SESSION_EXPIRE_SECONDS`: session lifetime (idle timeout: use extends it).
     pub session_ttl: Duration,
     /// `SESSION_CLEANUP_INTERVAL`: time between session index clean-ups.
@@ -80,6 +89,9 @@ impl Default for Config {
             long_ttl: Duration::from_secs(86_400),
             key_prefix: String::new(),
             max_value_bytes: 64 * 1024 * 1024,
+            cache_operation_timeout: Duration::from_millis(500),
+            cache_breaker_threshold: 5,
+            cache_breaker_cooldown: Duration::from_secs(5),
             session_ttl: Duration::from_secs(86_400),
             session_cleanup_interval: Duration::from_secs(3600),
             session_absolute_ttl: Duration::from_secs(7 * 86_400),
@@ -133,6 +145,16 @@ impl Config {
             long_ttl: seconds("CACHE_LONG_EXPIRE", defaults.long_ttl)?,
             key_prefix: var("CACHE_KEY_PREFIX").map_or(defaults.key_prefix, |(_, p)| p),
             max_value_bytes: count("CACHE_MAX_VALUE_BYTES", defaults.max_value_bytes)?,
+            cache_operation_timeout: timeout(
+                "CACHE_OPERATION_TIMEOUT",
+                defaults.cache_operation_timeout,
+            )?,
+            cache_breaker_threshold: var("CACHE_BREAKER_THRESHOLD")
+                .map_or(Ok(defaults.cache_breaker_threshold), parse_count_or_zero)?,
+            cache_breaker_cooldown: timeout(
+                "CACHE_BREAKER_COOLDOWN",
+                defaults.cache_breaker_cooldown,
+            )?,
             session_ttl: seconds("SESSION_EXPIRE_SECONDS", defaults.session_ttl)?,
             session_cleanup_interval: seconds(
                 "SESSION_CLEANUP_INTERVAL",
@@ -209,6 +231,14 @@ fn parse_fractional_seconds((name, value): (&'static str, String)) -> Result<Dur
     }
 }
 
+fn parse_count_or_zero((name, value): (&'static str, String)) -> Result<usize> {
+    value.parse::<usize>().map_err(|_| Error::Config {
+        name,
+        value,
+        reason: "expected a whole number (0 disables)".into(),
+    })
+}
+
 fn parse_count((name, value): (&'static str, String)) -> Result<usize> {
     match value.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -265,6 +295,9 @@ mod tests {
             ("SESSION_EXPIRE_SECONDS", "60"),
             ("SESSION_CLEANUP_INTERVAL", "30"),
             ("SESSION_ABSOLUTE_EXPIRE_SECONDS", "600"),
+            ("CACHE_OPERATION_TIMEOUT", "0.1"),
+            ("CACHE_BREAKER_THRESHOLD", "0"),
+            ("CACHE_BREAKER_COOLDOWN", "2"),
             ("SESSION_MAX_PER_USER", "5"),
             ("SESSION_SECRET", "s3cret"),
             ("REDIS_MAX_CONNECTIONS", "4"),
@@ -285,6 +318,9 @@ mod tests {
         assert_eq!(config.session_ttl, Duration::from_secs(60));
         assert_eq!(config.session_cleanup_interval, Duration::from_secs(30));
         assert_eq!(config.session_absolute_ttl, Duration::from_secs(600));
+        assert_eq!(config.cache_operation_timeout, Duration::from_millis(100));
+        assert_eq!(config.cache_breaker_threshold, 0);
+        assert_eq!(config.cache_breaker_cooldown, Duration::from_secs(2));
         assert_eq!(config.session_max_per_user, Some(5));
         assert_eq!(
             config.session_secret.as_ref().map(Secret::expose),

@@ -33,6 +33,12 @@ pub enum Error {
         /// The deadline that passed.
         after: Duration,
     },
+    /// The circuit breaker is open after repeated store failures: the store was not asked.
+    #[error("{operation} skipped: the store is failing and the circuit is open")]
+    CircuitOpen {
+        /// The store operation that was skipped.
+        operation: &'static str,
+    },
     /// A value could not be serialized.
     #[error("could not encode the value for key `{key}` with the {codec} codec")]
     Encode {

@@ -6,13 +6,14 @@
 //! plain JSON, which is what [`Json`](crate::codec::Json) writes so that other languages can
 //! share the keys.
 
+use std::any::TypeId;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{Codec, Json};
-use crate::error::{Error, Result};
+use crate::codec::{BINCODE_CONFIG, Bincode, Codec, Json};
+use crate::error::{BoxError, Error, Result};
 
 const MAGIC: u8 = 0xCA;
 const VERSION: u8 = 1;
@@ -24,8 +25,59 @@ const KNOWN_FLAGS: u8 = FLAG_LZ4;
 #[derive(Debug, Clone)]
 pub(crate) struct Format {
     pub(crate) codec: Arc<dyn Codec>,
+    /// Set for the built-in codecs, which are then called without type erasure.
+    pub(crate) builtin: Option<Builtin>,
     pub(crate) compress_over: Option<usize>,
     pub(crate) max_value_bytes: usize,
+}
+
+/// The codecs this crate ships, known by type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    Bincode,
+    Json,
+}
+
+impl Builtin {
+    pub(crate) fn of<C: Codec>() -> Option<Builtin> {
+        let id = TypeId::of::<C>();
+        if id == TypeId::of::<Bincode>() {
+            Some(Builtin::Bincode)
+        } else if id == TypeId::of::<Json>() {
+            Some(Builtin::Json)
+        } else {
+            None
+        }
+    }
+
+    fn encode<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), BoxError> {
+        match self {
+            Builtin::Bincode => {
+                bincode::serde::encode_into_std_write(value, out, BINCODE_CONFIG)?;
+            }
+            Builtin::Json => serde_json::to_writer(out, value)?,
+        }
+        Ok(())
+    }
+
+    fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> std::result::Result<T, String> {
+        match self {
+            Builtin::Bincode => {
+                let (value, read) =
+                    bincode::serde::decode_from_slice::<T, _>(bytes, BINCODE_CONFIG)
+                        .map_err(|e| e.to_string())?;
+                match bytes.len() - read {
+                    0 => Ok(value),
+                    trailing => Err(format!("{trailing} trailing bytes after the value")),
+                }
+            }
+            Builtin::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl Format {
@@ -35,13 +87,15 @@ impl Format {
         if framed {
             out.extend_from_slice(&[MAGIC, VERSION, self.codec.id().0, 0]);
         }
-        self.codec
-            .encode(&value, &mut out)
-            .map_err(|source| Error::Encode {
-                key: key.to_owned(),
-                codec: self.codec.name(),
-                source,
-            })?;
+        let encoded = match self.builtin {
+            Some(builtin) => builtin.encode(value, &mut out),
+            None => self.codec.encode(&value, &mut out),
+        };
+        encoded.map_err(|source| Error::Encode {
+            key: key.to_owned(),
+            codec: self.codec.name(),
+            source,
+        })?;
         if framed {
             self.compress(&mut out);
         }
@@ -64,7 +118,7 @@ impl Format {
             return Err(corrupt("the stored value is empty".into()));
         };
         if first != MAGIC {
-            return decode_with(&Json, bytes).map_err(|reason| {
+            return Builtin::Json.decode(bytes).map_err(|reason| {
                 corrupt(format!("no cachemere header and not JSON either: {reason}"))
             });
         }
@@ -87,11 +141,21 @@ impl Format {
         let payload = &bytes[HEADER_LEN..];
         let result = if flags & FLAG_LZ4 != 0 {
             let raw = self.decompress(payload).map_err(corrupt)?;
-            decode_with(&*self.codec, &raw)
+            self.decode_payload(&raw)
         } else {
-            decode_with(&*self.codec, payload)
+            self.decode_payload(payload)
         };
         result.map_err(|reason| corrupt(format!("{} payload: {reason}", self.codec.name())))
+    }
+
+    fn decode_payload<T: DeserializeOwned>(
+        &self,
+        payload: &[u8],
+    ) -> std::result::Result<T, String> {
+        match self.builtin {
+            Some(builtin) => builtin.decode(payload),
+            None => decode_with(&*self.codec, payload),
+        }
     }
 
     fn compress(&self, out: &mut Vec<u8>) {
@@ -154,8 +218,9 @@ mod tests {
         scores: Vec<u32>,
     }
 
-    fn format(codec: impl Codec, compress_over: Option<usize>) -> Format {
+    fn format<C: Codec>(codec: C, compress_over: Option<usize>) -> Format {
         Format {
+            builtin: Builtin::of::<C>(),
             codec: Arc::new(codec),
             compress_over,
             max_value_bytes: 1 << 20,

@@ -29,6 +29,8 @@ pub struct HealthReport {
     pub used_memory_bytes: Option<u64>,
     /// Why the probe failed, when it did.
     pub error: Option<String>,
+    /// Whether the cache's circuit breaker is open (calls skip the store until it answers).
+    pub circuit_open: bool,
 }
 
 fn milliseconds<S: serde::Serializer>(
@@ -49,6 +51,7 @@ impl HealthReport {
             latency: None,
             server_version: None,
             used_memory_bytes: None,
+            circuit_open: false,
             error: Some(crate::error::one_line(error)),
         }
     }

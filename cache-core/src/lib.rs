@@ -25,6 +25,7 @@
 //! - `testing`: [`testing::RedisServer`], a private `redis-server` for tests, with fault
 //!   injection (kill, pause, restart).
 
+mod breaker;
 mod cache;
 pub mod codec;
 mod compute;

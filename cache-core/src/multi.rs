@@ -36,7 +36,7 @@ impl Cache {
         keys: &[K],
     ) -> Result<Vec<Option<T>>> {
         let full = self.full_keys(keys);
-        let found = self.counted(self.inner.store.mget(&full).await)?;
+        let found = self.counted(self.inner.guarded.mget(&full).await)?;
         let mut undecodable = Vec::new();
         let values: Vec<Option<T>> = found
             .into_iter()
@@ -53,7 +53,7 @@ impl Cache {
         Counters::add(&self.inner.counters.hits, hits);
         Counters::add(&self.inner.counters.misses, values.len() as u64 - hits);
         if !undecodable.is_empty() {
-            let _ = self.counted(self.inner.store.delete_many(&undecodable).await);
+            let _ = self.counted(self.inner.guarded.delete_many(&undecodable).await);
         }
         Ok(values)
     }
@@ -92,7 +92,7 @@ impl Cache {
             let members: Vec<String> = encoded.iter().map(|(key, _)| key.clone()).collect();
             self.record_tags(&members, ttl, options.tag_names()).await?;
         }
-        self.counted(self.inner.store.mset(&encoded, ttl).await)?;
+        self.counted(self.inner.guarded.mset(&encoded, ttl).await)?;
         Counters::add(&self.inner.counters.sets, encoded.len() as u64);
         Ok(())
     }
@@ -109,7 +109,7 @@ impl Cache {
     /// # }
     /// ```
     pub async fn delete_multi<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
-        let removed = self.counted(self.inner.store.delete_many(&self.full_keys(keys)).await)?;
+        let removed = self.counted(self.inner.guarded.delete_many(&self.full_keys(keys)).await)?;
         Counters::add(&self.inner.counters.deletes, removed);
         Ok(removed)
     }
@@ -136,7 +136,7 @@ impl Cache {
     /// ```
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let full = format!("{}{pattern}", escape_glob(&self.inner.prefix));
-        let removed = self.counted(self.inner.store.delete_matching(&full).await)?;
+        let removed = self.counted(self.inner.guarded.delete_matching(&full).await)?;
         Counters::add(&self.inner.counters.deletes, removed);
         Ok(removed)
     }
@@ -157,10 +157,10 @@ impl Cache {
     /// # }
     /// ```
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
-        let members = self.counted(self.inner.store.take_tagged(&self.tag_key(tag)).await)?;
+        let members = self.counted(self.inner.guarded.take_tagged(&self.tag_key(tag)).await)?;
         let mut removed = 0;
         for batch in members.chunks(DELETE_BATCH) {
-            removed += self.counted(self.inner.store.delete_many(batch).await)?;
+            removed += self.counted(self.inner.guarded.delete_many(batch).await)?;
         }
         Counters::add(&self.inner.counters.deletes, removed);
         Ok(removed)

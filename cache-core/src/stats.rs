@@ -18,6 +18,10 @@ pub struct CacheStats {
     pub stampede_joins: u64,
     /// Stored values that could not be decoded (counted as misses too, and deleted).
     pub decode_failures: u64,
+    /// Store operations skipped because the circuit breaker was open (not counted as errors).
+    pub short_circuits: u64,
+    /// Times the circuit breaker opened.
+    pub circuit_trips: u64,
 }
 
 impl CacheStats {
@@ -58,6 +62,8 @@ impl Counters {
             errors: read(&self.errors),
             stampede_joins: read(&self.stampede_joins),
             decode_failures: read(&self.decode_failures),
+            short_circuits: 0,
+            circuit_trips: 0,
         }
     }
 

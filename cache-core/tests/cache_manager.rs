@@ -409,7 +409,9 @@ async fn get_multi_of_1000_keys_is_one_round_trip() {
 async fn redis_outage_degrades_then_caching_resumes() {
     let server = RedisServer::start_private().unwrap();
     let store = RedisStore::connect(&server.config()).await.unwrap();
-    let cache = Cache::builder(store).build();
+    let cache = Cache::builder(store)
+        .circuit_breaker(5, Duration::from_millis(200))
+        .build();
     assert_eq!(
         cache
             .get_or_set("k", Ttl::Default, || async { 1u32 })
@@ -433,8 +435,14 @@ async fn redis_outage_degrades_then_caching_resumes() {
             "the factory's value is served while Redis is down"
         );
     }
-    let during = cache.stats().errors;
-    assert!(during >= 5, "errors counted during the outage: {during}");
+    let during = cache.stats();
+    assert!(
+        during.errors >= 5,
+        "errors counted during the outage: {during:?}"
+    );
+    assert_eq!(during.circuit_trips, 1, "{during:?}");
+    assert!(during.short_circuits >= 1, "{during:?}");
+    assert!(cache.health_check().await.circuit_open);
 
     server.restart().unwrap();
     let mut resumed = false;

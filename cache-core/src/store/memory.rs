@@ -239,6 +239,10 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    fn in_process(&self) -> bool {
+        true
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         match self.live(key).await.map(|slot| slot.value) {
             None => Ok(None),
@@ -533,6 +537,7 @@ impl Store for MemoryStore {
             server_version: None,
             used_memory_bytes: Some(self.entries.weighted_size()),
             error: None,
+            circuit_open: false,
         }
     }
 }

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::health::HealthReport;
 
+pub(crate) mod guard;
 mod memory;
 mod redis;
 
@@ -37,6 +38,12 @@ pub enum KeyTtl {
 pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// A short name for the backend (`"redis"`, `"memory"`), for logs and health reports.
     fn backend(&self) -> &'static str;
+
+    /// Whether the store lives in this process, so that its operations cannot hang on a
+    /// network: a [`Cache`](crate::Cache) then puts no deadline on them (and needs no timer).
+    fn in_process(&self) -> bool {
+        false
+    }
 
     /// Reads a plain value.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;

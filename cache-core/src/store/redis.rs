@@ -597,6 +597,7 @@ impl Store for RedisStore {
             server_version,
             used_memory_bytes,
             error: None,
+            circuit_open: false,
         }
     }
 }
