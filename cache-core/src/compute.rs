@@ -106,6 +106,15 @@ where
     }
 }
 
+/// What a read of the store found.
+enum Fetched<T> {
+    /// The value, decoded, and as stored.
+    Hit(T, Vec<u8>),
+    Miss,
+    /// The store failed (degraded, so not an error to the caller).
+    Failed,
+}
+
 /// What a caller asking for the distributed lock ends up with.
 enum Led<T> {
     /// Another process computed the value meanwhile (decoded, and as stored).
@@ -237,11 +246,13 @@ impl Cache {
         Fut: Future<Output = P::Output>,
     {
         let full = self.full_key(key);
-        if let Some((value, _)) = self.fetch::<S, P::Value>(&full).await? {
+        let first = self.fetch::<S, P::Value>(&full).await?;
+        if let Fetched::Hit(value, _) = first {
             self.record_read(true);
             return Ok(P::hit(value));
         }
         self.record_read(false);
+        let store_answered = matches!(first, Fetched::Miss);
         loop {
             let leader = match self.inner.flights.join(&full) {
                 Role::Leader(leader) => leader,
@@ -261,7 +272,10 @@ impl Cache {
                     });
                 }
             };
-            if let Some((value, bytes)) = self.fetch::<S, P::Value>(&full).await? {
+            // After a failed read, asking the store again would only double the wait.
+            if store_answered
+                && let Fetched::Hit(value, bytes) = self.fetch::<S, P::Value>(&full).await?
+            {
                 Counters::add(&self.inner.counters.stampede_joins, 1);
                 leader.publish(Outcome::Encoded(Arc::new(bytes)));
                 return Ok(P::hit(value));
@@ -334,7 +348,10 @@ impl Cache {
         &self,
         full_key: &str,
     ) -> std::result::Result<Option<T>, S::Error> {
-        Ok(self.fetch::<S, T>(full_key).await?.map(|(value, _)| value))
+        Ok(match self.fetch::<S, T>(full_key).await? {
+            Fetched::Hit(value, _) => Some(value),
+            Fetched::Miss | Fetched::Failed => None,
+        })
     }
 
     /// Reads `full_key` and returns the value with its stored bytes; a store failure is a
@@ -342,19 +359,23 @@ impl Cache {
     async fn fetch<S: Strictness, T: DeserializeOwned>(
         &self,
         full_key: &str,
-    ) -> std::result::Result<Option<(T, Vec<u8>)>, S::Error> {
+    ) -> std::result::Result<Fetched<T>, S::Error> {
         let bytes = match self.counted(self.inner.guarded.get(full_key).await) {
             Ok(bytes) => bytes,
-            Err(err) => return self.degrade::<S>("GET", full_key, err).map(|()| None),
+            Err(err) => {
+                return self
+                    .degrade::<S>("GET", full_key, err)
+                    .map(|()| Fetched::Failed);
+            }
         };
         let Some(bytes) = bytes else {
-            return Ok(None);
+            return Ok(Fetched::Miss);
         };
         match self.decode(full_key, &bytes) {
-            Some(value) => Ok(Some((value, bytes))),
+            Some(value) => Ok(Fetched::Hit(value, bytes)),
             None => {
                 self.discard(full_key).await;
-                Ok(None)
+                Ok(Fetched::Miss)
             }
         }
     }
@@ -401,7 +422,7 @@ impl Cache {
             );
             match acquired {
                 Ok(true) => {
-                    if let Some((value, bytes)) = self.fetch::<S, T>(full_key).await? {
+                    if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key).await? {
                         self.release_lock(full_key, &token).await;
                         return Ok(Led::Found(value, bytes));
                     }
@@ -413,7 +434,7 @@ impl Cache {
                     return Ok(Led::Compute(None));
                 }
             }
-            if let Some((value, bytes)) = self.fetch::<S, T>(full_key).await? {
+            if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key).await? {
                 return Ok(Led::Found(value, bytes));
             }
             if Instant::now() >= deadline {

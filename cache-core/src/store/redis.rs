@@ -282,17 +282,17 @@ impl RedisStore {
         key: &str,
         request: impl Future<Output = RedisResult<T>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.command_timeout, request).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) if err.code() == Some("WRONGTYPE") => Err(Error::WrongType {
+        match request.await {
+            Ok(value) => Ok(value),
+            Err(err) if err.code() == Some("WRONGTYPE") => Err(Error::WrongType {
                 key: key.to_owned(),
                 operation,
             }),
-            Ok(Err(source)) => Err(Error::Redis { operation, source }),
-            Err(_) => Err(Error::Timeout {
+            Err(err) if err.is_timeout() => Err(Error::Timeout {
                 operation,
                 after: self.command_timeout,
             }),
+            Err(source) => Err(Error::Redis { operation, source }),
         }
     }
 
