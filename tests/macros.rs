@@ -512,3 +512,29 @@ async fn redis_down_means_uncached_calls_not_errors() {
         "failed invalidations are logged, not returned"
     );
 }
+
+#[cache_result("failsafe:{id}", cache = cache, ttl = Duration::from_millis(300), stale_for = 60)]
+async fn report(cache: &Cache, id: u32, fail: bool) -> Result<String, DbError> {
+    match fail {
+        true => Err(DbError("database down".into())),
+        false => Ok(format!("report {id}")),
+    }
+}
+
+#[tokio::test]
+async fn stale_for_serves_the_last_value_when_the_body_fails() {
+    let f = fixture().await;
+    assert_eq!(report(&f.cache, 1, false).await, Ok("report 1".into()));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        report(&f.cache, 1, true).await,
+        Ok("report 1".into()),
+        "stale beats the error"
+    );
+    assert_eq!(f.cache.stats().stale_served, 1);
+    assert_eq!(
+        report(&f.cache, 2, true).await,
+        Err(DbError("database down".into())),
+        "nothing stale: the error"
+    );
+}

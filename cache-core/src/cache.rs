@@ -22,6 +22,8 @@ use crate::store::{KeyTtl, MemoryStore, RedisStore, Store};
 use crate::ttl::{SetOptions, Ttl};
 
 const DEFAULT_COMPRESS_OVER: usize = 1024;
+/// Memory for the fail-safe's in-process copies of last good values.
+const LAST_GOOD_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A typed cache over a [`Store`]: values are any `serde` type, encoded by the cache's
 /// [`Codec`], under keys that are the literal store keys behind an optional prefix.
@@ -58,6 +60,10 @@ pub(crate) struct Inner {
     pub(crate) strict: bool,
     pub(crate) lock_wait: Duration,
     pub(crate) counters: Counters,
+    pub(crate) fail_safe: Option<Duration>,
+    pub(crate) factory_timeout: Option<Duration>,
+    /// The last good bytes of fail-safe keys, for when the store cannot be read.
+    pub(crate) last_good: moka::future::Cache<String, Arc<Vec<u8>>>,
     pub(crate) flights: Flights,
     pub(crate) errors: ErrorLog,
 }
@@ -111,6 +117,8 @@ pub struct CacheBuilder {
     operation_timeout: Option<Duration>,
     breaker_threshold: u32,
     breaker_cooldown: Duration,
+    fail_safe: Option<Duration>,
+    factory_timeout: Option<Duration>,
 }
 
 impl CacheBuilder {
@@ -133,6 +141,25 @@ impl CacheBuilder {
     /// tag sweeps, whose length grows with the data, keep the store's timeout.
     pub fn operation_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.operation_timeout = timeout;
+        self
+    }
+
+    /// Fail-safe for every computed value (default off): values are kept for `window` past
+    /// their ttl, and a stale value is served when its recomputation fails, outlasts
+    /// [`factory_timeout`](CacheBuilder::factory_timeout), or the store cannot be read and the
+    /// computation fails (the last good value is then taken from a bounded in-process copy).
+    /// Stale serves are counted in [`CacheStats::stale_served`]. Per call:
+    /// [`SetOptions::stale_for`].
+    pub fn fail_safe(mut self, window: Option<Duration>) -> Self {
+        self.fail_safe = window;
+        self
+    }
+
+    /// How long a recomputation may take when a stale value could be served instead
+    /// (default: no limit). When it runs out, the stale value is returned and the
+    /// computation is dropped; without a stale value the computation always runs to the end.
+    pub fn factory_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.factory_timeout = limit;
         self
     }
 
@@ -242,6 +269,14 @@ impl CacheBuilder {
                 strict: self.strict,
                 lock_wait: self.lock_wait,
                 counters: Counters::default(),
+                fail_safe: self.fail_safe,
+                factory_timeout: self.factory_timeout,
+                last_good: moka::future::Cache::builder()
+                    .max_capacity(LAST_GOOD_BYTES)
+                    .weigher(|key: &String, bytes: &Arc<Vec<u8>>| {
+                        u32::try_from(key.len() + bytes.len()).unwrap_or(u32::MAX)
+                    })
+                    .build(),
                 flights: Flights::default(),
                 errors: ErrorLog::default(),
             }),
@@ -290,6 +325,8 @@ impl Cache {
             operation_timeout: Some(defaults.cache_operation_timeout),
             breaker_threshold: u32::try_from(defaults.cache_breaker_threshold).unwrap_or(u32::MAX),
             breaker_cooldown: defaults.cache_breaker_cooldown,
+            fail_safe: None,
+            factory_timeout: None,
         }
     }
 
@@ -390,6 +427,29 @@ impl Cache {
         Ok(self.jittered(duration))
     }
 
+    /// Encodes a value for the store and gives the ttl to write it with: the class's ttl,
+    /// plus the fail-safe `window` when there is one (the value is then stamped fresh until
+    /// the ttl ends).
+    pub(crate) fn prepare<T: Serialize + ?Sized>(
+        &self,
+        full_key: &str,
+        value: &T,
+        ttl: Ttl,
+        window: Option<Duration>,
+    ) -> Result<(Vec<u8>, Duration)> {
+        let ttl = self.ttl_for(full_key, ttl)?;
+        let Some(window) = window else {
+            return Ok((self.inner.format.encode(full_key, value)?, ttl));
+        };
+        let fresh_for = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let fresh_until = now_millis().saturating_add(fresh_for);
+        let bytes = self
+            .inner
+            .format
+            .encode_fresh_until(full_key, value, Some(fresh_until))?;
+        Ok((bytes, ttl.saturating_add(window)))
+    }
+
     fn jittered(&self, ttl: Duration) -> Duration {
         if self.inner.jitter_percent == 0 {
             return ttl;
@@ -410,8 +470,17 @@ impl Cache {
     }
 
     pub(crate) fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
-        match self.inner.format.decode(key, bytes) {
-            Ok(value) => Some(value),
+        self.decode_fresh_until(key, bytes).map(|(value, _)| value)
+    }
+
+    /// Decodes a value and the time it is fresh until (ms since the Unix epoch), if stamped.
+    pub(crate) fn decode_fresh_until<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Option<(T, Option<u64>)> {
+        match self.inner.format.decode_fresh_until(key, bytes) {
+            Ok(decoded) => Some(decoded),
             Err(err) => {
                 Counters::add(&self.inner.counters.decode_failures, 1);
                 tracing::warn!(key, error = %err, "discarding a cached value that does not decode");
@@ -484,8 +553,8 @@ impl Cache {
     ) -> Result<()> {
         let options = options.into();
         let full = self.full_key(key);
-        let ttl = self.ttl_for(&full, options.ttl_class())?;
-        let bytes = self.inner.format.encode(&full, value)?;
+        let (bytes, ttl) =
+            self.prepare(&full, value, options.ttl_class(), options.stale_window())?;
         self.store_encoded(&full, &bytes, ttl, options.tag_names())
             .await
     }
@@ -876,6 +945,15 @@ impl Cache {
 /// ```
 pub async fn check_redis_connection(cache: &Cache) -> bool {
     cache.health_check().await.healthy
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch (fail-safe freshness stamps).
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 fn random_u64() -> u64 {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{Cache, random_token};
+use crate::cache::{Cache, now_millis, random_token};
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Outcome, Role, Shared, follow};
 use crate::stats::Counters;
@@ -110,6 +110,8 @@ where
 enum Fetched<T> {
     /// The value, decoded, and as stored.
     Hit(T, Vec<u8>),
+    /// A fail-safe value past its ttl: a miss, kept in case the recomputation fails.
+    Stale(T, Vec<u8>),
     Miss,
     /// The store failed (degraded, so not an error to the caller).
     Failed,
@@ -246,13 +248,22 @@ impl Cache {
         Fut: Future<Output = P::Output>,
     {
         let full = self.full_key(key);
+        let window = options.stale_window().or(self.inner.fail_safe);
         let first = self.fetch::<S, P::Value>(&full).await?;
-        if let Fetched::Hit(value, _) = first {
-            self.record_read(true);
-            return Ok(P::hit(value));
-        }
+        let store_answered = !matches!(first, Fetched::Failed);
+        let mut fallback = match first {
+            Fetched::Hit(value, bytes) => {
+                self.record_read(true);
+                if window.is_some() {
+                    self.remember(&full, bytes).await;
+                }
+                return Ok(P::hit(value));
+            }
+            Fetched::Stale(value, bytes) => Some((value, bytes)),
+            Fetched::Failed if window.is_some() => self.recall::<P::Value>(&full).await,
+            Fetched::Miss | Fetched::Failed => None,
+        };
         self.record_read(false);
-        let store_answered = matches!(first, Fetched::Miss);
         loop {
             let leader = match self.inner.flights.join(&full) {
                 Role::Leader(leader) => leader,
@@ -273,12 +284,16 @@ impl Cache {
                 }
             };
             // After a failed read, asking the store again would only double the wait.
-            if store_answered
-                && let Fetched::Hit(value, bytes) = self.fetch::<S, P::Value>(&full).await?
-            {
-                Counters::add(&self.inner.counters.stampede_joins, 1);
-                leader.publish(Outcome::Encoded(Arc::new(bytes)));
-                return Ok(P::hit(value));
+            if store_answered {
+                match self.fetch::<S, P::Value>(&full).await? {
+                    Fetched::Hit(value, bytes) => {
+                        Counters::add(&self.inner.counters.stampede_joins, 1);
+                        leader.publish(Outcome::Encoded(Arc::new(bytes)));
+                        return Ok(P::hit(value));
+                    }
+                    Fetched::Stale(value, bytes) => fallback = Some((value, bytes)),
+                    Fetched::Miss | Fetched::Failed => {}
+                }
             }
             let lock = match options.locks() {
                 true => match self.lock_or_wait::<S, P::Value>(&full).await? {
@@ -290,26 +305,75 @@ impl Cache {
                 },
                 false => None,
             };
-            let output = factory().await;
+            let output = match (self.inner.factory_timeout, fallback.take()) {
+                (Some(limit), Some(stale)) => match tokio::time::timeout(limit, factory()).await {
+                    Ok(output) => {
+                        fallback = Some(stale);
+                        output
+                    }
+                    Err(_) => return Ok(self.serve_stale::<P>(&leader, lock, &full, stale).await),
+                },
+                (_, stale) => {
+                    fallback = stale;
+                    factory().await
+                }
+            };
             let written = match plan.verdict(&output) {
                 Verdict::Store(value) => {
-                    self.share_and_store::<S, _>(&leader, &full, value, Some(&options))
+                    self.share_and_store::<S, _>(&leader, &full, value, Some(&options), window)
                         .await
                 }
                 Verdict::Share(value) => {
-                    self.share_and_store::<S, _>(&leader, &full, value, None)
+                    self.share_and_store::<S, _>(&leader, &full, value, None, window)
                         .await
                 }
-                Verdict::Fail(failure) => {
-                    leader.publish(failure.map_or(Outcome::Alone, Outcome::Failed));
-                    Ok(())
-                }
+                Verdict::Fail(failure) => match fallback {
+                    Some(stale) => {
+                        return Ok(self.serve_stale::<P>(&leader, lock, &full, stale).await);
+                    }
+                    None => {
+                        leader.publish(failure.map_or(Outcome::Alone, Outcome::Failed));
+                        Ok(())
+                    }
+                },
             };
             if let Some(token) = lock {
                 self.release_lock(&full, &token).await;
             }
             return written.map(|()| output);
         }
+    }
+
+    /// Answers with a stale value (and hands it to the waiting callers) instead of a failed
+    /// or overdue computation.
+    async fn serve_stale<P: Plan>(
+        &self,
+        leader: &Leader<'_>,
+        lock: Option<[u8; 16]>,
+        full_key: &str,
+        (value, bytes): (P::Value, Vec<u8>),
+    ) -> P::Output {
+        Counters::add(&self.inner.counters.stale_served, 1);
+        leader.publish(Outcome::Encoded(Arc::new(bytes)));
+        if let Some(token) = lock {
+            self.release_lock(full_key, &token).await;
+        }
+        tracing::debug!(key = full_key, "serving a stale value");
+        P::hit(value)
+    }
+
+    /// Keeps the last good bytes of a fail-safe key in process.
+    async fn remember(&self, full_key: &str, bytes: Vec<u8>) {
+        self.inner
+            .last_good
+            .insert(full_key.to_owned(), Arc::new(bytes))
+            .await;
+    }
+
+    async fn recall<T: DeserializeOwned>(&self, full_key: &str) -> Option<(T, Vec<u8>)> {
+        let bytes = self.inner.last_good.get(full_key).await?;
+        let value = self.decode(full_key, &bytes)?;
+        Some((value, bytes.to_vec()))
     }
 
     /// Encodes a computed value for the waiting callers and, given options, writes it.
@@ -320,24 +384,38 @@ impl Cache {
         full_key: &str,
         value: &T,
         options: Option<&SetOptions>,
+        window: Option<Duration>,
     ) -> std::result::Result<(), S::Error> {
-        let bytes = match self.inner.format.encode(full_key, value) {
-            Ok(bytes) => Arc::new(bytes),
+        let prepared = match options {
+            Some(options) => self.prepare(full_key, value, options.ttl_class(), window),
+            None => self
+                .inner
+                .format
+                .encode(full_key, value)
+                .map(|bytes| (bytes, Duration::ZERO)),
+        };
+        let (bytes, ttl) = match prepared {
+            Ok(prepared) => prepared,
             Err(err) => {
                 leader.publish(Outcome::Alone);
                 return self.degrade::<S>("SET", full_key, err);
             }
         };
+        let bytes = Arc::new(bytes);
         leader.publish(Outcome::Encoded(Arc::clone(&bytes)));
         let Some(options) = options else {
             return Ok(());
         };
-        let written = async {
-            let ttl = self.ttl_for(full_key, options.ttl_class())?;
-            self.store_encoded(full_key, &bytes, ttl, options.tag_names())
-                .await
-        };
-        match written.await {
+        if window.is_some() {
+            self.inner
+                .last_good
+                .insert(full_key.to_owned(), Arc::clone(&bytes))
+                .await;
+        }
+        match self
+            .store_encoded(full_key, &bytes, ttl, options.tag_names())
+            .await
+        {
             Ok(()) => Ok(()),
             Err(err) => self.degrade::<S>("SET", full_key, err),
         }
@@ -350,7 +428,7 @@ impl Cache {
     ) -> std::result::Result<Option<T>, S::Error> {
         Ok(match self.fetch::<S, T>(full_key).await? {
             Fetched::Hit(value, _) => Some(value),
-            Fetched::Miss | Fetched::Failed => None,
+            Fetched::Stale(..) | Fetched::Miss | Fetched::Failed => None,
         })
     }
 
@@ -371,8 +449,11 @@ impl Cache {
         let Some(bytes) = bytes else {
             return Ok(Fetched::Miss);
         };
-        match self.decode(full_key, &bytes) {
-            Some(value) => Ok(Fetched::Hit(value, bytes)),
+        match self.decode_fresh_until(full_key, &bytes) {
+            Some((value, Some(fresh_until))) if fresh_until <= now_millis() => {
+                Ok(Fetched::Stale(value, bytes))
+            }
+            Some((value, _)) => Ok(Fetched::Hit(value, bytes)),
             None => {
                 self.discard(full_key).await;
                 Ok(Fetched::Miss)

@@ -19,7 +19,9 @@ const MAGIC: u8 = 0xCA;
 const VERSION: u8 = 1;
 const HEADER_LEN: usize = 4;
 const FLAG_LZ4: u8 = 0b0000_0001;
-const KNOWN_FLAGS: u8 = FLAG_LZ4;
+const FLAG_FRESH_UNTIL: u8 = 0b0000_0010;
+const KNOWN_FLAGS: u8 = FLAG_LZ4 | FLAG_FRESH_UNTIL;
+const FRESH_UNTIL_LEN: usize = 8;
 
 /// How a cache turns values into stored bytes and back.
 #[derive(Debug, Clone)]
@@ -82,10 +84,31 @@ impl Builtin {
 
 impl Format {
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Vec<u8>> {
-        let framed = self.codec.framed();
+        self.encode_fresh_until(key, value, None)
+    }
+
+    /// Encodes a value that is fresh until `fresh_until` (ms since the Unix epoch) and stale
+    /// after it; such values are always framed, whatever the codec.
+    pub(crate) fn encode_fresh_until<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        fresh_until: Option<u64>,
+    ) -> Result<Vec<u8>> {
+        let framed = self.codec.framed() || fresh_until.is_some();
         let mut out = Vec::with_capacity(64);
+        let mut prefix = 0;
         if framed {
-            out.extend_from_slice(&[MAGIC, VERSION, self.codec.id().0, 0]);
+            let flags = if fresh_until.is_some() {
+                FLAG_FRESH_UNTIL
+            } else {
+                0
+            };
+            out.extend_from_slice(&[MAGIC, VERSION, self.codec.id().0, flags]);
+            if let Some(at) = fresh_until {
+                out.extend_from_slice(&at.to_le_bytes());
+            }
+            prefix = out.len();
         }
         let encoded = match self.builtin {
             Some(builtin) => builtin.encode(value, &mut out),
@@ -97,7 +120,7 @@ impl Format {
             source,
         })?;
         if framed {
-            self.compress(&mut out);
+            self.compress(&mut out, prefix);
         }
         if out.len() > self.max_value_bytes {
             return Err(Error::ValueTooLarge {
@@ -109,7 +132,17 @@ impl Format {
         Ok(out)
     }
 
+    #[cfg(test)]
     pub(crate) fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T> {
+        self.decode_fresh_until(key, bytes).map(|(value, _)| value)
+    }
+
+    /// Decodes a value and the time it is fresh until, if it was written with one.
+    pub(crate) fn decode_fresh_until<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(T, Option<u64>)> {
         let corrupt = |reason: String| Error::Decode {
             key: key.to_owned(),
             reason,
@@ -118,9 +151,12 @@ impl Format {
             return Err(corrupt("the stored value is empty".into()));
         };
         if first != MAGIC {
-            return Builtin::Json.decode(bytes).map_err(|reason| {
-                corrupt(format!("no cachemere header and not JSON either: {reason}"))
-            });
+            return Builtin::Json
+                .decode(bytes)
+                .map(|value| (value, None))
+                .map_err(|reason| {
+                    corrupt(format!("no cachemere header and not JSON either: {reason}"))
+                });
         }
         let Some(&[_, version, codec_id, flags]) = bytes.get(..HEADER_LEN) else {
             return Err(corrupt("truncated header".into()));
@@ -138,14 +174,24 @@ impl Format {
         if flags & !KNOWN_FLAGS != 0 {
             return Err(corrupt(format!("unknown header flags {flags:#04x}")));
         }
-        let payload = &bytes[HEADER_LEN..];
+        let mut payload = &bytes[HEADER_LEN..];
+        let mut fresh_until = None;
+        if flags & FLAG_FRESH_UNTIL != 0 {
+            let Some((at, rest)) = payload.split_first_chunk::<FRESH_UNTIL_LEN>() else {
+                return Err(corrupt("truncated freshness stamp".into()));
+            };
+            fresh_until = Some(u64::from_le_bytes(*at));
+            payload = rest;
+        }
         let result = if flags & FLAG_LZ4 != 0 {
             let raw = self.decompress(payload).map_err(corrupt)?;
             self.decode_payload(&raw)
         } else {
             self.decode_payload(payload)
         };
-        result.map_err(|reason| corrupt(format!("{} payload: {reason}", self.codec.name())))
+        result
+            .map(|value| (value, fresh_until))
+            .map_err(|reason| corrupt(format!("{} payload: {reason}", self.codec.name())))
     }
 
     fn decode_payload<T: DeserializeOwned>(
@@ -158,17 +204,17 @@ impl Format {
         }
     }
 
-    fn compress(&self, out: &mut Vec<u8>) {
+    fn compress(&self, out: &mut Vec<u8>, prefix: usize) {
         let Some(threshold) = self.compress_over else {
             return;
         };
-        let payload = &out[HEADER_LEN..];
+        let payload = &out[prefix..];
         if payload.len() <= threshold || u32::try_from(payload.len()).is_err() {
             return;
         }
         let packed = lz4_flex::block::compress_prepend_size(payload);
         if packed.len() < payload.len() {
-            out.truncate(HEADER_LEN);
+            out.truncate(prefix);
             out[HEADER_LEN - 1] |= FLAG_LZ4;
             out.extend_from_slice(&packed);
         }
@@ -232,6 +278,27 @@ mod tests {
             id: 42,
             name: "Ada".into(),
             scores: vec![85, 92, 78],
+        }
+    }
+
+    #[test]
+    fn freshness_stamps_survive_compression_and_frame_json_too() {
+        for f in [format(Bincode, Some(16)), format(Json, Some(16))] {
+            let value: Vec<String> = (0..50).map(|i| format!("item {i}")).collect();
+            let bytes = f
+                .encode_fresh_until("k", &value, Some(1_764_300_000_123))
+                .unwrap();
+            assert_eq!(bytes[0], MAGIC);
+            assert_eq!(
+                bytes[3] & (FLAG_FRESH_UNTIL | FLAG_LZ4),
+                FLAG_FRESH_UNTIL | FLAG_LZ4
+            );
+            let (back, fresh_until) = f.decode_fresh_until::<Vec<String>>("k", &bytes).unwrap();
+            assert_eq!((back, fresh_until), (value, Some(1_764_300_000_123)));
+            assert!(
+                f.decode_fresh_until::<Vec<String>>("k", &bytes[..6])
+                    .is_err()
+            );
         }
     }
 

@@ -89,8 +89,19 @@ pub struct Site {
 
 impl Site {
     /// A site in `cache` under `key`.
-    pub fn new(cache: Cache, key: String, ttl: Ttl, lock: bool, tags: Vec<String>) -> Site {
+    pub fn new(
+        cache: Cache,
+        key: String,
+        ttl: Ttl,
+        lock: bool,
+        tags: Vec<String>,
+        stale_for: Option<u64>,
+    ) -> Site {
         let options = SetOptions::new(ttl).lock(lock);
+        let options = match stale_for {
+            Some(seconds) => options.stale_for(std::time::Duration::from_secs(seconds)),
+            None => options,
+        };
         let options = match tags.is_empty() {
             true => options,
             false => options.tags(tags),

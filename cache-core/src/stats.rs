@@ -18,6 +18,8 @@ pub struct CacheStats {
     pub stampede_joins: u64,
     /// Stored values that could not be decoded (counted as misses too, and deleted).
     pub decode_failures: u64,
+    /// Stale values served by the fail-safe because a computation failed or timed out.
+    pub stale_served: u64,
     /// Store operations skipped because the circuit breaker was open (not counted as errors).
     pub short_circuits: u64,
     /// Times the circuit breaker opened.
@@ -45,6 +47,7 @@ pub(crate) struct Counters {
     pub(crate) errors: AtomicU64,
     pub(crate) stampede_joins: AtomicU64,
     pub(crate) decode_failures: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
 }
 
 impl Counters {
@@ -62,6 +65,7 @@ impl Counters {
             errors: read(&self.errors),
             stampede_joins: read(&self.stampede_joins),
             decode_failures: read(&self.decode_failures),
+            stale_served: read(&self.stale_served),
             short_circuits: 0,
             circuit_trips: 0,
         }
@@ -76,6 +80,7 @@ impl Counters {
             &self.errors,
             &self.stampede_joins,
             &self.decode_failures,
+            &self.stale_served,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

@@ -82,6 +82,7 @@ pub struct SetOptions {
     ttl: Ttl,
     tags: Vec<String>,
     lock: bool,
+    stale_for: Option<Duration>,
 }
 
 impl SetOptions {
@@ -109,6 +110,20 @@ impl SetOptions {
     pub fn lock(mut self, lock: bool) -> SetOptions {
         self.lock = lock;
         self
+    }
+
+    /// Keeps the value for `window` past its ttl as a fail-safe: [`Cache::get_or_set`](crate::Cache::get_or_set)
+    /// and the macros recompute it once it is stale, but serve the stale value when the
+    /// computation fails (or outlasts [`CacheBuilder::factory_timeout`](crate::CacheBuilder::factory_timeout)).
+    /// Overrides [`CacheBuilder::fail_safe`](crate::CacheBuilder::fail_safe).
+    pub fn stale_for(mut self, window: Duration) -> SetOptions {
+        self.stale_for = Some(window);
+        self
+    }
+
+    /// The fail-safe window, when one is set.
+    pub fn stale_window(&self) -> Option<Duration> {
+        self.stale_for
     }
 
     /// The ttl.

@@ -59,6 +59,75 @@ macro_rules! manager_suite {
         mod $backend {
             use super::*;
 
+            #[tokio::test]
+            async fn fail_safe_serves_stale_when_the_recomputation_fails() {
+                let f = $fixture().await;
+                let cache = Cache::builder_shared(f.store.clone())
+                    .fail_safe(Some(Duration::from_secs(30)))
+                    .build();
+                let short = Duration::from_millis(300);
+                let ok = cache
+                    .try_get_or_set("fs", short, || async { Ok::<_, String>(1u32) })
+                    .await;
+                assert_eq!(ok, Ok(1));
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                assert_eq!(cache.get::<u32>("fs").await.unwrap(), None, "a stale value is a miss to get");
+                let failed = cache
+                    .try_get_or_set("fs", short, || async { Err::<u32, _>("db down".to_owned()) })
+                    .await;
+                assert_eq!(failed, Ok(1), "the stale value is served instead of the error");
+                assert_eq!(cache.stats().stale_served, 1);
+                let fresh = cache
+                    .try_get_or_set("fs", short, || async { Ok::<_, String>(2u32) })
+                    .await;
+                assert_eq!(fresh, Ok(2), "a working recomputation replaces the stale value");
+                let without = cache
+                    .try_get_or_set("never-cached", short, || async { Err::<u32, _>("db down".to_owned()) })
+                    .await;
+                assert_eq!(without, Err("db down".to_owned()), "nothing stale: the error");
+            }
+
+            #[tokio::test]
+            async fn factory_timeout_serves_stale_instead_of_waiting() {
+                let f = $fixture().await;
+                let cache = Cache::builder_shared(f.store.clone())
+                    .fail_safe(Some(Duration::from_secs(30)))
+                    .factory_timeout(Some(Duration::from_millis(100)))
+                    .build();
+                let short = Duration::from_millis(200);
+                cache.get_or_set("slow", short, || async { 1u32 }).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let started = std::time::Instant::now();
+                let value = cache
+                    .get_or_set("slow", short, || async {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        2u32
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(value, 1);
+                assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+                assert_eq!(cache.stats().stale_served, 1);
+                let value = cache.get_or_set("cold", short, || async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    3u32
+                }).await.unwrap();
+                assert_eq!(value, 3, "without a stale value the computation runs to the end");
+            }
+
+            #[tokio::test]
+            async fn set_with_stale_for_keeps_the_value_past_its_ttl() {
+                let f = $fixture().await;
+                let cache = Cache::builder_shared(f.store.clone()).build();
+                let options = SetOptions::new(Duration::from_secs(10)).stale_for(Duration::from_secs(50));
+                cache.set("window", &1u8, options).await.unwrap();
+                match cache.ttl("window").await.unwrap() {
+                    KeyTtl::ExpiresIn(ttl) => assert!(ttl > Duration::from_secs(55), "{ttl:?}"),
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(cache.get::<u8>("window").await.unwrap(), Some(1), "fresh for its ttl");
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn stampede_of_100_runs_the_factory_once() {
                 let f = $fixture().await;
@@ -458,6 +527,35 @@ async fn redis_outage_degrades_then_caching_resumes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(resumed, "caching did not resume after the restart");
+}
+
+#[tokio::test]
+async fn fail_safe_serves_the_last_good_value_while_redis_is_down() {
+    let server = RedisServer::start_private().unwrap();
+    let store = RedisStore::connect(&server.config()).await.unwrap();
+    let cache = Cache::builder(store)
+        .fail_safe(Some(Duration::from_secs(30)))
+        .build();
+    let ok = cache
+        .try_get_or_set("lg", Ttl::Default, || async { Ok::<_, String>(5u32) })
+        .await;
+    assert_eq!(ok, Ok(5));
+    server.kill().unwrap();
+    let served = cache
+        .try_get_or_set("lg", Ttl::Default, || async {
+            Err::<u32, _>("db down".to_owned())
+        })
+        .await;
+    assert_eq!(
+        served,
+        Ok(5),
+        "store and database both down: the last good value"
+    );
+    assert_eq!(cache.stats().stale_served, 1);
+    let fresh = cache
+        .try_get_or_set("lg", Ttl::Default, || async { Ok::<_, String>(6u32) })
+        .await;
+    assert_eq!(fresh, Ok(6), "store down, database up: the fresh value");
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ const CACHE_RESULT_OPTIONS: &[&str] = &[
     "unless",
     "cache_none",
     "lock",
+    "stale_for",
     "key_args",
     "crate",
 ];
@@ -34,6 +35,7 @@ pub(crate) struct CacheResultArgs {
     pub(crate) unless: Option<Expr>,
     pub(crate) cache_none: Option<LitBool>,
     pub(crate) lock: bool,
+    pub(crate) stale_for: Option<LitInt>,
     pub(crate) key_args: Option<KeyArgs>,
     pub(crate) krate: Option<syn::Path>,
 }
@@ -144,6 +146,7 @@ impl Parse for CacheResultArgs {
         let mut ttl = TtlArg::Default;
         let (mut cache, mut condition, mut unless, mut cache_none) = (None, None, None, None);
         let (mut tags, mut lock, mut key_args, mut krate) = (Vec::new(), false, None, None);
+        let mut stale_for = None;
         let mut options = Options {
             attribute: "cache_result",
             valid: CACHE_RESULT_OPTIONS,
@@ -173,7 +176,7 @@ impl Parse for CacheResultArgs {
             let errors = &mut *options.errors;
             match name.to_string().as_str() {
                 "expire" => {
-                    if let Some(seconds) = errors.keep(seconds(&value)) {
+                    if let Some(seconds) = errors.keep(seconds("expire", &value)) {
                         ttl = TtlArg::Seconds(seconds);
                     }
                 }
@@ -197,6 +200,7 @@ impl Parse for CacheResultArgs {
                         .keep(boolean("lock", &value))
                         .is_some_and(|lit| lit.value)
                 }
+                "stale_for" => stale_for = errors.keep(seconds("stale_for", &value)),
                 "key_args" => key_args = errors.keep(key_args_list(&value)),
                 _ => krate = errors.keep(crate_path(&value)),
             }
@@ -218,6 +222,7 @@ impl Parse for CacheResultArgs {
             unless,
             cache_none,
             lock,
+            stale_for,
             key_args,
             krate,
         })
@@ -333,11 +338,15 @@ fn template_lit(value: &Expr) -> syn::Result<LitStr> {
     }
 }
 
-fn seconds(value: &Expr) -> syn::Result<LitInt> {
+fn seconds(option: &str, value: &Expr) -> syn::Result<LitInt> {
     let wrong = || {
+        let advice = match option {
+            "expire" => "; for a computed duration write `ttl = Duration::from_secs(..)`",
+            _ => "",
+        };
         syn::Error::new_spanned(
             value,
-            "`expire` takes a whole number of seconds, like `expire = 1800`; for a computed duration write `ttl = Duration::from_secs(..)`",
+            format!("`{option}` takes a whole number of seconds, like `{option} = 1800`{advice}"),
         )
     };
     let Some(Lit::Int(lit)) = literal(value) else {
@@ -346,7 +355,7 @@ fn seconds(value: &Expr) -> syn::Result<LitInt> {
     match lit.base10_parse::<u64>() {
         Ok(0) => Err(syn::Error::new_spanned(
             lit,
-            "`expire` must be at least 1 second",
+            format!("`{option}` must be at least 1 second"),
         )),
         Ok(_) => Ok(lit.clone()),
         Err(_) => Err(wrong()),

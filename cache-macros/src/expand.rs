@@ -128,10 +128,14 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
         TtlArg::Class(class) => quote!(#krate::__private::Ttl::#class),
     };
     let lock = args.lock;
+    let stale_for = match &args.stale_for {
+        Some(seconds) => quote!(::core::option::Option::Some(#seconds)),
+        None => quote!(::core::option::Option::None),
+    };
     let site = quote! {
         match #handle {
             ::core::option::Option::Some(__cache_cache) => ::core::option::Option::Some(
-                #krate::__private::Site::new(__cache_cache, #key, #ttl, #lock, #tags),
+                #krate::__private::Site::new(__cache_cache, #key, #ttl, #lock, #tags, #stale_for),
             ),
             ::core::option::Option::None => ::core::option::Option::None,
         }

@@ -86,6 +86,7 @@ use proc_macro::TokenStream;
 /// | `unless = <closure>` | do not store a value for which `closure(&value)` is true |
 /// | `cache_none = true` | cache `None` too (functions returning `Option<T>`) |
 /// | `lock = true` | also take a lock in the store, so that several processes compute a key once |
+/// | `stale_for = 600` | fail-safe: keep the value this many seconds past its ttl and serve it when a recomputation fails (see `CacheBuilder::fail_safe`) |
 /// | `key_args = ["user_id"]` | the seed's spelling: the parameters the key uses, checked against the template |
 /// | `crate = "cache_core"` | the path to the runtime crate when not depending on `cachemere` |
 ///
