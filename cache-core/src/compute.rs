@@ -117,6 +117,13 @@ enum Fetched<T> {
     Failed,
 }
 
+/// Why a background computation gave no value to its caller.
+#[derive(Debug, Clone, Copy)]
+enum Unavailable {
+    TimedOut,
+    Failed,
+}
+
 /// What a caller asking for the distributed lock ends up with.
 enum Led<T> {
     /// Another process computed the value meanwhile (decoded, and as stored).
@@ -210,6 +217,101 @@ impl Cache {
     {
         self.compute_lenient(key, options.into(), Fallible(PhantomData), factory)
             .await
+    }
+
+    /// Like [`get_or_set`](Cache::get_or_set) for a computation that may outlive the call:
+    /// it runs as its own tokio task. With a stale value at hand (see
+    /// [`CacheBuilder::fail_safe`](crate::CacheBuilder::fail_safe)) and the computation slower
+    /// than [`factory_timeout`](crate::CacheBuilder::factory_timeout), the stale value is
+    /// returned at once and the computation finishes in the background, caching its value when
+    /// done (a soft timeout). Without a stale value the call waits at most `hard`, then fails
+    /// with [`Error::Timeout`] while the computation still completes and caches its value.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// let cache = Cache::builder(MemoryStore::new())
+    ///     .fail_safe(Some(Duration::from_secs(600)))
+    ///     .factory_timeout(Some(Duration::from_millis(50)))
+    ///     .build();
+    /// let report = cache
+    ///     .get_or_refresh("analytics:daily", Ttl::Short, Duration::from_secs(5), || async { 42u64 })
+    ///     .await?;
+    /// assert_eq!(report, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_or_refresh<T, F, Fut>(
+        &self,
+        key: &str,
+        options: impl Into<SetOptions>,
+        hard: Duration,
+        factory: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let options = options.into();
+        let window = options.stale_window().or(self.inner.fail_safe);
+        let (cache, full, background) = (
+            self.clone(),
+            self.full_key(key).into_owned(),
+            options.clone(),
+        );
+        let factory = move || {
+            let computation = factory();
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let value = computation.await;
+                if let Err(value) = sender.send(value) {
+                    let prepared = cache.prepare(&full, &value, background.ttl_class(), window);
+                    drop(value);
+                    cache.store_prepared(&full, prepared, &background).await;
+                }
+            });
+            async move {
+                match tokio::time::timeout(hard, receiver).await {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(_)) => Err(Unavailable::Failed),
+                    Err(_) => Err(Unavailable::TimedOut),
+                }
+            }
+        };
+        match self
+            .compute_lenient(key, options, Fallible(PhantomData), factory)
+            .await
+        {
+            Ok(value) => Ok(value),
+            Err(Unavailable::TimedOut) => Err(Error::Timeout {
+                operation: "computation",
+                after: hard,
+            }),
+            Err(Unavailable::Failed) => Err(Error::ComputationFailed {
+                key: key.to_owned(),
+            }),
+        }
+    }
+
+    /// Caches the value of a computation whose caller was already answered.
+    async fn store_prepared(
+        &self,
+        full_key: &str,
+        prepared: Result<(Vec<u8>, Duration)>,
+        options: &SetOptions,
+    ) {
+        let written = match prepared {
+            Ok((bytes, ttl)) => {
+                self.store_encoded(full_key, &bytes, ttl, options.tag_names())
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        if let Err(err) = written {
+            let _ = self.degrade::<Lenient>("SET", full_key, err);
+        }
     }
 
     /// Runs a computation whose store failures are degraded whatever the cache's mode.

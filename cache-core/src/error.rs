@@ -33,6 +33,13 @@ pub enum Error {
         /// The deadline that passed.
         after: Duration,
     },
+    /// A computation run by [`Cache::get_or_refresh`](crate::Cache::get_or_refresh) panicked
+    /// or was cancelled before producing a value.
+    #[error("the computation for key `{key}` ended without a value")]
+    ComputationFailed {
+        /// The key being computed.
+        key: String,
+    },
     /// The circuit breaker is open after repeated store failures: the store was not asked.
     #[error("{operation} skipped: the store is failing and the circuit is open")]
     CircuitOpen {

@@ -116,6 +116,48 @@ macro_rules! manager_suite {
             }
 
             #[tokio::test]
+            async fn get_or_refresh_answers_stale_and_finishes_in_the_background() {
+                let f = $fixture().await;
+                let cache = Cache::builder_shared(f.store.clone())
+                    .fail_safe(Some(Duration::from_secs(30)))
+                    .factory_timeout(Some(Duration::from_millis(100)))
+                    .build();
+                let (short, hard) = (Duration::from_millis(200), Duration::from_secs(5));
+                let first = cache.get_or_refresh("bg", short, hard, || async { 1u32 }).await;
+                assert_eq!(first.unwrap(), 1);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let started = std::time::Instant::now();
+                let value = cache
+                    .get_or_refresh("bg", Duration::from_secs(5), hard, || async {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                        2u32
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(value, 1, "the stale value, at the soft timeout");
+                assert!(started.elapsed() < Duration::from_millis(350), "{:?}", started.elapsed());
+                assert_eq!(cache.stats().stale_served, 1);
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                assert_eq!(cache.get::<u32>("bg").await.unwrap(), Some(2), "the refresh landed in the background");
+            }
+
+            #[tokio::test]
+            async fn get_or_refresh_hard_timeout_fails_then_the_value_lands() {
+                let f = $fixture().await;
+                let cache = Cache::builder_shared(f.store.clone()).build();
+                let err = cache
+                    .get_or_refresh("cold", Duration::from_secs(60), Duration::from_millis(100), || async {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        3u32
+                    })
+                    .await
+                    .unwrap_err();
+                assert!(err.is_timeout(), "{err}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                assert_eq!(cache.get::<u32>("cold").await.unwrap(), Some(3));
+            }
+
+            #[tokio::test]
             async fn set_with_stale_for_keeps_the_value_past_its_ttl() {
                 let f = $fixture().await;
                 let cache = Cache::builder_shared(f.store.clone()).build();
