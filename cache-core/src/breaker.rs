@@ -61,9 +61,13 @@ impl Breaker {
         false
     }
 
+    /// Called after every successful operation, so it only reads in the common case: a write
+    /// to a shared cache line on every call would slow concurrent callers down.
     pub(crate) fn succeeded(&self) {
-        self.failures.store(0, Ordering::Relaxed);
-        if self.open.swap(false, Ordering::AcqRel) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        if self.open.load(Ordering::Acquire) && self.open.swap(false, Ordering::AcqRel) {
             tracing::info!("store answers again: circuit closed");
         }
     }
