@@ -2,47 +2,20 @@
 //! same run against the same private redis-server; `report` turns the estimates into ratios.
 
 use std::hint::black_box;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::{Cache, MemoryStore, Ttl, cache_result};
+use cache_core::{Cache, MemoryStore, Ttl};
 use cache_session::{SessionConfig, SessionData, SessionManager, SessionPatch, SessionService};
-use cached::macros::concurrent_cached;
-use cachemere_bench::{Bench, BenchError, Item, Profile, bincode_bytes, bincode_value, items};
+use cachemere_bench::{
+    Bench, Item, Profile, bincode_bytes, bincode_value, cached_profile, cachemere_profile,
+    hand_written, items, warm,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use redis::AsyncCommands;
 use tokio::runtime::Runtime;
 
 const TASKS: u64 = 64;
-
-static CACHED_URL: OnceLock<String> = OnceLock::new();
-
-#[cache_result("bench:profile:{id}", crate = "cache_core", cache = cache)]
-async fn cachemere_profile(cache: &Cache, id: u64) -> Profile {
-    Profile::sample(id)
-}
-
-#[concurrent_cached(
-    map_error = r##"|e| BenchError(format!("{e:?}"))"##,
-    ty = "cached::AsyncRedisCache<u64, Profile>",
-    create = r##" {
-        cached::AsyncRedisCache::builder("bench:cached:profile")
-            .ttl(cached::time::Duration::from_secs(3600))
-            .connection_string(CACHED_URL.get().expect("redis url"))
-            .build()
-            .await
-            .expect("cached's redis store")
-    } "##
-)]
-async fn cached_profile(id: u64) -> Result<Profile, BenchError> {
-    Ok(Profile::sample(id))
-}
-
-async fn hand_written(connection: &mut redis::aio::ConnectionManager, id: u64) -> Profile {
-    let key = format!("hand:profile:{id}");
-    let bytes: Option<Vec<u8>> = connection.get(&key).await.expect("GET");
-    bincode_value(&bytes.expect("hand-written value present"))
-}
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -89,16 +62,7 @@ where
 fn hits(c: &mut Criterion) {
     let rt = runtime();
     let bench = rt.block_on(Bench::start());
-    CACHED_URL.get_or_init(|| bench.url());
-    rt.block_on(async {
-        let mut raw = bench.raw.clone();
-        let _: () = raw
-            .set("hand:profile:1", bincode_bytes(&Profile::sample(1)))
-            .await
-            .expect("SET");
-        cachemere_profile(&bench.cache, 1).await;
-        cached_profile(1).await.expect("cached warm-up");
-    });
+    rt.block_on(warm(&bench));
 
     let mut group = c.benchmark_group("hit_sequential");
     group.throughput(Throughput::Elements(1));

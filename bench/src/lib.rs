@@ -1,8 +1,57 @@
 //! Shared fixtures of the benchmark suite: the values measured and the servers.
 
+use std::sync::OnceLock;
+
 use cache_core::testing::RedisServer;
-use cache_core::{Cache, RedisStore};
+use cache_core::{Cache, RedisStore, cache_result};
+use cached::macros::concurrent_cached;
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+
+/// The server the `cached` crate's functions connect to (set once per process).
+pub static CACHED_URL: OnceLock<String> = OnceLock::new();
+
+/// A hit through `#[cache_result]`.
+#[cache_result("bench:profile:{id}", crate = "cache_core", cache = cache)]
+pub async fn cachemere_profile(cache: &Cache, id: u64) -> Profile {
+    Profile::sample(id)
+}
+
+/// The same through the `cached` crate's Redis store.
+#[concurrent_cached(
+    map_error = r##"|e| BenchError(format!("{e:?}"))"##,
+    ty = "cached::AsyncRedisCache<u64, Profile>",
+    create = r##" {
+        cached::AsyncRedisCache::builder("bench:cached:profile")
+            .ttl(cached::time::Duration::from_secs(3600))
+            .connection_string(CACHED_URL.get().expect("redis url"))
+            .build()
+            .await
+            .expect("cached's redis store")
+    } "##
+)]
+pub async fn cached_profile(id: u64) -> Result<Profile, BenchError> {
+    Ok(Profile::sample(id))
+}
+
+/// The same by hand: redis-rs `GET` and a bincode decode.
+pub async fn hand_written(connection: &mut redis::aio::ConnectionManager, id: u64) -> Profile {
+    let key = format!("hand:profile:{id}");
+    let bytes: Option<Vec<u8>> = connection.get(&key).await.expect("GET");
+    bincode_value(&bytes.expect("hand-written value present"))
+}
+
+/// Stores the value each of the three reads, so that all of them hit.
+pub async fn warm(bench: &Bench) {
+    CACHED_URL.get_or_init(|| bench.url());
+    let mut raw = bench.raw.clone();
+    let _: () = raw
+        .set("hand:profile:1", bincode_bytes(&Profile::sample(1)))
+        .await
+        .expect("SET");
+    cachemere_profile(&bench.cache, 1).await;
+    cached_profile(1).await.expect("cached warm-up");
+}
 
 /// A user profile with 20 fields, the typical cached record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

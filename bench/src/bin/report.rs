@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use cache_core::{Cache, Json, MemoryStore, Ttl, cache_result};
 use cached::macros::concurrent_cached;
-use cachemere_bench::{Bench, BenchError, Profile, bincode_bytes, items};
-use std::sync::OnceLock;
+use cachemere_bench::{
+    Bench, BenchError, CACHED_URL, Profile, bincode_bytes, cached_profile, cachemere_profile,
+    hand_written, items, warm,
+};
 
 const BODY: Duration = Duration::from_millis(100);
 const CALLERS: usize = 100;
 
-static CACHED_URL: OnceLock<String> = OnceLock::new();
 static CACHED_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 #[cache_result("stampede:{round}", crate = "cache_core", cache = cache)]
@@ -99,6 +100,79 @@ async fn stampedes(bench: &Bench) -> (Stampede, Stampede) {
         slowest,
     };
     (ours, peer)
+}
+
+/// The three reads of a hit, by variant.
+#[derive(Clone, Copy)]
+enum Read {
+    Hand,
+    Macro,
+    Cached,
+}
+
+const READS: [Read; 3] = [Read::Hand, Read::Macro, Read::Cached];
+
+async fn read(bench: &Bench, raw: &mut redis::aio::ConnectionManager, which: Read) {
+    match which {
+        Read::Hand => {
+            std::hint::black_box(hand_written(raw, 1).await);
+        }
+        Read::Macro => {
+            std::hint::black_box(cachemere_profile(&bench.cache, 1).await);
+        }
+        Read::Cached => {
+            std::hint::black_box(cached_profile(1).await.expect("cached"));
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Sequential hits with the three variants taking turns, so that the machine's drift hits all
+/// of them alike: the median latency of each, in µs.
+async fn interleaved_sequential(bench: &Bench, rounds: usize) -> [f64; 3] {
+    let mut raw = bench.raw.clone();
+    let mut samples: [Vec<f64>; 3] = Default::default();
+    for round in 0..rounds {
+        for turn in 0..3 {
+            let which = (round + turn) % 3;
+            let started = Instant::now();
+            read(bench, &mut raw, READS[which]).await;
+            samples[which].push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    samples.map(median)
+}
+
+/// Hits from 64 tasks in windows that rotate between the variants: the median calls per
+/// second of each.
+async fn interleaved_concurrent(bench: &Arc<Bench>, windows: usize, window: Duration) -> [f64; 3] {
+    let mut rates: [Vec<f64>; 3] = Default::default();
+    for w in 0..windows * 3 {
+        let which = w % 3;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (bench, calls) = (Arc::clone(bench), Arc::clone(&calls));
+                tokio::spawn(async move {
+                    let mut raw = bench.raw.clone();
+                    while started.elapsed() < window {
+                        read(&bench, &mut raw, READS[which]).await;
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        rates[which].push(calls.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64());
+    }
+    rates.map(median)
 }
 
 /// `redis-benchmark -t get -c 64` on the server, after a SET of `size` bytes to read back.
@@ -185,13 +259,25 @@ async fn main() {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
     let criterion = target.join("criterion");
-    let bench = Bench::start().await;
+    let bench = Arc::new(Bench::start().await);
     CACHED_URL.get_or_init(|| bench.url());
+    warm(&bench).await;
+    let (rounds, windows) = if quick { (30, 1) } else { (3000, 9) };
+    let [seq_hand, seq_macro, seq_cached] = interleaved_sequential(&bench, rounds).await;
+    let [con_hand, con_macro, con_cached] = interleaved_concurrent(
+        &bench,
+        windows,
+        Duration::from_millis(if quick { 50 } else { 400 }),
+    )
+    .await;
     let (ours, peer) = stampedes(&bench).await;
     let value_size = bincode_bytes(&Profile::sample(1)).len();
     let port = bench.server.port().unwrap_or(6379);
     let server_limit = redis_benchmark(port, value_size, if quick { 2_000 } else { 200_000 });
     if quick {
+        println!(
+            "smoke: interleaved sequential µs hand/macro/cached {seq_hand:.1}/{seq_macro:.1}/{seq_cached:.1}; 64 tasks calls/s {con_hand:.0}/{con_macro:.0}/{con_cached:.0}"
+        );
         println!(
             "smoke: stampede of {CALLERS}: cachemere {} body run(s), slowest {:.2}x; cached {} run(s), slowest {:.2}x; redis-benchmark GET: {:?} req/s",
             ours.runs, ours.slowest, peer.runs, peer.slowest, server_limit
@@ -222,6 +308,24 @@ async fn main() {
     ]);
 
     let us = |ns: f64| format!("{:.1} µs", ns / 1000.0);
+    out.row(&[format!("1. hit, sequential, interleaved (median of {rounds} each): `#[cache_result]` vs hand-written"), format!("{seq_macro:.1} µs"), format!("{seq_hand:.1} µs"), format!("{:.3}×", seq_macro / seq_hand), "≤ 1.03×".into(), verdict(seq_macro / seq_hand <= 1.03).into()]);
+    out.row(&[format!("2. hits/s, 64 tasks, interleaved {windows} × 0.4 s windows each (median): `#[cache_result]` vs hand-written"), format!("{con_macro:.0}/s"), format!("{con_hand:.0}/s"), format!("{:.3}×", con_macro / con_hand), "≥ 0.97×".into(), verdict(con_macro / con_hand >= 0.97).into()]);
+    out.row(&[
+        "3. hit, sequential, interleaved (median): `#[cache_result]` vs `cached`".into(),
+        format!("{seq_macro:.1} µs"),
+        format!("{seq_cached:.1} µs"),
+        format!("{:.3}×", seq_macro / seq_cached),
+        "< 1× (faster)".into(),
+        verdict(seq_macro < seq_cached).into(),
+    ]);
+    out.row(&[
+        "3. hits/s, 64 tasks, interleaved (median): `#[cache_result]` vs `cached`".into(),
+        format!("{con_macro:.0}/s"),
+        format!("{con_cached:.0}/s"),
+        format!("{:.3}×", con_macro / con_cached),
+        "> 1× (faster)".into(),
+        verdict(con_macro > con_cached).into(),
+    ]);
     let per_sec = |ns: f64| format!("{:.0}/s", 1e9 / ns);
     if let (Some(macro_hit), Some(hand)) = (
         mean("hit_sequential/cachemere_macro"),
