@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cachemere::cache_session::{SessionConfig, SessionData, SessionManager};
+use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionToken};
 use cachemere::testing::RedisServer;
 use cachemere::{Cache, Config, RedisStore, cache_result};
 
@@ -18,6 +18,34 @@ fn config(server: &RedisServer) -> Config {
     config.cache_operation_timeout = DEADLINE;
     config.cache_breaker_cooldown = COOLDOWN;
     config
+}
+
+/// A private server, a cache and a session manager on it, and one live session.
+struct Setup {
+    server: RedisServer,
+    cache: Cache,
+    sessions: SessionManager,
+    token: SessionToken,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let server = RedisServer::start_private().expect("start redis-server");
+        let config = config(&server);
+        let store = RedisStore::connect(&config).await.expect("connect");
+        let cache = Cache::builder(store.clone()).config(&config).build();
+        let sessions = SessionManager::new(store, SessionConfig::from_config(&config));
+        let token = sessions
+            .create_session("u", SessionData::new(), None)
+            .await
+            .expect("create");
+        Setup {
+            server,
+            cache,
+            sessions,
+            token,
+        }
+    }
 }
 
 #[cache_result("resilience:{id}", cache = cache)]
@@ -47,15 +75,12 @@ async fn until_cached(cache: &Cache, runs: &AtomicU64, limit: Duration) -> Optio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_under_load_cached_calls_never_fail_and_recover_after_restart() {
-    let server = RedisServer::start_private().expect("start redis-server");
-    let config = config(&server);
-    let store = RedisStore::connect(&config).await.expect("connect");
-    let cache = Cache::builder(store.clone()).config(&config).build();
-    let sessions = SessionManager::new(store.clone(), SessionConfig::from_config(&config));
-    let token = sessions
-        .create_session("u", SessionData::new(), None)
-        .await
-        .expect("create");
+    let Setup {
+        server,
+        cache,
+        sessions,
+        token,
+    } = Setup::start().await;
 
     let runs = Arc::new(AtomicU64::new(0));
     let calls = Arc::new(AtomicU64::new(0));
@@ -142,15 +167,12 @@ async fn killed_under_load_cached_calls_never_fail_and_recover_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_redis_costs_at_most_the_deadline_then_nothing() {
-    let server = RedisServer::start_private().expect("start redis-server");
-    let config = config(&server);
-    let store = RedisStore::connect(&config).await.expect("connect");
-    let cache = Cache::builder(store.clone()).config(&config).build();
-    let sessions = SessionManager::new(store.clone(), SessionConfig::from_config(&config));
-    let token = sessions
-        .create_session("u", SessionData::new(), None)
-        .await
-        .expect("create");
+    let Setup {
+        server,
+        cache,
+        sessions,
+        token,
+    } = Setup::start().await;
     let runs = AtomicU64::new(0);
     lookup(&cache, &runs, 1).await;
 

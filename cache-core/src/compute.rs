@@ -352,7 +352,6 @@ impl Cache {
         let full = self.full_key(key);
         let window = options.stale_window().or(self.inner.fail_safe);
         let first = self.fetch::<S, P::Value>(&full).await?;
-        let store_answered = !matches!(first, Fetched::Failed);
         let mut fallback = match first {
             Fetched::Hit(value, bytes) => {
                 self.record_read(true);
@@ -385,18 +384,6 @@ impl Cache {
                     });
                 }
             };
-            // After a failed read, asking the store again would only double the wait.
-            if store_answered {
-                match self.fetch::<S, P::Value>(&full).await? {
-                    Fetched::Hit(value, bytes) => {
-                        Counters::add(&self.inner.counters.stampede_joins, 1);
-                        leader.publish(Outcome::Encoded(Arc::new(bytes)));
-                        return Ok(P::hit(value));
-                    }
-                    Fetched::Stale(value, bytes) => fallback = Some((value, bytes)),
-                    Fetched::Miss | Fetched::Failed => {}
-                }
-            }
             let lock = match options.locks() {
                 true => match self.lock_or_wait::<S, P::Value>(&full).await? {
                     Led::Found(value, bytes) => {

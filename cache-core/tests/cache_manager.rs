@@ -488,6 +488,26 @@ async fn command_calls(store: &RedisStore, command: &str) -> u64 {
 }
 
 #[tokio::test]
+async fn a_miss_costs_one_get_and_one_set_and_a_hit_one_get() {
+    let server = RedisServer::start_private().unwrap();
+    let store = RedisStore::connect(&server.config()).await.unwrap();
+    let cache = Cache::builder(store.clone()).build();
+    let value = cache
+        .get_or_set("rt", Ttl::Default, || async { 1u32 })
+        .await
+        .unwrap();
+    assert_eq!(value, 1);
+    assert_eq!(command_calls(&store, "get").await, 1, "a miss reads once");
+    assert_eq!(command_calls(&store, "set").await, 1);
+    cache
+        .get_or_set("rt", Ttl::Default, || async { 2u32 })
+        .await
+        .unwrap();
+    assert_eq!(command_calls(&store, "get").await, 2, "a hit reads once");
+    assert_eq!(command_calls(&store, "set").await, 1);
+}
+
+#[tokio::test]
 async fn get_multi_of_1000_keys_is_one_round_trip() {
     let server = RedisServer::start_private().unwrap();
     let store = RedisStore::connect(&server.config()).await.unwrap();
