@@ -9,12 +9,13 @@ use serde::de::DeserializeOwned;
 
 use crate::breaker::Breaker;
 use crate::codec::{Bincode, Codec};
-use crate::compute::Strict;
+use crate::compute::{Lenient, Strict};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::flight::Flights;
 use crate::frame::{Builtin, Format};
 use crate::health::HealthReport;
+use crate::local::Local;
 use crate::log::ErrorLog;
 use crate::stats::{CacheStats, Counters};
 use crate::store::guard::Guarded;
@@ -62,6 +63,7 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     pub(crate) fail_safe: Option<Duration>,
     pub(crate) factory_timeout: Option<Duration>,
+    pub(crate) local: Option<Arc<Local>>,
     /// The last good bytes of fail-safe keys, for when the store cannot be read.
     pub(crate) last_good: moka::future::Cache<String, Arc<Vec<u8>>>,
     pub(crate) flights: Flights,
@@ -119,6 +121,7 @@ pub struct CacheBuilder {
     breaker_cooldown: Duration,
     fail_safe: Option<Duration>,
     factory_timeout: Option<Duration>,
+    local: Option<(u64, Duration)>,
 }
 
 impl CacheBuilder {
@@ -152,6 +155,18 @@ impl CacheBuilder {
     /// [`SetOptions::stale_for`].
     pub fn fail_safe(mut self, window: Option<Duration>) -> Self {
         self.fail_safe = window;
+        self
+    }
+
+    /// Adds an in-process first tier (L1) of at most `max_bytes`, keeping each value at most
+    /// `ttl` and never longer than the store does. Reads check it first; writes and
+    /// invalidations update it and publish a notice on the store's message bus (Redis pub/sub)
+    /// so that every other process drops its copy; after a lost subscription the tier is
+    /// cleared and bypassed until it is back. Needs a store with a bus (`RedisStore`), and
+    /// every process sharing the keys should enable it, since only they publish notices.
+    /// Default: off.
+    pub fn local_cache(mut self, max_bytes: u64, ttl: Duration) -> Self {
+        self.local = Some((max_bytes, ttl));
         self
     }
 
@@ -250,6 +265,17 @@ impl CacheBuilder {
             Breaker::new(self.breaker_threshold, self.breaker_cooldown),
         );
         let breaker = Arc::clone(&guarded.breaker);
+        let local = self.local.map(|(max_bytes, ttl)| {
+            let local = Arc::new(Local::new(max_bytes, ttl, &self.prefix));
+            match self.store.subscribe(&local.channel) {
+                Some(events) => local.listen(events),
+                None => tracing::warn!(
+                    backend = self.store.backend(),
+                    "the local cache needs a store with a message bus: it stays off"
+                ),
+            }
+            local
+        });
         Cache {
             inner: Arc::new(Inner {
                 guarded: Arc::new(guarded),
@@ -270,6 +296,7 @@ impl CacheBuilder {
                 lock_wait: self.lock_wait,
                 counters: Counters::default(),
                 fail_safe: self.fail_safe,
+                local,
                 factory_timeout: self.factory_timeout,
                 last_good: moka::future::Cache::builder()
                     .max_capacity(LAST_GOOD_BYTES)
@@ -327,6 +354,7 @@ impl Cache {
             breaker_cooldown: defaults.cache_breaker_cooldown,
             fail_safe: None,
             factory_timeout: None,
+            local: None,
         }
     }
 
@@ -371,6 +399,13 @@ impl Cache {
     /// ```
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Whether the in-process first tier is in use: `None` without one
+    /// ([`CacheBuilder::local_cache`]), `Some(false)` while its invalidation subscription is
+    /// down (it is then bypassed).
+    pub fn local_cache_active(&self) -> Option<bool> {
+        self.inner.local.as_ref().map(|local| local.is_active())
     }
 
     /// The codec values are written with.
@@ -524,6 +559,9 @@ impl Cache {
     }
 
     pub(crate) async fn discard(&self, full_key: &str) {
+        if let Some(local) = &self.inner.local {
+            local.forget(&[full_key.to_owned()], &[]).await;
+        }
         if let Err(err) = self.inner.guarded.delete(full_key).await {
             Counters::add(&self.inner.counters.errors, 1);
             tracing::warn!(key = full_key, error = %err, "could not delete an undecodable value");
@@ -570,7 +608,25 @@ impl Cache {
         self.record_tags(&[full_key.to_owned()], ttl, tags).await?;
         self.counted(self.inner.guarded.set(full_key, bytes, ttl).await)?;
         Counters::add(&self.inner.counters.sets, 1);
+        if let Some(local) = &self.inner.local {
+            self.announce(&[full_key.to_owned()], &[]).await;
+            local.put(full_key, Arc::new(bytes.to_vec()), ttl).await;
+        }
         Ok(())
+    }
+
+    /// Drops the local copies of `keys` and of keys matching `patterns` here and, through a
+    /// notice on the store's bus, in every other process.
+    pub(crate) async fn announce(&self, keys: &[String], patterns: &[String]) {
+        let Some(local) = &self.inner.local else {
+            return;
+        };
+        local.forget(keys, patterns).await;
+        let notice = local.notice(keys, patterns);
+        let published = self.counted(self.inner.guarded.publish(&local.channel, &notice).await);
+        if let Err(err) = published {
+            let _ = self.degrade::<Lenient>("PUBLISH", &local.channel, err);
+        }
     }
 
     /// Adds `members` (store keys) to the index of every tag in `tags`.
@@ -605,7 +661,9 @@ impl Cache {
     /// # }
     /// ```
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        let removed = self.counted(self.inner.guarded.delete(&self.full_key(key)).await)?;
+        let full = self.full_key(key);
+        let removed = self.counted(self.inner.guarded.delete(&full).await)?;
+        self.announce(&[full.into_owned()], &[]).await;
         Counters::add(&self.inner.counters.deletes, u64::from(removed));
         Ok(removed)
     }
@@ -638,7 +696,9 @@ impl Cache {
     pub async fn expire(&self, key: &str, ttl: impl Into<Ttl>) -> Result<bool> {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
-        self.counted(self.inner.guarded.expire(&full, ttl).await)
+        let changed = self.counted(self.inner.guarded.expire(&full, ttl).await)?;
+        self.announce(&[full.into_owned()], &[]).await;
+        Ok(changed)
     }
 
     /// The remaining lifetime of a key.
@@ -900,6 +960,11 @@ impl Cache {
         let mut stats = self.inner.counters.snapshot();
         stats.short_circuits = self.inner.breaker.short_circuits.load(Ordering::Relaxed);
         stats.circuit_trips = self.inner.breaker.trips.load(Ordering::Relaxed);
+        stats.local_hits = self
+            .inner
+            .local
+            .as_ref()
+            .map_or(0, |local| local.hits.load(Ordering::Relaxed));
         stats
     }
 
@@ -956,7 +1021,7 @@ pub(crate) fn now_millis() -> u64 {
         })
 }
 
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

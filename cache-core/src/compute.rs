@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use crate::cache::{Cache, now_millis, random_token};
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Outcome, Role, Shared, follow};
+use crate::local::Local;
 use crate::stats::Counters;
+use crate::store::KeyTtl;
 use crate::ttl::SetOptions;
 
 const LOCK_POLL: Duration = Duration::from_millis(20);
@@ -510,6 +512,41 @@ impl Cache {
         }
     }
 
+    /// [`fetch`](Cache::fetch) through the store, keeping a local copy of what it finds for as
+    /// long as the store keeps it (at most the local ttl).
+    async fn fetch_into_local<S: Strictness, T: DeserializeOwned>(
+        &self,
+        full_key: &str,
+        local: &Local,
+    ) -> std::result::Result<Fetched<T>, S::Error> {
+        let found = match self.counted(self.inner.guarded.get_with_ttl(full_key).await) {
+            Ok(found) => found,
+            Err(err) => {
+                return self
+                    .degrade::<S>("GET", full_key, err)
+                    .map(|()| Fetched::Failed);
+            }
+        };
+        let Some((bytes, ttl)) = found else {
+            return Ok(Fetched::Miss);
+        };
+        match self.decode_fresh_until(full_key, &bytes) {
+            Some((value, Some(fresh_until))) if fresh_until <= now_millis() => {
+                Ok(Fetched::Stale(value, bytes))
+            }
+            Some((value, _)) => {
+                if let KeyTtl::ExpiresIn(ttl) = ttl {
+                    local.put(full_key, Arc::new(bytes.clone()), ttl).await;
+                }
+                Ok(Fetched::Hit(value, bytes))
+            }
+            None => {
+                self.discard(full_key).await;
+                Ok(Fetched::Miss)
+            }
+        }
+    }
+
     /// Reads and decodes `full_key`; a store failure is a miss unless strict.
     pub(crate) async fn read_or_degrade<S: Strictness, T: DeserializeOwned>(
         &self,
@@ -527,6 +564,19 @@ impl Cache {
         &self,
         full_key: &str,
     ) -> std::result::Result<Fetched<T>, S::Error> {
+        if let Some(local) = self
+            .inner
+            .local
+            .as_deref()
+            .filter(|local| local.is_active())
+        {
+            if let Some(bytes) = local.get(full_key).await
+                && let Some((value, _)) = self.decode_fresh_until(full_key, &bytes)
+            {
+                return Ok(Fetched::Hit(value, bytes.to_vec()));
+            }
+            return self.fetch_into_local::<S, T>(full_key, local).await;
+        }
         let bytes = match self.counted(self.inner.guarded.get(full_key).await) {
             Ok(bytes) => bytes,
             Err(err) => {

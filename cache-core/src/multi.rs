@@ -94,6 +94,10 @@ impl Cache {
         }
         self.counted(self.inner.guarded.mset(&encoded, ttl).await)?;
         Counters::add(&self.inner.counters.sets, encoded.len() as u64);
+        if self.inner.local.is_some() {
+            let keys: Vec<String> = encoded.into_iter().map(|(key, _)| key).collect();
+            self.announce(&keys, &[]).await;
+        }
         Ok(())
     }
 
@@ -109,8 +113,10 @@ impl Cache {
     /// # }
     /// ```
     pub async fn delete_multi<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
-        let removed = self.counted(self.inner.guarded.delete_many(&self.full_keys(keys)).await)?;
+        let full = self.full_keys(keys);
+        let removed = self.counted(self.inner.guarded.delete_many(&full).await)?;
         Counters::add(&self.inner.counters.deletes, removed);
+        self.announce(&full, &[]).await;
         Ok(removed)
     }
 
@@ -138,6 +144,7 @@ impl Cache {
         let full = format!("{}{pattern}", escape_glob(&self.inner.prefix));
         let removed = self.counted(self.inner.guarded.delete_matching(&full).await)?;
         Counters::add(&self.inner.counters.deletes, removed);
+        self.announce(&[], &[full]).await;
         Ok(removed)
     }
 
@@ -163,6 +170,7 @@ impl Cache {
             removed += self.counted(self.inner.guarded.delete_many(batch).await)?;
         }
         Counters::add(&self.inner.counters.deletes, removed);
+        self.announce(&members, &[]).await;
         Ok(removed)
     }
 }

@@ -18,6 +18,9 @@ pub struct CacheStats {
     pub stampede_joins: u64,
     /// Stored values that could not be decoded (counted as misses too, and deleted).
     pub decode_failures: u64,
+    /// Hits answered by the in-process first tier (also counted in `hits`; the rest came from
+    /// the store).
+    pub local_hits: u64,
     /// Stale values served by the fail-safe because a computation failed or timed out.
     pub stale_served: u64,
     /// Store operations skipped because the circuit breaker was open (not counted as errors).
@@ -66,6 +69,7 @@ impl Counters {
             stampede_joins: read(&self.stampede_joins),
             decode_failures: read(&self.decode_failures),
             stale_served: read(&self.stale_served),
+            local_hits: 0,
             short_circuits: 0,
             circuit_trips: 0,
         }

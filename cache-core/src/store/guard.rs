@@ -188,6 +188,22 @@ impl Store for Guarded {
             .await
     }
 
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+        self.run("GET", self.store.get_with_ttl(key)).await
+    }
+
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
+        self.run("PUBLISH", self.store.publish(channel, message))
+            .await
+    }
+
+    fn subscribe(
+        &self,
+        channel: &str,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::BusEvent>> {
+        self.store.subscribe(channel)
+    }
+
     async fn health_check(&self) -> HealthReport {
         let mut report = self.store.health_check().await;
         report.circuit_open = self.breaker.is_open();

@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::error::Result;
 use crate::health::HealthReport;
@@ -28,6 +29,18 @@ pub enum KeyTtl {
     Persistent,
     /// The key expires after this long.
     ExpiresIn(Duration),
+}
+
+/// What a [`Store::subscribe`] subscription delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BusEvent {
+    /// The subscription is (again) active: messages from now on will arrive.
+    Subscribed,
+    /// The connection was lost: messages may be missed until the next `Subscribed`.
+    Interrupted,
+    /// A published message.
+    Message(Vec<u8>),
 }
 
 /// A key-value store over bytes with per-key expiry.
@@ -128,4 +141,27 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
 
     /// Probes the backend: reachability, round-trip latency and server facts.
     async fn health_check(&self) -> HealthReport;
+
+    /// Reads a value and its remaining lifetime together (one round trip where the backend
+    /// can pipeline them).
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+        match self.get(key).await? {
+            Some(bytes) => Ok(Some((bytes, self.ttl(key).await?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Sends `message` to every subscriber of `channel` in any process sharing the store
+    /// (Redis `PUBLISH`). Stores without a message bus do nothing.
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
+        let _ = (channel, message);
+        Ok(())
+    }
+
+    /// Subscribes to `channel`, re-subscribing after connection losses; `None` for stores
+    /// without a message bus. The subscription ends when the receiver is dropped.
+    fn subscribe(&self, channel: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
+        let _ = channel;
+        None
+    }
 }

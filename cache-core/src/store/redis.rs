@@ -9,7 +9,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult, Script};
 
-use super::{KeyTtl, Store};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{BusEvent, KeyTtl, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
@@ -88,6 +91,7 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
+    client: Client,
     connection: ConnectionManager,
     address: String,
     command_timeout: Duration,
@@ -183,9 +187,10 @@ impl RedisStore {
                 reason: "RedisStore must be created inside a Tokio runtime".into(),
             });
         }
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(invalid_url)?;
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .map_err(invalid_url)?;
         let store = RedisStore {
+            client,
             connection,
             address,
             command_timeout: config.command_timeout,
@@ -353,6 +358,15 @@ impl RedisStore {
     }
 }
 
+/// A `PTTL` reply.
+fn key_ttl(millis: i64) -> KeyTtl {
+    match millis {
+        -2 => KeyTtl::Missing,
+        ms if ms < 0 => KeyTtl::Persistent,
+        ms => KeyTtl::ExpiresIn(Duration::from_millis(ms.unsigned_abs())),
+    }
+}
+
 fn ttl_millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -399,11 +413,7 @@ impl Store for RedisStore {
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let millis: i64 = self.query("PTTL", key, redis::cmd("PTTL").arg(key)).await?;
-        Ok(match millis {
-            -2 => KeyTtl::Missing,
-            ms if ms < 0 => KeyTtl::Persistent,
-            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms.unsigned_abs())),
-        })
+        Ok(key_ttl(millis))
     }
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -581,6 +591,59 @@ impl Store for RedisStore {
             invocation.invoke_async(&mut connection),
         )
         .await
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        let (bytes, millis): (Option<Vec<u8>>, i64) = self.query_pipe("GET", key, &pipe).await?;
+        Ok(bytes.map(|bytes| (bytes, key_ttl(millis))))
+    }
+
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
+        self.query(
+            "PUBLISH",
+            channel,
+            redis::cmd("PUBLISH").arg(channel).arg(message),
+        )
+        .await
+    }
+
+    fn subscribe(&self, channel: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let (client, channel) = (self.client.clone(), channel.to_owned());
+        tokio::runtime::Handle::try_current()
+            .ok()?
+            .spawn(async move {
+                let mut backoff = Duration::from_millis(50);
+                while !sender.is_closed() {
+                    let subscribed = async {
+                        let mut pubsub = client.get_async_pubsub().await?;
+                        pubsub.subscribe(&channel).await?;
+                        RedisResult::Ok(pubsub)
+                    };
+                    let Ok(pubsub) = subscribed.await else {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    };
+                    backoff = Duration::from_millis(50);
+                    if sender.send(BusEvent::Subscribed).is_err() {
+                        return;
+                    }
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(message) = messages.next().await {
+                        let payload = message.get_payload_bytes().to_vec();
+                        if sender.send(BusEvent::Message(payload)).is_err() {
+                            return;
+                        }
+                    }
+                    if sender.send(BusEvent::Interrupted).is_err() {
+                        return;
+                    }
+                }
+            });
+        Some(receiver)
     }
 
     async fn health_check(&self) -> HealthReport {

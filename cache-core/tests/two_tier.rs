@@ -1,0 +1,159 @@
+//! The in-process first tier over a shared private `redis-server`: two caches stand for two
+//! service instances; what one writes or invalidates the other stops serving, within a
+//! measured delay.
+
+use std::time::{Duration, Instant};
+
+use cache_core::testing::RedisServer;
+use cache_core::{Cache, RedisStore, SetOptions, Ttl};
+
+async fn instance(server: &RedisServer) -> Cache {
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
+    let cache = Cache::builder(store)
+        .local_cache(1 << 20, Duration::from_secs(10))
+        .build();
+    let started = Instant::now();
+    while cache.local_cache_active() != Some(true) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "subscription never became active"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cache
+}
+
+/// Polls `read` until it returns `expected`; the time it took.
+async fn until<F, Fut>(expected: Option<u32>, read: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<u32>>,
+{
+    let started = Instant::now();
+    while read().await != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never saw {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    started.elapsed()
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_invalidations_on_one_instance_reach_the_others_local_tier() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let (a, b) = (instance(&server).await, instance(&server).await);
+    a.set("k", &1u32, Ttl::Long).await.unwrap();
+    assert_eq!(b.get::<u32>("k").await.unwrap(), Some(1), "from the store");
+    assert_eq!(
+        b.get::<u32>("k").await.unwrap(),
+        Some(1),
+        "from the local tier"
+    );
+    assert_eq!(b.stats().local_hits, 1);
+
+    let mut delays = Vec::new();
+    for i in 2..202u32 {
+        b.get::<u32>("k").await.unwrap();
+        a.set("k", &i, Ttl::Long).await.unwrap();
+        delays.push(until(Some(i), || async { b.get::<u32>("k").await.unwrap() }).await);
+    }
+    let (p50, p99) = (percentile(&mut delays, 0.5), percentile(&mut delays, 0.99));
+    println!("cross-instance invalidation after a write: p50 {p50:?}, p99 {p99:?} over 200 writes");
+    assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
+
+    b.get::<u32>("k").await.unwrap();
+    a.delete("k").await.unwrap();
+    until(None, || async { b.get::<u32>("k").await.unwrap() }).await;
+
+    a.set("user:1:a", &1u32, Ttl::Long).await.unwrap();
+    a.set("user:2:a", &2u32, SetOptions::new(Ttl::Long).tags(["t"]))
+        .await
+        .unwrap();
+    assert_eq!(b.get::<u32>("user:1:a").await.unwrap(), Some(1));
+    assert_eq!(b.get::<u32>("user:2:a").await.unwrap(), Some(2));
+    a.invalidate_pattern("user:1:*").await.unwrap();
+    a.invalidate_tag("t").await.unwrap();
+    until(None, || async { b.get::<u32>("user:1:a").await.unwrap() }).await;
+    until(None, || async { b.get::<u32>("user:2:a").await.unwrap() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_copy_never_outlives_the_store() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let (a, b) = (instance(&server).await, instance(&server).await);
+    a.set("short", &1u32, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(b.get::<u32>("short").await.unwrap(), Some(1));
+    assert_eq!(b.get::<u32>("short").await.unwrap(), Some(1));
+    assert_eq!(b.stats().local_hits, 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        b.get::<u32>("short").await.unwrap(),
+        None,
+        "the local ttl (10 s) is capped by the store's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscription_clears_the_local_tier() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let b = instance(&server).await;
+    b.set("kept", &7u32, Ttl::Long).await.unwrap();
+    assert_eq!(b.get::<u32>("kept").await.unwrap(), Some(7));
+    server
+        .restart()
+        .expect("restart: an empty store, and notices may have been missed");
+    let started = Instant::now();
+    loop {
+        let read = b.get::<u32>("kept").await.unwrap_or(None);
+        if b.local_cache_active() == Some(true) && read.is_none() {
+            break;
+        }
+        assert_ne!(
+            (b.local_cache_active(), read),
+            (Some(true), Some(7)),
+            "a local copy survived the lost subscription"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_hits_against_store_hits() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let local = instance(&server).await;
+    let store_only = Cache::builder(RedisStore::connect(&server.config()).await.unwrap()).build();
+    local.set("v", &vec![7u32; 64], Ttl::Long).await.unwrap();
+    local.get::<Vec<u32>>("v").await.unwrap();
+    let time = |samples: &mut Vec<Duration>, started: Instant| samples.push(started.elapsed());
+    let (mut from_local, mut from_store) = (Vec::new(), Vec::new());
+    for _ in 0..500 {
+        let started = Instant::now();
+        local.get::<Vec<u32>>("v").await.unwrap();
+        time(&mut from_local, started);
+        let started = Instant::now();
+        store_only.get::<Vec<u32>>("v").await.unwrap();
+        time(&mut from_store, started);
+    }
+    let (l, s) = (
+        percentile(&mut from_local, 0.5),
+        percentile(&mut from_store, 0.5),
+    );
+    println!(
+        "median hit: local tier {l:?}, store {s:?}, ratio {:.3}",
+        l.as_secs_f64() / s.as_secs_f64()
+    );
+    assert!(local.stats().local_hits >= 500);
+    assert!(l < s);
+}
