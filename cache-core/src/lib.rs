@@ -5,7 +5,14 @@
 //!   [`MemoryStore`] (in-process, on `moka`; the default when `REDIS_URL` is unset).
 //! - [`Cache`]: typed values on a store, through a pluggable [`Codec`] ([`Bincode`] by
 //!   default, or plain [`Json`] that other languages can share), with expiry classes
-//!   ([`Ttl`]), statistics and health checks.
+//!   ([`Ttl`]), statistics and health checks; get-or-set with stampede protection
+//!   ([`Cache::get_or_set`], [`Cache::try_get_or_set`], [`Cache::get_or_refresh`]), multi-key
+//!   operations, pattern and tag invalidation.
+//! - Resilience: a deadline on every store operation and a circuit breaker
+//!   ([`CacheBuilder::operation_timeout`], [`CacheBuilder::circuit_breaker`]), a fail-safe that
+//!   serves stale values when a recomputation fails ([`CacheBuilder::fail_safe`]), and an
+//!   optional in-process first tier kept coherent over Redis pub/sub
+//!   ([`CacheBuilder::local_cache`]).
 //! - [`Config`]: the seed's environment variables and defaults.
 //!
 //! ```
