@@ -49,7 +49,7 @@ pub struct Cache {
 
 pub(crate) struct Inner {
     /// The store behind the deadline and the circuit breaker: every cache operation uses it.
-    pub(crate) guarded: Arc<dyn Store>,
+    pub(crate) guarded: Guarded,
     store: Arc<dyn Store>,
     pub(crate) breaker: Arc<Breaker>,
     pub(crate) format: Format,
@@ -278,7 +278,7 @@ impl CacheBuilder {
         });
         Cache {
             inner: Arc::new(Inner {
-                guarded: Arc::new(guarded),
+                guarded,
                 store: self.store,
                 breaker,
                 format: Format {

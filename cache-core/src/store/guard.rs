@@ -5,8 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use super::{KeyTtl, Store};
 use crate::breaker::Breaker;
 use crate::error::{Error, Result};
@@ -73,105 +71,109 @@ impl Guarded {
     }
 }
 
-#[async_trait]
-impl Store for Guarded {
-    fn backend(&self) -> &'static str {
-        self.store.backend()
-    }
-
-    fn in_process(&self) -> bool {
-        self.store.in_process()
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+/// The store's operations, bounded and guarded. Inherent (not a `Store` impl) so that each
+/// call is one boxed future, the inner store's, rather than two.
+impl Guarded {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.run("GET", self.store.get(key)).await
     }
 
-    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+    pub(crate) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
         self.run("SET", self.store.set(key, value, ttl)).await
     }
 
-    async fn delete(&self, key: &str) -> Result<bool> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool> {
         self.run("DEL", self.store.delete(key)).await
     }
 
-    async fn exists(&self, key: &str) -> Result<bool> {
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
         self.run("EXISTS", self.store.exists(key)).await
     }
 
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+    pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
         self.run("PEXPIRE", self.store.expire(key, ttl)).await
     }
 
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+    pub(crate) async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         self.run("PTTL", self.store.ttl(key)).await
     }
 
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    pub(crate) async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         self.run("MGET", self.store.mget(keys)).await
     }
 
-    async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()> {
+    pub(crate) async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()> {
         self.run("MSET", self.store.mset(items, ttl)).await
     }
 
-    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+    pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64> {
         self.run("UNLINK", self.store.delete_many(keys)).await
     }
 
-    async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+    pub(crate) async fn delete_matching(&self, pattern: &str) -> Result<u64> {
         self.unbounded("SCAN", self.store.delete_matching(pattern))
             .await
     }
 
-    async fn hset(&self, key: &str, field: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+    pub(crate) async fn hset(
+        &self,
+        key: &str,
+        field: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
         self.run("HSET", self.store.hset(key, field, value, ttl))
             .await
     }
 
-    async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>> {
         self.run("HGET", self.store.hget(key, field)).await
     }
 
-    async fn hgetall(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    pub(crate) async fn hgetall(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>> {
         self.run("HGETALL", self.store.hgetall(key)).await
     }
 
-    async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
+    pub(crate) async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
         self.run("HDEL", self.store.hdel(key, field)).await
     }
 
-    async fn lpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
+    pub(crate) async fn lpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
         self.run("LPUSH", self.store.lpush(key, values, ttl)).await
     }
 
-    async fn rpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
+    pub(crate) async fn rpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
         self.run("RPUSH", self.store.rpush(key, values, ttl)).await
     }
 
-    async fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>> {
+    pub(crate) async fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>> {
         self.run("LRANGE", self.store.lrange(key, start, stop))
             .await
     }
 
-    async fn sadd(&self, key: &str, members: &[Vec<u8>], ttl: Duration) -> Result<u64> {
+    pub(crate) async fn sadd(&self, key: &str, members: &[Vec<u8>], ttl: Duration) -> Result<u64> {
         self.run("SADD", self.store.sadd(key, members, ttl)).await
     }
 
-    async fn srem(&self, key: &str, members: &[Vec<u8>]) -> Result<u64> {
+    pub(crate) async fn srem(&self, key: &str, members: &[Vec<u8>]) -> Result<u64> {
         self.run("SREM", self.store.srem(key, members)).await
     }
 
-    async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>> {
+    pub(crate) async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>> {
         self.run("SMEMBERS", self.store.smembers(key)).await
     }
 
-    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+    pub(crate) async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
         self.run("SET NX", self.store.set_if_absent(key, value, ttl))
             .await
     }
 
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool> {
+    pub(crate) async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool> {
         self.run(
             "DELETE IF EQUALS",
             self.store.delete_if_equals(key, expected),
@@ -179,32 +181,25 @@ impl Store for Guarded {
         .await
     }
 
-    async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
+    pub(crate) async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
         self.run("TAG", self.store.tag(tag_key, members, ttl)).await
     }
 
-    async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>> {
+    pub(crate) async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>> {
         self.unbounded("TAKE TAGGED", self.store.take_tagged(tag_key))
             .await
     }
 
-    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+    pub(crate) async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
         self.run("GET", self.store.get_with_ttl(key)).await
     }
 
-    async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
+    pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
         self.run("PUBLISH", self.store.publish(channel, message))
             .await
     }
 
-    fn subscribe(
-        &self,
-        channel: &str,
-    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::BusEvent>> {
-        self.store.subscribe(channel)
-    }
-
-    async fn health_check(&self) -> HealthReport {
+    pub(crate) async fn health_check(&self) -> HealthReport {
         let mut report = self.store.health_check().await;
         report.circuit_open = self.breaker.is_open();
         report
