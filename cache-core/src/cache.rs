@@ -610,7 +610,10 @@ impl Cache {
         Counters::add(&self.inner.counters.sets, 1);
         if let Some(local) = &self.inner.local {
             self.announce(&[full_key.to_owned()], &[]).await;
-            local.put(full_key, Arc::new(bytes.to_vec()), ttl).await;
+            let written_at = std::time::Instant::now();
+            local
+                .put(full_key, Arc::new(bytes.to_vec()), ttl, written_at)
+                .await;
         }
         Ok(())
     }

@@ -519,6 +519,7 @@ impl Cache {
         full_key: &str,
         local: &Local,
     ) -> std::result::Result<Fetched<T>, S::Error> {
+        let read_at = Instant::now();
         let found = match self.counted(self.inner.guarded.get_with_ttl(full_key).await) {
             Ok(found) => found,
             Err(err) => {
@@ -536,7 +537,9 @@ impl Cache {
             }
             Some((value, _)) => {
                 if let KeyTtl::ExpiresIn(ttl) = ttl {
-                    local.put(full_key, Arc::new(bytes.clone()), ttl).await;
+                    local
+                        .put(full_key, Arc::new(bytes.clone()), ttl, read_at)
+                        .await;
                 }
                 Ok(Fetched::Hit(value, bytes))
             }

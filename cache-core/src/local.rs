@@ -2,7 +2,7 @@
 //! by invalidation notices on the store's message bus.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -34,8 +34,16 @@ struct Notice {
     patterns: Vec<String>,
 }
 
+/// How long a notice keeps reads that started before it from filling the tier.
+const NOTICE_MEMORY: Duration = Duration::from_secs(30);
+
 pub(crate) struct Local {
     entries: moka::future::Cache<String, Entry>,
+    /// When each key was last invalidated, so that a read that raced the notice does not
+    /// store the value it read before it.
+    invalidated: moka::future::Cache<String, Instant>,
+    invalidated_patterns: Mutex<Vec<(String, Instant)>>,
+    cleared: Mutex<Instant>,
     ttl: Duration,
     /// Only while subscribed: a notice missed would leave a stale copy.
     active: AtomicBool,
@@ -54,6 +62,12 @@ impl Local {
                 })
                 .expire_after(UntilDeadline)
                 .build(),
+            invalidated: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(NOTICE_MEMORY)
+                .build(),
+            invalidated_patterns: Mutex::new(Vec::new()),
+            cleared: Mutex::new(Instant::now()),
             ttl,
             active: AtomicBool::new(false),
             instance: crate::cache::random_u64(),
@@ -75,9 +89,16 @@ impl Local {
         Some(entry.bytes)
     }
 
-    /// Keeps a copy for at most the local ttl and never past `ttl`, the store's.
-    pub(crate) async fn put(&self, key: &str, bytes: Arc<Vec<u8>>, ttl: Duration) {
-        if !self.active.load(Ordering::Acquire) {
+    /// Keeps a copy for at most the local ttl and never past `ttl`, the store's, unless the
+    /// key was invalidated after `read_at`, when the value was read.
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        bytes: Arc<Vec<u8>>,
+        ttl: Duration,
+        read_at: Instant,
+    ) {
+        if !self.active.load(Ordering::Acquire) || self.invalidated_since(key, read_at).await {
             return;
         }
         let expires = Instant::now() + ttl.min(self.ttl);
@@ -86,12 +107,41 @@ impl Local {
             .await;
     }
 
+    async fn invalidated_since(&self, key: &str, read_at: Instant) -> bool {
+        if *lock(&self.cleared) >= read_at {
+            return true;
+        }
+        if self
+            .invalidated
+            .get(key)
+            .await
+            .is_some_and(|at| at >= read_at)
+        {
+            return true;
+        }
+        lock(&self.invalidated_patterns)
+            .iter()
+            .any(|(pattern, at)| *at >= read_at && glob_matches(pattern, key))
+    }
+
+    fn clear(&self) {
+        *lock(&self.cleared) = Instant::now();
+        self.entries.invalidate_all();
+    }
+
     pub(crate) async fn forget(&self, keys: &[String], patterns: &[String]) {
+        let now = Instant::now();
         for key in keys {
+            self.invalidated.insert(key.clone(), now).await;
             self.entries.invalidate(key).await;
         }
         if patterns.is_empty() {
             return;
+        }
+        {
+            let mut recent = lock(&self.invalidated_patterns);
+            recent.retain(|(_, at)| at.elapsed() < NOTICE_MEMORY);
+            recent.extend(patterns.iter().map(|pattern| (pattern.clone(), now)));
         }
         let matching: Vec<Arc<String>> = self
             .entries
@@ -128,7 +178,7 @@ impl Local {
                 };
                 match event {
                     BusEvent::Subscribed | BusEvent::Interrupted => {
-                        local.entries.invalidate_all();
+                        local.clear();
                         let subscribed = matches!(event, BusEvent::Subscribed);
                         local.active.store(subscribed, Ordering::Release);
                     }
@@ -138,11 +188,90 @@ impl Local {
                                 local.forget(&notice.keys, &notice.patterns).await;
                             }
                             Ok(_) => {}
-                            Err(_) => local.entries.invalidate_all(),
+                            Err(_) => local.clear(),
                         }
                     }
                 }
             }
         });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn active() -> Local {
+        let local = Local::new(1 << 20, Duration::from_secs(60), "");
+        local.active.store(true, Ordering::Release);
+        local
+    }
+
+    #[tokio::test]
+    async fn a_read_that_raced_an_invalidation_is_not_kept() {
+        let local = active();
+        let read_at = Instant::now();
+        local.forget(&["k".to_owned()], &[]).await;
+        local
+            .put("k", Arc::new(vec![1]), Duration::from_secs(60), read_at)
+            .await;
+        assert!(
+            local.get("k").await.is_none(),
+            "the value read before the notice"
+        );
+        local
+            .put(
+                "k",
+                Arc::new(vec![2]),
+                Duration::from_secs(60),
+                Instant::now(),
+            )
+            .await;
+        assert_eq!(local.get("k").await.as_deref(), Some(&vec![2]));
+    }
+
+    #[tokio::test]
+    async fn patterns_and_clears_also_fence_older_reads() {
+        let local = active();
+        let read_at = Instant::now();
+        local.forget(&[], &["user:*".to_owned()]).await;
+        local
+            .put(
+                "user:1",
+                Arc::new(vec![1]),
+                Duration::from_secs(60),
+                read_at,
+            )
+            .await;
+        local
+            .put(
+                "class:1",
+                Arc::new(vec![1]),
+                Duration::from_secs(60),
+                read_at,
+            )
+            .await;
+        assert!(local.get("user:1").await.is_none());
+        assert!(
+            local.get("class:1").await.is_some(),
+            "other keys are not fenced"
+        );
+        let read_at = Instant::now();
+        local.clear();
+        local
+            .put(
+                "class:2",
+                Arc::new(vec![1]),
+                Duration::from_secs(60),
+                read_at,
+            )
+            .await;
+        assert!(local.get("class:2").await.is_none());
     }
 }
