@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use crate::cache::{Cache, now_millis, random_token};
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Outcome, Role, Shared, follow};
-use crate::local::Local;
 use crate::stats::Counters;
 use crate::store::KeyTtl;
 use crate::ttl::SetOptions;
@@ -111,12 +110,38 @@ where
 /// What a read of the store found.
 enum Fetched<T> {
     /// The value, decoded, and as stored.
-    Hit(T, Vec<u8>),
+    Hit(T, Raw),
     /// A fail-safe value past its ttl: a miss, kept in case the recomputation fails.
-    Stale(T, Vec<u8>),
+    Stale(T, Raw),
     Miss,
     /// The store failed (degraded, so not an error to the caller).
     Failed,
+}
+
+impl<T> Fetched<T> {
+    /// A hit, or a stale value once its freshness stamp has passed.
+    fn of((value, fresh_until): (T, Option<u64>), bytes: Raw) -> Fetched<T> {
+        match fresh_until {
+            Some(at) if at <= now_millis() => Fetched::Stale(value, bytes),
+            _ => Fetched::Hit(value, bytes),
+        }
+    }
+}
+
+/// A value's stored bytes: as read from the store, or shared with the local tier (so that a
+/// local hit copies nothing).
+enum Raw {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Raw {
+    fn into_shared(self) -> Arc<Vec<u8>> {
+        match self {
+            Raw::Owned(bytes) => Arc::new(bytes),
+            Raw::Shared(bytes) => bytes,
+        }
+    }
 }
 
 /// Why a background computation gave no value to its caller.
@@ -129,7 +154,7 @@ enum Unavailable {
 /// What a caller asking for the distributed lock ends up with.
 enum Led<T> {
     /// Another process computed the value meanwhile (decoded, and as stored).
-    Found(T, Vec<u8>),
+    Found(T, Raw),
     /// This caller must compute, holding the lock with this token if it got it.
     Compute(Option<[u8; 16]>),
 }
@@ -389,7 +414,7 @@ impl Cache {
             let lock = match options.locks() {
                 true => match self.lock_or_wait::<S, P::Value>(&full).await? {
                     Led::Found(value, bytes) => {
-                        leader.publish(Outcome::Encoded(Arc::new(bytes)));
+                        leader.publish(Outcome::Encoded(bytes.into_shared()));
                         return Ok(P::hit(value));
                     }
                     Led::Compute(token) => token,
@@ -442,10 +467,10 @@ impl Cache {
         leader: &Leader<'_>,
         lock: Option<[u8; 16]>,
         full_key: &str,
-        (value, bytes): (P::Value, Vec<u8>),
+        (value, bytes): (P::Value, Raw),
     ) -> P::Output {
         Counters::add(&self.inner.counters.stale_served, 1);
-        leader.publish(Outcome::Encoded(Arc::new(bytes)));
+        leader.publish(Outcome::Encoded(bytes.into_shared()));
         if let Some(token) = lock {
             self.release_lock(full_key, &token).await;
         }
@@ -454,17 +479,17 @@ impl Cache {
     }
 
     /// Keeps the last good bytes of a fail-safe key in process.
-    async fn remember(&self, full_key: &str, bytes: Vec<u8>) {
+    async fn remember(&self, full_key: &str, bytes: Raw) {
         self.inner
             .last_good
-            .insert(full_key.to_owned(), Arc::new(bytes))
+            .insert(full_key.to_owned(), bytes.into_shared())
             .await;
     }
 
-    async fn recall<T: DeserializeOwned>(&self, full_key: &str) -> Option<(T, Vec<u8>)> {
+    async fn recall<T: DeserializeOwned>(&self, full_key: &str) -> Option<(T, Raw)> {
         let bytes = self.inner.last_good.get(full_key).await?;
         let value = self.decode(full_key, &bytes)?;
-        Some((value, bytes.to_vec()))
+        Some((value, Raw::Shared(bytes)))
     }
 
     /// Encodes a computed value for the waiting callers and, given options, writes it.
@@ -512,44 +537,6 @@ impl Cache {
         }
     }
 
-    /// [`fetch`](Cache::fetch) through the store, keeping a local copy of what it finds for as
-    /// long as the store keeps it (at most the local ttl).
-    async fn fetch_into_local<S: Strictness, T: DeserializeOwned>(
-        &self,
-        full_key: &str,
-        local: &Local,
-    ) -> std::result::Result<Fetched<T>, S::Error> {
-        let read_at = Instant::now();
-        let found = match self.counted(self.inner.guarded.get_with_ttl(full_key).await) {
-            Ok(found) => found,
-            Err(err) => {
-                return self
-                    .degrade::<S>("GET", full_key, err)
-                    .map(|()| Fetched::Failed);
-            }
-        };
-        let Some((bytes, ttl)) = found else {
-            return Ok(Fetched::Miss);
-        };
-        match self.decode_fresh_until(full_key, &bytes) {
-            Some((value, Some(fresh_until))) if fresh_until <= now_millis() => {
-                Ok(Fetched::Stale(value, bytes))
-            }
-            Some((value, _)) => {
-                if let KeyTtl::ExpiresIn(ttl) = ttl {
-                    local
-                        .put(full_key, Arc::new(bytes.clone()), ttl, read_at)
-                        .await;
-                }
-                Ok(Fetched::Hit(value, bytes))
-            }
-            None => {
-                self.discard(full_key).await;
-                Ok(Fetched::Miss)
-            }
-        }
-    }
-
     /// Reads and decodes `full_key`; a store failure is a miss unless strict.
     pub(crate) async fn read_or_degrade<S: Strictness, T: DeserializeOwned>(
         &self,
@@ -567,40 +554,61 @@ impl Cache {
         &self,
         full_key: &str,
     ) -> std::result::Result<Fetched<T>, S::Error> {
-        if let Some(local) = self
+        let local = self
             .inner
             .local
             .as_deref()
-            .filter(|local| local.is_active())
+            .filter(|local| local.is_active());
+        if let Some(local) = local
+            && let Some(bytes) = local.get(full_key).await
+            && let Some(decoded) = self.decode_fresh_until(full_key, &bytes)
+            && let fetched @ Fetched::Hit(..) = Fetched::of(decoded, Raw::Shared(bytes))
         {
-            if let Some(bytes) = local.get(full_key).await
-                && let Some((value, _)) = self.decode_fresh_until(full_key, &bytes)
-            {
-                return Ok(Fetched::Hit(value, bytes.to_vec()));
-            }
-            return self.fetch_into_local::<S, T>(full_key, local).await;
+            return Ok(fetched);
         }
-        let bytes = match self.counted(self.inner.guarded.get(full_key).await) {
-            Ok(bytes) => bytes,
+        let read_at = Instant::now();
+        let found = match local {
+            Some(_) => self
+                .inner
+                .guarded
+                .get_with_ttl(full_key)
+                .await
+                .map(|found| found.map(|(bytes, ttl)| (bytes, Some(ttl)))),
+            None => self
+                .inner
+                .guarded
+                .get(full_key)
+                .await
+                .map(|found| found.map(|bytes| (bytes, None))),
+        };
+        let found = match self.counted(found) {
+            Ok(found) => found,
             Err(err) => {
                 return self
                     .degrade::<S>("GET", full_key, err)
                     .map(|()| Fetched::Failed);
             }
         };
-        let Some(bytes) = bytes else {
+        let Some((bytes, ttl)) = found else {
             return Ok(Fetched::Miss);
         };
-        match self.decode_fresh_until(full_key, &bytes) {
-            Some((value, Some(fresh_until))) if fresh_until <= now_millis() => {
-                Ok(Fetched::Stale(value, bytes))
+        let Some(decoded) = self.decode_fresh_until(full_key, &bytes) else {
+            self.discard(full_key).await;
+            return Ok(Fetched::Miss);
+        };
+        let bytes = match (local, ttl) {
+            (Some(local), Some(KeyTtl::ExpiresIn(ttl)))
+                if decoded
+                    .1
+                    .is_none_or(|fresh_until| fresh_until > now_millis()) =>
+            {
+                let shared = Arc::new(bytes);
+                local.put(full_key, Arc::clone(&shared), ttl, read_at).await;
+                Raw::Shared(shared)
             }
-            Some((value, _)) => Ok(Fetched::Hit(value, bytes)),
-            None => {
-                self.discard(full_key).await;
-                Ok(Fetched::Miss)
-            }
-        }
+            _ => Raw::Owned(bytes),
+        };
+        Ok(Fetched::of(decoded, bytes))
     }
 
     /// Returns a failure in strict mode, or logs it (rate-limited) and carries on. Store

@@ -164,3 +164,23 @@ async fn local_hits_against_store_hits() {
     assert!(local.stats().local_hits >= 500);
     assert!(l < s);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_safe_value_past_its_ttl_is_not_served_fresh_from_the_local_tier() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let b = instance(&server).await;
+    let options = SetOptions::new(Duration::from_millis(300)).stale_for(Duration::from_secs(30));
+    b.set("fs", &1u32, options).await.expect("set");
+    until_local_hit(&b, "fs", 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        b.get::<u32>("fs").await.expect("get"),
+        None,
+        "stale, though still in both tiers"
+    );
+    let value = b
+        .get_or_set("fs", Duration::from_secs(60), || async { 2u32 })
+        .await
+        .expect("recompute");
+    assert_eq!(value, 2);
+}
