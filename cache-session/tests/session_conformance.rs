@@ -1,7 +1,6 @@
 //! One suite, run against a private `redis-server` and the in-process store.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cache_core::testing::RedisServer;
@@ -702,7 +701,6 @@ async fn tokens_round_trip_through_their_text() {
             .unwrap()
             .is_some()
     );
-    let _shared: Arc<SessionManager> = Arc::new(sessions);
 }
 
 /// `calls` of `command` in `INFO commandstats`.
