@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 ///
 /// | variable | default | meaning |
 /// |---|---|---|
-/// | `REDIS_URL` | unset | Redis to use; unset means the in-process [`MemoryStore`](crate::MemoryStore) |
+/// | `REDIS_URL` | unset | Redis to use; unset means the in-process [`MemoryStore`](crate::MemoryStore); several comma-separated URLs (or `redis+cluster://`) name a Redis Cluster's nodes |
 /// | `CACHE_DEFAULT_EXPIRE` | 3600 | seconds; the ttl of writes that name none |
 /// | `CACHE_SHORT_EXPIRE` | 300 | seconds; the `short` expiry class |
 /// | `CACHE_LONG_EXPIRE` | 86400 | seconds; the `long` expiry class |
@@ -42,7 +42,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// `REDIS_URL`: the server to use; `None` selects the in-process store.
+    /// `REDIS_URL`: the server (or the cluster's seed nodes, comma-separated) to use; `None`
+    /// selects the in-process store.
     pub redis_url: Option<String>,
     /// `CACHE_DEFAULT_EXPIRE`: ttl of writes that name none.
     pub default_ttl: Duration,
@@ -132,10 +133,13 @@ impl Config {
 
         let redis_url = var("REDIS_URL").map(|(_, url)| url);
         if let Some(url) = &redis_url {
-            redis::parse_redis_url(url).ok_or_else(|| Error::Config {
+            crate::store::cluster::Endpoint::parse(url).map_err(|reason| Error::Config {
                 name: "REDIS_URL",
                 value: url.clone(),
-                reason: "expected a URL such as redis://127.0.0.1:6379/0".into(),
+                reason: format!(
+                    "{reason}; expected a URL such as redis://127.0.0.1:6379/0, or a cluster's \
+                     nodes: redis://10.0.0.1:7000,10.0.0.2:7000"
+                ),
             })?;
         }
         Ok(Config {

@@ -13,12 +13,13 @@ use tokio::sync::mpsc;
 use crate::error::Result;
 use crate::health::HealthReport;
 
+pub(crate) mod cluster;
 pub(crate) mod guard;
 mod memory;
 mod redis;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisConnection, RedisStore};
 
 /// The remaining lifetime of a key, as reported by [`Store::ttl`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

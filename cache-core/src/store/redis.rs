@@ -5,13 +5,18 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult, Script};
-
 use futures_util::StreamExt;
+use futures_util::future::join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+use redis::{
+    Client, ConnectionInfo, FromRedisValue, RedisError, RedisFuture, RedisResult, Script, Value,
+};
 use tokio::sync::mpsc;
 
+use super::cluster::{self, Cluster, Endpoint, Topology};
 use super::{BusEvent, KeyTtl, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -69,14 +74,35 @@ return reply
     )
 });
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Retries of a cluster command after a redirect or a lost node; the command timeout bounds
+/// them all.
+const CLUSTER_RETRIES: u32 = 3;
 
-/// A [`Store`] on a Redis server, through one auto-reconnecting multiplexed connection.
+/// A [`Store`] on a Redis server or a Redis Cluster, through auto-reconnecting multiplexed
+/// connections.
 ///
 /// Every command is bounded by the configured command timeout (`REDIS_SOCKET_TIMEOUT`); a
 /// connection that drops is re-established in the background with exponential backoff, so a
-/// `RedisStore` outlives Redis restarts. Commands are pipelined over the single connection,
-/// which is what redis-rs recommends for async use: it needs no pool
+/// `RedisStore` outlives Redis restarts. Commands are pipelined over a single connection per
+/// server, which is what redis-rs recommends for async use: it needs no pool
 /// (`REDIS_MAX_CONNECTIONS` applies to pooled backends only).
+///
+/// # Redis Cluster
+///
+/// A `REDIS_URL` of several comma-separated URLs (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`;
+/// after the first, `host:port` alone is enough), or of one URL with the `redis+cluster://`
+/// (`rediss+cluster://`) scheme, names the seed nodes of a cluster: the store discovers the
+/// rest and follows `MOVED`/`ASK` redirects and topology changes. Every [`Store`] operation
+/// works the same on a cluster:
+///
+/// - multi-key operations (`mget`, `mset`, `delete_many`) are split by hash slot and sent as
+///   one pipeline per primary, all primaries at once, so they cost one round trip per node,
+///   never one per key, and no `CROSSSLOT` error can reach the caller;
+/// - `delete_matching` scans every primary;
+/// - scripts (locks, tags, hash/list/set writes, sessions) touch the keys of one slot only;
+///   [`pipeline_by_key`](RedisStore::pipeline_by_key) routes commands over many slots.
+///
+/// A cluster has only database 0. Reads go to primaries.
 ///
 /// ```no_run
 /// use cache_core::{RedisStore, Store};
@@ -86,16 +112,71 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// let store = RedisStore::from_url("redis://127.0.0.1:6379/0").await?;
 /// store.set("greeting", b"hello", Duration::from_secs(60)).await?;
 /// assert_eq!(store.get("greeting").await?, Some(b"hello".to_vec()));
+///
+/// let cluster = RedisStore::from_url("redis://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000").await?;
+/// cluster.set("greeting", b"hello", Duration::from_secs(60)).await?;
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    client: Client,
-    connection: ConnectionManager,
+    connection: RedisConnection,
+    subscribers: Arc<[Client]>,
     address: String,
     command_timeout: Duration,
     monitor: Arc<Monitor>,
+}
+
+/// The connection of a [`RedisStore`] ([`RedisStore::connection`]), to one server or to a
+/// cluster: it implements `redis`'s [`ConnectionLike`], so every `redis` command, pipeline
+/// and `AsyncCommands` method runs on it. On a cluster, commands are routed by their keys.
+#[derive(Clone)]
+pub struct RedisConnection(Link);
+
+#[derive(Clone)]
+enum Link {
+    Node(ConnectionManager),
+    Cluster(Cluster),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.0 {
+            Link::Node(_) => "node",
+            Link::Cluster(_) => "cluster",
+        };
+        f.debug_tuple("RedisConnection").field(&kind).finish()
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Link::Node(node) => node.req_packed_command(cmd),
+            Link::Cluster(cluster) => cluster.connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Link::Node(node) => node.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(cluster) => cluster
+                .connection
+                .req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Link::Node(node) => node.get_db(),
+            Link::Cluster(_) => 0,
+        }
+    }
 }
 
 /// What the background health check last saw.
@@ -109,26 +190,41 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("address", &self.address)
+            .field("cluster", &self.is_cluster())
             .field("command_timeout", &self.command_timeout)
             .finish_non_exhaustive()
     }
+}
+
+fn tcp_settings() -> TcpSettings {
+    let keepalive = TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
 }
 
 impl RedisStore {
     /// Connects to `config.redis_url`, waiting at most `config.connect_timeout`.
     ///
     /// Fails with [`Error::Config`] when no URL is configured and with a transient error
-    /// ([`Error::is_transient`]) when the server cannot be reached in time. Use
-    /// [`connect_lazy`](RedisStore::connect_lazy) to start without a reachable server.
+    /// ([`Error::is_transient`]) when the server (on a cluster: a seed node) cannot be reached
+    /// in time. Use [`connect_lazy`](RedisStore::connect_lazy) to start without a reachable
+    /// server.
     pub async fn connect(config: &Config) -> Result<RedisStore> {
         let store = RedisStore::connect_lazy(config)?;
         let timeout = config.connect_timeout;
         let connecting = async {
-            let mut connection = store.connection.clone();
-            redis::cmd("PING")
-                .query_async::<()>(&mut connection)
-                .await
-                .map_err(Error::redis("CONNECT"))
+            let ping = redis::cmd("PING");
+            match &store.connection.0 {
+                Link::Node(node) => ping.query_async::<()>(&mut node.clone()).await,
+                Link::Cluster(cluster) => cluster
+                    .connection
+                    .clone()
+                    .route_command(ping, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+                    .await
+                    .map(drop),
+            }
+            .map_err(Error::redis("CONNECT"))
         };
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(())) => Ok(store),
@@ -140,7 +236,8 @@ impl RedisStore {
         }
     }
 
-    /// Connects to a server given by URL (`redis://host:port/db`) with the default settings.
+    /// Connects to a server given by URL (`redis://host:port/db`, or a cluster's nodes, see
+    /// [Redis Cluster](RedisStore#redis-cluster)) with the default settings.
     pub async fn from_url(url: &str) -> Result<RedisStore> {
         let config = Config {
             redis_url: Some(url.to_owned()),
@@ -160,26 +257,11 @@ impl RedisStore {
             value: String::new(),
             reason: "a Redis store needs a URL such as redis://127.0.0.1:6379/0".into(),
         })?;
-        let invalid_url = |err: RedisError| Error::Config {
+        let invalid_url = |reason: String| Error::Config {
             name: "REDIS_URL",
             value: url.to_owned(),
-            reason: err.to_string(),
+            reason,
         };
-        let info = url.into_connection_info().map_err(invalid_url)?;
-        let address = info.addr().to_string();
-        let keepalive = TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
-        let info = info.set_tcp_settings(
-            TcpSettings::default()
-                .set_nodelay(true)
-                .set_keepalive(keepalive),
-        );
-        let client = Client::open(info).map_err(invalid_url)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(2));
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config {
                 name: "runtime",
@@ -187,17 +269,72 @@ impl RedisStore {
                 reason: "RedisStore must be created inside a Tokio runtime".into(),
             });
         }
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(invalid_url)?;
+        let endpoint = Endpoint::parse(url).map_err(invalid_url)?;
+        let (connection, seeds) = match endpoint {
+            Endpoint::Node(info) => {
+                let info = info.set_tcp_settings(tcp_settings());
+                let client =
+                    Client::open(info.clone()).map_err(|err| invalid_url(err.to_string()))?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.connect_timeout))
+                    .set_response_timeout(Some(config.command_timeout))
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_secs(2));
+                let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
+                    .map_err(|err| invalid_url(err.to_string()))?;
+                (Link::Node(manager), vec![info])
+            }
+            Endpoint::Cluster(seeds) => {
+                let topology = Topology::default();
+                let client = ClusterClientBuilder::new(seeds.clone())
+                    .tcp_settings(tcp_settings())
+                    .connection_timeout(config.connect_timeout)
+                    .response_timeout(config.command_timeout)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(50)
+                    .max_retry_wait(1000)
+                    .read_routing_strategy(topology.clone())
+                    .build()
+                    .map_err(|err| invalid_url(err.to_string()))?;
+                let connection = client.get_pending_async_connection_with_config(
+                    ClusterConfig::new()
+                        .set_connection_timeout(config.connect_timeout)
+                        .set_response_timeout(config.command_timeout),
+                );
+                let cluster = Cluster {
+                    connection,
+                    topology,
+                };
+                (Link::Cluster(cluster), seeds)
+            }
+        };
+        let subscribers = seeds
+            .iter()
+            .map(|info| {
+                Client::open(info.clone().set_tcp_settings(tcp_settings()))
+                    .map_err(|err| invalid_url(err.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let address = seeds
+            .iter()
+            .map(|info: &ConnectionInfo| info.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let store = RedisStore {
-            client,
-            connection,
+            connection: RedisConnection(connection),
+            subscribers: subscribers.into(),
             address,
             command_timeout: config.command_timeout,
             monitor: Arc::default(),
         };
         store.spawn_health_checks(config.health_check_interval);
         Ok(store)
+    }
+
+    /// Whether the store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.connection.0, Link::Cluster(_))
     }
 
     /// Pings the server every `interval` (`REDIS_HEALTH_CHECK_INTERVAL`) for as long as the
@@ -235,14 +372,18 @@ impl RedisStore {
     }
 
     /// The underlying `redis` connection, for commands `Store` does not cover (the seed's
-    /// `get_redis()`). It is a cheap clone of the store's own multiplexed connection.
-    pub fn connection(&self) -> ConnectionManager {
+    /// `get_redis()`). It is a cheap clone of the store's own multiplexed connection (on a
+    /// cluster, of its cluster connection, which routes each command by its keys).
+    pub fn connection(&self) -> RedisConnection {
         self.connection.clone()
     }
 
     /// Runs a Lua script under the store's command timeout, with the store's error mapping;
     /// `operation` and `key` name it in errors. Scripts keep multi-key steps atomic for
     /// crates built on the store (the session manager uses this).
+    ///
+    /// On a cluster every key the script touches must share `key`'s hash slot (give them one
+    /// `{hash tag}`); the script is loaded on that slot's primary only.
     ///
     /// ```no_run
     /// use cache_core::RedisStore;
@@ -261,12 +402,22 @@ impl RedisStore {
         key: &str,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        let mut connection = self.connection.clone();
-        self.bounded(operation, key, invocation.invoke_async(&mut connection))
-            .await
+        let request = async {
+            match &self.connection.0 {
+                Link::Node(node) => invocation.invoke_async(&mut node.clone()).await,
+                Link::Cluster(cluster) => {
+                    let mut connection = cluster.for_script(cluster::slot(key.as_bytes()));
+                    invocation.invoke_async(&mut connection).await
+                }
+            }
+        };
+        self.bounded(operation, key, request).await
     }
 
     /// Runs a pipeline under the store's command timeout (one round trip).
+    ///
+    /// On a cluster the pipeline goes to one node, so its commands must touch keys of one hash
+    /// slot; [`pipeline_by_key`](RedisStore::pipeline_by_key) takes commands on any keys.
     pub async fn pipeline<T: FromRedisValue>(
         &self,
         operation: &'static str,
@@ -274,6 +425,70 @@ impl RedisStore {
         pipe: &redis::Pipeline,
     ) -> Result<T> {
         self.query_pipe(operation, key, pipe).await
+    }
+
+    /// Runs commands that each touch one key (given with the command; or several keys of that
+    /// key's hash slot) and returns their replies in order, under the store's command timeout:
+    /// one pipeline on a single server, one pipeline per primary on a cluster, sent to all
+    /// primaries at once.
+    ///
+    /// ```no_run
+    /// use cache_core::RedisStore;
+    ///
+    /// # async fn demo(store: &RedisStore) -> cache_core::Result<()> {
+    /// let users = ["42", "43"];
+    /// let commands: Vec<(String, redis::Cmd)> = users
+    ///     .iter()
+    ///     .map(|user| {
+    ///         let key = format!("logins:{user}");
+    ///         let cmd = redis::cmd("ZCARD").arg(&key).to_owned();
+    ///         (key, cmd)
+    ///     })
+    ///     .collect();
+    /// let counts: Vec<u64> = store.pipeline_by_key("ZCARD", &commands).await?;
+    /// assert_eq!(counts.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn pipeline_by_key<K, T>(
+        &self,
+        operation: &'static str,
+        commands: &[(K, redis::Cmd)],
+    ) -> Result<Vec<T>>
+    where
+        K: AsRef<str>,
+        T: FromRedisValue,
+    {
+        let Some((first, _)) = commands.first() else {
+            return Ok(Vec::new());
+        };
+        let first = first.as_ref();
+        let replies: Vec<Value> = match &self.connection.0 {
+            Link::Node(_) => {
+                let mut pipe = redis::pipe();
+                for (_, cmd) in commands {
+                    pipe.add_command(cmd.clone());
+                }
+                self.query_pipe(operation, first, &pipe).await?
+            }
+            Link::Cluster(cluster) => {
+                let routed: Vec<(u16, redis::Cmd)> = commands
+                    .iter()
+                    .map(|(key, cmd)| (cluster::slot(key.as_ref().as_bytes()), cmd.clone()))
+                    .collect();
+                self.bounded(operation, first, cluster.scatter(&routed))
+                    .await?
+            }
+        };
+        replies
+            .into_iter()
+            .map(|reply| {
+                T::from_redis_value(reply).map_err(|source| Error::Redis {
+                    operation,
+                    source: source.into(),
+                })
+            })
+            .collect()
     }
 
     /// The `host:port` (or socket path) this store talks to.
@@ -338,23 +553,149 @@ impl RedisStore {
         for arg in args {
             invocation.arg(*arg);
         }
-        let mut connection = self.connection.clone();
-        self.bounded(command, key, invocation.invoke_async(&mut connection))
-            .await
+        self.invoke(command, key, &invocation).await
     }
 
+    /// The server version and used memory (on a cluster: the first primary's version and the
+    /// primaries' total).
     async fn server_facts(&self) -> Result<(Option<String>, Option<u64>)> {
-        let info: String = self
-            .query("INFO", "", redis::cmd("INFO").arg("server").arg("memory"))
-            .await?;
-        let field = |name: &str| {
+        let info = redis::cmd("INFO").arg("server").arg("memory").to_owned();
+        let reports: Vec<String> = match &self.connection.0 {
+            Link::Node(_) => vec![self.query("INFO", "", &info).await?],
+            Link::Cluster(cluster) => {
+                let primaries = self.primaries(cluster).await?;
+                let replies = primaries.iter().map(|node| cluster.on_node(node, info.clone()));
+                let mut reports = Vec::with_capacity(primaries.len());
+                for reply in join_all(replies).await {
+                    let reply = reply.and_then(|v| String::from_redis_value(v).map_err(RedisError::from));
+                    reports.push(reply.map_err(Error::redis("INFO"))?);
+                }
+                reports
+            }
+        };
+        let field = |info: &str, name: &str| {
             info.lines()
                 .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
                 .map(|value| value.trim().to_owned())
         };
-        let version = field("redis_version");
-        let used_memory = field("used_memory").and_then(|v| v.parse().ok());
+        let version = reports.iter().find_map(|info| field(info, "redis_version"));
+        let used_memory = reports
+            .iter()
+            .map(|info| field(info, "used_memory").and_then(|v| v.parse::<u64>().ok()))
+            .sum();
         Ok((version, used_memory))
+    }
+
+    /// The cluster's primaries; asks a node first when no command has run yet.
+    async fn primaries(&self, cluster: &Cluster) -> Result<Vec<redis::cluster::NodeAddress>> {
+        if let Some(primaries) = cluster.topology.primaries() {
+            return Ok(primaries);
+        }
+        let ping = redis::cmd("PING");
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+        self.bounded(
+            "CLUSTER TOPOLOGY",
+            "",
+            cluster.connection.clone().route_command(ping, routing),
+        )
+        .await?;
+        cluster.topology.primaries().ok_or_else(|| Error::Redis {
+            operation: "CLUSTER TOPOLOGY",
+            source: RedisError::from((
+                redis::ErrorKind::ClusterConnectionNotFound,
+                "the cluster's slot map is not known yet",
+            )),
+        })
+    }
+
+    /// Runs one command per hash slot of `keys`, each built from that slot's keys, and returns
+    /// each slot's reply with the indices of its keys.
+    async fn per_slot(
+        &self,
+        operation: &'static str,
+        cluster: &Cluster,
+        keys: &[impl AsRef<str>],
+        command: impl Fn(&[usize]) -> redis::Cmd,
+    ) -> Result<Vec<(Vec<usize>, Value)>> {
+        let groups = cluster::by_slot(&keys.iter().map(|k| k.as_ref().as_bytes()).collect::<Vec<_>>());
+        let commands: Vec<(u16, redis::Cmd)> = groups
+            .iter()
+            .map(|(slot, indices)| (*slot, command(indices)))
+            .collect();
+        let first = keys.first().map_or("", AsRef::as_ref);
+        let replies = self
+            .bounded(operation, first, cluster.scatter(&commands))
+            .await?;
+        Ok(groups
+            .into_iter()
+            .map(|(_, indices)| indices)
+            .zip(replies)
+            .collect())
+    }
+
+    /// Removes keys found on one primary: one `UNLINK` per slot, in one pipeline.
+    async fn unlink_found(&self, cluster: &Cluster, keys: &[Vec<u8>]) -> Result<u64> {
+        let groups = cluster::by_slot(keys);
+        let commands: Vec<(u16, redis::Cmd)> = groups
+            .iter()
+            .map(|(slot, indices)| {
+                let mut unlink = redis::cmd("UNLINK");
+                for &index in indices {
+                    unlink.arg(&keys[index]);
+                }
+                (*slot, unlink)
+            })
+            .collect();
+        let replies = self
+            .bounded("UNLINK", "", cluster.scatter(&commands))
+            .await?;
+        replies.into_iter().try_fold(0, |total, reply| {
+            let removed = u64::from_redis_value(reply)
+                .map_err(|err| Error::redis("UNLINK")(err.into()))?;
+            Ok(total + removed)
+        })
+    }
+
+    /// Scans one server (on a cluster: one primary) for `pattern` and removes what it finds.
+    async fn sweep(
+        &self,
+        pattern: &str,
+        primary: Option<(&Cluster, &redis::cluster::NodeAddress)>,
+    ) -> Result<u64> {
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .to_owned();
+            let (next, keys): (u64, Vec<Vec<u8>>) = match primary {
+                None => self.query("SCAN", pattern, &scan).await?,
+                Some((cluster, node)) => {
+                    let reply = self
+                        .bounded("SCAN", pattern, cluster.on_node(node, scan))
+                        .await?;
+                    FromRedisValue::from_redis_value(reply)
+                        .map_err(|err| Error::redis("SCAN")(err.into()))?
+                }
+            };
+            if !keys.is_empty() {
+                removed += match primary {
+                    None => {
+                        let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
+                        self.query::<u64>("UNLINK", pattern, &unlink).await?
+                    }
+                    Some((cluster, _)) => self.unlink_found(cluster, &keys).await?,
+                };
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
     }
 }
 
@@ -420,9 +761,30 @@ impl Store for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let first = keys[0].as_str();
-        self.query("MGET", first, redis::cmd("MGET").arg(keys))
-            .await
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            let first = keys[0].as_str();
+            return self
+                .query("MGET", first, redis::cmd("MGET").arg(keys))
+                .await;
+        };
+        let replies = self
+            .per_slot("MGET", cluster, keys, |indices| {
+                let mut mget = redis::cmd("MGET");
+                for &index in indices {
+                    mget.arg(&keys[index]);
+                }
+                mget
+            })
+            .await?;
+        let mut values = vec![None; keys.len()];
+        for (indices, reply) in replies {
+            let found = Vec::<Option<Vec<u8>>>::from_redis_value(reply)
+                .map_err(|err| Error::redis("MGET")(err.into()))?;
+            for (index, value) in indices.into_iter().zip(found) {
+                values[index] = value;
+            }
+        }
+        Ok(values)
     }
 
     async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()> {
@@ -430,47 +792,71 @@ impl Store for RedisStore {
             return Ok(());
         };
         let millis = ttl_millis(ttl);
-        let mut pipe = redis::pipe();
-        for (key, value) in items {
-            pipe.cmd("SET")
+        let set = |key: &str, value: &[u8]| {
+            redis::cmd("SET")
                 .arg(key)
                 .arg(value)
                 .arg("PX")
                 .arg(millis)
-                .ignore();
-        }
-        self.query_pipe("MSET", first, &pipe).await
+                .to_owned()
+        };
+        let Link::Cluster(_) = &self.connection.0 else {
+            let mut pipe = redis::pipe();
+            for (key, value) in items {
+                pipe.add_command(set(key, value)).ignore();
+            }
+            return self.query_pipe("MSET", first, &pipe).await;
+        };
+        let commands: Vec<(&str, redis::Cmd)> = items
+            .iter()
+            .map(|(key, value)| (key.as_str(), set(key, value)))
+            .collect();
+        self.pipeline_by_key::<_, ()>("MSET", &commands).await?;
+        Ok(())
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.query("UNLINK", &keys[0], redis::cmd("UNLINK").arg(keys))
-            .await
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            return self
+                .query("UNLINK", &keys[0], redis::cmd("UNLINK").arg(keys))
+                .await;
+        };
+        let replies = self
+            .per_slot("UNLINK", cluster, keys, |indices| {
+                let mut unlink = redis::cmd("UNLINK");
+                for &index in indices {
+                    unlink.arg(&keys[index]);
+                }
+                unlink
+            })
+            .await?;
+        replies.into_iter().try_fold(0, |total, (_, reply)| {
+            let removed =
+                u64::from_redis_value(reply).map_err(|err| Error::redis("UNLINK")(err.into()))?;
+            Ok(total + removed)
+        })
     }
 
     async fn delete_matching(&self, pattern: &str) -> Result<u64> {
-        let mut cursor: u64 = 0;
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            return self.sweep(pattern, None).await;
+        };
+        let primaries = self.primaries(cluster).await?;
+        let sweeps = primaries
+            .iter()
+            .map(|node| self.sweep(pattern, Some((cluster, node))));
         let mut removed = 0;
-        loop {
-            let scan = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH)
-                .to_owned();
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.query("SCAN", pattern, &scan).await?;
-            if !keys.is_empty() {
-                let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
-                removed += self.query::<u64>("UNLINK", pattern, &unlink).await?;
+        let mut failure = None;
+        for sweep in join_all(sweeps).await {
+            match sweep {
+                Ok(count) => removed += count,
+                Err(err) => failure = failure.or(Some(err)),
             }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
         }
+        failure.map_or(Ok(removed), Err)
     }
 
     async fn hset(&self, key: &str, field: &str, value: &[u8], ttl: Duration) -> Result<bool> {
@@ -560,14 +946,7 @@ impl Store for RedisStore {
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool> {
         let mut invocation = DELETE_IF_EQUALS.key(key);
         invocation.arg(expected);
-        let mut connection = self.connection.clone();
-        let removed: u64 = self
-            .bounded(
-                "DELETE IF EQUALS",
-                key,
-                invocation.invoke_async(&mut connection),
-            )
-            .await?;
+        let removed: u64 = self.invoke("DELETE IF EQUALS", key, &invocation).await?;
         Ok(removed > 0)
     }
 
@@ -577,20 +956,12 @@ impl Store for RedisStore {
         }
         let mut invocation = TAG.key(tag_key);
         invocation.arg(ttl_millis(ttl)).arg(members);
-        let mut connection = self.connection.clone();
-        self.bounded("TAG", tag_key, invocation.invoke_async(&mut connection))
-            .await
+        self.invoke("TAG", tag_key, &invocation).await
     }
 
     async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>> {
-        let invocation = TAKE_TAGGED.key(tag_key);
-        let mut connection = self.connection.clone();
-        self.bounded(
-            "TAKE TAGGED",
-            tag_key,
-            invocation.invoke_async(&mut connection),
-        )
-        .await
+        self.invoke("TAKE TAGGED", tag_key, &TAKE_TAGGED.key(tag_key))
+            .await
     }
 
     async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
@@ -611,12 +982,15 @@ impl Store for RedisStore {
 
     fn subscribe(&self, channel: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let (client, channel) = (self.client.clone(), channel.to_owned());
+        let (clients, channel) = (Arc::clone(&self.subscribers), channel.to_owned());
         tokio::runtime::Handle::try_current()
             .ok()?
             .spawn(async move {
                 let mut backoff = Duration::from_millis(50);
+                let mut attempt = 0;
                 while !sender.is_closed() {
+                    let client = &clients[attempt % clients.len()];
+                    attempt += 1;
                     let subscribed = async {
                         let mut pubsub = client.get_async_pubsub().await?;
                         pubsub.subscribe(&channel).await?;

@@ -1,0 +1,386 @@
+//! Redis Cluster support for [`RedisStore`](super::RedisStore): which URLs name a cluster,
+//! where a key lives, and multi-key work split into one pipeline per primary.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use futures_util::future::join_all;
+use redis::aio::ConnectionLike;
+use redis::cluster::NodeAddress;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_read_routing::{
+    ClusterTopology, ReadCandidates, ReadRoutingStrategy, ReadRoutingStrategyFactory,
+};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, RedisFuture, RedisResult, Value};
+
+/// Number of hash slots in a Redis Cluster.
+const SLOTS: u16 = 16384;
+
+/// What `REDIS_URL` names: one server, or the seed nodes of a cluster.
+#[derive(Debug, Clone)]
+pub(crate) enum Endpoint {
+    /// `redis://host:port/db`.
+    Node(ConnectionInfo),
+    /// Several comma-separated URLs, or one `redis+cluster://` URL.
+    Cluster(Vec<ConnectionInfo>),
+}
+
+impl Endpoint {
+    /// Reads a `REDIS_URL`; the error is the reason, for a config error.
+    pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
+        let parts: Vec<&str> = url.split(',').map(str::trim).collect();
+        let Some((first_scheme, _)) = parts[0].split_once("://") else {
+            return Err(format!("`{}` has no scheme (redis://)", parts[0]));
+        };
+        let mut cluster = parts.len() > 1;
+        let mut nodes = Vec::with_capacity(parts.len());
+        for part in &parts {
+            if part.is_empty() {
+                return Err("empty node address between commas".into());
+            }
+            let (url, marked) = node_url(part, first_scheme);
+            cluster |= marked;
+            let info = url
+                .as_str()
+                .into_connection_info()
+                .map_err(|err| format!("`{part}`: {err}"))?;
+            nodes.push(info);
+        }
+        if !cluster {
+            return Ok(Endpoint::Node(nodes.remove(0)));
+        }
+        if let Some(node) = nodes.iter().find(|node| node.redis_settings().db() != 0) {
+            return Err(format!(
+                "a Redis Cluster has only database 0, but {} asks for database {}",
+                node.addr(),
+                node.redis_settings().db()
+            ));
+        }
+        Ok(Endpoint::Cluster(nodes))
+    }
+}
+
+/// One node's URL: `redis+cluster://` (or `rediss+cluster://`) marks a cluster and is read as
+/// `redis://`; a bare `host:port` after the first node takes the first node's scheme.
+fn node_url(part: &str, first_scheme: &str) -> (String, bool) {
+    match part.split_once("://") {
+        Some((scheme, rest)) => match scheme.strip_suffix("+cluster") {
+            Some(plain) => (format!("{plain}://{rest}"), true),
+            None => (part.to_owned(), false),
+        },
+        None => {
+            let scheme = first_scheme.trim_end_matches("+cluster");
+            (format!("{scheme}://{part}"), false)
+        }
+    }
+}
+
+/// The hash slot of a key: CRC16 (XMODEM) of the key, or of its `{hash tag}` when it has a
+/// non-empty one, modulo 16384, as Redis Cluster computes it.
+pub(crate) fn slot(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.iter().position(|&b| b == b'}').map(|close| &rest[..close])
+        })
+        .filter(|tag| !tag.is_empty());
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % SLOTS
+}
+
+/// The cluster's slot map as the client last saw it, shared by every connection of a store.
+///
+/// redis-rs hands its topology to a read-routing strategy after each refresh (at connect, and
+/// after `MOVED` or a lost node); this one keeps it and routes every read to the primary, as
+/// the default routing does.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Topology {
+    latest: Arc<RwLock<Option<Arc<ClusterTopology>>>>,
+}
+
+impl Topology {
+    fn current(&self) -> Option<Arc<ClusterTopology>> {
+        self.latest
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Every primary, once the topology is known.
+    pub(crate) fn primaries(&self) -> Option<Vec<NodeAddress>> {
+        let topology = self.current()?;
+        let mut primaries: Vec<NodeAddress> = topology
+            .shards()
+            .map(|shard| shard.primary().clone())
+            .collect();
+        primaries.sort();
+        primaries.dedup();
+        Some(primaries)
+    }
+}
+
+impl ReadRoutingStrategyFactory for Topology {
+    fn create_strategy(&self) -> Box<dyn ReadRoutingStrategy> {
+        Box::new(PrimaryReads(self.clone()))
+    }
+}
+
+struct PrimaryReads(Topology);
+
+impl ReadRoutingStrategy for PrimaryReads {
+    fn on_topology_changed(&self, topology: ClusterTopology) {
+        *self
+            .0
+            .latest
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(topology));
+    }
+
+    fn route_read<'a>(&self, candidates: &ReadCandidates<'a>) -> &'a NodeAddress {
+        match candidates {
+            ReadCandidates::AnyNode(any) => any.primary(),
+            ReadCandidates::ReplicasOnly(replicas) => replicas.replicas().first(),
+        }
+    }
+}
+
+/// Indices of `keys` grouped by hash slot, each group in the keys' order.
+pub(crate) fn by_slot<K: AsRef<[u8]>>(keys: &[K]) -> Vec<(u16, Vec<usize>)> {
+    let mut groups: HashMap<u16, Vec<usize>> = HashMap::new();
+    for (index, key) in keys.iter().enumerate() {
+        groups.entry(slot(key.as_ref())).or_default().push(index);
+    }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_unstable_by_key(|(_, indices)| indices[0]);
+    groups
+}
+
+/// A cluster connection and the topology it reports.
+#[derive(Clone)]
+pub(crate) struct Cluster {
+    pub(crate) connection: ClusterConnection,
+    pub(crate) topology: Topology,
+}
+
+impl Cluster {
+    /// Runs commands that each touch one hash slot (given with it) and returns their replies in
+    /// order: one pipeline per primary, sent to all primaries at once. A command whose slot
+    /// moved since the topology was read is re-sent on its own, following the redirect.
+    pub(crate) async fn scatter(&self, commands: &[(u16, Cmd)]) -> RedisResult<Vec<Value>> {
+        let topology = self.topology.current();
+        let mut by_node: HashMap<Option<NodeAddress>, Vec<usize>> = HashMap::new();
+        for (index, (slot, _)) in commands.iter().enumerate() {
+            let node = topology
+                .as_ref()
+                .and_then(|t| t.shard_for_slot(*slot))
+                .map(|shard| shard.primary().clone());
+            by_node.entry(node).or_default().push(index);
+        }
+        let batches = by_node
+            .into_iter()
+            .map(|(node, indices)| self.run_batch(node, indices, commands));
+        let mut replies = vec![Value::Nil; commands.len()];
+        for batch in join_all(batches).await {
+            for (index, reply) in batch? {
+                replies[index] = reply;
+            }
+        }
+        Ok(replies)
+    }
+
+    async fn run_batch(
+        &self,
+        node: Option<NodeAddress>,
+        indices: Vec<usize>,
+        commands: &[(u16, Cmd)],
+    ) -> RedisResult<Vec<(usize, Value)>> {
+        let mut replies = Vec::with_capacity(indices.len());
+        let mut redo = Vec::new();
+        match node {
+            Some(node) => {
+                let mut pipe = redis::pipe();
+                for &index in &indices {
+                    pipe.add_command(commands[index].1.clone());
+                }
+                let route = SingleNodeRoutingInfo::ByAddress {
+                    host: node.host().to_owned(),
+                    port: node.port(),
+                };
+                let mut connection = self.connection.clone();
+                match connection
+                    .route_pipeline(pipe, 0, indices.len(), route)
+                    .await
+                {
+                    Ok(values) => {
+                        for (index, value) in indices.into_iter().zip(values) {
+                            if is_redirect(&value) {
+                                redo.push(index);
+                            } else {
+                                replies.push((index, value));
+                            }
+                        }
+                    }
+                    Err(err) if err.is_cluster_error() => redo = indices,
+                    Err(err) => return Err(err),
+                }
+            }
+            None => redo = indices,
+        }
+        for index in redo {
+            let (slot, cmd) = &commands[index];
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                Route::new(*slot, SlotAddr::Master),
+            ));
+            let mut connection = self.connection.clone();
+            let value = connection.route_command(cmd.clone(), routing).await?;
+            replies.push((index, value));
+        }
+        Ok(replies)
+    }
+
+    /// Sends a command to one node.
+    pub(crate) async fn on_node(&self, node: &NodeAddress, cmd: Cmd) -> RedisResult<Value> {
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: node.host().to_owned(),
+            port: node.port(),
+        });
+        self.connection.clone().route_command(cmd, routing).await
+    }
+
+    /// A connection for running a script on the keys of `slot`: besides the script's own
+    /// `EVALSHA`, which the client routes by key, its `SCRIPT LOAD` goes to that slot's primary
+    /// only, so a script runs wherever its keys are reachable even while another node is down.
+    pub(crate) fn for_script(&self, slot: u16) -> ScriptConnection {
+        ScriptConnection {
+            connection: self.connection.clone(),
+            slot,
+        }
+    }
+}
+
+fn is_redirect(value: &Value) -> bool {
+    use redis::ServerErrorKind::{Ask, ClusterDown, Moved, TryAgain};
+    matches!(value, Value::ServerError(err)
+        if matches!(err.kind(), Some(Moved | Ask | TryAgain | ClusterDown)))
+}
+
+/// See [`Cluster::for_script`].
+pub(crate) struct ScriptConnection {
+    connection: ClusterConnection,
+    slot: u16,
+}
+
+fn is_script_load(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().map(|arg| match arg {
+        redis::Arg::Simple(bytes) => bytes,
+        _ => &[],
+    });
+    matches!(
+        (args.next(), args.next()),
+        (Some(name), Some(sub))
+            if name.eq_ignore_ascii_case(b"SCRIPT") && sub.eq_ignore_ascii_case(b"LOAD")
+    )
+}
+
+impl ConnectionLike for ScriptConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        if is_script_load(cmd) {
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                Route::new(self.slot, SlotAddr::Master),
+            ));
+            Box::pin(self.connection.route_command(cmd.clone(), routing))
+        } else {
+            self.connection.req_packed_command(cmd)
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.connection.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis_cluster() {
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"bar"), 5061);
+        assert_eq!(slot(b"123456789"), 0x31C3);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+        assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
+        assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+        assert_eq!(slot(b"foo{bar}{zap}"), slot(b"bar"));
+    }
+
+    #[test]
+    fn slots_agree_with_the_redis_client() {
+        for key in ["", "a", "user:profile:42", "session:{ab}:s:1", "{}", "x{y", "é"] {
+            assert_eq!(
+                Route::with_key(key, SlotAddr::Master),
+                Route::new(slot(key.as_bytes()), SlotAddr::Master),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn groups_keep_key_order() {
+        let keys = ["{a}1", "{b}1", "{a}2", "{b}2", "{c}"];
+        let groups = by_slot(&keys);
+        assert_eq!(groups.len(), 3);
+        assert_eq!(groups[0], (slot(b"a"), vec![0, 2]));
+        assert_eq!(groups[1], (slot(b"b"), vec![1, 3]));
+        assert_eq!(groups[2], (slot(b"c"), vec![4]));
+    }
+
+    #[test]
+    fn urls_name_a_node_or_a_cluster() {
+        assert!(matches!(
+            Endpoint::parse("redis://127.0.0.1:6379/2"),
+            Ok(Endpoint::Node(_))
+        ));
+        let Ok(Endpoint::Cluster(nodes)) =
+            Endpoint::parse("redis://10.0.0.1:7000, 10.0.0.2:7001,redis://10.0.0.3:7002")
+        else {
+            panic!("three URLs are a cluster");
+        };
+        let addresses: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+        assert_eq!(
+            addresses,
+            ["10.0.0.1:7000", "10.0.0.2:7001", "10.0.0.3:7002"]
+        );
+        assert!(matches!(
+            Endpoint::parse("redis+cluster://10.0.0.1:7000"),
+            Ok(Endpoint::Cluster(nodes)) if nodes.len() == 1
+        ));
+        let err = Endpoint::parse("redis://a:7000,redis://b:7000/3").unwrap_err();
+        assert!(err.contains("database 3"), "{err}");
+        let err = Endpoint::parse("redis://a:7000,,redis://b:7000").unwrap_err();
+        assert!(err.contains("empty"), "{err}");
+        assert!(Endpoint::parse("redis://a:7000,http://b").is_err());
+        assert!(Endpoint::parse("localhost:6379").is_err());
+    }
+
+    #[test]
+    fn script_loads_are_recognised() {
+        let mut load = redis::cmd("script");
+        load.arg("load").arg("return 1");
+        assert!(is_script_load(&load));
+        assert!(!is_script_load(redis::cmd("EVALSHA").arg("abc").arg(0)));
+        assert!(!is_script_load(&redis::cmd("SCRIPT")));
+    }
+}
