@@ -5,6 +5,9 @@
 //! fault-injection methods ([`kill`](RedisServer::kill), [`pause`](RedisServer::pause),
 //! [`restart`](RedisServer::restart), ...) act on that process.
 //!
+//! [`RedisCluster`] does the same for a Redis Cluster of three primaries, and
+//! [`RedisCluster::lease`] shares a few of them between the tests of one binary.
+//!
 //! Set `CACHEMERE_TEST_REDIS_URL` to run against an existing server instead (fault injection is
 //! then unavailable). `REDIS_URL` is deliberately not used: it names an application's Redis,
 //! which tests must not write into by accident.
@@ -29,6 +32,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+
+mod cluster;
+
+pub use self::cluster::{ClusterLease, RedisCluster};
 
 /// Names the variable that points tests at an existing server.
 pub const TEST_URL_VAR: &str = "CACHEMERE_TEST_REDIS_URL";

@@ -1,5 +1,6 @@
-//! One suite of store behaviour, run against `RedisStore` (on a private `redis-server`) and
-//! `MemoryStore`. Test names show the backend: `redis::ttl_expiry`, `memory::ttl_expiry`.
+//! One suite of store behaviour, run against `RedisStore` (on a private `redis-server` and on a
+//! private three-primary Redis Cluster) and `MemoryStore`. Test names show the backend:
+//! `redis::ttl_expiry`, `cluster::ttl_expiry`, `memory::ttl_expiry`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 struct Fixture {
     store: Arc<dyn Store>,
-    _server: Option<cache_core::testing::RedisServer>,
+    _server: Option<Box<dyn std::any::Any + Send>>,
 }
 
 async fn redis_fixture() -> Fixture {
@@ -21,7 +22,19 @@ async fn redis_fixture() -> Fixture {
         .expect("connect to the test server");
     Fixture {
         store: Arc::new(store),
-        _server: Some(server),
+        _server: Some(Box::new(server)),
+    }
+}
+
+async fn cluster_fixture() -> Fixture {
+    let cluster = cache_core::testing::RedisCluster::lease().expect("start a redis cluster");
+    let store = RedisStore::connect(&cluster.config())
+        .await
+        .expect("connect to the test cluster");
+    assert!(store.is_cluster());
+    Fixture {
+        store: Arc::new(store),
+        _server: Some(Box::new(cluster)),
     }
 }
 
@@ -283,3 +296,4 @@ macro_rules! store_conformance {
 
 store_conformance!(redis, redis_fixture);
 store_conformance!(memory, memory_fixture);
+store_conformance!(cluster, cluster_fixture);

@@ -84,7 +84,9 @@ pub(crate) fn slot(key: &[u8]) -> u16 {
         .position(|&b| b == b'{')
         .and_then(|open| {
             let rest = &key[open + 1..];
-            rest.iter().position(|&b| b == b'}').map(|close| &rest[..close])
+            rest.iter()
+                .position(|&b| b == b'}')
+                .map(|close| &rest[..close])
         })
         .filter(|tag| !tag.is_empty());
     crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % SLOTS
@@ -230,9 +232,10 @@ impl Cluster {
         }
         for index in redo {
             let (slot, cmd) = &commands[index];
-            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                Route::new(*slot, SlotAddr::Master),
-            ));
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                *slot,
+                SlotAddr::Master,
+            )));
             let mut connection = self.connection.clone();
             let value = connection.route_command(cmd.clone(), routing).await?;
             replies.push((index, value));
@@ -287,9 +290,10 @@ fn is_script_load(cmd: &Cmd) -> bool {
 impl ConnectionLike for ScriptConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         if is_script_load(cmd) {
-            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                Route::new(self.slot, SlotAddr::Master),
-            ));
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                self.slot,
+                SlotAddr::Master,
+            )));
             Box::pin(self.connection.route_command(cmd.clone(), routing))
         } else {
             self.connection.req_packed_command(cmd)
@@ -328,7 +332,15 @@ mod tests {
 
     #[test]
     fn slots_agree_with_the_redis_client() {
-        for key in ["", "a", "user:profile:42", "session:{ab}:s:1", "{}", "x{y", "é"] {
+        for key in [
+            "",
+            "a",
+            "user:profile:42",
+            "session:{ab}:s:1",
+            "{}",
+            "x{y",
+            "é",
+        ] {
             assert_eq!(
                 Route::with_key(key, SlotAddr::Master),
                 Route::new(slot(key.as_bytes()), SlotAddr::Master),

@@ -564,10 +564,13 @@ impl RedisStore {
             Link::Node(_) => vec![self.query("INFO", "", &info).await?],
             Link::Cluster(cluster) => {
                 let primaries = self.primaries(cluster).await?;
-                let replies = primaries.iter().map(|node| cluster.on_node(node, info.clone()));
+                let replies = primaries
+                    .iter()
+                    .map(|node| cluster.on_node(node, info.clone()));
                 let mut reports = Vec::with_capacity(primaries.len());
                 for reply in join_all(replies).await {
-                    let reply = reply.and_then(|v| String::from_redis_value(v).map_err(RedisError::from));
+                    let reply =
+                        reply.and_then(|v| String::from_redis_value(v).map_err(RedisError::from));
                     reports.push(reply.map_err(Error::redis("INFO"))?);
                 }
                 reports
@@ -617,7 +620,12 @@ impl RedisStore {
         keys: &[impl AsRef<str>],
         command: impl Fn(&[usize]) -> redis::Cmd,
     ) -> Result<Vec<(Vec<usize>, Value)>> {
-        let groups = cluster::by_slot(&keys.iter().map(|k| k.as_ref().as_bytes()).collect::<Vec<_>>());
+        let groups = cluster::by_slot(
+            &keys
+                .iter()
+                .map(|k| k.as_ref().as_bytes())
+                .collect::<Vec<_>>(),
+        );
         let commands: Vec<(u16, redis::Cmd)> = groups
             .iter()
             .map(|(slot, indices)| (*slot, command(indices)))
@@ -650,8 +658,8 @@ impl RedisStore {
             .bounded("UNLINK", "", cluster.scatter(&commands))
             .await?;
         replies.into_iter().try_fold(0, |total, reply| {
-            let removed = u64::from_redis_value(reply)
-                .map_err(|err| Error::redis("UNLINK")(err.into()))?;
+            let removed =
+                u64::from_redis_value(reply).map_err(|err| Error::redis("UNLINK")(err.into()))?;
             Ok(total + removed)
         })
     }

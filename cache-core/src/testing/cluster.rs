@@ -1,0 +1,445 @@
+//! A private Redis Cluster for tests: three primaries on free loopback ports, joined with
+//! `redis-cli --cluster create`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::{INSTALL_HINT, harness};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::cluster::slot;
+
+const PRIMARIES: usize = 3;
+const BUS_OFFSET: u16 = 10000;
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const START_ATTEMPTS: usize = 5;
+
+/// A Redis Cluster of three primaries (no replicas, no persistence) owned by a test.
+///
+/// [`start`](RedisCluster::start) builds a new one (about two seconds: Redis keeps a new
+/// cluster node unwritable for its first two seconds); [`lease`](RedisCluster::lease) borrows
+/// an emptied one from a pool kept for the test binary, which is how suites of many short
+/// tests share a few clusters. The nodes run with `cluster-require-full-coverage no`, so the
+/// slots of live nodes keep working while another node is down.
+///
+/// Node processes end with the cluster, or at the latest when the test process exits (each
+/// runs under a shell that kills it when the test's end of its standard input closes).
+///
+/// ```no_run
+/// use cache_core::{RedisStore, Store, testing::RedisCluster};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> cache_core::Result<()> {
+/// let cluster = RedisCluster::start()?;
+/// let store = RedisStore::connect(&cluster.config()).await?;
+/// store.set("user:1", b"one", Duration::from_secs(60)).await?;
+/// let node = cluster.node_of("user:1");
+/// cluster.kill(node)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+struct Node {
+    port: u16,
+    slots: (u16, u16),
+    dir: std::path::PathBuf,
+    process: Mutex<Option<Supervised>>,
+}
+
+/// A `redis-server` under `sh`, which kills it once its standard input closes.
+#[derive(Debug)]
+struct Supervised {
+    shell: Child,
+    stdin: Option<ChildStdin>,
+    pid: u32,
+}
+
+/// A cluster borrowed from the pool ([`RedisCluster::lease`]); it goes back, emptied, when
+/// dropped.
+#[derive(Debug)]
+pub struct ClusterLease {
+    cluster: Option<Arc<RedisCluster>>,
+}
+
+static POOL: OnceLock<Mutex<Vec<Arc<RedisCluster>>>> = OnceLock::new();
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl RedisCluster {
+    /// Starts a new cluster of three primaries and waits until every node reports
+    /// `cluster_state:ok`. Fails (never skips) with installation advice when `redis-server`
+    /// or `redis-cli` is missing.
+    pub fn start() -> Result<RedisCluster> {
+        let mut attempts = 1;
+        loop {
+            match RedisCluster::try_start() {
+                Ok(cluster) => return Ok(cluster),
+                Err(
+                    err @ Error::Harness {
+                        source: Some(_), ..
+                    },
+                ) => return Err(err),
+                Err(err) if attempts == START_ATTEMPTS => return Err(err),
+                Err(_) => attempts += 1,
+            }
+        }
+    }
+
+    /// Borrows an idle cluster from this process's pool, emptied (`FLUSHALL` on every node),
+    /// or starts a new one when all are in use. Tests that stop nodes should
+    /// [`start`](RedisCluster::start) their own instead.
+    pub fn lease() -> Result<ClusterLease> {
+        let pool = POOL.get_or_init(Mutex::default);
+        let idle = lock(pool).pop();
+        let cluster = match idle {
+            Some(cluster) => cluster,
+            None => Arc::new(RedisCluster::start()?),
+        };
+        cluster.flush()?;
+        Ok(ClusterLease {
+            cluster: Some(cluster),
+        })
+    }
+
+    fn try_start() -> Result<RedisCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("cachemere-cluster-")
+            .tempdir()
+            .map_err(harness("could not create a temporary directory"))?;
+        let ports = free_cluster_ports(PRIMARIES)?;
+        let nodes: Vec<Node> = ports
+            .iter()
+            .map(|&port| Node {
+                port,
+                slots: (0, 0),
+                dir: dir.path().join(port.to_string()),
+                process: Mutex::new(None),
+            })
+            .collect();
+        for node in &nodes {
+            std::fs::create_dir_all(&node.dir)
+                .map_err(harness("could not create a node directory"))?;
+            node.launch()?;
+        }
+        for node in &nodes {
+            node.wait_answering()?;
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let output = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::Harness {
+                reason: format!("could not run redis-cli: {INSTALL_HINT}"),
+                source: Some(source),
+            })?;
+        if !output.status.success() {
+            return Err(failure(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )));
+        }
+        let mut cluster = RedisCluster { nodes, _dir: dir };
+        cluster.wait_ok()?;
+        cluster.read_slots()?;
+        Ok(cluster)
+    }
+
+    fn wait_ok(&self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for node in &self.nodes {
+            loop {
+                let info = node.cli(&["CLUSTER", "INFO"]).unwrap_or_default();
+                let known = node.cli(&["CLUSTER", "NODES"]).unwrap_or_default();
+                let masters = known.lines().filter(|l| l.contains("master")).count();
+                if info.contains("cluster_state:ok")
+                    && masters == self.nodes.len()
+                    && !known.contains("handshake")
+                {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(failure(format!(
+                        "the cluster on port {} was not ready within {READY_TIMEOUT:?}: {info}",
+                        node.port
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_slots(&mut self) -> Result<()> {
+        let nodes = self.nodes[0].cli(&["CLUSTER", "NODES"])?;
+        for node in &mut self.nodes {
+            let line = nodes
+                .lines()
+                .find(|line| line.contains(&format!("127.0.0.1:{}@", node.port)))
+                .ok_or_else(|| failure(format!("node {} is not in CLUSTER NODES", node.port)))?;
+            let range = line
+                .split_whitespace()
+                .nth(8)
+                .and_then(|range| range.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                .ok_or_else(|| failure(format!("no slot range in `{line}`")))?;
+            node.slots = range;
+        }
+        Ok(())
+    }
+
+    /// The cluster's URL for `REDIS_URL`: every node, comma-separated.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A [`Config`] for this cluster with short timeouts (1 s connect, 1 s command).
+    pub fn config(&self) -> Config {
+        Config {
+            redis_url: Some(self.url()),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            ..Config::default()
+        }
+    }
+
+    /// The nodes' ports, in the order of their slot ranges.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|node| node.port).collect()
+    }
+
+    /// Which node (an index into [`ports`](RedisCluster::ports)) holds `key`.
+    pub fn node_of(&self, key: &str) -> usize {
+        let slot = slot(key.as_bytes());
+        self.nodes
+            .iter()
+            .position(|node| (node.slots.0..=node.slots.1).contains(&slot))
+            .unwrap_or(0)
+    }
+
+    /// Empties every node (`FLUSHALL`).
+    pub fn flush(&self) -> Result<()> {
+        for node in &self.nodes {
+            node.cli(&["FLUSHALL", "SYNC"])?;
+        }
+        Ok(())
+    }
+
+    /// Kills node `index` (`SIGKILL`), as a crash would; its slots become unreachable.
+    pub fn kill(&self, index: usize) -> Result<()> {
+        let node = self.node(index)?;
+        let process = lock(&node.process).take();
+        match process {
+            Some(process) => process.end(),
+            None => Err(failure(format!("node {} is not running", node.port))),
+        }
+    }
+
+    /// Starts a killed node again on its port, empty, with its cluster identity (its
+    /// `nodes.conf`), so that it takes its slots back.
+    pub fn restart(&self, index: usize) -> Result<()> {
+        let node = self.node(index)?;
+        if let Some(process) = lock(&node.process).take() {
+            process.end()?;
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match node.launch().and_then(|()| node.wait_answering()) {
+                Ok(()) => break,
+                Err(err) if Instant::now() > deadline => return Err(err),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        self.wait_ok()
+    }
+
+    fn node(&self, index: usize) -> Result<&Node> {
+        self.nodes.get(index).ok_or_else(|| {
+            failure(format!(
+                "the cluster has {} nodes, not {}",
+                self.nodes.len(),
+                index + 1
+            ))
+        })
+    }
+}
+
+impl std::ops::Deref for ClusterLease {
+    type Target = RedisCluster;
+
+    fn deref(&self) -> &RedisCluster {
+        self.cluster
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("a lease holds its cluster until dropped"))
+    }
+}
+
+impl Drop for ClusterLease {
+    fn drop(&mut self) {
+        if let (Some(cluster), Some(pool)) = (self.cluster.take(), POOL.get()) {
+            lock(pool).push(cluster);
+        }
+    }
+}
+
+impl Node {
+    fn launch(&self) -> Result<()> {
+        let port = self.port.to_string();
+        let mut shell = Command::new("sh")
+            .arg("-c")
+            .arg(r#"redis-server "$@" & echo $!; read -r _; kill -9 $! 2>/dev/null"#)
+            .arg("sh")
+            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--cluster-require-full-coverage", "no"])
+            .arg("--cluster-config-file")
+            .arg(self.dir.join("nodes.conf"))
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(harness("could not run sh to start redis-server"))?;
+        let stdin = shell.stdin.take();
+        let mut pid = String::new();
+        if let Some(stdout) = shell.stdout.take() {
+            BufReader::new(stdout)
+                .read_line(&mut pid)
+                .map_err(harness("could not read redis-server's pid"))?;
+        }
+        let pid = pid
+            .trim()
+            .parse()
+            .map_err(|_| failure(format!("no redis-server pid from sh: `{pid}`")))?;
+        *lock(&self.process) = Some(Supervised { shell, stdin, pid });
+        Ok(())
+    }
+
+    fn wait_answering(&self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if super::ping(self.port) {
+                return Ok(());
+            }
+            if let Some(process) = lock(&self.process).as_mut()
+                && let Ok(Some(status)) = process.shell.try_wait()
+            {
+                return Err(failure(format!(
+                    "redis-server exited with {status} on port {} (see {})",
+                    self.port,
+                    self.dir.join("redis.log").display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(failure(format!(
+            "redis-server --cluster-enabled on port {} did not answer PING within {READY_TIMEOUT:?}",
+            self.port
+        )))
+    }
+
+    fn cli(&self, args: &[&str]) -> Result<String> {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::Harness {
+                reason: format!("could not run redis-cli: {INSTALL_HINT}"),
+                source: Some(source),
+            })?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() && !text.starts_with("ERR") {
+            Ok(text)
+        } else {
+            Err(failure(format!(
+                "redis-cli -p {} {}: {text}",
+                self.port,
+                args.join(" ")
+            )))
+        }
+    }
+}
+
+impl Supervised {
+    fn end(mut self) -> Result<()> {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status();
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"\n");
+        }
+        self.shell
+            .wait()
+            .map_err(harness("could not wait for redis-server"))?;
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(process) = lock(&self.process).take() {
+            let _ = process.end();
+        }
+    }
+}
+
+fn failure(reason: String) -> Error {
+    Error::Harness {
+        reason,
+        source: None,
+    }
+}
+
+/// Ports whose cluster-bus port (`port + 10000`) is free as well.
+fn free_cluster_ports(count: usize) -> Result<Vec<u16>> {
+    let mut ports = Vec::with_capacity(count);
+    let mut holders = Vec::new();
+    for _ in 0..200 {
+        if ports.len() == count {
+            return Ok(ports);
+        }
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(harness("could not find a free port"))?;
+        let port = listener
+            .local_addr()
+            .map_err(harness("could not find a free port"))?
+            .port();
+        let Some(bus) = port.checked_add(BUS_OFFSET) else {
+            continue;
+        };
+        if let Ok(bus_listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, bus)) {
+            ports.push(port);
+            holders.push((listener, bus_listener));
+        }
+    }
+    Err(failure(format!(
+        "found only {} of {count} free port pairs (port and port + {BUS_OFFSET})",
+        ports.len()
+    )))
+}
