@@ -1,9 +1,10 @@
-//! One suite, run against a private `redis-server` and the in-process store.
+//! One suite, run against a private `redis-server`, a private Redis Cluster and the in-process
+//! store.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use cache_core::testing::RedisServer;
+use cache_core::testing::{ClusterLease, RedisCluster, RedisServer};
 use cache_session::{
     Error, MemoryStore, RedisStore, SessionConfig, SessionData, SessionManager, SessionPatch,
     SessionService, SessionState, SessionStore, SessionToken, ValidationError,
@@ -12,6 +13,7 @@ use cache_session::{
 struct Fixture {
     store: Box<dyn Fn() -> SessionStore + Send + Sync>,
     server: Option<RedisServer>,
+    _cluster: Option<ClusterLease>,
 }
 
 impl Fixture {
@@ -28,6 +30,19 @@ async fn redis_fixture() -> Fixture {
     Fixture {
         store: Box::new(move || store.clone().into()),
         server: Some(server),
+        _cluster: None,
+    }
+}
+
+async fn cluster_fixture() -> Fixture {
+    let cluster = RedisCluster::lease().expect("start a redis cluster");
+    let store = RedisStore::connect(&cluster.config())
+        .await
+        .expect("connect");
+    Fixture {
+        store: Box::new(move || store.clone().into()),
+        server: None,
+        _cluster: Some(cluster),
     }
 }
 
@@ -36,6 +51,7 @@ async fn memory_fixture() -> Fixture {
     Fixture {
         store: Box::new(move || store.clone().into()),
         server: None,
+        _cluster: None,
     }
 }
 
@@ -580,6 +596,7 @@ macro_rules! session_suite {
 
 session_suite!(redis, redis_fixture);
 session_suite!(memory, memory_fixture);
+session_suite!(cluster, cluster_fixture);
 
 #[tokio::test]
 async fn redis_down_is_an_error_never_a_session_or_none() {

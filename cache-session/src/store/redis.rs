@@ -365,12 +365,18 @@ impl Backend for RedisStore {
             if users.is_empty() {
                 return Ok(counts);
             }
-            let mut pipe = redis::pipe();
+            let mut commands = Vec::with_capacity(users.len() * 2);
             for user in &users {
                 let index = (registry.index_of)(user);
-                pipe.zcard(&index).zcount(&index, format!("({now}"), "+inf");
+                let active = redis::cmd("ZCOUNT")
+                    .arg(&index)
+                    .arg(format!("({now}"))
+                    .arg("+inf")
+                    .to_owned();
+                commands.push((index.clone(), redis::cmd("ZCARD").arg(&index).to_owned()));
+                commands.push((index, active));
             }
-            let replies: Vec<u64> = self.pipeline("ZCOUNT", registry.key, &pipe).await?;
+            let replies: Vec<u64> = self.pipeline_by_key("ZCOUNT", &commands).await?;
             for pair in replies.chunks(2) {
                 if let [total, active] = pair {
                     counts.total += total;
@@ -391,13 +397,19 @@ impl Backend for RedisStore {
             if users.is_empty() {
                 break;
             }
-            let mut pipe = redis::pipe();
-            for user in &users {
-                pipe.zrembyscore((registry.index_of)(user), "-inf", now);
-            }
-            let counts: Vec<u64> = self
-                .pipeline("ZREMRANGEBYSCORE", registry.key, &pipe)
-                .await?;
+            let commands: Vec<(String, redis::Cmd)> = users
+                .iter()
+                .map(|user| {
+                    let index = (registry.index_of)(user);
+                    let prune = redis::cmd("ZREMRANGEBYSCORE")
+                        .arg(&index)
+                        .arg("-inf")
+                        .arg(now)
+                        .to_owned();
+                    (index, prune)
+                })
+                .collect();
+            let counts: Vec<u64> = self.pipeline_by_key("ZREMRANGEBYSCORE", &commands).await?;
             removed += counts.iter().sum::<u64>();
             start += users.len();
         }
