@@ -99,8 +99,8 @@ impl RedisCluster {
     }
 
     /// Borrows an idle cluster from this process's pool, emptied (`FLUSHALL` on every node),
-    /// or starts a new one when all are in use. Tests that stop nodes should
-    /// [`start`](RedisCluster::start) their own instead.
+    /// or starts a new one when all are in use. A leased cluster with a killed node is not
+    /// returned to the pool.
     pub fn lease() -> Result<ClusterLease> {
         let pool = POOL.get_or_init(Mutex::default);
         let idle = lock(pool).pop();
@@ -274,6 +274,10 @@ impl RedisCluster {
         self.wait_ok()
     }
 
+    fn all_running(&self) -> bool {
+        self.nodes.iter().all(|node| lock(&node.process).is_some())
+    }
+
     fn node(&self, index: usize) -> Result<&Node> {
         self.nodes.get(index).ok_or_else(|| {
             failure(format!(
@@ -297,7 +301,9 @@ impl std::ops::Deref for ClusterLease {
 
 impl Drop for ClusterLease {
     fn drop(&mut self) {
-        if let (Some(cluster), Some(pool)) = (self.cluster.take(), POOL.get()) {
+        if let (Some(cluster), Some(pool)) = (self.cluster.take(), POOL.get())
+            && cluster.all_running()
+        {
             lock(pool).push(cluster);
         }
     }
