@@ -1,16 +1,18 @@
-//! The in-process first tier over a shared private `redis-server`: two caches stand for two
-//! service instances; what one writes or invalidates the other stops serving, within a
-//! measured delay.
+//! The in-process first tier over a shared private `redis-server` (and a private Redis
+//! Cluster): two caches stand for two service instances; what one writes or invalidates the
+//! other stops serving, within a measured delay.
 
 use std::time::{Duration, Instant};
 
-use cache_core::testing::RedisServer;
-use cache_core::{Cache, RedisStore, SetOptions, Ttl};
+use cache_core::testing::{RedisCluster, RedisServer};
+use cache_core::{Cache, Config, RedisStore, SetOptions, Ttl};
 
 async fn instance(server: &RedisServer) -> Cache {
-    let store = RedisStore::connect(&server.config())
-        .await
-        .expect("connect");
+    instance_on(&server.config()).await
+}
+
+async fn instance_on(config: &Config) -> Cache {
+    let store = RedisStore::connect(config).await.expect("connect");
     let cache = Cache::builder(store)
         .local_cache(1 << 20, Duration::from_secs(10))
         .build();
@@ -66,8 +68,29 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 async fn writes_and_invalidations_on_one_instance_reach_the_others_local_tier() {
     let server = RedisServer::start_private().expect("start redis-server");
     let (a, b) = (instance(&server).await, instance(&server).await);
+    coherence("redis-server", &a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_notices_cross_nodes() {
+    let cluster = RedisCluster::lease().expect("start a redis cluster");
+    let mut rotated = cluster.config();
+    let ports = cluster.ports();
+    rotated.redis_url = Some(
+        (0..ports.len())
+            .map(|i| format!("redis://127.0.0.1:{}", ports[(i + 1) % ports.len()]))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    let a = instance_on(&cluster.config()).await;
+    let b = instance_on(&rotated).await;
+    coherence("cluster", &a, &b).await;
+}
+
+/// `a` writes and invalidates, `b` must stop serving its local copies; measures the delay.
+async fn coherence(deployment: &str, a: &Cache, b: &Cache) {
     a.set("k", &1u32, Ttl::Long).await.unwrap();
-    until_local_hit(&b, "k", 1).await;
+    until_local_hit(b, "k", 1).await;
 
     let mut delays = Vec::new();
     for i in 2..202u32 {
@@ -76,7 +99,9 @@ async fn writes_and_invalidations_on_one_instance_reach_the_others_local_tier() 
         delays.push(until(Some(i), || async { b.get::<u32>("k").await.unwrap() }).await);
     }
     let (p50, p99) = (percentile(&mut delays, 0.5), percentile(&mut delays, 0.99));
-    println!("cross-instance invalidation after a write: p50 {p50:?}, p99 {p99:?} over 200 writes");
+    println!(
+        "{deployment}: cross-instance invalidation after a write: p50 {p50:?}, p99 {p99:?} over 200 writes"
+    );
     assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
 
     b.get::<u32>("k").await.unwrap();
