@@ -128,7 +128,8 @@ pub enum Error {
 
 impl Error {
     /// Whether retrying the same operation later may succeed: timeouts, refused or dropped
-    /// connections, and a server that is loading or failing over.
+    /// connections, a server that is loading or failing over, and a cluster whose slots are
+    /// moving or whose node is unreachable.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Timeout { .. } => true,
@@ -139,12 +140,15 @@ impl Error {
                     || source.is_connection_refusal()
                     || matches!(
                         source.kind(),
-                        redis::ErrorKind::Server(
-                            redis::ServerErrorKind::BusyLoading
-                                | redis::ServerErrorKind::TryAgain
-                                | redis::ServerErrorKind::ClusterDown
-                                | redis::ServerErrorKind::MasterDown
-                        )
+                        redis::ErrorKind::ClusterConnectionNotFound
+                            | redis::ErrorKind::Server(
+                                redis::ServerErrorKind::BusyLoading
+                                    | redis::ServerErrorKind::TryAgain
+                                    | redis::ServerErrorKind::ClusterDown
+                                    | redis::ServerErrorKind::MasterDown
+                                    | redis::ServerErrorKind::Moved
+                                    | redis::ServerErrorKind::Ask
+                            )
                     )
             }
             _ => false,

@@ -116,6 +116,32 @@ fn match_class(mut class: &[u8], c: u8) -> (bool, &[u8]) {
     (matched != negate, class)
 }
 
+/// The Redis Cluster hash slot of `key` (0 to 16383): CRC16 (XMODEM) of the key, or of its
+/// `{hash tag}` when it has a non-empty one, as Redis computes it. Keys of one slot live on
+/// one node, which is what scripts and other atomic multi-key steps need.
+///
+/// ```
+/// use cache_core::key::hash_slot;
+///
+/// assert_eq!(hash_slot("foo"), 12182);
+/// assert_eq!(hash_slot("{user:42}:profile"), hash_slot("{user:42}:sessions"));
+/// ```
+pub fn hash_slot(key: impl AsRef<[u8]>) -> u16 {
+    const SLOTS: u16 = 16384;
+    let key = key.as_ref();
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.iter()
+                .position(|&b| b == b'}')
+                .map(|close| &rest[..close])
+        })
+        .filter(|tag| !tag.is_empty());
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % SLOTS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,14 +89,14 @@ async fn on_a_cluster_notices_cross_nodes() {
 
 /// `a` writes and invalidates, `b` must stop serving its local copies; measures the delay.
 async fn coherence(deployment: &str, a: &Cache, b: &Cache) {
-    a.set("k", &1u32, Ttl::Long).await.unwrap();
+    a.set("k", &1u32, Ttl::Long).await.expect("cache operation");
     until_local_hit(b, "k", 1).await;
 
     let mut delays = Vec::new();
     for i in 2..202u32 {
-        b.get::<u32>("k").await.unwrap();
-        a.set("k", &i, Ttl::Long).await.unwrap();
-        delays.push(until(Some(i), || async { b.get::<u32>("k").await.unwrap() }).await);
+        b.get::<u32>("k").await.expect("get");
+        a.set("k", &i, Ttl::Long).await.expect("cache operation");
+        delays.push(until(Some(i), || async { b.get::<u32>("k").await.expect("get") }).await);
     }
     let (p50, p99) = (percentile(&mut delays, 0.5), percentile(&mut delays, 0.99));
     println!(
@@ -104,20 +104,36 @@ async fn coherence(deployment: &str, a: &Cache, b: &Cache) {
     );
     assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
 
-    b.get::<u32>("k").await.unwrap();
-    a.delete("k").await.unwrap();
-    until(None, || async { b.get::<u32>("k").await.unwrap() }).await;
+    b.get::<u32>("k").await.expect("get");
+    a.delete("k").await.expect("cache operation");
+    until(None, || async { b.get::<u32>("k").await.expect("get") }).await;
 
-    a.set("user:1:a", &1u32, Ttl::Long).await.unwrap();
+    a.set("user:1:a", &1u32, Ttl::Long)
+        .await
+        .expect("cache operation");
     a.set("user:2:a", &2u32, SetOptions::new(Ttl::Long).tags(["t"]))
         .await
-        .unwrap();
-    assert_eq!(b.get::<u32>("user:1:a").await.unwrap(), Some(1));
-    assert_eq!(b.get::<u32>("user:2:a").await.unwrap(), Some(2));
-    a.invalidate_pattern("user:1:*").await.unwrap();
-    a.invalidate_tag("t").await.unwrap();
-    until(None, || async { b.get::<u32>("user:1:a").await.unwrap() }).await;
-    until(None, || async { b.get::<u32>("user:2:a").await.unwrap() }).await;
+        .expect("set");
+    assert_eq!(
+        b.get::<u32>("user:1:a").await.expect("cache operation"),
+        Some(1)
+    );
+    assert_eq!(
+        b.get::<u32>("user:2:a").await.expect("cache operation"),
+        Some(2)
+    );
+    a.invalidate_pattern("user:1:*")
+        .await
+        .expect("cache operation");
+    a.invalidate_tag("t").await.expect("cache operation");
+    until(None, || async {
+        b.get::<u32>("user:1:a").await.expect("cache operation")
+    })
+    .await;
+    until(None, || async {
+        b.get::<u32>("user:2:a").await.expect("cache operation")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

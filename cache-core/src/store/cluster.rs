@@ -14,8 +14,7 @@ use redis::cluster_read_routing::{
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, RedisFuture, RedisResult, Value};
 
-/// Number of hash slots in a Redis Cluster.
-const SLOTS: u16 = 16384;
+pub(crate) use crate::key::hash_slot as slot;
 
 /// What `REDIS_URL` names: one server, or the seed nodes of a cluster.
 #[derive(Debug, Clone)]
@@ -74,22 +73,6 @@ fn node_url(part: &str, first_scheme: &str) -> (String, bool) {
             (format!("{scheme}://{part}"), false)
         }
     }
-}
-
-/// The hash slot of a key: CRC16 (XMODEM) of the key, or of its `{hash tag}` when it has a
-/// non-empty one, modulo 16384, as Redis Cluster computes it.
-pub(crate) fn slot(key: &[u8]) -> u16 {
-    let tagged = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            rest.iter()
-                .position(|&b| b == b'}')
-                .map(|close| &rest[..close])
-        })
-        .filter(|tag| !tag.is_empty());
-    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % SLOTS
 }
 
 /// The cluster's slot map as the client last saw it, shared by every connection of a store.

@@ -354,10 +354,7 @@ impl RedisStore {
                 let Some(monitor) = monitor.upgrade() else {
                     return;
                 };
-                let healthy = probe
-                    .query::<()>("PING", "", &redis::cmd("PING"))
-                    .await
-                    .is_ok();
+                let healthy = probe.ping().await.is_ok();
                 monitor.healthy.store(healthy, Ordering::Relaxed);
                 monitor.checks.fetch_add(1, Ordering::Relaxed);
             }
@@ -554,6 +551,35 @@ impl RedisStore {
             invocation.arg(*arg);
         }
         self.invoke(command, key, &invocation).await
+    }
+
+    /// `PING`s the server, or every primary of a cluster; the unhealthy report names the node
+    /// that failed.
+    async fn ping(&self) -> std::result::Result<(), HealthReport> {
+        let unhealthy = |err: &Error| HealthReport::unhealthy(self.backend(), err);
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            return self
+                .query::<()>("PING", "", &redis::cmd("PING"))
+                .await
+                .map_err(|err| unhealthy(&err));
+        };
+        let primaries = self
+            .primaries(cluster)
+            .await
+            .map_err(|err| unhealthy(&err))?;
+        let pings = primaries.iter().map(|node| async move {
+            self.bounded("PING", "", cluster.on_node(node, redis::cmd("PING")))
+                .await
+                .map_err(|err| (node, err))
+        });
+        for ping in join_all(pings).await {
+            if let Err((node, err)) = ping {
+                let mut report = unhealthy(&err);
+                report.error = Some(format!("node {node}: {}", crate::error::one_line(&err)));
+                return Err(report);
+            }
+        }
+        Ok(())
     }
 
     /// The server version and used memory (on a cluster: the first primary's version and the
@@ -1030,8 +1056,8 @@ impl Store for RedisStore {
 
     async fn health_check(&self) -> HealthReport {
         let started = Instant::now();
-        if let Err(err) = self.query::<()>("PING", "", &redis::cmd("PING")).await {
-            return HealthReport::unhealthy(self.backend(), &err);
+        if let Err(report) = self.ping().await {
+            return report;
         }
         let latency = started.elapsed();
         let (server_version, used_memory_bytes) = self.server_facts().await.unwrap_or_default();

@@ -98,7 +98,7 @@ impl RedisCluster {
         }
     }
 
-    /// Borrows an idle cluster from this process's pool, emptied (`FLUSHALL` on every node),
+    /// Borrows an idle cluster from this process's pool, emptied ([`flush`](RedisCluster::flush)),
     /// or starts a new one when all are in use. A leased cluster with a killed node is not
     /// returned to the pool.
     pub fn lease() -> Result<ClusterLease> {
@@ -238,10 +238,11 @@ impl RedisCluster {
             .unwrap_or(0)
     }
 
-    /// Empties every node (`FLUSHALL`).
+    /// Empties every node (`FLUSHALL`) and resets its statistics (`CONFIG RESETSTAT`).
     pub fn flush(&self) -> Result<()> {
         for node in &self.nodes {
             node.cli(&["FLUSHALL", "SYNC"])?;
+            node.cli(&["CONFIG", "RESETSTAT"])?;
         }
         Ok(())
     }

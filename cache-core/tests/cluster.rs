@@ -1,0 +1,266 @@
+//! What only a Redis Cluster can show: multi-key work split by node (counted on the nodes),
+//! pattern and tag invalidation over every primary, and a killed node.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use cache_core::testing::RedisCluster;
+use cache_core::{Cache, RedisStore, SetOptions, Store, Ttl};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A connection to each node, for reading its statistics.
+struct Probe(Vec<redis::aio::MultiplexedConnection>);
+
+impl Probe {
+    async fn new(ports: &[u16]) -> Probe {
+        let mut connections = Vec::new();
+        for port in ports {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
+            let connection = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect to a node");
+            connections.push(connection);
+        }
+        Probe(connections)
+    }
+
+    /// `field` of `INFO <section>` (up to a comma) on every node.
+    async fn field(&mut self, section: &str, field: &str) -> Vec<u64> {
+        let mut values = Vec::new();
+        for connection in &mut self.0 {
+            let info: String = redis::cmd("INFO")
+                .arg(section)
+                .query_async(connection)
+                .await
+                .expect("INFO");
+            let value = info
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{field}:")))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|value| value.strip_prefix("calls=").unwrap_or(value).parse().ok());
+            values.push(value.unwrap_or(0));
+        }
+        values
+    }
+
+    /// Calls of `command` on every node (`INFO commandstats`).
+    async fn calls(&mut self, command: &str) -> Vec<u64> {
+        self.field("commandstats", &format!("cmdstat_{command}"))
+            .await
+    }
+
+    /// Socket reads each node served while `work` ran: the requests that reached it, whatever
+    /// their number of commands (the probe's own second `INFO` is one of them).
+    async fn reads_during<F: Future<Output = ()>>(&mut self, work: F) -> Vec<u64> {
+        let before = self.field("stats", "total_reads_processed").await;
+        work.await;
+        let after = self.field("stats", "total_reads_processed").await;
+        after.iter().zip(before).map(|(a, b)| a - b - 1).collect()
+    }
+}
+
+async fn connected(cluster: &RedisCluster) -> (RedisStore, Cache) {
+    let store = RedisStore::connect(&cluster.config())
+        .await
+        .expect("connect to the test cluster");
+    while store.last_health().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let cache = Cache::builder(store.clone()).build();
+    (store, cache)
+}
+
+#[tokio::test]
+async fn multi_key_operations_cost_one_request_per_primary() {
+    let cluster = RedisCluster::lease().expect("start a redis cluster");
+    let ports = cluster.ports();
+    let (_store, cache) = connected(&cluster).await;
+    let mut probe = Probe::new(&ports).await;
+    let keys: Vec<String> = (0..300).map(|i| format!("item:{i}")).collect();
+    let mut on_node = vec![0; ports.len()];
+    let mut slots_on_node: Vec<HashSet<u16>> = vec![HashSet::new(); ports.len()];
+    for key in &keys {
+        let node = cluster.node_of(key);
+        on_node[node] += 1;
+        slots_on_node[node].insert(cache_core::key::hash_slot(key));
+    }
+    assert!(
+        on_node.iter().all(|&n| n > 50),
+        "keys on every node: {on_node:?}"
+    );
+    let items: Vec<(&str, u32)> = keys
+        .iter()
+        .zip(0u32..)
+        .map(|(k, i)| (k.as_str(), i))
+        .collect();
+
+    let reads = probe
+        .reads_during(async {
+            cache.set_multi(&items, Ttl::Long).await.expect("set_multi");
+        })
+        .await;
+    assert_eq!(reads, vec![1; ports.len()], "set_multi: requests per node");
+
+    let mut found = Vec::new();
+    let reads = probe
+        .reads_during(async {
+            found = cache.get_multi::<u32, _>(&keys).await.expect("get_multi");
+        })
+        .await;
+    assert_eq!(reads, vec![1; ports.len()], "get_multi: requests per node");
+    let expected: Vec<Option<u32>> = (0..300).map(Some).collect();
+    assert_eq!(found, expected, "values in the keys' order");
+    let slots: Vec<u64> = slots_on_node.iter().map(|s| s.len() as u64).collect();
+    assert_eq!(probe.calls("mget").await, slots, "one MGET per slot");
+    assert_eq!(probe.calls("get").await, vec![0; ports.len()]);
+
+    let mut removed = 0;
+    let reads = probe
+        .reads_during(async {
+            removed = cache.delete_multi(&keys).await.expect("delete_multi");
+        })
+        .await;
+    assert_eq!(
+        reads,
+        vec![1; ports.len()],
+        "delete_multi: requests per node"
+    );
+    assert_eq!(removed, 300);
+}
+
+#[tokio::test]
+async fn pattern_and_tag_invalidation_reach_every_primary() {
+    let cluster = RedisCluster::lease().expect("start a redis cluster");
+    let (_store, cache) = connected(&cluster).await;
+    let tagged = SetOptions::new(Ttl::Long).tags(["class:7"]);
+    let mut nodes = HashSet::new();
+    for user in 0..60 {
+        let profile = format!("user:{user}:profile");
+        nodes.insert(cluster.node_of(&profile));
+        cache.set(&profile, &user, Ttl::Long).await.expect("set");
+        cache
+            .set(&format!("user:{user}:grades"), &user, tagged.clone())
+            .await
+            .expect("set tagged");
+        cache
+            .set(&format!("user:{user}:classes"), &user, Ttl::Long)
+            .await
+            .expect("set");
+    }
+    assert_eq!(nodes.len(), 3, "profiles on every node");
+    assert_eq!(
+        cache.invalidate_pattern("user:*:profile").await.unwrap(),
+        60
+    );
+    assert_eq!(cache.invalidate_tag("class:7").await.unwrap(), 60);
+    let left: Vec<String> = (0..60).map(|u| format!("user:{u}:classes")).collect();
+    let left = cache.get_multi::<u32, _>(&left).await.unwrap();
+    assert!(left.iter().all(Option::is_some), "other keys untouched");
+    let gone: Vec<String> = (0..60)
+        .flat_map(|u| [format!("user:{u}:profile"), format!("user:{u}:grades")])
+        .collect();
+    let gone = cache.get_multi::<u32, _>(&gone).await.unwrap();
+    assert!(gone.iter().all(Option::is_none));
+}
+
+#[tokio::test]
+async fn keys_of_one_hash_tag_and_commands_over_many_slots() {
+    let cluster = RedisCluster::lease().expect("start a redis cluster");
+    let (store, cache) = connected(&cluster).await;
+    let same_slot = ["{user:1}:a", "{user:1}:b", "{user:1}:c"];
+    for key in same_slot {
+        cache.set(key, &key.len(), Ttl::Long).await.unwrap();
+    }
+    assert_eq!(
+        cache.get_multi::<usize, _>(&same_slot).await.unwrap(),
+        [Some(10); 3]
+    );
+    let commands: Vec<(String, redis::Cmd)> = (0..50)
+        .map(|i| {
+            let key = format!("counter:{i}");
+            let cmd = redis::cmd("INCRBY").arg(&key).arg(i).to_owned();
+            (key, cmd)
+        })
+        .collect();
+    let totals: Vec<i64> = store.pipeline_by_key("INCRBY", &commands).await.unwrap();
+    assert_eq!(totals, (0..50).collect::<Vec<i64>>());
+    let value = cache
+        .get_or_set("locked", SetOptions::new(MINUTE).lock(true), || async {
+            5u8
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        value, 5,
+        "the lock key and the value key may be on different nodes"
+    );
+    assert_eq!(cache.stats().errors, 0);
+}
+
+#[tokio::test]
+async fn a_killed_node_fails_its_own_slots_only() {
+    let cluster = RedisCluster::start().expect("start a redis cluster");
+    let (store, cache) = connected(&cluster).await;
+    let keys: Vec<String> = (0..30).map(|i| format!("report:{i}")).collect();
+    let by_node: HashMap<usize, Vec<&String>> = keys.iter().fold(HashMap::new(), |mut map, key| {
+        map.entry(cluster.node_of(key)).or_default().push(key);
+        map
+    });
+    for key in &keys {
+        store.set(key, b"cached", MINUTE).await.unwrap();
+    }
+    cluster.kill(1).expect("kill node 1");
+
+    for key in &keys {
+        let read = store.get(key).await;
+        if cluster.node_of(key) == 1 {
+            let err = read.expect_err("the node is down");
+            assert!(err.is_transient(), "{}", cache_core::error::one_line(&err));
+        } else {
+            let read =
+                read.unwrap_or_else(|err| panic!("{key}: {}", cache_core::error::one_line(&err)));
+            assert_eq!(read.as_deref(), Some(&b"cached"[..]), "{key}");
+        }
+    }
+    let live: Vec<&String> = by_node
+        .iter()
+        .filter(|(node, _)| **node != 1)
+        .flat_map(|(_, keys)| keys.iter().copied())
+        .collect();
+    let err = store
+        .delete_matching("report:*")
+        .await
+        .expect_err("one primary could not be swept");
+    assert!(err.is_transient(), "{err}");
+    for key in &live {
+        assert_eq!(
+            store.get(key).await.unwrap(),
+            None,
+            "swept on a live node: {key}"
+        );
+    }
+    assert!(!store.health_check().await.healthy);
+
+    let computed = cache
+        .get_or_set(by_node[&1][0], MINUTE, || async { 1u8 })
+        .await
+        .expect("degraded, not failed");
+    assert_eq!(computed, 1);
+
+    cluster.restart(1).expect("restart node 1");
+    let started = std::time::Instant::now();
+    while store.get(by_node[&1][0]).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.set(by_node[&1][0], b"again", MINUTE).await.unwrap();
+    assert_eq!(
+        store.get(by_node[&1][0]).await.unwrap().as_deref(),
+        Some(&b"again"[..])
+    );
+}
