@@ -143,7 +143,10 @@ impl Bench {
         config.command_timeout = std::time::Duration::from_secs(5);
         let store = RedisStore::connect(&config).await.expect("connect");
         let cache = Cache::builder(store.clone()).config(&config).build();
-        let raw = store.connection();
+        let client = redis::Client::open(server.url()).expect("client");
+        let raw = redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("raw connection");
         Bench {
             server,
             cache,
