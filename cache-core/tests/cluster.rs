@@ -264,3 +264,32 @@ async fn a_killed_node_fails_its_own_slots_only() {
         Some(&b"again"[..])
     );
 }
+
+#[tokio::test]
+async fn a_frozen_node_does_not_stall_scripts_on_other_slots() {
+    let cluster = RedisCluster::start().expect("start a redis cluster");
+    let (store, _cache) = connected(&cluster).await;
+    let key = (0..)
+        .map(|i| format!("visits:{i}"))
+        .find(|key| cluster.node_of(key) != 1)
+        .expect("a key on another node");
+    let frozen = (0..)
+        .map(|i| format!("visits:{i}"))
+        .find(|key| cluster.node_of(key) == 1)
+        .expect("a key on node 1");
+    store
+        .set(&frozen, b"1", MINUTE)
+        .await
+        .expect("reach node 1");
+    cluster.pause(1).expect("freeze node 1");
+    let never_loaded = redis::Script::new(&format!(
+        "return redis.call('INCRBY', KEYS[1], {})",
+        std::process::id()
+    ));
+    let total: i64 = store
+        .invoke("INCRBY", &key, &never_loaded.key(&key))
+        .await
+        .expect("loaded and run on the key's own node");
+    assert_eq!(total, i64::from(std::process::id()));
+    cluster.resume(1).expect("unfreeze node 1");
+}

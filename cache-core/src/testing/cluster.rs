@@ -257,6 +257,36 @@ impl RedisCluster {
         }
     }
 
+    /// Freezes node `index` (`SIGSTOP`): its connections stay open but nothing is answered.
+    pub fn pause(&self, index: usize) -> Result<()> {
+        self.signal(index, "STOP")
+    }
+
+    /// Unfreezes a paused node (`SIGCONT`).
+    pub fn resume(&self, index: usize) -> Result<()> {
+        self.signal(index, "CONT")
+    }
+
+    fn signal(&self, index: usize, signal: &str) -> Result<()> {
+        let node = self.node(index)?;
+        let pid = lock(&node.process)
+            .as_ref()
+            .map(|process| process.pid)
+            .ok_or_else(|| failure(format!("node {} is not running", node.port)))?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .map_err(harness(format!("could not send SIG{signal}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(failure(format!(
+                "kill -{signal} {pid} failed with {status}"
+            )))
+        }
+    }
+
     /// Starts a killed node again on its port, empty, with its cluster identity (its
     /// `nodes.conf`), so that it takes its slots back.
     pub fn restart(&self, index: usize) -> Result<()> {
