@@ -74,17 +74,62 @@ async fn writes_and_invalidations_on_one_instance_reach_the_others_local_tier() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_notices_cross_nodes() {
     let cluster = RedisCluster::lease().expect("start a redis cluster");
-    let mut rotated = cluster.config();
+    let a = instance_on(&seeds(&cluster, &[0, 1, 2])).await;
+    let b = instance_on(&seeds(&cluster, &[1, 2, 0])).await;
+    coherence("cluster", &a, &b).await;
+}
+
+/// The cluster's seed list in the given node order.
+fn seeds(cluster: &RedisCluster, order: &[usize]) -> Config {
     let ports = cluster.ports();
-    rotated.redis_url = Some(
-        (0..ports.len())
-            .map(|i| format!("redis://127.0.0.1:{}", ports[(i + 1) % ports.len()]))
+    let mut config = cluster.config();
+    config.redis_url = Some(
+        order
+            .iter()
+            .map(|&node| format!("redis://127.0.0.1:{}", ports[node]))
             .collect::<Vec<_>>()
             .join(","),
     );
-    let a = instance_on(&cluster.config()).await;
-    let b = instance_on(&rotated).await;
-    coherence("cluster", &a, &b).await;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_lost_nodes_neither_stop_notices_nor_leave_stale_copies() {
+    let cluster = RedisCluster::start().expect("start a redis cluster");
+    let channel_node = cluster.node_of("__cachemere:invalidate");
+    let subscribed = (channel_node + 1) % 3;
+    let survivor = (channel_node + 2) % 3;
+    let config = seeds(&cluster, &[subscribed, survivor, channel_node]);
+    let (a, b) = (instance_on(&config).await, instance_on(&config).await);
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|key| cluster.node_of(key) == survivor)
+        .expect("a key on the surviving node");
+    let read = || async { b.get::<u32>(&key).await.expect("get") };
+
+    a.set(&key, &1u32, Ttl::Long).await.expect("set");
+    until_local_hit(&b, &key, 1).await;
+    cluster
+        .kill(channel_node)
+        .expect("kill the node of the channel's slot");
+    a.set(&key, &2u32, Ttl::Long).await.expect("set");
+    until(Some(2), read).await;
+
+    until_local_hit(&b, &key, 2).await;
+    cluster
+        .kill(subscribed)
+        .expect("kill the node b listens on");
+    a.set(&key, &3u32, Ttl::Long).await.expect("set");
+    let started = Instant::now();
+    while b.local_cache_active() != Some(true) || read().await != Some(3) {
+        assert_ne!(read().await, Some(2), "a stale local copy was served");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never resubscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    until_local_hit(&b, &key, 3).await;
 }
 
 /// `a` writes and invalidates, `b` must stop serving its local copies; measures the delay.
