@@ -1,7 +1,8 @@
 //! The store layer and cache manager of [cachemere](https://docs.rs/cachemere).
 //!
 //! - [`Store`]: an object-safe async key-value interface over bytes with per-key expiry,
-//!   implemented by [`RedisStore`] (Redis through `redis-rs`, auto-reconnecting) and
+//!   implemented by [`RedisStore`] (Redis through `redis-rs`, auto-reconnecting; one server
+//!   or a [Redis Cluster](RedisStore#redis-cluster), with multi-key work split by slot) and
 //!   [`MemoryStore`] (in-process, on `moka`; the default when `REDIS_URL` is unset).
 //! - [`Cache`]: typed values on a store, through a pluggable [`Codec`] ([`Bincode`] by
 //!   default, or plain [`Json`] that other languages can share), with expiry classes
@@ -29,7 +30,8 @@
 //! # Features
 //! - `macros`: the [`cache_result`] and [`invalidate_cache`] attribute macros (when used
 //!   through `cache_core` rather than `cachemere`, pass `crate = "cache_core"`).
-//! - `testing`: [`testing::RedisServer`], a private `redis-server` for tests, with fault
+//! - `testing`: [`testing::RedisServer`], a private `redis-server` for tests, and
+//!   [`testing::RedisCluster`], a private three-primary Redis Cluster, both with fault
 //!   injection (kill, pause, restart).
 
 mod breaker;
