@@ -131,7 +131,9 @@ async fn on_a_cluster_lost_nodes_neither_stop_notices_nor_leave_stale_copies() {
         assert_ne!(read().await, Some(2), "a stale local copy was served");
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "never resubscribed"
+            "never resubscribed: active {:?}, read {:?}",
+            b.local_cache_active(),
+            b.get::<u32>(&key).await
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -224,6 +226,36 @@ async fn a_lost_subscription_clears_the_local_tier() {
             "a local copy survived the lost subscription"
         );
         assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_suspends_the_local_tier_until_it_answers() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let b = instance(&server).await;
+    b.set("kept", &7u32, Ttl::Long).await.expect("set");
+    until_local_hit(&b, "kept", &7u32).await;
+    server.pause().expect("freeze the server");
+    let frozen = Instant::now();
+    while b.local_cache_active() == Some(true) {
+        assert!(
+            frozen.elapsed() < Duration::from_secs(5),
+            "a silent subscription was trusted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "frozen server: local tier suspended after {:?}",
+        frozen.elapsed()
+    );
+    server.resume().expect("unfreeze the server");
+    let resumed = Instant::now();
+    while b.local_cache_active() != Some(true) {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(10),
+            "never resubscribed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

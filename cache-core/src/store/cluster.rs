@@ -93,6 +93,14 @@ impl Topology {
             .clone()
     }
 
+    /// The primary serving `slot`, once the topology is known.
+    pub(crate) fn primary_of(&self, slot: u16) -> Option<NodeAddress> {
+        let topology = self.current()?;
+        topology
+            .shard_for_slot(slot)
+            .map(|shard| shard.primary().clone())
+    }
+
     /// Every primary, once the topology is known.
     pub(crate) fn primaries(&self) -> Option<Vec<NodeAddress>> {
         let topology = self.current()?;
@@ -244,6 +252,27 @@ impl Cluster {
             slot,
         }
     }
+}
+
+/// A client like `seed` (credentials, TLS, TCP settings) for another node of its cluster.
+pub(crate) fn client_for(seed: &redis::Client, node: &NodeAddress) -> Option<redis::Client> {
+    use redis::ConnectionAddr;
+    let info = seed.get_connection_info().clone();
+    let addr = match info.addr() {
+        ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(node.host().to_owned(), node.port()),
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: node.host().to_owned(),
+            port: node.port(),
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => return None,
+    };
+    redis::Client::open(info.set_addr(addr)).ok()
 }
 
 fn is_redirect(value: &Value) -> bool {

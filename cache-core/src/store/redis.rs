@@ -733,6 +733,79 @@ impl RedisStore {
     }
 }
 
+/// How often a subscription checks that its server still answers.
+const BUS_PING: Duration = Duration::from_secs(1);
+
+/// A subscription to one channel, kept alive across lost and frozen servers.
+struct Bus {
+    seeds: Arc<[Client]>,
+    topology: Option<Topology>,
+    channel: String,
+    patience: Duration,
+}
+
+impl Bus {
+    async fn listen(self, events: mpsc::UnboundedSender<BusEvent>) {
+        let mut backoff = Duration::from_millis(50);
+        while !events.is_closed() {
+            let Some((mut sink, mut messages)) = self.subscribe().await else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            };
+            backoff = Duration::from_millis(50);
+            if events.send(BusEvent::Subscribed).is_err() {
+                return;
+            }
+            let mut ticks = tokio::time::interval(BUS_PING);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                tokio::select! {
+                    message = messages.next() => {
+                        let Some(message) = message else { break };
+                        let payload = message.get_payload_bytes().to_vec();
+                        if events.send(BusEvent::Message(payload)).is_err() {
+                            return;
+                        }
+                    }
+                    _ = ticks.tick() => {
+                        let pong = tokio::time::timeout(self.patience, sink.ping::<Value>()).await;
+                        if !matches!(pong, Ok(Ok(_))) {
+                            break;
+                        }
+                    }
+                }
+            }
+            if events.send(BusEvent::Interrupted).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Subscribes on the first server that answers in time: on a cluster, first the primary
+    /// of the channel's slot, where notices are published (so they need no hop over the
+    /// cluster bus), then the seeds in turn.
+    async fn subscribe(&self) -> Option<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
+        let owner = self
+            .topology
+            .as_ref()
+            .and_then(|topology| topology.primary_of(cluster::slot(&self.channel)))
+            .and_then(|node| cluster::client_for(&self.seeds[0], &node));
+        for client in owner.iter().chain(self.seeds.iter()) {
+            let attempt = async {
+                let (mut sink, messages) = client.get_async_pubsub().await?.split();
+                sink.subscribe(&self.channel).await?;
+                RedisResult::Ok((sink, messages))
+            };
+            if let Ok(Ok(subscribed)) = tokio::time::timeout(self.patience, attempt).await {
+                return Some(subscribed);
+            }
+        }
+        None
+    }
+}
+
 /// A `PTTL` reply.
 fn key_ttl(millis: i64) -> KeyTtl {
     match millis {
@@ -1016,41 +1089,19 @@ impl Store for RedisStore {
 
     fn subscribe(&self, channel: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let (clients, channel) = (Arc::clone(&self.subscribers), channel.to_owned());
+        let topology = match &self.connection.0 {
+            Link::Node(_) => None,
+            Link::Cluster(cluster) => Some(cluster.topology.clone()),
+        };
+        let bus = Bus {
+            seeds: Arc::clone(&self.subscribers),
+            topology,
+            channel: channel.to_owned(),
+            patience: self.command_timeout.min(BUS_PING),
+        };
         tokio::runtime::Handle::try_current()
             .ok()?
-            .spawn(async move {
-                let mut backoff = Duration::from_millis(50);
-                let mut attempt = 0;
-                while !sender.is_closed() {
-                    let client = &clients[attempt % clients.len()];
-                    attempt += 1;
-                    let subscribed = async {
-                        let mut pubsub = client.get_async_pubsub().await?;
-                        pubsub.subscribe(&channel).await?;
-                        RedisResult::Ok(pubsub)
-                    };
-                    let Ok(pubsub) = subscribed.await else {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                        continue;
-                    };
-                    backoff = Duration::from_millis(50);
-                    if sender.send(BusEvent::Subscribed).is_err() {
-                        return;
-                    }
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(message) = messages.next().await {
-                        let payload = message.get_payload_bytes().to_vec();
-                        if sender.send(BusEvent::Message(payload)).is_err() {
-                            return;
-                        }
-                    }
-                    if sender.send(BusEvent::Interrupted).is_err() {
-                        return;
-                    }
-                }
-            });
+            .spawn(bus.listen(sender));
         Some(receiver)
     }
 
