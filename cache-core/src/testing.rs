@@ -271,19 +271,7 @@ impl Owned {
                 source: None,
             });
         };
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .map_err(harness(format!("could not send SIG{signal}")))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(Error::Harness {
-                reason: format!("kill -{signal} {pid} failed with {status}"),
-                source: None,
-            })
-        }
+        send_signal(pid, signal)
     }
 
     fn reap(&self) -> Result<()> {
@@ -302,6 +290,23 @@ impl Drop for Owned {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Sends `SIG<signal>` to a process.
+fn send_signal(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .map_err(harness(format!("could not send SIG{signal}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Harness {
+            reason: format!("kill -{signal} {pid} failed with {status}"),
+            source: None,
+        })
     }
 }
 

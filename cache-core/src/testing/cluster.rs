@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{INSTALL_HINT, harness};
+use super::{INSTALL_HINT, harness, send_signal};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::cluster::slot;
@@ -137,19 +137,10 @@ impl RedisCluster {
         for node in &nodes {
             node.wait_answering()?;
         }
-        let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
-        for node in &nodes {
-            create.arg(format!("127.0.0.1:{}", node.port));
-        }
-        let output = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| Error::Harness {
-                reason: format!("could not run redis-cli: {INSTALL_HINT}"),
-                source: Some(source),
-            })?;
+        let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
+        create.extend(nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+        let output = redis_cli(&create)?;
         if !output.status.success() {
             return Err(failure(format!(
                 "redis-cli --cluster create failed: {}",
@@ -273,18 +264,7 @@ impl RedisCluster {
             .as_ref()
             .map(|process| process.pid)
             .ok_or_else(|| failure(format!("node {} is not running", node.port)))?;
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .map_err(harness(format!("could not send SIG{signal}")))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(failure(format!(
-                "kill -{signal} {pid} failed with {status}"
-            )))
-        }
+        send_signal(pid, signal)
     }
 
     /// Starts a killed node again on its port, empty, with its cluster identity (its
@@ -401,15 +381,8 @@ impl Node {
     }
 
     fn cli(&self, args: &[&str]) -> Result<String> {
-        let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| Error::Harness {
-                reason: format!("could not run redis-cli: {INSTALL_HINT}"),
-                source: Some(source),
-            })?;
+        let port = self.port.to_string();
+        let output = redis_cli(&[&["-p", port.as_str()], args].concat())?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() && !text.starts_with("ERR") {
             Ok(text)
@@ -425,9 +398,7 @@ impl Node {
 
 impl Supervised {
     fn end(mut self) -> Result<()> {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.pid.to_string()])
-            .status();
+        let _ = send_signal(self.pid, "KILL");
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.write_all(b"\n");
         }
@@ -444,6 +415,17 @@ impl Drop for Node {
             let _ = process.end();
         }
     }
+}
+
+fn redis_cli(args: &[impl AsRef<std::ffi::OsStr>]) -> Result<std::process::Output> {
+    Command::new("redis-cli")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Harness {
+            reason: format!("could not run redis-cli: {INSTALL_HINT}"),
+            source: Some(source),
+        })
 }
 
 fn failure(reason: String) -> Error {
