@@ -137,12 +137,7 @@ impl RedisServer {
     /// A [`Config`] for this server with short timeouts (1 s connect, 1 s command), so that
     /// failing tests fail fast.
     pub fn config(&self) -> Config {
-        Config {
-            redis_url: Some(self.url()),
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            ..Config::default()
-        }
+        fast_failing(self.url())
     }
 
     fn owned(&self, action: &str) -> Result<&Owned> {
@@ -290,6 +285,16 @@ impl Drop for Owned {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A [`Config`] for `url` with 1 s connect and command timeouts.
+fn fast_failing(url: String) -> Config {
+    Config {
+        redis_url: Some(url),
+        connect_timeout: Duration::from_secs(1),
+        command_timeout: Duration::from_secs(1),
+        ..Config::default()
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{INSTALL_HINT, harness, send_signal};
+use super::{INSTALL_HINT, fast_failing, harness, send_signal};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::cluster::slot;
@@ -207,12 +207,7 @@ impl RedisCluster {
 
     /// A [`Config`] for this cluster with short timeouts (1 s connect, 1 s command).
     pub fn config(&self) -> Config {
-        Config {
-            redis_url: Some(self.url()),
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            ..Config::default()
-        }
+        fast_failing(self.url())
     }
 
     /// The nodes' ports, in the order of their slot ranges.
