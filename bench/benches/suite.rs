@@ -155,6 +155,80 @@ fn hits(c: &mut Criterion) {
     }
 }
 
+/// `get_multi` of 100 keys on a three-primary cluster against redis-rs's own cluster `MGET`
+/// (which splits the command by slot itself) of the same values as plain bincode.
+fn cluster_multi(c: &mut Criterion) {
+    let rt = runtime();
+    let cluster = cache_core::testing::RedisCluster::start().expect("start a redis cluster");
+    let (cache, mut raw) = rt.block_on(async {
+        let store = cache_core::RedisStore::connect(&cluster.config())
+            .await
+            .expect("connect to the cluster");
+        let client = redis::cluster::ClusterClient::new(
+            cluster
+                .ports()
+                .iter()
+                .map(|port| format!("redis://127.0.0.1:{port}")),
+        )
+        .expect("cluster client");
+        let raw = client
+            .get_async_connection()
+            .await
+            .expect("redis-rs cluster connection");
+        (Cache::builder(store).build(), raw)
+    });
+    let keys: Vec<String> = (0..100).map(|i| format!("bench:cluster:{i}")).collect();
+    let raw_keys: Vec<String> = keys.iter().map(|key| format!("{key}:raw")).collect();
+    rt.block_on(async {
+        let items: Vec<(String, Profile)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (key.clone(), Profile::sample(i as u64)))
+            .collect();
+        cache.set_multi(&items, Ttl::Long).await.expect("set_multi");
+        for (i, key) in raw_keys.iter().enumerate() {
+            let _: () = raw
+                .set(key, bincode_bytes(&Profile::sample(i as u64)))
+                .await
+                .expect("set");
+        }
+    });
+    let mut group = c.benchmark_group("cluster_multi_100");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("redis_rs_mget", |b| {
+        b.to_async(&rt).iter(|| {
+            let mut raw = raw.clone();
+            let raw_keys = &raw_keys;
+            async move {
+                let found: Vec<Option<Vec<u8>>> = raw.mget(raw_keys).await.expect("MGET");
+                let profiles: Vec<Option<Profile>> = found
+                    .iter()
+                    .map(|bytes| bytes.as_deref().map(bincode_value))
+                    .collect();
+                black_box(profiles)
+            }
+        })
+    });
+    group.bench_function("get_multi", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                cache
+                    .get_multi::<Profile, _>(&keys)
+                    .await
+                    .expect("get_multi"),
+            )
+        })
+    });
+    group.bench_function("sequential_get", |b| {
+        b.to_async(&rt).iter(|| async {
+            for key in &keys {
+                black_box(cache.get::<Profile>(key).await.expect("get"));
+            }
+        })
+    });
+    group.finish();
+}
+
 fn embedded(c: &mut Criterion) {
     let rt = runtime();
     let cache = Cache::builder(MemoryStore::new()).build();
@@ -349,6 +423,6 @@ fn round_trip_json<T: serde::Serialize + serde::de::DeserializeOwned>(
 criterion_group! {
     name = suite;
     config = configure();
-    targets = hits, embedded, sessions, payload
+    targets = hits, cluster_multi, embedded, sessions, payload
 }
 criterion_main!(suite);

@@ -417,6 +417,29 @@ async fn main() {
             ]);
         }
     }
+    if let (Some(multi), Some(mget), Some(sequential)) = (
+        mean("cluster_multi_100/get_multi"),
+        mean("cluster_multi_100/redis_rs_mget"),
+        mean("cluster_multi_100/sequential_get"),
+    ) {
+        out.row(&[
+            "4. cluster (3 primaries): `get_multi` of 100 keys vs redis-rs cluster `MGET` + decode"
+                .into(),
+            us(multi),
+            us(mget),
+            format!("{:.2}×", multi / mget),
+            "report".into(),
+            "—".into(),
+        ]);
+        out.row(&[
+            "4. cluster: `get_multi` of 100 keys vs 100 sequential `get`s (speed-up)".into(),
+            us(multi),
+            us(sequential),
+            format!("{:.1}×", sequential / multi),
+            "report".into(),
+            "—".into(),
+        ]);
+    }
     if let (Some(cache_get), Some(moka_get), Some(moka_decode)) = (
         mean("embedded/cache_get"),
         mean("embedded/moka_get"),
