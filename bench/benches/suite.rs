@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use cache_core::{Cache, MemoryStore, Ttl};
 use cache_session::{SessionConfig, SessionData, SessionManager, SessionPatch, SessionService};
 use cachemere_bench::{
-    Bench, Item, Profile, bincode_bytes, bincode_value, cached_profile, cachemere_profile,
-    hand_written, items, warm,
+    Bench, ClusterBench, Item, Profile, bincode_bytes, bincode_value, cached_profile,
+    cachemere_profile, hand_written, items, warm,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use redis::AsyncCommands;
@@ -159,70 +159,21 @@ fn hits(c: &mut Criterion) {
 /// (which splits the command by slot itself) of the same values as plain bincode.
 fn cluster_multi(c: &mut Criterion) {
     let rt = runtime();
-    let cluster = cache_core::testing::RedisCluster::start().expect("start a redis cluster");
-    let (cache, mut raw) = rt.block_on(async {
-        let store = cache_core::RedisStore::connect(&cluster.config())
-            .await
-            .expect("connect to the cluster");
-        let client = redis::cluster::ClusterClient::new(
-            cluster
-                .ports()
-                .iter()
-                .map(|port| format!("redis://127.0.0.1:{port}")),
-        )
-        .expect("cluster client");
-        let raw = client
-            .get_async_connection()
-            .await
-            .expect("redis-rs cluster connection");
-        (Cache::builder(store).build(), raw)
-    });
-    let keys: Vec<String> = (0..100).map(|i| format!("bench:cluster:{i}")).collect();
-    let raw_keys: Vec<String> = keys.iter().map(|key| format!("{key}:raw")).collect();
-    rt.block_on(async {
-        let items: Vec<(String, Profile)> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, key)| (key.clone(), Profile::sample(i as u64)))
-            .collect();
-        cache.set_multi(&items, Ttl::Long).await.expect("set_multi");
-        for (i, key) in raw_keys.iter().enumerate() {
-            let _: () = raw
-                .set(key, bincode_bytes(&Profile::sample(i as u64)))
-                .await
-                .expect("set");
-        }
-    });
+    let bench = rt.block_on(ClusterBench::start());
     let mut group = c.benchmark_group("cluster_multi_100");
     group.throughput(Throughput::Elements(100));
     group.bench_function("redis_rs_mget", |b| {
-        b.to_async(&rt).iter(|| {
-            let mut raw = raw.clone();
-            let raw_keys = &raw_keys;
-            async move {
-                let found: Vec<Option<Vec<u8>>> = raw.mget(raw_keys).await.expect("MGET");
-                let profiles: Vec<Option<Profile>> = found
-                    .iter()
-                    .map(|bytes| bytes.as_deref().map(bincode_value))
-                    .collect();
-                black_box(profiles)
-            }
-        })
+        b.to_async(&rt)
+            .iter(|| async { black_box(bench.hand_written_mget().await) })
     });
     group.bench_function("get_multi", |b| {
-        b.to_async(&rt).iter(|| async {
-            black_box(
-                cache
-                    .get_multi::<Profile, _>(&keys)
-                    .await
-                    .expect("get_multi"),
-            )
-        })
+        b.to_async(&rt)
+            .iter(|| async { black_box(bench.get_multi().await) })
     });
     group.bench_function("sequential_get", |b| {
         b.to_async(&rt).iter(|| async {
-            for key in &keys {
-                black_box(cache.get::<Profile>(key).await.expect("get"));
+            for key in &bench.keys {
+                black_box(bench.cache.get::<Profile>(key).await.expect("get"));
             }
         })
     });

@@ -180,3 +180,73 @@ impl std::fmt::Display for BenchError {
         f.write_str(&self.0)
     }
 }
+
+/// A private three-primary cluster holding 100 profiles twice: through a cachemere cache, and
+/// as plain bincode for a hand-written redis-rs cluster connection.
+pub struct ClusterBench {
+    pub cluster: cache_core::testing::RedisCluster,
+    pub cache: Cache,
+    pub raw: redis::cluster_async::ClusterConnection,
+    pub keys: Vec<String>,
+    pub raw_keys: Vec<String>,
+}
+
+impl ClusterBench {
+    pub async fn start() -> ClusterBench {
+        let cluster = cache_core::testing::RedisCluster::start().expect("start a redis cluster");
+        let store = RedisStore::connect(&cluster.config())
+            .await
+            .expect("connect to the cluster");
+        let nodes = cluster
+            .ports()
+            .into_iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"));
+        let mut raw = redis::cluster::ClusterClient::new(nodes)
+            .expect("cluster client")
+            .get_async_connection()
+            .await
+            .expect("redis-rs cluster connection");
+        let cache = Cache::builder(store).build();
+        let keys: Vec<String> = (0..100).map(|i| format!("bench:cluster:{i}")).collect();
+        let raw_keys: Vec<String> = keys.iter().map(|key| format!("{key}:raw")).collect();
+        let items: Vec<(String, Profile)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (key.clone(), Profile::sample(i as u64)))
+            .collect();
+        cache.set_multi(&items, cache_core::Ttl::Long).await.expect("set_multi");
+        for (i, key) in raw_keys.iter().enumerate() {
+            let _: () =
+                redis::AsyncCommands::set(&mut raw, key, bincode_bytes(&Profile::sample(i as u64)))
+                    .await
+                    .expect("set");
+        }
+        ClusterBench {
+            cluster,
+            cache,
+            raw,
+            keys,
+            raw_keys,
+        }
+    }
+
+    /// The 100 profiles through `Cache::get_multi`.
+    pub async fn get_multi(&self) -> Vec<Option<Profile>> {
+        self.cache
+            .get_multi::<Profile, _>(&self.keys)
+            .await
+            .expect("get_multi")
+    }
+
+    /// The same by hand: redis-rs's cluster `MGET` (it splits the command by slot) + decode.
+    pub async fn hand_written_mget(&self) -> Vec<Option<Profile>> {
+        let mut raw = self.raw.clone();
+        let found: Vec<Option<Vec<u8>>> = redis::AsyncCommands::mget(&mut raw, &self.raw_keys)
+            .await
+            .expect("MGET");
+        found
+            .iter()
+            .map(|bytes| bytes.as_deref().map(bincode_value))
+            .collect()
+    }
+}

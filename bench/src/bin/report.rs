@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use cache_core::{Cache, Json, MemoryStore, Ttl, cache_result};
 use cached::macros::concurrent_cached;
 use cachemere_bench::{
-    Bench, BenchError, CACHED_URL, Profile, bincode_bytes, cached_profile, cachemere_profile,
-    hand_written, items, warm,
+    Bench, BenchError, CACHED_URL, ClusterBench, Profile, bincode_bytes, cached_profile,
+    cachemere_profile, hand_written, items, warm,
 };
 
 const BODY: Duration = Duration::from_millis(100);
@@ -147,6 +147,25 @@ async fn interleaved_sequential(bench: &Bench, rounds: usize) -> [f64; 3] {
     samples.map(median)
 }
 
+/// `get_multi` of 100 keys on a cluster and the hand-written redis-rs `MGET`, taking turns:
+/// the median µs of each.
+async fn interleaved_cluster_multi(bench: &ClusterBench, rounds: usize) -> [f64; 2] {
+    let mut samples: [Vec<f64>; 2] = Default::default();
+    for round in 0..rounds {
+        for turn in 0..2 {
+            let which = (round + turn) % 2;
+            let started = Instant::now();
+            let found = match which {
+                0 => bench.get_multi().await,
+                _ => bench.hand_written_mget().await,
+            };
+            samples[which].push(started.elapsed().as_secs_f64() * 1e6);
+            assert_eq!(found.len(), 100);
+        }
+    }
+    samples.map(median)
+}
+
 /// Hits from 64 tasks in windows that rotate between the variants: the median calls per
 /// second of each.
 async fn interleaved_concurrent(bench: &Arc<Bench>, windows: usize, window: Duration) -> [f64; 3] {
@@ -271,12 +290,18 @@ async fn main() {
     )
     .await;
     let (ours, peer) = stampedes(&bench).await;
+    let cluster = ClusterBench::start().await;
+    let [cluster_ours, cluster_hand] =
+        interleaved_cluster_multi(&cluster, if quick { 20 } else { 2000 }).await;
     let value_size = bincode_bytes(&Profile::sample(1)).len();
     let port = bench.server.port().unwrap_or(6379);
     let server_limit = redis_benchmark(port, value_size, if quick { 2_000 } else { 200_000 });
     if quick {
         println!(
             "smoke: interleaved sequential µs hand/macro/cached {seq_hand:.1}/{seq_macro:.1}/{seq_cached:.1}; 64 tasks calls/s {con_hand:.0}/{con_macro:.0}/{con_cached:.0}"
+        );
+        println!(
+            "smoke: cluster get_multi(100) µs cachemere/redis-rs {cluster_ours:.0}/{cluster_hand:.0}"
         );
         println!(
             "smoke: stampede of {CALLERS}: cachemere {} body run(s), slowest {:.2}x; cached {} run(s), slowest {:.2}x; redis-benchmark GET: {:?} req/s",
@@ -417,6 +442,14 @@ async fn main() {
             ]);
         }
     }
+    out.row(&[
+        "4. cluster (3 primaries), interleaved (median of 2000 each): `get_multi` of 100 keys vs redis-rs cluster `MGET` + decode".into(),
+        format!("{cluster_ours:.1} µs"),
+        format!("{cluster_hand:.1} µs"),
+        format!("{:.2}×", cluster_ours / cluster_hand),
+        "report".into(),
+        "—".into(),
+    ]);
     if let (Some(multi), Some(mget), Some(sequential)) = (
         mean("cluster_multi_100/get_multi"),
         mean("cluster_multi_100/redis_rs_mget"),

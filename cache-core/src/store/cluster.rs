@@ -29,25 +29,24 @@ impl Endpoint {
     /// Reads a `REDIS_URL`; the error is the reason, for a config error.
     pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
         let parts: Vec<&str> = url.split(',').map(str::trim).collect();
-        let Some((first_scheme, _)) = parts[0].split_once("://") else {
-            return Err(format!("`{}` has no scheme (redis://)", parts[0]));
+        let (first, rest) = parts.split_first().unwrap_or((&"", &[]));
+        let Some((scheme, address)) = first.split_once("://") else {
+            return Err(format!("`{first}` has no scheme (redis://)"));
         };
-        let mut cluster = parts.len() > 1;
-        let mut nodes = Vec::with_capacity(parts.len());
-        for part in &parts {
-            if part.is_empty() {
-                return Err("empty node address between commas".into());
-            }
-            let (url, marked) = node_url(part, first_scheme);
-            cluster |= marked;
-            let info = url
-                .as_str()
-                .into_connection_info()
-                .map_err(|err| format!("`{part}`: {err}"))?;
-            nodes.push(info);
+        let (first_url, marked) = match scheme.strip_suffix("+cluster") {
+            Some(plain) => (format!("{plain}://{address}"), true),
+            None => ((*first).to_owned(), false),
+        };
+        let first = first_url
+            .as_str()
+            .into_connection_info()
+            .map_err(|err| format!("`{first}`: {err}"))?;
+        if rest.is_empty() && !marked {
+            return Ok(Endpoint::Node(first));
         }
-        if !cluster {
-            return Ok(Endpoint::Node(nodes.remove(0)));
+        let mut nodes = vec![first];
+        for part in rest {
+            nodes.push(seed(&nodes[0], part)?);
         }
         if let Some(node) = nodes.iter().find(|node| node.redis_settings().db() != 0) {
             return Err(format!(
@@ -60,19 +59,48 @@ impl Endpoint {
     }
 }
 
-/// One node's URL: `redis+cluster://` (or `rediss+cluster://`) marks a cluster and is read as
-/// `redis://`; a bare `host:port` after the first node takes the first node's scheme.
-fn node_url(part: &str, first_scheme: &str) -> (String, bool) {
-    match part.split_once("://") {
-        Some((scheme, rest)) => match scheme.strip_suffix("+cluster") {
-            Some(plain) => (format!("{plain}://{rest}"), true),
-            None => (part.to_owned(), false),
-        },
-        None => {
-            let scheme = first_scheme.trim_end_matches("+cluster");
-            (format!("{scheme}://{part}"), false)
-        }
+/// A seed after the first: a URL of its own, or a bare `host:port` that takes the first node's
+/// scheme, credentials and settings.
+fn seed(first: &ConnectionInfo, part: &str) -> Result<ConnectionInfo, String> {
+    if part.is_empty() {
+        return Err("empty node address between commas".into());
     }
+    if part.contains("://") {
+        let url = match part.split_once("+cluster://") {
+            Some((plain, rest)) => format!("{plain}://{rest}"),
+            None => part.to_owned(),
+        };
+        return url
+            .as_str()
+            .into_connection_info()
+            .map_err(|err| format!("`{part}`: {err}"));
+    }
+    let (host, port) = part
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .ok_or_else(|| format!("`{part}` is neither a URL nor host:port"))?;
+    let node = NodeAddress::new(host.trim_start_matches('[').trim_end_matches(']'), port);
+    address_like(first, &node).ok_or_else(|| format!("`{part}`: the first node is not on TCP"))
+}
+
+/// `info` (credentials, TLS, settings) for another node of its cluster.
+fn address_like(info: &ConnectionInfo, node: &NodeAddress) -> Option<ConnectionInfo> {
+    use redis::ConnectionAddr;
+    let addr = match info.addr() {
+        ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(node.host().to_owned(), node.port()),
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: node.host().to_owned(),
+            port: node.port(),
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => return None,
+    };
+    Some(info.clone().set_addr(addr))
 }
 
 /// The cluster's slot map as the client last saw it, shared by every connection of a store.
@@ -215,7 +243,12 @@ impl Cluster {
                             }
                         }
                     }
-                    Err(err) if err.is_cluster_error() => redo = indices,
+                    Err(err)
+                        if err.is_cluster_error()
+                            || err.kind() == redis::ErrorKind::ClusterConnectionNotFound =>
+                    {
+                        redo = indices
+                    }
                     Err(err) => return Err(err),
                 }
             }
@@ -256,23 +289,7 @@ impl Cluster {
 
 /// A client like `seed` (credentials, TLS, TCP settings) for another node of its cluster.
 pub(crate) fn client_for(seed: &redis::Client, node: &NodeAddress) -> Option<redis::Client> {
-    use redis::ConnectionAddr;
-    let info = seed.get_connection_info().clone();
-    let addr = match info.addr() {
-        ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(node.host().to_owned(), node.port()),
-        ConnectionAddr::TcpTls {
-            insecure,
-            tls_params,
-            ..
-        } => ConnectionAddr::TcpTls {
-            host: node.host().to_owned(),
-            port: node.port(),
-            insecure: *insecure,
-            tls_params: tls_params.clone(),
-        },
-        _ => return None,
-    };
-    redis::Client::open(info.set_addr(addr)).ok()
+    redis::Client::open(address_like(seed.get_connection_info(), node)?).ok()
 }
 
 fn is_redirect(value: &Value) -> bool {
@@ -391,12 +408,21 @@ mod tests {
             Endpoint::parse("redis+cluster://10.0.0.1:7000"),
             Ok(Endpoint::Cluster(nodes)) if nodes.len() == 1
         ));
+        let Ok(Endpoint::Cluster(nodes)) = Endpoint::parse("redis://ops:secret@a:7000,b:7001")
+        else {
+            panic!("a cluster");
+        };
+        assert_eq!(nodes[1].addr().to_string(), "b:7001");
+        assert_eq!(nodes[1].redis_settings().password(), Some("secret"));
+        assert_eq!(nodes[1].redis_settings().username(), Some("ops"));
         let err = Endpoint::parse("redis://a:7000,redis://b:7000/3").unwrap_err();
         assert!(err.contains("database 3"), "{err}");
         let err = Endpoint::parse("redis://a:7000,,redis://b:7000").unwrap_err();
         assert!(err.contains("empty"), "{err}");
         assert!(Endpoint::parse("redis://a:7000,http://b").is_err());
         assert!(Endpoint::parse("localhost:6379").is_err());
+        assert!(Endpoint::parse("redis://a:7000,b").is_err());
+        assert!(Endpoint::parse("redis://a:7000,b:99999").is_err());
     }
 
     #[test]
