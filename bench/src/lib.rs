@@ -214,7 +214,10 @@ impl ClusterBench {
             .enumerate()
             .map(|(i, key)| (key.clone(), Profile::sample(i as u64)))
             .collect();
-        cache.set_multi(&items, cache_core::Ttl::Long).await.expect("set_multi");
+        cache
+            .set_multi(&items, cache_core::Ttl::Long)
+            .await
+            .expect("set_multi");
         for (i, key) in raw_keys.iter().enumerate() {
             let _: () =
                 redis::AsyncCommands::set(&mut raw, key, bincode_bytes(&Profile::sample(i as u64)))

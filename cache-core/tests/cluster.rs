@@ -186,6 +186,27 @@ async fn keys_of_one_hash_tag_and_commands_over_many_slots() {
         .collect();
     let totals: Vec<i64> = store.pipeline_by_key("INCRBY", &commands).await.unwrap();
     assert_eq!(totals, (0..50).collect::<Vec<i64>>());
+    let mut pipe = redis::pipe();
+    for i in 0..20 {
+        pipe.cmd("INCRBY")
+            .arg(format!("counter:{i}"))
+            .arg(1)
+            .ignore();
+    }
+    pipe.cmd("GET")
+        .arg("counter:3")
+        .cmd("GET")
+        .arg("counter:19");
+    let (three, nineteen): (i64, i64) = store
+        .pipeline("INCRBY", "counter:0", &pipe)
+        .await
+        .expect("a pipeline over many slots");
+    assert_eq!((three, nineteen), (4, 20));
+    let through_connection: (i64, i64) = pipe
+        .query_async(&mut store.connection())
+        .await
+        .expect("the raw connection takes it too");
+    assert_eq!(through_connection, (5, 21));
     let value = cache
         .get_or_set("locked", SetOptions::new(MINUTE).lock(true), || async {
             5u8

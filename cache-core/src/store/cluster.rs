@@ -267,6 +267,19 @@ impl Cluster {
         Ok(replies)
     }
 
+    /// The replies of a pipeline's commands, each sent on its own to its key's node, all at
+    /// once.
+    pub(crate) async fn each_on_its_node(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> RedisResult<Vec<Value>> {
+        let sends = pipeline.cmd_iter().map(|cmd| {
+            let mut connection = self.connection.clone();
+            async move { connection.req_packed_command(cmd).await }
+        });
+        join_all(sends).await.into_iter().collect()
+    }
+
     /// Sends a command to one node.
     pub(crate) async fn on_node(&self, node: &NodeAddress, cmd: Cmd) -> RedisResult<Value> {
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {

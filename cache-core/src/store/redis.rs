@@ -129,7 +129,9 @@ pub struct RedisStore {
 
 /// The connection of a [`RedisStore`] ([`RedisStore::connection`]), to one server or to a
 /// cluster: it implements `redis`'s [`ConnectionLike`], so every `redis` command, pipeline
-/// and `AsyncCommands` method runs on it. On a cluster, commands are routed by their keys.
+/// and `AsyncCommands` method runs on it. On a cluster, commands are routed by their keys,
+/// and a (non-transaction) pipeline over several hash slots is sent as its commands, each to
+/// its own node, all at once, instead of failing with `CROSSSLOT`.
 #[derive(Clone)]
 pub struct RedisConnection(Link);
 
@@ -165,9 +167,18 @@ impl ConnectionLike for RedisConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.0 {
             Link::Node(node) => node.req_packed_commands(pipeline, offset, count),
-            Link::Cluster(cluster) => cluster
-                .connection
-                .req_packed_commands(pipeline, offset, count),
+            Link::Cluster(cluster) => Box::pin(async move {
+                let together = cluster
+                    .connection
+                    .req_packed_commands(pipeline, offset, count)
+                    .await;
+                match together {
+                    Err(err) if is_cross_slot(&err) && !pipeline.is_transaction() => {
+                        cluster.each_on_its_node(pipeline).await
+                    }
+                    other => other,
+                }
+            }),
         }
     }
 
@@ -177,6 +188,11 @@ impl ConnectionLike for RedisConnection {
             Link::Cluster(_) => 0,
         }
     }
+}
+
+/// redis-rs refuses a pipeline over several slots before sending it.
+fn is_cross_slot(err: &RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
 }
 
 /// What the background health check last saw.
@@ -413,8 +429,10 @@ impl RedisStore {
 
     /// Runs a pipeline under the store's command timeout (one round trip).
     ///
-    /// On a cluster the pipeline goes to one node, so its commands must touch keys of one hash
-    /// slot; [`pipeline_by_key`](RedisStore::pipeline_by_key) takes commands on any keys.
+    /// On a cluster a pipeline on keys of one hash slot goes to its node in one round trip; one
+    /// over several slots is sent as its commands, each to its node, all at once (a
+    /// transaction, `atomic()`, must stay within one slot).
+    /// [`pipeline_by_key`](RedisStore::pipeline_by_key) batches such work per node.
     pub async fn pipeline<T: FromRedisValue>(
         &self,
         operation: &'static str,
