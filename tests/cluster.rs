@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cachemere::cache_session::{
     SessionConfig, SessionData, SessionManager, SessionPatch, SessionToken,
@@ -64,8 +64,11 @@ async fn a_killed_node_degrades_cached_calls_and_spares_sessions_on_other_slots(
 
     let (live_ids, dead_ids): (Vec<u32>, Vec<u32>) = (0..30).partition(|id| !lost_ids.contains(id));
     let before = calls.load(Ordering::SeqCst);
+    let mut slowest = [Duration::ZERO; 2];
     for &id in &live_ids {
+        let started = Instant::now();
         assert_eq!(profile(&cache, &calls, id).await, format!("profile {id}"));
+        slowest[0] = slowest[0].max(started.elapsed());
     }
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -73,8 +76,17 @@ async fn a_killed_node_degrades_cached_calls_and_spares_sessions_on_other_slots(
         "values on live nodes are still served from the cache"
     );
     for &id in &dead_ids {
+        let started = Instant::now();
         assert_eq!(profile(&cache, &calls, id).await, format!("profile {id}"));
+        slowest[1] = slowest[1].max(started.elapsed());
     }
+    println!(
+        "node {LOST} down: slowest of {} cached calls on live slots {:?}, of {} on lost slots {:?}",
+        live_ids.len(),
+        slowest[0],
+        dead_ids.len(),
+        slowest[1]
+    );
     assert_eq!(
         calls.load(Ordering::SeqCst),
         before + dead_ids.len(),
