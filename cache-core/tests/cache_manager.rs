@@ -1,5 +1,5 @@
-//! Cache manager behaviour, counted (not timed), against a private `redis-server` and the
-//! in-process store.
+//! Cache manager behaviour, counted (not timed), against a private `redis-server`, a private
+//! Redis Cluster and the in-process store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +12,7 @@ use cache_core::{Cache, KeyTtl, MemoryStore, RedisStore, SetOptions, Store, Ttl}
 struct Fixture {
     cache: Cache,
     store: Arc<dyn Store>,
-    _server: Option<RedisServer>,
+    _server: Option<Box<dyn std::any::Any + Send>>,
 }
 
 async fn redis_fixture() -> Fixture {
@@ -25,7 +25,21 @@ async fn redis_fixture() -> Fixture {
     Fixture {
         cache: Cache::builder_shared(store.clone()).build(),
         store,
-        _server: Some(server),
+        _server: Some(Box::new(server)),
+    }
+}
+
+async fn cluster_fixture() -> Fixture {
+    let cluster = cache_core::testing::RedisCluster::lease().expect("start a redis cluster");
+    let store: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&cluster.config())
+            .await
+            .expect("connect to the test cluster"),
+    );
+    Fixture {
+        cache: Cache::builder_shared(store.clone()).build(),
+        store,
+        _server: Some(Box::new(cluster)),
     }
 }
 
@@ -473,6 +487,7 @@ macro_rules! manager_suite {
 
 manager_suite!(redis, redis_fixture);
 manager_suite!(memory, memory_fixture);
+manager_suite!(cluster, cluster_fixture);
 
 async fn command_calls(store: &RedisStore, command: &str) -> u64 {
     let mut connection = store.connection();
