@@ -1,19 +1,25 @@
-//! Bad input, on Redis and in process: each gets a clear error or a documented safe behaviour,
-//! and nothing is lost or widened.
+//! Bad input, on Redis, on a Redis Cluster and in process: each gets a clear error or a
+//! documented safe behaviour, and nothing is lost or widened.
 
-use cachemere::testing::RedisServer;
+use cachemere::testing::{ClusterLease, RedisCluster, RedisServer};
 use cachemere::{Cache, Error, Json, MemoryStore, RedisStore, Ttl, cache_result};
 
-async fn caches() -> (Vec<(&'static str, Cache)>, RedisServer) {
+async fn caches() -> (Vec<(&'static str, Cache)>, (RedisServer, ClusterLease)) {
     let server = RedisServer::start_private().expect("start redis-server");
-    let store = RedisStore::connect(&server.config())
-        .await
-        .expect("connect");
-    let redis = Cache::builder(store).max_value_bytes(8 << 20).build();
+    let cluster = RedisCluster::lease().expect("start a redis cluster");
+    let mut caches = vec![];
+    for (backend, config) in [("redis", server.config()), ("cluster", cluster.config())] {
+        let store = RedisStore::connect(&config).await.expect("connect");
+        caches.push((
+            backend,
+            Cache::builder(store).max_value_bytes(8 << 20).build(),
+        ));
+    }
     let memory = Cache::builder(MemoryStore::new())
         .max_value_bytes(8 << 20)
         .build();
-    (vec![("redis", redis), ("memory", memory)], server)
+    caches.push(("memory", memory));
+    (caches, (server, cluster))
 }
 
 /// Bytes lz4 cannot shrink, so that the size limit applies to about `n` bytes.
@@ -40,6 +46,9 @@ async fn awkward_keys_round_trip_and_patterns_never_widen() {
         "ключ:ü:🦀",
         long.as_str(),
         "",
+        "{user:1}:profile",
+        "half{open",
+        "empty{}tag",
     ];
     for (backend, cache) in &caches {
         for key in keys {
