@@ -95,7 +95,7 @@ impl Breaker {
         }
     }
 
-    /// Checks the store's health every cool-down in the background until it answers.
+    /// Asks the store every cool-down in the background until it answers.
     fn probe(self: &Arc<Self>, store: &Arc<dyn Store>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -107,7 +107,7 @@ impl Breaker {
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(breaker.cooldown).await;
-                if store.health_check().await.healthy {
+                if store.answers().await {
                     breaker.succeeded();
                     break;
                 }

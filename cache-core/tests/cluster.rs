@@ -314,3 +314,53 @@ async fn a_frozen_node_does_not_stall_scripts_on_other_slots() {
     assert_eq!(total, i64::from(std::process::id()));
     cluster.resume(1).expect("unfreeze node 1");
 }
+
+#[tokio::test]
+async fn with_a_node_down_the_breaker_closes_again_for_the_live_slots() {
+    let cluster = RedisCluster::start().expect("start a redis cluster");
+    let store = RedisStore::connect(&cluster.config())
+        .await
+        .expect("connect to the test cluster");
+    let cache = Cache::builder(store)
+        .circuit_breaker(3, Duration::from_millis(200))
+        .build();
+    let cluster = &cluster;
+    let on = |node: usize| {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .filter(move |key| cluster.node_of(key) == node)
+    };
+    let live: Vec<String> = on(0).take(5).collect();
+    let lost: Vec<String> = on(1).take(5).collect();
+    for key in &live {
+        cache.set(key, &1u8, MINUTE).await.expect("set");
+    }
+    cluster.kill(1).expect("kill node 1");
+    for key in &lost {
+        let _ = cache.get::<u8>(key).await;
+    }
+    assert_eq!(
+        cache.stats().circuit_trips,
+        1,
+        "lost slots opened the circuit"
+    );
+    assert!(
+        cache.get::<u8>(&live[0]).await.is_err(),
+        "open: the store is skipped"
+    );
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let hits = cache.stats().hits;
+    for key in &live {
+        assert_eq!(
+            cache.get::<u8>(key).await.expect("live slot"),
+            Some(1),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        cache.stats().hits,
+        hits + 5,
+        "the live slots are served again"
+    );
+}

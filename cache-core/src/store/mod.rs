@@ -143,6 +143,13 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Probes the backend: reachability, round-trip latency and server facts.
     async fn health_check(&self) -> HealthReport;
 
+    /// Whether the store serves requests again, for a circuit breaker deciding to close: by
+    /// default, whether its health check passes. A Redis Cluster answers as soon as any
+    /// primary does, since the slots of a lost node fail on their own.
+    async fn answers(&self) -> bool {
+        self.health_check().await.healthy
+    }
+
     /// Reads a value and its remaining lifetime together (one round trip where the backend
     /// can pipeline them).
     async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {

@@ -1123,6 +1123,19 @@ impl Store for RedisStore {
         Some(receiver)
     }
 
+    async fn answers(&self) -> bool {
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            return self.ping().await.is_ok();
+        };
+        let Ok(primaries) = self.primaries(cluster).await else {
+            return false;
+        };
+        let pings = primaries
+            .iter()
+            .map(|node| self.bounded("PING", "", cluster.on_node(node, redis::cmd("PING"))));
+        join_all(pings).await.iter().any(Result::is_ok)
+    }
+
     async fn health_check(&self) -> HealthReport {
         let started = Instant::now();
         if let Err(report) = self.ping().await {
