@@ -60,7 +60,7 @@ where
             started.elapsed() < Duration::from_secs(5),
             "never saw {expected:?}"
         );
-        tokio::time::sleep(Duration::from_micros(200)).await;
+        tokio::task::yield_now().await;
     }
     started.elapsed()
 }
