@@ -1,6 +1,7 @@
 //! Redis Cluster support for [`RedisStore`](super::RedisStore): which URLs name a cluster,
 //! where a key lives, and multi-key work split into one pipeline per primary.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -189,7 +190,10 @@ impl Cluster {
     /// Runs commands that each touch one hash slot (given with it) and returns their replies in
     /// order: one pipeline per primary, sent to all primaries at once. A command whose slot
     /// moved since the topology was read is re-sent on its own, following the redirect.
-    pub(crate) async fn scatter(&self, commands: &[(u16, Cmd)]) -> RedisResult<Vec<Value>> {
+    pub(crate) async fn scatter<C: Borrow<Cmd>>(
+        &self,
+        commands: &[(u16, C)],
+    ) -> RedisResult<Vec<Value>> {
         let topology = self.topology.current();
         let mut by_node: HashMap<Option<NodeAddress>, Vec<usize>> = HashMap::new();
         for (index, (slot, _)) in commands.iter().enumerate() {
@@ -211,60 +215,63 @@ impl Cluster {
         Ok(replies)
     }
 
-    async fn run_batch(
+    async fn run_batch<C: Borrow<Cmd>>(
         &self,
         node: Option<NodeAddress>,
         indices: Vec<usize>,
-        commands: &[(u16, Cmd)],
+        commands: &[(u16, C)],
     ) -> RedisResult<Vec<(usize, Value)>> {
-        let mut replies = Vec::with_capacity(indices.len());
-        let mut redo = Vec::new();
-        match node {
-            Some(node) => {
-                let mut pipe = redis::pipe();
-                for &index in &indices {
-                    pipe.add_command(commands[index].1.clone());
-                }
-                let route = SingleNodeRoutingInfo::ByAddress {
-                    host: node.host().to_owned(),
-                    port: node.port(),
-                };
-                let mut connection = self.connection.clone();
-                match connection
-                    .route_pipeline(pipe, 0, indices.len(), route)
-                    .await
-                {
-                    Ok(values) => {
-                        for (index, value) in indices.into_iter().zip(values) {
-                            if is_redirect(&value) {
-                                redo.push(index);
-                            } else {
-                                replies.push((index, value));
-                            }
-                        }
-                    }
-                    Err(err)
-                        if err.is_cluster_error()
-                            || err.kind() == redis::ErrorKind::ClusterConnectionNotFound =>
-                    {
-                        redo = indices
-                    }
-                    Err(err) => return Err(err),
-                }
-            }
-            None => redo = indices,
+        let Some(node) = node else {
+            return self.one_by_one(indices, commands).await;
+        };
+        let mut pipe = redis::pipe();
+        for &index in &indices {
+            pipe.add_command(commands[index].1.borrow().clone());
         }
-        for index in redo {
+        let mut connection = self.connection.clone();
+        let values = match connection
+            .route_pipeline(pipe, 0, indices.len(), by_address(&node))
+            .await
+        {
+            Ok(values) => values,
+            Err(err)
+                if err.is_cluster_error()
+                    || err.kind() == redis::ErrorKind::ClusterConnectionNotFound =>
+            {
+                return self.one_by_one(indices, commands).await;
+            }
+            Err(err) => return Err(err),
+        };
+        let (redo, mut replies): (Vec<_>, Vec<_>) = indices
+            .into_iter()
+            .zip(values)
+            .partition(|(_, value)| is_redirect(value));
+        let redo = redo.into_iter().map(|(index, _)| index).collect();
+        replies.extend(self.one_by_one(redo, commands).await?);
+        Ok(replies)
+    }
+
+    /// Sends each command on its own, routed by its slot (following redirects), all at once.
+    async fn one_by_one<C: Borrow<Cmd>>(
+        &self,
+        indices: Vec<usize>,
+        commands: &[(u16, C)],
+    ) -> RedisResult<Vec<(usize, Value)>> {
+        let sends = indices.into_iter().map(|index| {
             let (slot, cmd) = &commands[index];
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
                 *slot,
                 SlotAddr::Master,
             )));
             let mut connection = self.connection.clone();
-            let value = connection.route_command(cmd.clone(), routing).await?;
-            replies.push((index, value));
-        }
-        Ok(replies)
+            async move {
+                let value = connection
+                    .route_command(cmd.borrow().clone(), routing)
+                    .await?;
+                Ok((index, value))
+            }
+        });
+        join_all(sends).await.into_iter().collect()
     }
 
     /// The replies of a pipeline's commands, each sent on its own to its key's node, all at
@@ -282,10 +289,7 @@ impl Cluster {
 
     /// Sends a command to one node.
     pub(crate) async fn on_node(&self, node: &NodeAddress, cmd: Cmd) -> RedisResult<Value> {
-        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-            host: node.host().to_owned(),
-            port: node.port(),
-        });
+        let routing = RoutingInfo::SingleNode(by_address(node));
         self.connection.clone().route_command(cmd, routing).await
     }
 
@@ -303,6 +307,13 @@ impl Cluster {
 /// A client like `seed` (credentials, TLS, TCP settings) for another node of its cluster.
 pub(crate) fn client_for(seed: &redis::Client, node: &NodeAddress) -> Option<redis::Client> {
     redis::Client::open(address_like(seed.get_connection_info(), node)?).ok()
+}
+
+fn by_address(node: &NodeAddress) -> SingleNodeRoutingInfo {
+    SingleNodeRoutingInfo::ByAddress {
+        host: node.host().to_owned(),
+        port: node.port(),
+    }
 }
 
 fn is_redirect(value: &Value) -> bool {

@@ -487,9 +487,9 @@ impl RedisStore {
                 self.query_pipe(operation, first, &pipe).await?
             }
             Link::Cluster(cluster) => {
-                let routed: Vec<(u16, redis::Cmd)> = commands
+                let routed: Vec<(u16, &redis::Cmd)> = commands
                     .iter()
-                    .map(|(key, cmd)| (cluster::slot(key.as_ref().as_bytes()), cmd.clone()))
+                    .map(|(key, cmd)| (cluster::slot(key.as_ref().as_bytes()), cmd))
                     .collect();
                 self.bounded(operation, first, cluster.scatter(&routed))
                     .await?
@@ -581,23 +581,31 @@ impl RedisStore {
                 .await
                 .map_err(|err| unhealthy(&err));
         };
-        let primaries = self
-            .primaries(cluster)
+        let pings = self
+            .ping_primaries(cluster)
             .await
             .map_err(|err| unhealthy(&err))?;
-        let pings = primaries.iter().map(|node| async move {
-            self.bounded("PING", "", cluster.on_node(node, redis::cmd("PING")))
-                .await
-                .map_err(|err| (node, err))
-        });
-        for ping in join_all(pings).await {
-            if let Err((node, err)) = ping {
+        for (node, ping) in pings {
+            if let Err(err) = ping {
                 let mut report = unhealthy(&err);
                 report.error = Some(format!("node {node}: {}", crate::error::one_line(&err)));
                 return Err(report);
             }
         }
         Ok(())
+    }
+
+    /// `PING`s every primary at once; each node with its outcome.
+    async fn ping_primaries(
+        &self,
+        cluster: &Cluster,
+    ) -> Result<Vec<(redis::cluster::NodeAddress, Result<Value>)>> {
+        let primaries = self.primaries(cluster).await?;
+        let pings = primaries
+            .iter()
+            .map(|node| self.bounded("PING", "", cluster.on_node(node, redis::cmd("PING"))));
+        let outcomes = join_all(pings).await;
+        Ok(primaries.into_iter().zip(outcomes).collect())
     }
 
     /// The server version and used memory (on a cluster: the first primary's version and the
@@ -655,28 +663,31 @@ impl RedisStore {
         })
     }
 
-    /// Runs one command per hash slot of `keys`, each built from that slot's keys, and returns
-    /// each slot's reply with the indices of its keys.
-    async fn per_slot(
+    /// Runs `command key..` once per hash slot of `keys` (one pipeline per primary) and
+    /// returns each slot's reply with the indices of its keys.
+    async fn per_slot<K: AsRef<[u8]>>(
         &self,
-        operation: &'static str,
+        command: &'static str,
         cluster: &Cluster,
-        keys: &[impl AsRef<str>],
-        command: impl Fn(&[usize]) -> redis::Cmd,
+        keys: &[K],
     ) -> Result<Vec<(Vec<usize>, Value)>> {
-        let groups = cluster::by_slot(
-            &keys
-                .iter()
-                .map(|k| k.as_ref().as_bytes())
-                .collect::<Vec<_>>(),
-        );
+        let groups = cluster::by_slot(keys);
         let commands: Vec<(u16, redis::Cmd)> = groups
             .iter()
-            .map(|(slot, indices)| (*slot, command(indices)))
+            .map(|(slot, indices)| {
+                let mut cmd = redis::cmd(command);
+                for &index in indices {
+                    cmd.arg(keys[index].as_ref());
+                }
+                (*slot, cmd)
+            })
             .collect();
-        let first = keys.first().map_or("", AsRef::as_ref);
+        let first = keys
+            .first()
+            .and_then(|key| std::str::from_utf8(key.as_ref()).ok())
+            .unwrap_or("");
         let replies = self
-            .bounded(operation, first, cluster.scatter(&commands))
+            .bounded(command, first, cluster.scatter(&commands))
             .await?;
         Ok(groups
             .into_iter()
@@ -685,23 +696,10 @@ impl RedisStore {
             .collect())
     }
 
-    /// Removes keys found on one primary: one `UNLINK` per slot, in one pipeline.
-    async fn unlink_found(&self, cluster: &Cluster, keys: &[Vec<u8>]) -> Result<u64> {
-        let groups = cluster::by_slot(keys);
-        let commands: Vec<(u16, redis::Cmd)> = groups
-            .iter()
-            .map(|(slot, indices)| {
-                let mut unlink = redis::cmd("UNLINK");
-                for &index in indices {
-                    unlink.arg(&keys[index]);
-                }
-                (*slot, unlink)
-            })
-            .collect();
-        let replies = self
-            .bounded("UNLINK", "", cluster.scatter(&commands))
-            .await?;
-        replies.into_iter().try_fold(0, |total, reply| {
+    /// `UNLINK`s keys anywhere in the cluster: one command per slot, one pipeline per primary.
+    async fn unlink_on(&self, cluster: &Cluster, keys: &[impl AsRef<[u8]>]) -> Result<u64> {
+        let replies = self.per_slot("UNLINK", cluster, keys).await?;
+        replies.into_iter().try_fold(0, |total, (_, reply)| {
             let removed =
                 u64::from_redis_value(reply).map_err(|err| Error::redis("UNLINK")(err.into()))?;
             Ok(total + removed)
@@ -740,7 +738,7 @@ impl RedisStore {
                         let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
                         self.query::<u64>("UNLINK", pattern, &unlink).await?
                     }
-                    Some((cluster, _)) => self.unlink_found(cluster, &keys).await?,
+                    Some((cluster, _)) => self.unlink_on(cluster, &keys).await?,
                 };
             }
             if next == 0 {
@@ -892,15 +890,7 @@ impl Store for RedisStore {
                 .query("MGET", first, redis::cmd("MGET").arg(keys))
                 .await;
         };
-        let replies = self
-            .per_slot("MGET", cluster, keys, |indices| {
-                let mut mget = redis::cmd("MGET");
-                for &index in indices {
-                    mget.arg(&keys[index]);
-                }
-                mget
-            })
-            .await?;
+        let replies = self.per_slot("MGET", cluster, keys).await?;
         let mut values = vec![None; keys.len()];
         for (indices, reply) in replies {
             let found = Vec::<Option<Vec<u8>>>::from_redis_value(reply)
@@ -949,20 +939,7 @@ impl Store for RedisStore {
                 .query("UNLINK", &keys[0], redis::cmd("UNLINK").arg(keys))
                 .await;
         };
-        let replies = self
-            .per_slot("UNLINK", cluster, keys, |indices| {
-                let mut unlink = redis::cmd("UNLINK");
-                for &index in indices {
-                    unlink.arg(&keys[index]);
-                }
-                unlink
-            })
-            .await?;
-        replies.into_iter().try_fold(0, |total, (_, reply)| {
-            let removed =
-                u64::from_redis_value(reply).map_err(|err| Error::redis("UNLINK")(err.into()))?;
-            Ok(total + removed)
-        })
+        self.unlink_on(cluster, keys).await
     }
 
     async fn delete_matching(&self, pattern: &str) -> Result<u64> {
@@ -1127,13 +1104,9 @@ impl Store for RedisStore {
         let Link::Cluster(cluster) = &self.connection.0 else {
             return self.ping().await.is_ok();
         };
-        let Ok(primaries) = self.primaries(cluster).await else {
-            return false;
-        };
-        let pings = primaries
-            .iter()
-            .map(|node| self.bounded("PING", "", cluster.on_node(node, redis::cmd("PING"))));
-        join_all(pings).await.iter().any(Result::is_ok)
+        self.ping_primaries(cluster)
+            .await
+            .is_ok_and(|pings| pings.iter().any(|(_, ping)| ping.is_ok()))
     }
 
     async fn health_check(&self) -> HealthReport {
