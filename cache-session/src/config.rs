@@ -26,7 +26,11 @@ pub struct SessionConfig {
     pub(crate) key_prefix: String,
     pub(crate) cleanup_interval: Duration,
     pub(crate) secret: Option<Secret>,
+    pub(crate) rotation_grace: Duration,
 }
+
+/// The default [`rotation_grace`](SessionConfig::rotation_grace).
+pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(60);
 
 impl Default for SessionConfig {
     fn default() -> SessionConfig {
@@ -47,6 +51,7 @@ impl SessionConfig {
             key_prefix: format!("{}session:", config.key_prefix),
             cleanup_interval: config.session_cleanup_interval,
             secret: config.session_secret.clone(),
+            rotation_grace: DEFAULT_ROTATION_GRACE,
         }
     }
 
@@ -93,6 +98,21 @@ impl SessionConfig {
     /// every session.
     pub fn secret(mut self, secret: impl Into<String>) -> SessionConfig {
         self.secret = Some(Secret::new(secret));
+        self
+    }
+
+    /// How long the old token of a [rotated](crate::SessionManager::rotate_session) session
+    /// still reaches it (default 60 s), unless the new token is used first: its first use
+    /// ends the old one at once.
+    ///
+    /// The grace makes rotation safe when its outcome is unknown: if `rotate_session` times
+    /// out and the store runs the rotation later, the caller never received the new token,
+    /// and the old one keeps working (and can be rotated again) instead of the user being
+    /// logged out. The cost: for at most the grace, and only until the new token's first
+    /// use, a copy of the old token (for example one an attacker planted before login) also
+    /// reaches the session. `Duration::ZERO` ends the old token at the rotation itself.
+    pub fn rotation_grace(mut self, grace: Duration) -> SessionConfig {
+        self.rotation_grace = grace;
         self
     }
 

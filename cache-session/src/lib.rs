@@ -49,7 +49,7 @@ mod token;
 
 pub use cache_core::{MemoryStore, RedisStore};
 
-pub use crate::config::SessionConfig;
+pub use crate::config::{DEFAULT_ROTATION_GRACE, SessionConfig};
 pub use crate::error::{Error, Result};
 pub use crate::manager::{SessionManager, SessionState, SessionStats, UserSession};
 pub use crate::service::{SessionService, ValidationError};

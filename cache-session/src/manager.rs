@@ -36,7 +36,8 @@ const CLOCK_SLACK: Duration = Duration::from_secs(300);
 ///
 /// sessions.update_session(&token, SessionPatch::new().set("last_login", "2026-11-28")?).await?;
 /// let rotated = sessions.rotate_session(&token).await?.expect("still live");
-/// assert!(sessions.get_session(&token).await?.is_none(), "the old token is dead");
+/// assert!(sessions.get_session(&rotated).await?.is_some());
+/// assert!(sessions.get_session(&token).await?.is_none(), "the new token's use ends the old");
 /// assert_eq!(sessions.delete_user_sessions("42").await?, 1);
 /// assert!(sessions.get_session(&rotated).await?.is_none());
 /// # Ok(())
@@ -307,15 +308,21 @@ impl SessionManager {
     }
 
     /// Issues a new token for the same session (after a login or a privilege change) in one
-    /// atomic step: the old token stops working, nothing else changes. `None` when there is
-    /// no live session.
+    /// atomic step; nothing else changes. `None` when there is no live session.
+    ///
+    /// The old token stops working at the new token's first use, or after the
+    /// [`rotation_grace`](SessionConfig::rotation_grace) (60 s by default), whichever comes
+    /// first. So a rotation whose outcome is unknown (an error after a timeout, when the
+    /// store may still run it) never loses the session: the old token still reaches it, and
+    /// rotating it again returns a working new token.
     pub async fn rotate_session(&self, token: impl AsRef<str>) -> Result<Option<SessionToken>> {
         let token = SessionToken::parse(token.as_ref())?;
         let fresh = SessionToken::generate(token.tag())?;
+        let grace = u64::try_from(self.inner.config.rotation_grace.as_millis()).unwrap_or(u64::MAX);
         let rotated = self
             .inner
             .backend
-            .rotate(&self.keys(&token), &self.keys(&fresh))
+            .rotate(&self.keys(&token), &self.keys(&fresh), grace)
             .await?;
         Ok(rotated.then_some(fresh))
     }

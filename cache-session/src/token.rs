@@ -61,20 +61,23 @@ impl SessionToken {
         )))
     }
 
-    /// Checks the format; no store is involved.
+    /// Checks the format; no store is involved. Any string is either a token or an
+    /// [`Error::InvalidToken`]: the check works on bytes, so non-ASCII input is rejected,
+    /// never split inside a character.
     pub fn parse(token: &str) -> Result<SessionToken> {
         let invalid = |reason| Err(Error::InvalidToken { reason });
-        if token.len() != TOKEN_LEN {
+        let bytes = token.as_bytes();
+        if bytes.len() != TOKEN_LEN {
             return invalid("wrong length");
         }
-        let Some(rest) = token.strip_prefix(PREFIX) else {
+        let Some(rest) = bytes.strip_prefix(PREFIX.as_bytes()) else {
             return invalid("unknown format");
         };
         let (tag, secret) = rest.split_at(TAG_LEN);
-        if !tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !tag.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return invalid("malformed user tag");
         }
-        let Some(secret) = secret.strip_prefix('_') else {
+        let Some(secret) = secret.strip_prefix(b"_") else {
             return invalid("unknown format");
         };
         match URL_SAFE_NO_PAD.decode(secret) {
@@ -216,6 +219,56 @@ mod tests {
                 matches!(SessionToken::parse(case), Err(Error::InvalidToken { .. })),
                 "{case:.40} was accepted"
             );
+        }
+    }
+
+    #[test]
+    fn multi_byte_characters_at_every_boundary_are_errors() {
+        let good = SessionToken::generate(&Hasher::new(None).user_tag("u")).unwrap();
+        for at in 0..TOKEN_LEN - 1 {
+            let mut bytes = good.expose().as_bytes().to_vec();
+            bytes.splice(at..at + 2, "é".bytes());
+            let case = String::from_utf8(bytes).unwrap();
+            assert_eq!(case.len(), TOKEN_LEN);
+            assert!(SessionToken::parse(&case).is_err(), "{at}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn any_string_parses_or_is_an_error(text in "\\PC{0,100}") {
+            if let Ok(token) = SessionToken::parse(&text) {
+                proptest::prop_assert_eq!(token.expose(), text.as_str());
+                let _ = (token.tag(), format!("{token:?}"), format!("{token}"));
+            }
+        }
+
+        #[test]
+        fn any_token_shaped_string_parses_or_is_an_error(
+            tag in "[0-9a-fé_\\PC]{28,32}",
+            secret in "[A-Za-z0-9_\\-é\\PC]{38,43}",
+        ) {
+            let mut text = format!("cms1_{tag}_{secret}");
+            while text.len() > TOKEN_LEN {
+                text.pop();
+            }
+            while text.len() < TOKEN_LEN {
+                text.push('A');
+            }
+            if let Ok(token) = SessionToken::parse(&text) {
+                let _ = (token.tag(), format!("{token:?}"), format!("{token}"));
+            }
+        }
+
+        #[test]
+        fn any_bytes_of_token_length_parse_or_are_errors(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), TOKEN_LEN),
+        ) {
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let _ = SessionToken::parse(text).map(|token| format!("{token:?}"));
+            }
         }
     }
 

@@ -307,8 +307,8 @@ macro_rules! session_suite {
                 let before = sessions.get_session(&old).await.unwrap().unwrap();
                 let new = sessions.rotate_session(&old).await.unwrap().expect("live");
                 assert_ne!(new, old);
-                assert!(sessions.get_session(&old).await.unwrap().is_none());
                 let after = sessions.get_session(&new).await.unwrap().unwrap();
+                assert!(sessions.get_session(&old).await.unwrap().is_none());
                 assert_eq!(after.created_at, before.created_at);
                 assert_eq!(after.data, before.data);
                 let listed = sessions.get_user_sessions("u").await.unwrap();
@@ -410,25 +410,131 @@ macro_rules! session_suite {
             }
 
             #[tokio::test]
-            async fn the_per_user_cap_ends_the_session_expiring_soonest() {
+            async fn the_per_user_cap_ends_the_oldest_session() {
                 let f = $fixture().await;
                 let sessions = f.manager(SessionConfig::default().max_sessions_per_user(Some(2)));
+                let oldest = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 let short_lived = sessions
                     .create_session("u", SessionData::new(), Some(Duration::from_secs(60)))
                     .await
                     .unwrap();
-                let a = sessions
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let newest = sessions
                     .create_session("u", SessionData::new(), None)
                     .await
                     .unwrap();
-                let b = sessions
-                    .create_session("u", SessionData::new(), None)
-                    .await
-                    .unwrap();
-                assert!(sessions.get_session(&short_lived).await.unwrap().is_none());
-                assert!(sessions.get_session(&a).await.unwrap().is_some());
-                assert!(sessions.get_session(&b).await.unwrap().is_some());
+                assert!(
+                    sessions.get_session(&oldest).await.unwrap().is_none(),
+                    "the earliest created is signed out"
+                );
+                assert!(sessions.get_session(&short_lived).await.unwrap().is_some());
+                assert!(sessions.get_session(&newest).await.unwrap().is_some());
                 assert_eq!(sessions.get_user_sessions("u").await.unwrap().len(), 2);
+            }
+
+            #[tokio::test]
+            async fn an_extension_survives_later_reads() {
+                let f = $fixture().await;
+                let sessions = f.manager(
+                    SessionConfig::default()
+                        .ttl(Duration::from_secs(1))
+                        .touch_after(Duration::ZERO),
+                );
+                let token = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                let extended = sessions
+                    .extend_session(&token, Duration::from_secs(1800))
+                    .await
+                    .unwrap()
+                    .expect("live");
+                for _ in 0..3 {
+                    let read = sessions.get_session(&token).await.unwrap().expect("live");
+                    assert!(read.expires_at >= extended, "a read moved the expiry back");
+                }
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+                assert!(
+                    sessions.get_session(&token).await.unwrap().is_some(),
+                    "alive past the 1 s ttl it was extended beyond"
+                );
+                let listed = sessions.get_user_sessions("u").await.unwrap();
+                assert!(listed[0].session.expires_at >= extended);
+            }
+
+            #[tokio::test]
+            async fn the_old_token_reaches_a_rotated_session_until_the_new_one_is_used() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                let old = sessions
+                    .create_session("u", data("admin"), None)
+                    .await
+                    .unwrap();
+                let new = sessions.rotate_session(&old).await.unwrap().expect("live");
+                let through_old = sessions.get_session(&old).await.unwrap().expect("grace");
+                assert_eq!(through_old.data.role(), Some("admin"));
+                sessions
+                    .update_session(&old, SessionPatch::new().set("seen", &1).unwrap())
+                    .await
+                    .unwrap();
+                let again = sessions.rotate_session(&old).await.unwrap().expect("retry");
+                assert!(sessions.get_session(&new).await.unwrap().is_none());
+                let session = sessions.get_session(&again).await.unwrap().expect("live");
+                assert_eq!(session.data.get::<u32>("seen").unwrap(), Some(1));
+                assert!(
+                    sessions.get_session(&old).await.unwrap().is_none(),
+                    "the new token's first use ends the old one"
+                );
+                assert_eq!(sessions.get_user_sessions("u").await.unwrap().len(), 1);
+                assert!(sessions.delete_session(&again).await.unwrap());
+                assert!(sessions.get_user_sessions("u").await.unwrap().is_empty());
+            }
+
+            #[tokio::test]
+            async fn logging_out_with_the_old_token_ends_a_rotated_session() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                let old = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                let new = sessions.rotate_session(&old).await.unwrap().expect("live");
+                assert!(sessions.delete_session(&old).await.unwrap());
+                assert!(sessions.get_session(&new).await.unwrap().is_none());
+                assert!(sessions.get_session(&old).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn without_a_grace_the_old_token_dies_at_the_rotation() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default().rotation_grace(Duration::ZERO));
+                let old = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                let new = sessions.rotate_session(&old).await.unwrap().expect("live");
+                assert!(sessions.get_session(&old).await.unwrap().is_none());
+                assert!(sessions.rotate_session(&old).await.unwrap().is_none());
+                assert!(sessions.get_session(&new).await.unwrap().is_some());
+            }
+
+            #[tokio::test]
+            async fn the_grace_of_an_unused_rotation_ends() {
+                let f = $fixture().await;
+                let sessions =
+                    f.manager(SessionConfig::default().rotation_grace(Duration::from_millis(300)));
+                let old = sessions
+                    .create_session("u", SessionData::new(), None)
+                    .await
+                    .unwrap();
+                let new = sessions.rotate_session(&old).await.unwrap().expect("live");
+                tokio::time::sleep(Duration::from_millis(450)).await;
+                assert!(sessions.get_session(&old).await.unwrap().is_none());
+                assert!(sessions.get_session(&new).await.unwrap().is_some());
             }
 
             #[tokio::test]
@@ -798,4 +904,79 @@ async fn each_state_change_is_one_script_call() {
     for (operation, scripts) in steps {
         assert_eq!(scripts, 1, "{operation} ran {scripts} scripts");
     }
+}
+
+#[tokio::test]
+async fn a_rotation_timed_out_on_a_frozen_server_leaves_a_working_token() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let mut config = server.config();
+    config.command_timeout = Duration::from_millis(300);
+    let store = RedisStore::connect(&config).await.expect("connect");
+    let sessions = SessionManager::new(store, SessionConfig::default());
+    let warm = sessions
+        .create_session("warm", SessionData::new(), None)
+        .await
+        .unwrap();
+    sessions.rotate_session(&warm).await.unwrap();
+    let old = sessions
+        .create_session("u", data("student"), None)
+        .await
+        .unwrap();
+    let before = sessions.get_user_sessions("u").await.unwrap()[0].id.clone();
+
+    server.pause().unwrap();
+    let err = sessions.rotate_session(&old).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    server.resume().unwrap();
+
+    let mut ran_later = false;
+    for _ in 0..100 {
+        if let Ok(listed) = sessions.get_user_sessions("u").await {
+            if listed.len() == 1 && listed[0].id != before {
+                ran_later = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ran_later, "the timed-out rotation ran once the server answered");
+    let session = sessions
+        .get_session(&old)
+        .await
+        .unwrap()
+        .expect("the caller's old token still reaches the session");
+    assert_eq!(session.data.role(), Some("student"));
+    let fresh = sessions
+        .rotate_session(&old)
+        .await
+        .unwrap()
+        .expect("rotating again hands out a working token");
+    assert!(sessions.get_session(&fresh).await.unwrap().is_some());
+    assert!(sessions.get_session(&old).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn ten_thousand_cache_writes_to_a_small_memory_store_end_no_session() {
+    let store = MemoryStore::with_max_bytes(128 * 1024);
+    let sessions = SessionManager::new(store.clone(), SessionConfig::default());
+    let mut tokens = Vec::new();
+    for user in 0..200 {
+        tokens.push(
+            sessions
+                .create_session(&format!("user-{user}"), data("student"), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let cache = cache_core::Cache::builder(store).build();
+    for i in 0..10_000 {
+        cache
+            .set(&format!("cached:{i}"), &vec![7u8; 256], cache_core::Ttl::Default)
+            .await
+            .unwrap();
+    }
+    for token in &tokens {
+        assert!(sessions.get_session(token).await.unwrap().is_some());
+    }
+    assert_eq!(sessions.get_session_stats().await.unwrap().active_sessions, 200);
 }

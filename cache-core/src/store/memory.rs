@@ -1,3 +1,4 @@
+use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +36,10 @@ const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 #[derive(Clone)]
 pub struct MemoryStore {
     entries: Cache<String, Slot>,
+    attachments: Arc<Attachments>,
 }
+
+type Attachments = std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>;
 
 #[derive(Clone)]
 struct Slot {
@@ -125,7 +129,39 @@ impl MemoryStore {
             })
             .expire_after(SlotExpiry)
             .build();
-        MemoryStore { entries }
+        MemoryStore {
+            entries,
+            attachments: Arc::default(),
+        }
+    }
+
+    /// State of type `T` kept beside this store's entries: created on first use, shared by
+    /// every clone of the store, and never evicted or expired by it (it lives as long as the
+    /// store). A layer above the store keeps data here that must not compete with cached
+    /// values for the capacity: `cache_session` keeps its sessions here.
+    ///
+    /// ```
+    /// use cache_core::MemoryStore;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let store = MemoryStore::with_max_bytes(1024);
+    /// store.attachment::<AtomicU64>().fetch_add(1, Ordering::Relaxed);
+    /// assert_eq!(store.clone().attachment::<AtomicU64>().load(Ordering::Relaxed), 1);
+    /// ```
+    pub fn attachment<T: Any + Default + Send + Sync>(&self) -> Arc<T> {
+        let mut attachments = self
+            .attachments
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let shared = attachments
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .clone();
+        drop(attachments);
+        match shared.downcast::<T>() {
+            Ok(typed) => typed,
+            Err(_) => Arc::new(T::default()),
+        }
     }
 
     async fn live(&self, key: &str) -> Option<Slot> {

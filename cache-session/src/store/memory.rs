@@ -1,18 +1,45 @@
-use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use cache_core::{MemoryStore, Store};
-use tokio::sync::Mutex;
 
 use super::{Backend, Counts, INDEX_GRACE_MS, Keys, Lookup, NewSession, Registry, Stored};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// In process, every session operation holds this lock: that makes each one a single atomic
-/// step, as a Lua script is on Redis.
-static STEP: Mutex<()> = Mutex::const_new(());
+/// Sessions kept in process, beside a [`MemoryStore`](cache_core::MemoryStore)'s cached values
+/// (as its [`attachment`](cache_core::MemoryStore::attachment)) but never evicted by them: a
+/// burst of cached data cannot end a session.
+///
+/// It holds the live sessions plus the expired ones not yet swept. Every operation is one
+/// step under one lock, as a Lua script is on Redis; a creation sweeps expired records once
+/// their number has doubled since the last sweep, and
+/// [`cleanup_expired`](crate::SessionManager::cleanup_expired) sweeps everything.
+#[derive(Default)]
+pub(crate) struct MemorySessions {
+    state: Mutex<State>,
+}
 
-const REGISTRY_TTL: Duration = Duration::from_secs(400 * 86_400);
+#[derive(Default)]
+struct State {
+    records: HashMap<String, Record>,
+    indexes: HashMap<String, HashMap<String, u64>>,
+    registries: HashMap<String, HashMap<String, u64>>,
+    swept_at: usize,
+}
+
+enum Record {
+    Session {
+        stored: Stored,
+        rotated_from: Option<String>,
+    },
+    Moved {
+        to: String,
+        until: u64,
+    },
+}
+
+const SWEEP_FLOOR: usize = 1024;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -22,98 +49,81 @@ fn now() -> u64 {
         })
 }
 
-fn until(deadline: u64, now: u64) -> Duration {
-    Duration::from_millis(deadline.saturating_sub(now).max(1))
+fn is_live(stored: &Stored, now: u64) -> bool {
+    stored.expires_at > now && stored.absolute_at > now
 }
 
-type Index = BTreeMap<String, u64>;
-
-async fn read_session(store: &MemoryStore, keys: &Keys) -> Result<Option<Stored>> {
-    let Some(bytes) = Store::get(store, &keys.session).await? else {
-        return Ok(None);
-    };
-    let fields: Vec<(String, Vec<u8>)> =
-        serde_json::from_slice(&bytes).map_err(|err| Error::Corrupt {
-            id: keys.id.chars().take(12).collect(),
-            reason: err.to_string(),
-        })?;
-    Stored::from_fields(&keys.id, fields).map(Some)
-}
-
-async fn write_session(store: &MemoryStore, key: &str, stored: &Stored, now: u64) -> Result<()> {
-    let bytes = serde_json::to_vec(&stored.to_fields()).map_err(|source| Error::Encode {
-        field: "session".into(),
-        source,
-    })?;
-    store
-        .set(key, &bytes, until(stored.expires_at, now))
-        .await?;
-    Ok(())
-}
-
-async fn read_live(store: &MemoryStore, keys: &Keys, now: u64) -> Result<Option<Stored>> {
-    Ok(read_session(store, keys)
-        .await?
-        .filter(|stored| stored.expires_at > now))
-}
-
-/// Moves the session's entry in its index to its new expiry.
-async fn reindex(store: &MemoryStore, keys: &Keys, expires_at: u64, now: u64) -> Result<()> {
-    let mut index = read_index(store, &keys.index).await?;
-    if let Some(expires) = index.get_mut(&keys.id) {
-        *expires = expires_at;
-    }
-    write_index(store, &keys.index, &index, now).await
-}
-
-async fn read_index(store: &MemoryStore, index: &str) -> Result<Index> {
-    match Store::get(store, index).await? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|err| Error::Corrupt {
-            id: index.to_owned(),
-            reason: err.to_string(),
-        }),
-        None => Ok(Index::new()),
+impl Record {
+    fn ends_at(&self) -> u64 {
+        match self {
+            Record::Session { stored, .. } => stored.expires_at.min(stored.absolute_at),
+            Record::Moved { until, .. } => *until,
+        }
     }
 }
 
-async fn write_index(store: &MemoryStore, key: &str, index: &Index, now: u64) -> Result<()> {
-    let Some(last) = index.values().max() else {
-        Store::delete(store, key).await?;
-        return Ok(());
-    };
-    let bytes = serde_json::to_vec(index).map_err(|source| Error::Encode {
-        field: "index".into(),
-        source,
-    })?;
-    store
-        .set(key, &bytes, until(last.saturating_add(INDEX_GRACE_MS), now))
-        .await?;
-    Ok(())
+impl MemorySessions {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
-async fn registered(store: &MemoryStore, registry: &str) -> Result<Vec<(String, u64)>> {
-    Ok(store
-        .hgetall(registry)
-        .await?
-        .into_iter()
-        .map(|(user, until)| {
-            let until = std::str::from_utf8(&until)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-            (user, until)
-        })
-        .collect())
+impl State {
+    /// The keys of the session `keys` names, following a rotation's forwarding record.
+    fn resolve(&self, keys: &Keys, now: u64) -> Keys {
+        match self.records.get(&keys.session) {
+            Some(Record::Moved { to, until }) if *until > now => {
+                Keys::member(&keys.index, &keys.session_prefix, to)
+            }
+            _ => keys.clone(),
+        }
+    }
+
+    fn live_mut(&mut self, key: &str, now: u64) -> Option<&mut Stored> {
+        match self.records.get_mut(key) {
+            Some(Record::Session { stored, .. }) if is_live(stored, now) => Some(stored),
+            _ => None,
+        }
+    }
+
+    fn reindex(&mut self, keys: &Keys, expires_at: u64) {
+        if let Some(expires) = self
+            .indexes
+            .get_mut(&keys.index)
+            .and_then(|index| index.get_mut(&keys.id))
+        {
+            *expires = expires_at;
+        }
+    }
+
+    /// Removes the forwarding record `from` if it still points to `to`.
+    fn drop_forward(&mut self, session_prefix: &str, from: &str, to: &str) {
+        let key = format!("{session_prefix}{from}");
+        if matches!(self.records.get(&key), Some(Record::Moved { to: target, .. }) if target == to)
+        {
+            self.records.remove(&key);
+        }
+    }
+
+    fn sweep(&mut self, now: u64) {
+        self.records.retain(|_, record| record.ends_at() > now);
+        self.indexes.retain(|_, index| {
+            index
+                .values()
+                .max()
+                .is_some_and(|last| last.saturating_add(INDEX_GRACE_MS) > now)
+        });
+        self.swept_at = self.records.len();
+    }
 }
 
 #[async_trait]
-impl Backend for MemoryStore {
+impl Backend for MemorySessions {
     fn name(&self) -> &'static str {
         "memory"
     }
 
     async fn create(&self, keys: &Keys, new: &NewSession<'_>) -> Result<(Stored, u64)> {
-        let _step = STEP.lock().await;
         let now = now();
         let absolute_at = now.saturating_add(new.absolute);
         let stored = Stored {
@@ -125,57 +135,100 @@ impl Backend for MemoryStore {
             ttl: new.ttl,
             data: new.data.to_vec(),
         };
-        write_session(self, &keys.session, &stored, now).await?;
-        let mut index = read_index(self, &keys.index).await?;
+        let mut state = self.state();
+        if state.records.len() >= (2 * state.swept_at).max(SWEEP_FLOOR) {
+            state.sweep(now);
+        }
+        state.records.insert(
+            keys.session.clone(),
+            Record::Session {
+                stored: stored.clone(),
+                rotated_from: None,
+            },
+        );
+        let State {
+            records, indexes, ..
+        } = &mut *state;
+        let index = indexes.entry(keys.index.clone()).or_default();
         index.retain(|_, expires| *expires > now);
         index.insert(keys.id.clone(), stored.expires_at);
         let mut evicted = 0;
         if new.limit > 0 && index.len() > new.limit {
-            let mut live: Vec<(String, u64)> =
-                index.iter().map(|(id, at)| (id.clone(), *at)).collect();
-            live.sort_by_key(|(_, at)| *at);
+            let created_at = |id: &str| match records.get(&format!("{}{id}", keys.session_prefix)) {
+                Some(Record::Session { stored, .. }) => stored.created_at,
+                _ => 0,
+            };
+            let mut others: Vec<(u64, String)> = index
+                .keys()
+                .filter(|id| **id != keys.id)
+                .map(|id| (created_at(id), id.clone()))
+                .collect();
+            others.sort();
             let excess = index.len() - new.limit;
-            for (id, _) in live
-                .into_iter()
-                .filter(|(id, _)| *id != keys.id)
-                .take(excess)
-            {
-                Store::delete(self, &format!("{}{id}", keys.session_prefix)).await?;
+            for (_, id) in others.into_iter().take(excess) {
+                records.remove(&format!("{}{id}", keys.session_prefix));
                 index.remove(&id);
                 evicted += 1;
             }
         }
-        write_index(self, &keys.index, &index, now).await?;
         Ok((stored, evicted))
     }
 
     async fn get(&self, keys: &Keys, touch_after: u64) -> Result<Lookup> {
-        let _step = STEP.lock().await;
         let now = now();
-        let Some(mut stored) = read_session(self, keys).await? else {
-            let index = read_index(self, &keys.index).await?;
-            return Ok(match index.get(&keys.id) {
-                Some(expires) if *expires <= now => Lookup::Expired,
-                _ => Lookup::Missing,
-            });
+        let mut state = self.state();
+        let target = state.resolve(keys, now);
+        let (stored, rotated_from) = match state.records.get_mut(&target.session) {
+            Some(Record::Session {
+                stored,
+                rotated_from,
+            }) => (stored, rotated_from),
+            Some(Record::Moved { .. }) | None => {
+                let expired = state
+                    .indexes
+                    .get(&target.index)
+                    .and_then(|index| index.get(&target.id))
+                    .is_some_and(|expires| *expires <= now);
+                return Ok(if expired {
+                    Lookup::Expired
+                } else {
+                    Lookup::Missing
+                });
+            }
         };
-        if stored.expires_at <= now || stored.absolute_at <= now {
-            Store::delete(self, &keys.session).await?;
+        if !is_live(stored, now) {
+            state.records.remove(&target.session);
             return Ok(Lookup::Expired);
         }
+        let mut touched = None;
         if now.saturating_sub(stored.last_accessed) >= touch_after {
             stored.last_accessed = now;
-            stored.expires_at = now.saturating_add(stored.ttl).min(stored.absolute_at);
-            write_session(self, &keys.session, &stored, now).await?;
-            reindex(self, keys, stored.expires_at, now).await?;
+            stored.expires_at = now
+                .saturating_add(stored.ttl)
+                .max(stored.expires_at)
+                .min(stored.absolute_at);
+            touched = Some(stored.expires_at);
         }
-        Ok(Lookup::Live(stored))
+        let found = stored.clone();
+        let retired = if target.session == keys.session {
+            rotated_from.take()
+        } else {
+            None
+        };
+        if let Some(expires_at) = touched {
+            state.reindex(&target, expires_at);
+        }
+        if let Some(old) = retired {
+            state.drop_forward(&keys.session_prefix, &old, &keys.id);
+        }
+        Ok(Lookup::Live(found))
     }
 
     async fn update(&self, keys: &Keys, changes: &[(String, Option<Vec<u8>>)]) -> Result<bool> {
-        let _step = STEP.lock().await;
         let now = now();
-        let Some(mut stored) = read_live(self, keys, now).await? else {
+        let mut state = self.state();
+        let target = state.resolve(keys, now);
+        let Some(stored) = state.live_mut(&target.session, now) else {
             return Ok(false);
         };
         for (name, value) in changes {
@@ -184,47 +237,93 @@ impl Backend for MemoryStore {
                 stored.data.push((name.clone(), value.clone()));
             }
         }
-        write_session(self, &keys.session, &stored, now).await?;
         Ok(true)
     }
 
     async fn extend(&self, keys: &Keys, by: u64) -> Result<Option<u64>> {
-        let _step = STEP.lock().await;
         let now = now();
-        let Some(mut stored) = read_live(self, keys, now).await? else {
+        let mut state = self.state();
+        let target = state.resolve(keys, now);
+        let Some(stored) = state.live_mut(&target.session, now) else {
             return Ok(None);
         };
         stored.expires_at = stored
             .expires_at
             .max(now.saturating_add(by))
             .min(stored.absolute_at);
-        write_session(self, &keys.session, &stored, now).await?;
-        reindex(self, keys, stored.expires_at, now).await?;
-        Ok(Some(stored.expires_at))
+        let expires_at = stored.expires_at;
+        state.reindex(&target, expires_at);
+        Ok(Some(expires_at))
     }
 
     async fn delete(&self, keys: &Keys) -> Result<bool> {
-        let _step = STEP.lock().await;
-        let existed = Store::delete(self, &keys.session).await?;
-        let mut index = read_index(self, &keys.index).await?;
-        if index.remove(&keys.id).is_some() {
-            write_index(self, &keys.index, &index, now()).await?;
+        let now = now();
+        let mut state = self.state();
+        let target = state.resolve(keys, now);
+        if target.session != keys.session {
+            state.records.remove(&keys.session);
+        }
+        let existed = match state.records.remove(&target.session) {
+            Some(Record::Session {
+                stored,
+                rotated_from,
+            }) => {
+                if let Some(old) = rotated_from {
+                    state.drop_forward(&keys.session_prefix, &old, &target.id);
+                }
+                is_live(&stored, now)
+            }
+            Some(moved @ Record::Moved { .. }) => {
+                state.records.insert(target.session.clone(), moved);
+                false
+            }
+            None => false,
+        };
+        if let Some(index) = state.indexes.get_mut(&target.index) {
+            index.remove(&target.id);
         }
         Ok(existed)
     }
 
-    async fn rotate(&self, old: &Keys, new: &Keys) -> Result<bool> {
-        let _step = STEP.lock().await;
+    async fn rotate(&self, old: &Keys, new: &Keys, grace: u64) -> Result<bool> {
         let now = now();
-        let Some(stored) = read_live(self, old, now).await? else {
+        let mut state = self.state();
+        let target = state.resolve(old, now);
+        let Some(Record::Session {
+            stored,
+            rotated_from,
+        }) = state.records.remove(&target.session)
+        else {
             return Ok(false);
         };
-        write_session(self, &new.session, &stored, now).await?;
-        Store::delete(self, &old.session).await?;
-        let mut index = read_index(self, &old.index).await?;
-        index.remove(&old.id);
-        index.insert(new.id.clone(), stored.expires_at);
-        write_index(self, &old.index, &index, now).await?;
+        if !is_live(&stored, now) {
+            return Ok(false);
+        }
+        if let Some(previous) = rotated_from.filter(|previous| *previous != old.id) {
+            state.drop_forward(&old.session_prefix, &previous, &target.id);
+        }
+        let expires_at = stored.expires_at;
+        state.records.insert(
+            new.session.clone(),
+            Record::Session {
+                stored,
+                rotated_from: (grace > 0).then(|| old.id.clone()),
+            },
+        );
+        if grace > 0 {
+            state.records.insert(
+                old.session.clone(),
+                Record::Moved {
+                    to: new.id.clone(),
+                    until: now.saturating_add(grace).min(expires_at),
+                },
+            );
+        } else {
+            state.records.remove(&old.session);
+        }
+        let index = state.indexes.entry(old.index.clone()).or_default();
+        index.remove(&target.id);
+        index.insert(new.id.clone(), expires_at);
         Ok(true)
     }
 
@@ -234,69 +333,68 @@ impl Backend for MemoryStore {
         session_prefix: &str,
         user_id: &str,
     ) -> Result<Vec<(String, Stored)>> {
-        let _step = STEP.lock().await;
         let now = now();
-        let mut sessions = Vec::new();
-        for (id, expires) in read_index(self, index).await? {
-            if expires <= now {
-                continue;
-            }
-            let keys = Keys::member(index, session_prefix, &id);
-            if let Some(stored) = read_session(self, &keys)
-                .await?
-                .filter(|s| s.user_id == user_id)
-            {
-                sessions.push((id, stored));
-            }
-        }
-        Ok(sessions)
+        let state = self.state();
+        let Some(entries) = state.indexes.get(index) else {
+            return Ok(Vec::new());
+        };
+        Ok(entries
+            .iter()
+            .filter(|(_, expires)| **expires > now)
+            .filter_map(|(id, _)| match state.records.get(&format!("{session_prefix}{id}")) {
+                Some(Record::Session { stored, .. }) if stored.user_id == user_id => {
+                    Some((id.clone(), stored.clone()))
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     async fn revoke_all(&self, index: &str, session_prefix: &str, user_id: &str) -> Result<u64> {
-        let _step = STEP.lock().await;
         let now = now();
-        let mut entries = read_index(self, index).await?;
+        let mut guard = self.state();
+        let State {
+            records, indexes, ..
+        } = &mut *guard;
+        let Some(entries) = indexes.get_mut(index) else {
+            return Ok(0);
+        };
         let mut revoked = 0;
-        for id in entries.keys().cloned().collect::<Vec<_>>() {
-            let keys = Keys::member(index, session_prefix, &id);
-            match read_session(self, &keys).await? {
-                Some(stored) if stored.user_id == user_id => {
-                    revoked += u64::from(Store::delete(self, &keys.session).await?);
-                    entries.remove(&id);
+        entries.retain(|id, _| {
+            let key = format!("{session_prefix}{id}");
+            match records.get(&key) {
+                Some(Record::Session { stored, .. }) if stored.user_id == user_id => {
+                    revoked += u64::from(is_live(stored, now));
+                    records.remove(&key);
+                    false
                 }
-                Some(_) => {}
-                None => {
-                    entries.remove(&id);
-                }
+                Some(Record::Session { .. }) => true,
+                Some(Record::Moved { .. }) | None => false,
             }
-        }
-        write_index(self, index, &entries, now).await?;
+        });
         Ok(revoked)
     }
 
     async fn register(&self, registry: &str, user_id: &str, until: u64) -> Result<()> {
-        let _step = STEP.lock().await;
-        let known = self.hget(registry, user_id).await?;
-        let known = known
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .and_then(|text| text.parse::<u64>().ok())
-            .unwrap_or(0);
-        self.hset(
-            registry,
-            user_id,
-            until.max(known).to_string().as_bytes(),
-            REGISTRY_TTL,
-        )
-        .await?;
+        let mut state = self.state();
+        let known = state
+            .registries
+            .entry(registry.to_owned())
+            .or_default()
+            .entry(user_id.to_owned())
+            .or_default();
+        *known = until.max(*known);
         Ok(())
     }
 
     async fn counts(&self, registry: &Registry<'_>) -> Result<Counts> {
-        let _step = STEP.lock().await;
         let now = now();
+        let state = self.state();
         let mut counts = Counts::default();
-        for (user, _) in registered(self, registry.key).await? {
-            let index = read_index(self, &(registry.index_of)(&user)).await?;
+        for user in state.registries.get(registry.key).into_iter().flat_map(HashMap::keys) {
+            let Some(index) = state.indexes.get(&(registry.index_of)(user)) else {
+                continue;
+            };
             let active = index.values().filter(|expires| **expires > now).count() as u64;
             counts.total += index.len() as u64;
             counts.active += active;
@@ -306,22 +404,31 @@ impl Backend for MemoryStore {
     }
 
     async fn cleanup(&self, registry: &Registry<'_>) -> Result<u64> {
-        let _step = STEP.lock().await;
         let now = now();
+        let mut guard = self.state();
+        let State {
+            indexes,
+            registries,
+            ..
+        } = &mut *guard;
         let mut removed = 0;
-        for (user, until) in registered(self, registry.key).await? {
-            let key = (registry.index_of)(&user);
-            let mut index = read_index(self, &key).await?;
-            let before = index.len();
-            index.retain(|_, expires| *expires > now);
-            removed += (before - index.len()) as u64;
-            if before != index.len() {
-                write_index(self, &key, &index, now).await?;
-            }
-            if until <= now {
-                self.hdel(registry.key, &user).await?;
-            }
+        if let Some(users) = registries.get_mut(registry.key) {
+            users.retain(|user, until| {
+                if let Some(index) = indexes.get_mut(&(registry.index_of)(user)) {
+                    let before = index.len();
+                    index.retain(|_, expires| *expires > now);
+                    removed += (before - index.len()) as u64;
+                }
+                *until > now
+            });
         }
+        guard.sweep(now);
         Ok(removed)
+    }
+}
+
+impl From<cache_core::MemoryStore> for super::SessionStore {
+    fn from(store: cache_core::MemoryStore) -> super::SessionStore {
+        super::SessionStore(store.attachment::<MemorySessions>() as Arc<dyn Backend>)
     }
 }

@@ -95,8 +95,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Moves the expiry to at least now + `by` (within the absolute limit); the new expiry.
     async fn extend(&self, keys: &Keys, by: u64) -> Result<Option<u64>>;
     async fn delete(&self, keys: &Keys) -> Result<bool>;
-    /// Moves a live session to `new`'s key in one step.
-    async fn rotate(&self, old: &Keys, new: &Keys) -> Result<bool>;
+    /// Moves a live session to `new`'s key in one step. With a `grace` (ms), `old` forwards
+    /// to `new` until `new` is first read or the grace ends.
+    async fn rotate(&self, old: &Keys, new: &Keys, grace: u64) -> Result<bool>;
     /// The live sessions of `user_id` in its tag's index, with their ids.
     async fn list(
         &self,
@@ -126,12 +127,6 @@ impl std::fmt::Debug for SessionStore {
 
 impl From<cache_core::RedisStore> for SessionStore {
     fn from(store: cache_core::RedisStore) -> SessionStore {
-        SessionStore(std::sync::Arc::new(store))
-    }
-}
-
-impl From<cache_core::MemoryStore> for SessionStore {
-    fn from(store: cache_core::MemoryStore) -> SessionStore {
         SessionStore(std::sync::Arc::new(store))
     }
 }
@@ -182,35 +177,5 @@ impl Stored {
             return Err(corrupt("required fields are missing".into()));
         }
         Ok(stored)
-    }
-
-    /// The flat field list, as a Redis hash holds it.
-    pub(crate) fn to_fields(&self) -> Vec<(String, Vec<u8>)> {
-        let mut fields = vec![
-            ("user_id".to_owned(), self.user_id.clone().into_bytes()),
-            (
-                "created_at".to_owned(),
-                self.created_at.to_string().into_bytes(),
-            ),
-            (
-                "last_accessed".to_owned(),
-                self.last_accessed.to_string().into_bytes(),
-            ),
-            (
-                "expires_at".to_owned(),
-                self.expires_at.to_string().into_bytes(),
-            ),
-            (
-                "absolute_at".to_owned(),
-                self.absolute_at.to_string().into_bytes(),
-            ),
-            ("ttl".to_owned(), self.ttl.to_string().into_bytes()),
-        ];
-        fields.extend(
-            self.data
-                .iter()
-                .map(|(name, value)| (format!("d:{name}"), value.clone())),
-        );
-        fields
     }
 }

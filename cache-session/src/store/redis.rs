@@ -15,6 +15,14 @@ local function keep_index(index)
   local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if last[2] then redis.call('PEXPIREAT', index, int(tonumber(last[2]) + GRACE)) end
 end
+local function follow(key, id, prefix)
+  local moved = redis.call('HGET', key, 'moved_to')
+  if moved then return prefix .. moved, moved end
+  return key, id
+end
+local function drop_forward(prefix, from, to)
+  if redis.call('HGET', prefix .. from, 'moved_to') == to then redis.call('DEL', prefix .. from) end
+end
 ";
 
 const BATCH: usize = 500;
@@ -40,12 +48,18 @@ local evicted = 0
 if limit > 0 then
   local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. int(now), '+inf')
   local excess = #live - limit
-  for _, id in ipairs(live) do
-    if excess <= 0 then break end
-    if id ~= ARGV[5] then
-      redis.call('DEL', ARGV[6] .. id)
-      redis.call('ZREM', KEYS[2], id)
-      excess = excess - 1
+  if excess > 0 then
+    local others = {}
+    for _, id in ipairs(live) do
+      if id ~= ARGV[5] then
+        local created = tonumber(redis.call('HGET', ARGV[6] .. id, 'created_at')) or 0
+        table.insert(others, {created, id})
+      end
+    end
+    table.sort(others, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+    for i = 1, math.min(excess, #others) do
+      redis.call('DEL', ARGV[6] .. others[i][2])
+      redis.call('ZREM', KEYS[2], others[i][2])
       evicted = evicted + 1
     end
   end
@@ -59,25 +73,34 @@ return {int(now), int(expires), int(absolute_at), evicted}
 static GET: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local fields = redis.call('HGETALL', KEYS[1])
+local key, id = KEYS[1], ARGV[1]
+local fields = redis.call('HGETALL', key)
+if fields[1] == 'moved_to' and #fields == 2 then
+  key, id = ARGV[3] .. fields[2], fields[2]
+  fields = redis.call('HGETALL', key)
+end
 if #fields == 0 then
-  local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  local score = redis.call('ZSCORE', KEYS[2], id)
   if score and tonumber(score) <= now then return {1} end
   return {0}
 end
 local h = {}
 for i = 1, #fields, 2 do h[fields[i]] = fields[i + 1] end
-if tonumber(h.expires_at) <= now or tonumber(h.absolute_at) <= now then
-  redis.call('DEL', KEYS[1])
+if not h.expires_at or tonumber(h.expires_at) <= now or tonumber(h.absolute_at) <= now then
+  redis.call('DEL', key)
   return {1}
 end
+if h.rotated_from and key == KEYS[1] then
+  drop_forward(ARGV[3], h.rotated_from, id)
+  redis.call('HDEL', key, 'rotated_from')
+end
 if now - tonumber(h.last_accessed) >= tonumber(ARGV[2]) then
-  local expires = math.min(now + tonumber(h.ttl), tonumber(h.absolute_at))
-  redis.call('HSET', KEYS[1], 'last_accessed', int(now), 'expires_at', int(expires))
-  redis.call('PEXPIREAT', KEYS[1], int(expires))
-  redis.call('ZADD', KEYS[2], 'XX', int(expires), ARGV[1])
+  local expires = math.min(math.max(now + tonumber(h.ttl), tonumber(h.expires_at)), tonumber(h.absolute_at))
+  redis.call('HSET', key, 'last_accessed', int(now), 'expires_at', int(expires))
+  redis.call('PEXPIREAT', key, int(expires))
+  redis.call('ZADD', KEYS[2], 'XX', int(expires), id)
   keep_index(KEYS[2])
-  fields = redis.call('HGETALL', KEYS[1])
+  fields = redis.call('HGETALL', key)
 end
 return {2, fields}
 ",
@@ -87,13 +110,14 @@ return {2, fields}
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local expires = redis.call('HGET', KEYS[1], 'expires_at')
+local key = follow(KEYS[1], '', ARGV[1])
+local expires = redis.call('HGET', key, 'expires_at')
 if not expires or tonumber(expires) <= now then return 0 end
-for i = 1, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   if ARGV[i] == 's' then
-    redis.call('HSET', KEYS[1], 'd:' .. ARGV[i + 1], ARGV[i + 2])
+    redis.call('HSET', key, 'd:' .. ARGV[i + 1], ARGV[i + 2])
   else
-    redis.call('HDEL', KEYS[1], 'd:' .. ARGV[i + 1])
+    redis.call('HDEL', key, 'd:' .. ARGV[i + 1])
   end
 end
 return 1
@@ -104,12 +128,13 @@ return 1
 static EXTEND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local h = redis.call('HMGET', KEYS[1], 'expires_at', 'absolute_at')
+local key, id = follow(KEYS[1], ARGV[1], ARGV[3])
+local h = redis.call('HMGET', key, 'expires_at', 'absolute_at')
 if not h[1] or tonumber(h[1]) <= now then return false end
 local expires = math.min(math.max(tonumber(h[1]), now + tonumber(ARGV[2])), tonumber(h[2]))
-redis.call('HSET', KEYS[1], 'expires_at', int(expires))
-redis.call('PEXPIREAT', KEYS[1], int(expires))
-redis.call('ZADD', KEYS[2], 'XX', int(expires), ARGV[1])
+redis.call('HSET', key, 'expires_at', int(expires))
+redis.call('PEXPIREAT', key, int(expires))
+redis.call('ZADD', KEYS[2], 'XX', int(expires), id)
 keep_index(KEYS[2])
 return int(expires)
 ",
@@ -119,8 +144,12 @@ return int(expires)
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local n = redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+local key, id = follow(KEYS[1], ARGV[1], ARGV[2])
+if key ~= KEYS[1] then redis.call('DEL', KEYS[1]) end
+local from = redis.call('HGET', key, 'rotated_from')
+if from then drop_forward(ARGV[2], from, id) end
+local n = redis.call('DEL', key)
+redis.call('ZREM', KEYS[2], id)
 return n
 ",
     )
@@ -129,11 +158,23 @@ return n
 static ROTATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local expires = redis.call('HGET', KEYS[1], 'expires_at')
-if not expires or tonumber(expires) <= now then return 0 end
-redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[3], expires, ARGV[2])
+local key, id = follow(KEYS[1], ARGV[1], ARGV[4])
+local h = redis.call('HMGET', key, 'expires_at', 'rotated_from')
+if not h[1] or tonumber(h[1]) <= now then return 0 end
+if h[2] and h[2] ~= ARGV[1] then drop_forward(ARGV[4], h[2], id) end
+redis.call('RENAME', key, KEYS[2])
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZADD', KEYS[3], h[1], ARGV[2])
+local grace = tonumber(ARGV[3])
+if grace > 0 then
+  redis.call('HSET', KEYS[2], 'rotated_from', ARGV[1])
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'moved_to', ARGV[2])
+  redis.call('PEXPIREAT', KEYS[1], int(math.min(now + grace, tonumber(h[1]))))
+else
+  redis.call('HDEL', KEYS[2], 'rotated_from')
+  redis.call('DEL', KEYS[1])
+end
 return 1
 ",
     )
@@ -262,7 +303,11 @@ impl Backend for RedisStore {
 
     async fn get(&self, keys: &Keys, touch_after: u64) -> Result<Lookup> {
         let mut invocation = GET.key(&keys.session);
-        invocation.key(&keys.index).arg(&keys.id).arg(touch_after);
+        invocation
+            .key(&keys.index)
+            .arg(&keys.id)
+            .arg(touch_after)
+            .arg(&keys.session_prefix);
         let reply: Vec<Value> = self
             .invoke("SESSION GET", &keys.session, &invocation)
             .await?;
@@ -276,6 +321,7 @@ impl Backend for RedisStore {
 
     async fn update(&self, keys: &Keys, changes: &[(String, Option<Vec<u8>>)]) -> Result<bool> {
         let mut invocation = UPDATE.key(&keys.session);
+        invocation.arg(&keys.session_prefix);
         for (name, value) in changes {
             match value {
                 Some(value) => invocation.arg("s").arg(name).arg(value.as_slice()),
@@ -290,7 +336,11 @@ impl Backend for RedisStore {
 
     async fn extend(&self, keys: &Keys, by: u64) -> Result<Option<u64>> {
         let mut invocation = EXTEND.key(&keys.session);
-        invocation.key(&keys.index).arg(&keys.id).arg(by);
+        invocation
+            .key(&keys.index)
+            .arg(&keys.id)
+            .arg(by)
+            .arg(&keys.session_prefix);
         Ok(self
             .invoke("SESSION EXTEND", &keys.session, &invocation)
             .await?)
@@ -298,20 +348,25 @@ impl Backend for RedisStore {
 
     async fn delete(&self, keys: &Keys) -> Result<bool> {
         let mut invocation = DELETE.key(&keys.session);
-        invocation.key(&keys.index).arg(&keys.id);
+        invocation
+            .key(&keys.index)
+            .arg(&keys.id)
+            .arg(&keys.session_prefix);
         let deleted: u8 = self
             .invoke("SESSION DELETE", &keys.session, &invocation)
             .await?;
         Ok(deleted == 1)
     }
 
-    async fn rotate(&self, old: &Keys, new: &Keys) -> Result<bool> {
+    async fn rotate(&self, old: &Keys, new: &Keys, grace: u64) -> Result<bool> {
         let mut invocation = ROTATE.key(&old.session);
         invocation
             .key(&new.session)
             .key(&old.index)
             .arg(&old.id)
-            .arg(&new.id);
+            .arg(&new.id)
+            .arg(grace)
+            .arg(&old.session_prefix);
         let rotated: u8 = self
             .invoke("SESSION ROTATE", &old.session, &invocation)
             .await?;
