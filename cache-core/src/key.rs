@@ -30,50 +30,53 @@ pub fn glob_matches(pattern: &str, key: &str) -> bool {
     matches_bytes(pattern.as_bytes(), key.as_bytes())
 }
 
-fn matches_bytes(mut pattern: &[u8], mut key: &[u8]) -> bool {
-    while let Some((&p, rest)) = pattern.split_first() {
-        match p {
-            b'*' => {
-                let rest = trim_stars(rest);
-                if rest.is_empty() {
-                    return true;
-                }
-                return (0..=key.len()).any(|skip| matches_bytes(rest, &key[skip..]));
+/// Greedy matching with one backtrack point (the latest `*`): quadratic at worst, where
+/// trying every split after every star is exponential in the number of stars.
+fn matches_bytes(pattern: &[u8], key: &[u8]) -> bool {
+    let (mut p, mut k) = (pattern, key);
+    let mut star: Option<(&[u8], &[u8])> = None;
+    loop {
+        if let Some((b'*', rest)) = p.split_first() {
+            p = trim_stars(rest);
+            star = Some((p, k));
+            continue;
+        }
+        if p.is_empty() && k.is_empty() {
+            return true;
+        }
+        if let Some(after) = (!p.is_empty()).then(|| step(p, k)).flatten() {
+            (p, k) = after;
+            continue;
+        }
+        match star {
+            Some((star_p, star_k)) if !star_k.is_empty() => {
+                let star_k = &star_k[1..];
+                star = Some((star_p, star_k));
+                (p, k) = (star_p, star_k);
             }
-            b'?' => {
-                let Some((_, k)) = key.split_first() else {
-                    return false;
-                };
-                pattern = rest;
-                key = k;
-            }
-            b'[' => {
-                let Some((&c, k)) = key.split_first() else {
-                    return false;
-                };
-                let (matched, after) = match_class(rest, c);
-                if !matched {
-                    return false;
-                }
-                pattern = after;
-                key = k;
-            }
-            _ => {
-                let (literal, after) = match (p, rest.split_first()) {
-                    (b'\\', Some((&escaped, after))) => (escaped, after),
-                    _ => (p, rest),
-                };
-                match key.split_first() {
-                    Some((&c, k)) if c == literal => {
-                        pattern = after;
-                        key = k;
-                    }
-                    _ => return false,
-                }
-            }
+            _ => return false,
         }
     }
-    key.is_empty()
+}
+
+/// Matches the first non-star token of `pattern` against the first byte of `key`.
+fn step<'p, 'k>(pattern: &'p [u8], key: &'k [u8]) -> Option<(&'p [u8], &'k [u8])> {
+    let (&c, key_rest) = key.split_first()?;
+    let (&p, rest) = pattern.split_first()?;
+    match p {
+        b'?' => Some((rest, key_rest)),
+        b'[' => {
+            let (matched, after) = match_class(rest, c);
+            matched.then_some((after, key_rest))
+        }
+        _ => {
+            let (literal, after) = match (p, rest.split_first()) {
+                (b'\\', Some((&escaped, after))) => (escaped, after),
+                _ => (p, rest),
+            };
+            (c == literal).then_some((after, key_rest))
+        }
+    }
 }
 
 fn trim_stars(mut pattern: &[u8]) -> &[u8] {
@@ -186,6 +189,63 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn many_stars_against_a_long_key_answer_at_once() {
+        let pattern = format!("{}b", "*a".repeat(30));
+        let key = "a".repeat(10_000);
+        assert!(!glob_matches(&pattern, &key));
+        assert!(glob_matches(&pattern, &format!("{key}b")));
+    }
+
+    /// The exhaustive definition the fast matcher must agree with.
+    fn reference(pattern: &[u8], key: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => key.is_empty(),
+            Some((b'*', rest)) => (0..=key.len()).any(|skip| reference(rest, &key[skip..])),
+            Some(_) => step(pattern, key).is_some_and(|(p, k)| reference(p, k)),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn an_escaped_segment_matches_only_itself(segment in "\\PC{0,12}", other in "\\PC{0,12}") {
+            let pattern = format!("user:{}:*", escape_glob(&segment));
+            let key = format!("user:{segment}:x");
+            let other_key = format!("user:{other}:x");
+            proptest::prop_assert!(glob_matches(&pattern, &key));
+            proptest::prop_assert!(glob_matches(&escape_glob(&segment), &segment));
+            if other != segment {
+                proptest::prop_assert!(!glob_matches(&escape_glob(&segment), &other));
+            }
+            if !other_key.starts_with(&key[..key.len() - 1]) {
+                proptest::prop_assert!(!glob_matches(&pattern, &other_key));
+            }
+        }
+
+        #[test]
+        fn the_matcher_agrees_with_the_definition_and_never_panics(
+            pattern in "[ab*?\\[\\]^\\\\-é]{0,10}",
+            key in "[abé\\[\\]*?-]{0,10}",
+        ) {
+            proptest::prop_assert_eq!(
+                glob_matches(&pattern, &key),
+                reference(pattern.as_bytes(), key.as_bytes()),
+                "{} ~ {}", pattern, key
+            );
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            pattern in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let _ = matches_bytes(&pattern, &key);
+            let _ = hash_slot(&key);
         }
     }
 }

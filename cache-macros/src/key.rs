@@ -236,4 +236,22 @@ mod tests {
         assert!(pattern("user:*:{id}"));
         assert!(!pattern("user:{id}"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn any_template_text_parses_or_is_an_error(text in "[a-z_.:{}* é\\PC]{0,24}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn literal_text_around_a_placeholder_is_kept(
+            before in "[^{}]{0,12}",
+            after in "[^{}]{0,12}",
+        ) {
+            let text = format!("{before}{{user_id}}{after}");
+            proptest::prop_assert_eq!(parse(&text), Ok(vec!["{user_id}".to_owned()]));
+        }
+    }
 }

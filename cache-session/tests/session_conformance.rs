@@ -939,7 +939,10 @@ async fn a_rotation_timed_out_on_a_frozen_server_leaves_a_working_token() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(ran_later, "the timed-out rotation ran once the server answered");
+    assert!(
+        ran_later,
+        "the timed-out rotation ran once the server answered"
+    );
     let session = sessions
         .get_session(&old)
         .await
@@ -971,12 +974,19 @@ async fn ten_thousand_cache_writes_to_a_small_memory_store_end_no_session() {
     let cache = cache_core::Cache::builder(store).build();
     for i in 0..10_000 {
         cache
-            .set(&format!("cached:{i}"), &vec![7u8; 256], cache_core::Ttl::Default)
+            .set(
+                &format!("cached:{i}"),
+                &vec![7u8; 256],
+                cache_core::Ttl::Default,
+            )
             .await
             .unwrap();
     }
     for token in &tokens {
         assert!(sessions.get_session(token).await.unwrap().is_some());
     }
-    assert_eq!(sessions.get_session_stats().await.unwrap().active_sessions, 200);
+    assert_eq!(
+        sessions.get_session_stats().await.unwrap().active_sessions,
+        200
+    );
 }

@@ -341,12 +341,14 @@ impl Backend for MemorySessions {
         Ok(entries
             .iter()
             .filter(|(_, expires)| **expires > now)
-            .filter_map(|(id, _)| match state.records.get(&format!("{session_prefix}{id}")) {
-                Some(Record::Session { stored, .. }) if stored.user_id == user_id => {
-                    Some((id.clone(), stored.clone()))
-                }
-                _ => None,
-            })
+            .filter_map(
+                |(id, _)| match state.records.get(&format!("{session_prefix}{id}")) {
+                    Some(Record::Session { stored, .. }) if stored.user_id == user_id => {
+                        Some((id.clone(), stored.clone()))
+                    }
+                    _ => None,
+                },
+            )
             .collect())
     }
 
@@ -391,7 +393,12 @@ impl Backend for MemorySessions {
         let now = now();
         let state = self.state();
         let mut counts = Counts::default();
-        for user in state.registries.get(registry.key).into_iter().flat_map(HashMap::keys) {
+        for user in state
+            .registries
+            .get(registry.key)
+            .into_iter()
+            .flat_map(HashMap::keys)
+        {
             let Some(index) = state.indexes.get(&(registry.index_of)(user)) else {
                 continue;
             };
