@@ -243,7 +243,186 @@ async fn with_redis_stopped_health_fails_reads_answer_sessions_fail_closed() {
             Some("session store unavailable")
         )
     );
+    let (status, body) = service
+        .post("/login", None, json!({ "user_id": "s1" }))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("session store unavailable")
+        ),
+        "login speaks of the same fault in the same words"
+    );
     let stats = service.stats().await;
     assert!(stats["cache"]["errors"].as_u64().unwrap() >= 1, "{stats}");
     assert!(stats["sessions"]["error"].is_string());
+}
+
+async fn raw(
+    service: &Service,
+    method: reqwest::Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut request = service
+        .http
+        .request(method, format!("{}{path}", service.base))
+        .body(body);
+    if let Some(kind) = content_type {
+        request = request.header("content-type", kind);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .and_then(|kind| kind.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.expect("body");
+    assert!(
+        kind.starts_with("application/json"),
+        "{status} answered {kind:?}: {text:?}"
+    );
+    (status, serde_json::from_str(&text).expect("a JSON body"))
+}
+
+#[tokio::test]
+async fn every_error_answers_json_with_the_right_status() {
+    use reqwest::Method;
+    let service = start(None).await;
+    let token = service.login("t1").await;
+    let json = Some("application/json");
+    type Case<'a> = (
+        &'a str,
+        Method,
+        String,
+        Option<&'a str>,
+        Vec<u8>,
+        StatusCode,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "malformed JSON",
+            Method::POST,
+            "/login".into(),
+            json,
+            b"{".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "missing field",
+            Method::POST,
+            "/login".into(),
+            json,
+            b"{}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "wrong content type",
+            Method::POST,
+            "/login".into(),
+            Some("text/plain"),
+            b"user_id=t1".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "no content type",
+            Method::POST,
+            "/login".into(),
+            None,
+            b"{}".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "non-numeric path id",
+            Method::GET,
+            "/assignments/abc".into(),
+            None,
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "body too large",
+            Method::POST,
+            "/login".into(),
+            json,
+            vec![b' '; 1 << 20],
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "unknown route",
+            Method::GET,
+            "/no/such/route".into(),
+            None,
+            Vec::new(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "wrong method",
+            Method::DELETE,
+            "/login".into(),
+            None,
+            Vec::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "no token",
+            Method::GET,
+            "/me/profile".into(),
+            None,
+            Vec::new(),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (case, method, path, kind, body, expected) in cases {
+        let (status, body) = raw(&service, method, &path, kind, body).await;
+        assert_eq!(status, expected, "{case}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|text| !text.is_empty()),
+            "{case}: {body}"
+        );
+    }
+    let mut hostile = token.clone();
+    hostile.replace_range(36..38, "é");
+    let response = service
+        .http
+        .get(format!("{}/me/profile", service.base))
+        .header("authorization", format!("Bearer {hostile}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = service.get("/me/profile", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "the service still answers");
+}
+
+#[tokio::test]
+async fn the_start_up_line_redacts_the_password_and_health_names_the_backend() {
+    let mut config = cachemere::Config::default();
+    config.redis_url = Some("redis://app:hunter2@127.0.0.1:1/0".into());
+    let (_, line) = Backend::from_config(&config).expect("lazy connection");
+    assert_eq!(
+        line,
+        "cache and sessions on Redis at redis://app:***@127.0.0.1:1/0"
+    );
+
+    config.redis_url = None;
+    let (backend, line) = Backend::from_config(&config).expect("memory");
+    assert!(line.contains("in process"), "{line}");
+    let state = AppState::new(backend, &config, Duration::from_millis(1));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app::router(state)).await });
+    let response = reqwest::get(format!("{base}/health/redis"))
+        .await
+        .expect("health");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["backend"], "memory");
+    assert_eq!(body["redis"], "not configured");
 }

@@ -209,6 +209,35 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// `REDIS_URL` (one URL, or several separated by commas) with every password replaced by
+/// `***`, fit for logs and start-up lines. User names, hosts and databases are kept.
+///
+/// ```
+/// use cache_core::config::redacted_url;
+///
+/// assert_eq!(redacted_url("redis://app:s3cr3t@cache:6379/0"), "redis://app:***@cache:6379/0");
+/// assert_eq!(redacted_url("rediss://:p@ss@h1,redis://h2"), "rediss://:***@h1,redis://h2");
+/// assert_eq!(redacted_url("redis://127.0.0.1/"), "redis://127.0.0.1/");
+/// ```
+pub fn redacted_url(url: &str) -> String {
+    url.split(',')
+        .map(|part| {
+            let (scheme, rest) = match part.split_once("://") {
+                Some((scheme, rest)) => (format!("{scheme}://"), rest),
+                None => (String::new(), part),
+            };
+            match rest.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}{user}:***@{host}"),
+                    None => format!("{scheme}{userinfo}@{host}"),
+                },
+                None => format!("{scheme}{rest}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn parse_whole_seconds((name, value): (&'static str, String)) -> Result<Duration> {
     match value.parse::<u64>() {
         Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
@@ -362,5 +391,19 @@ mod tests {
             Config::from_lookup(lookup(&[("REDIS_URL", "  "), ("CACHE_SHORT_EXPIRE", "")]))
                 .unwrap();
         assert_eq!(config, Config::default());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_redacted_url_never_shows_the_password(
+            user in "[a-z]{0,8}",
+            password in "[A-Za-z0-9@:/%é]{1,16}",
+            host in "[a-z0-9.]{1,12}",
+        ) {
+            let url = format!("redis://{user}:{password}@{host}:6379/0,{host}:6380");
+            let shown = redacted_url(&url);
+            proptest::prop_assert!(!shown.contains(&format!(":{password}@")), "{}", shown);
+            proptest::prop_assert!(shown.contains(&host));
+        }
     }
 }

@@ -94,8 +94,17 @@ impl SessionConfig {
         self
     }
 
-    /// The key of the HMAC that hashes tokens and user ids in the store. Changing it ends
-    /// every session.
+    /// The key of the HMAC that hashes tokens (for the store) and user ids (into the user
+    /// tag every token carries); `SESSION_SECRET`. Changing it ends every session.
+    ///
+    /// What is stored and sent either way: the store holds hashes of tokens, never a token,
+    /// and user ids in plain (each session's `user_id` field and the `session:users`
+    /// registry). A token carries 128 bits of a hash of its user id, to route it to the
+    /// user's keys. With a secret that hash is an HMAC nobody can compute without the secret;
+    /// **without one it is an unkeyed SHA-256**, so whoever holds a token (a leaked log line,
+    /// say) can find its user by hashing candidate ids. Set a secret of at least 32 random
+    /// bytes in production: [`SessionManager::new`](crate::SessionManager::new) logs a
+    /// warning when there is none.
     pub fn secret(mut self, secret: impl Into<String>) -> SessionConfig {
         self.secret = Some(Secret::new(secret));
         self

@@ -9,6 +9,9 @@
 //! - tokens carry 256 random bits from the operating system, in a fixed format
 //!   ([`SessionToken`]) checked before the store is asked; `Debug` and `Display` hide them;
 //! - the store holds only a hash of each token (HMAC-SHA-256 when `SESSION_SECRET` is set);
+//!   user ids are stored in plain, and a token carries a hash of its user id that is keyed
+//!   only when `SESSION_SECRET` is set (see [`SessionConfig::secret`]; a manager without a
+//!   secret warns at start-up);
 //! - idle and absolute timeouts, enforced by the store's clock and key expiry;
 //! - every state change is one atomic step on keys of one hash slot (Redis Cluster ready);
 //! - store failures are errors, never a valid session (fail closed).

@@ -113,7 +113,19 @@ fn time(ms: u64) -> SystemTime {
 impl SessionManager {
     /// A manager on `store` (a [`RedisStore`](crate::RedisStore) or a
     /// [`MemoryStore`](crate::MemoryStore)).
+    ///
+    /// Without a [`secret`](SessionConfig::secret) it logs a warning (once per process): the
+    /// user tag in its tokens is then an unkeyed hash of the user id.
     pub fn new(store: impl Into<SessionStore>, config: SessionConfig) -> SessionManager {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if config.secret.is_none() {
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "SESSION_SECRET is not set: session tokens carry an unkeyed hash of the user id, \
+                     so a leaked token can be matched to its user; set a secret in production"
+                );
+            });
+        }
         let hasher = Hasher::new(
             config
                 .secret

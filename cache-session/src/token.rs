@@ -1,7 +1,9 @@
 //! Session tokens: `cms1_<user tag>_<secret>`, 81 characters.
 //!
-//! The user tag (32 lowercase hex digits) is a keyed hash of the user id: it routes the token
-//! to the user's hash slot, so that a session and its user's index are updated together. The
+//! The user tag (32 lowercase hex digits) is a hash of the user id, keyed by `SESSION_SECRET`
+//! when one is set (unkeyed otherwise, so anyone can test candidate ids against it): it routes
+//! the token to the user's hash slot, so that a session and its user's index are updated
+//! together. The
 //! secret is 32 bytes (256 bits) from the operating system's CSPRNG, in unpadded URL-safe
 //! base64. The store keeps only a hash of the whole token.
 

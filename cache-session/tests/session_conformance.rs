@@ -931,11 +931,12 @@ async fn a_rotation_timed_out_on_a_frozen_server_leaves_a_working_token() {
 
     let mut ran_later = false;
     for _ in 0..100 {
-        if let Ok(listed) = sessions.get_user_sessions("u").await {
-            if listed.len() == 1 && listed[0].id != before {
-                ran_later = true;
-                break;
-            }
+        if let Ok(listed) = sessions.get_user_sessions("u").await
+            && listed.len() == 1
+            && listed[0].id != before
+        {
+            ran_later = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

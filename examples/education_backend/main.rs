@@ -13,21 +13,13 @@ mod app;
 use std::time::Duration;
 
 use app::{AppState, Backend};
-use cachemere::{Config, MemoryStore, RedisStore};
+use cachemere::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
-    let backend = match &config.redis_url {
-        Some(url) => {
-            println!("cache and sessions on Redis at {url}");
-            Backend::Redis(RedisStore::connect_lazy(&config)?)
-        }
-        None => {
-            println!("cache and sessions in process (set REDIS_URL to use Redis)");
-            Backend::Memory(MemoryStore::new())
-        }
-    };
+    let (backend, line) = Backend::from_config(&config)?;
+    println!("{line}");
     let state = AppState::new(backend, &config, Duration::from_millis(50));
     let _cleanup = state
         .sessions

@@ -27,6 +27,27 @@ pub(crate) enum Backend {
     Memory(MemoryStore),
 }
 
+impl Backend {
+    /// The store `REDIS_URL` names (connected lazily, so a Redis that is down does not stop
+    /// the start), or the in-process store; and the start-up line saying which, with any
+    /// password in the URL redacted.
+    pub(crate) fn from_config(config: &Config) -> cachemere::Result<(Backend, String)> {
+        Ok(match &config.redis_url {
+            Some(url) => (
+                Backend::Redis(RedisStore::connect_lazy(config)?),
+                format!(
+                    "cache and sessions on Redis at {}",
+                    cachemere::config::redacted_url(url)
+                ),
+            ),
+            None => (
+                Backend::Memory(MemoryStore::new()),
+                "cache and sessions in process (set REDIS_URL to use Redis)".to_owned(),
+            ),
+        })
+    }
+}
+
 impl AppState {
     /// The cache and the sessions on one store; a database answering after `db_delay`.
     pub(crate) fn new(backend: Backend, config: &Config, db_delay: Duration) -> AppState {

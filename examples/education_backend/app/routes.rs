@@ -1,9 +1,10 @@
 //! HTTP routes. Reads that need a session answer 401 with a JSON error when the token is
 //! missing, invalid or expired, and 503 when the session store cannot be asked.
 
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,8 +30,47 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/analytics/students", get(analytics))
         .route("/health/redis", get(health))
         .route("/stats", get(stats))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(json_errors))
         .with_state(state)
 }
+
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Turns every error response that is not JSON yet (axum's own rejections: malformed JSON,
+/// wrong content type, a non-numeric path id, a body over the limit, a wrong method) into the
+/// service's one error shape, `{"error": ...}`, keeping the status and the reason.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = match text.is_empty() {
+        true => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        false => text,
+    };
+    let mut json = ApiError(status, message).into_response();
+    for (name, value) in parts
+        .headers
+        .iter()
+        .filter(|(name, _)| *name != header::CONTENT_TYPE && *name != header::CONTENT_LENGTH)
+    {
+        json.headers_mut().append(name, value.clone());
+    }
+    json
+}
+
+const STORE_UNAVAILABLE: &str = "session store unavailable";
 
 /// A JSON error body with a status.
 pub(crate) struct ApiError(StatusCode, String);
@@ -51,11 +91,13 @@ impl From<DbError> for ApiError {
 
 impl From<cachemere::cache_session::Error> for ApiError {
     fn from(err: cachemere::cache_session::Error) -> ApiError {
-        let status = match err.is_store_failure() {
-            true => StatusCode::SERVICE_UNAVAILABLE,
-            false => StatusCode::BAD_REQUEST,
-        };
-        ApiError(status, err.to_string())
+        match err.is_store_failure() {
+            true => ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                STORE_UNAVAILABLE.to_owned(),
+            ),
+            false => ApiError(StatusCode::BAD_REQUEST, err.to_string()),
+        }
     }
 }
 
@@ -85,7 +127,7 @@ impl FromRequestParts<AppState> for Authenticated {
                     StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
                 let message = match err {
                     ValidationError::Expired => "session expired",
-                    ValidationError::Store(_) => "session store unavailable",
+                    ValidationError::Store(_) => STORE_UNAVAILABLE,
                     _ => "invalid session",
                 };
                 Err(ApiError(status, message.into()))
@@ -244,19 +286,23 @@ async fn analytics(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     ))
 }
 
-/// The seed's health endpoint: 200 when the store answers, 503 otherwise.
+/// The seed's health endpoint: 200 when the store answers, 503 otherwise. `backend` says
+/// which store serves the cache; `redis` is `"not configured"` on the in-process store.
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let report = state.service.cache.health_check().await;
     let status = match report.healthy {
         true => StatusCode::OK,
         false => StatusCode::SERVICE_UNAVAILABLE,
     };
-    let verdict = if report.healthy {
-        "healthy"
-    } else {
-        "unhealthy"
+    let verdict = match (report.backend, report.healthy) {
+        ("memory", _) => "not configured",
+        (_, true) => "healthy",
+        (_, false) => "unhealthy",
     };
-    (status, Json(json!({ "redis": verdict, "details": report })))
+    (
+        status,
+        Json(json!({ "backend": report.backend, "redis": verdict, "details": report })),
+    )
 }
 
 async fn stats(State(state): State<AppState>) -> Json<Value> {
