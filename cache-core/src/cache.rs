@@ -971,7 +971,8 @@ impl Cache {
         stats
     }
 
-    /// Sets every counter back to zero.
+    /// Sets every counter [`stats`](Cache::stats) reports back to zero, the circuit
+    /// breaker's and the local tier's included.
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore};
@@ -985,6 +986,14 @@ impl Cache {
     /// ```
     pub fn reset_stats(&self) {
         self.inner.counters.reset();
+        self.inner
+            .breaker
+            .short_circuits
+            .store(0, Ordering::Relaxed);
+        self.inner.breaker.trips.store(0, Ordering::Relaxed);
+        if let Some(local) = &self.inner.local {
+            local.hits.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Probes the store: reachability, latency, server version and memory use.

@@ -1,5 +1,7 @@
 //! Multi-key operations and invalidation.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -58,7 +60,8 @@ impl Cache {
         Ok(values)
     }
 
-    /// Writes several values, each with the same ttl and tags, in one pipeline.
+    /// Writes several values with the same ttl class and tags, in one pipeline. With
+    /// [`ttl_jitter`](crate::CacheBuilder::ttl_jitter), each key draws its own jitter.
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore, Ttl};
@@ -76,26 +79,32 @@ impl Cache {
         options: impl Into<SetOptions>,
     ) -> Result<()> {
         let options = options.into();
-        let Some((first, _)) = items.first() else {
+        if items.is_empty() {
             return Ok(());
-        };
-        let ttl = self.ttl_for(first.as_ref(), options.ttl_class())?;
+        }
         let encoded = items
             .iter()
             .map(|(key, value)| {
                 let full = self.full_key(key.as_ref()).into_owned();
+                let ttl = self.ttl_for(&full, options.ttl_class())?;
                 let bytes = self.inner.format.encode(&full, value)?;
-                Ok((full, bytes))
+                Ok((full, bytes, ttl))
             })
-            .collect::<Result<Vec<(String, Vec<u8>)>>>()?;
+            .collect::<Result<Vec<(String, Vec<u8>, Duration)>>>()?;
         if !options.tag_names().is_empty() {
-            let members: Vec<String> = encoded.iter().map(|(key, _)| key.clone()).collect();
-            self.record_tags(&members, ttl, options.tag_names()).await?;
+            let members: Vec<String> = encoded.iter().map(|(key, _, _)| key.clone()).collect();
+            let longest = encoded
+                .iter()
+                .map(|(_, _, ttl)| *ttl)
+                .max()
+                .unwrap_or_default();
+            self.record_tags(&members, longest, options.tag_names())
+                .await?;
         }
-        self.counted(self.inner.guarded.mset(&encoded, ttl).await)?;
+        self.counted(self.inner.guarded.mset(&encoded).await)?;
         Counters::add(&self.inner.counters.sets, encoded.len() as u64);
         if self.inner.local.is_some() {
-            let keys: Vec<String> = encoded.into_iter().map(|(key, _)| key).collect();
+            let keys: Vec<String> = encoded.into_iter().map(|(key, _, _)| key).collect();
             self.announce(&keys, &[]).await;
         }
         Ok(())

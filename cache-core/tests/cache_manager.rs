@@ -74,6 +74,30 @@ macro_rules! manager_suite {
             use super::*;
 
             #[tokio::test]
+            async fn set_multi_jitters_each_key_on_its_own() {
+                let f = $fixture().await;
+                let cache = Cache::builder_shared(f.store.clone())
+                    .default_ttl(Duration::from_secs(1000))
+                    .ttl_jitter(50)
+                    .build();
+                let items: Vec<(String, u32)> = (0..20).map(|i| (format!("j:{i}"), i)).collect();
+                cache.set_multi(&items, Ttl::Default).await.unwrap();
+                let mut ttls = Vec::new();
+                for (key, _) in &items {
+                    match cache.ttl(key).await.unwrap() {
+                        KeyTtl::ExpiresIn(left) => ttls.push(left),
+                        other => panic!("{key}: {other:?}"),
+                    }
+                }
+                let spread = *ttls.iter().max().unwrap() - *ttls.iter().min().unwrap();
+                assert!(
+                    spread > Duration::from_secs(5),
+                    "keys written together expire together: {ttls:?}"
+                );
+                assert!(ttls.iter().all(|ttl| *ttl <= Duration::from_secs(1500)));
+            }
+
+            #[tokio::test]
             async fn fail_safe_serves_stale_when_the_recomputation_fails() {
                 let f = $fixture().await;
                 let cache = Cache::builder_shared(f.store.clone())
@@ -589,6 +613,13 @@ async fn redis_outage_degrades_then_caching_resumes() {
     assert_eq!(during.circuit_trips, 1, "{during:?}");
     assert!(during.short_circuits >= 1, "{during:?}");
     assert!(cache.health_check().await.circuit_open);
+    cache.reset_stats();
+    let reset = cache.stats();
+    assert_eq!(
+        (reset.errors, reset.circuit_trips, reset.short_circuits),
+        (0, 0, 0),
+        "reset_stats zeroes every counter it reports: {reset:?}"
+    );
 
     server.restart().unwrap();
     let mut resumed = false;

@@ -134,10 +134,10 @@ macro_rules! store_conformance {
             async fn mget_keeps_order_and_gaps() {
                 let f = store().await;
                 let items = vec![
-                    ("a".to_owned(), b"1".to_vec()),
-                    ("c".to_owned(), b"3".to_vec()),
+                    ("a".to_owned(), b"1".to_vec(), MINUTE),
+                    ("c".to_owned(), b"3".to_vec(), MINUTE),
                 ];
-                f.store.mset(&items, MINUTE).await.unwrap();
+                f.store.mset(&items).await.unwrap();
                 let keys = ["a", "b", "c", "d"].map(String::from);
                 assert_eq!(
                     f.store.mget(&keys).await.unwrap(),
@@ -147,13 +147,17 @@ macro_rules! store_conformance {
             }
 
             #[tokio::test]
-            async fn mset_applies_the_ttl() {
+            async fn mset_applies_each_ttl() {
                 let f = store().await;
-                let items = vec![("x".to_owned(), b"1".to_vec())];
-                f.store.mset(&items, Duration::from_millis(100)).await.unwrap();
+                let items = vec![
+                    ("x".to_owned(), b"1".to_vec(), Duration::from_millis(100)),
+                    ("y".to_owned(), b"2".to_vec(), MINUTE),
+                ];
+                f.store.mset(&items).await.unwrap();
                 assert!(matches!(f.store.ttl("x").await.unwrap(), KeyTtl::ExpiresIn(_)));
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 assert_eq!(f.store.get("x").await.unwrap(), None);
+                assert_eq!(f.store.get("y").await.unwrap(), Some(b"2".to_vec()));
             }
 
             #[tokio::test]
@@ -193,9 +197,10 @@ macro_rules! store_conformance {
             #[tokio::test]
             async fn delete_matching_crosses_scan_batches() {
                 let f = store().await;
-                let items: Vec<(String, Vec<u8>)> =
-                    (0..2500).map(|i| (format!("bulk:{i}"), b"v".to_vec())).collect();
-                f.store.mset(&items, MINUTE).await.unwrap();
+                let items: Vec<(String, Vec<u8>, Duration)> = (0..2500)
+                    .map(|i| (format!("bulk:{i}"), b"v".to_vec(), MINUTE))
+                    .collect();
+                f.store.mset(&items).await.unwrap();
                 f.store.set("other", b"v", MINUTE).await.unwrap();
                 assert_eq!(f.store.delete_matching("bulk:*").await.unwrap(), 2500);
                 assert!(f.store.exists("other").await.unwrap());

@@ -302,6 +302,8 @@ async fn local_against_store(deployment: &str, config: &Config) {
         l.as_secs_f64() / s.as_secs_f64()
     );
     assert!(local.stats().local_hits >= 500);
+    local.reset_stats();
+    assert_eq!(local.stats().local_hits, 0, "reset_stats zeroes local hits");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

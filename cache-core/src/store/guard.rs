@@ -102,8 +102,8 @@ impl Guarded {
         self.run("MGET", self.store.mget(keys)).await
     }
 
-    pub(crate) async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()> {
-        self.run("MSET", self.store.mset(items, ttl)).await
+    pub(crate) async fn mset(&self, items: &[(String, Vec<u8>, Duration)]) -> Result<()> {
+        self.run("MSET", self.store.mset(items)).await
     }
 
     pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64> {

@@ -335,9 +335,9 @@ impl Store for MemoryStore {
         Ok(values)
     }
 
-    async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()> {
-        for (key, value) in items {
-            self.set(key, value, ttl).await?;
+    async fn mset(&self, items: &[(String, Vec<u8>, Duration)]) -> Result<()> {
+        for (key, value, ttl) in items {
+            self.set(key, value, *ttl).await?;
         }
         Ok(())
     }

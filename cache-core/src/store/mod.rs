@@ -80,8 +80,8 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Reads several plain values at once; the result has one entry per key, in order.
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
 
-    /// Writes several plain values, each expiring after `ttl`.
-    async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()>;
+    /// Writes several plain values, each expiring after its own ttl.
+    async fn mset(&self, items: &[(String, Vec<u8>, Duration)]) -> Result<()>;
 
     /// Removes several keys; returns how many existed.
     async fn delete_many(&self, keys: &[String]) -> Result<u64>;

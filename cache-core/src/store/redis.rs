@@ -902,29 +902,28 @@ impl Store for RedisStore {
         Ok(values)
     }
 
-    async fn mset(&self, items: &[(String, Vec<u8>)], ttl: Duration) -> Result<()> {
-        let Some((first, _)) = items.first() else {
+    async fn mset(&self, items: &[(String, Vec<u8>, Duration)]) -> Result<()> {
+        let Some((first, _, _)) = items.first() else {
             return Ok(());
         };
-        let millis = ttl_millis(ttl);
-        let set = |key: &str, value: &[u8]| {
+        let set = |key: &str, value: &[u8], ttl: Duration| {
             redis::cmd("SET")
                 .arg(key)
                 .arg(value)
                 .arg("PX")
-                .arg(millis)
+                .arg(ttl_millis(ttl))
                 .to_owned()
         };
         let Link::Cluster(_) = &self.connection.0 else {
             let mut pipe = redis::pipe();
-            for (key, value) in items {
-                pipe.add_command(set(key, value)).ignore();
+            for (key, value, ttl) in items {
+                pipe.add_command(set(key, value, *ttl)).ignore();
             }
             return self.query_pipe("MSET", first, &pipe).await;
         };
         let commands: Vec<(&str, redis::Cmd)> = items
             .iter()
-            .map(|(key, value)| (key.as_str(), set(key, value)))
+            .map(|(key, value, ttl)| (key.as_str(), set(key, value, *ttl)))
             .collect();
         self.pipeline_by_key::<_, ()>("MSET", &commands).await?;
         Ok(())
