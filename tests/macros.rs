@@ -455,7 +455,7 @@ macro_rules! behaviour_suite {
                 }
                 assert_eq!(calls.count(), 1);
                 assert!(
-                    !f.cache.exists("hot:9.__cachemere_lock").await.unwrap(),
+                    !f.cache.exists("hot:9.__cachemere:lock").await.unwrap(),
                     "the lock is released"
                 );
             }

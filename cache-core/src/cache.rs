@@ -451,7 +451,14 @@ impl Cache {
         }
     }
 
+    /// The ttl of a write to `key`, which must not be an internal key.
     pub(crate) fn ttl_for(&self, key: &str, ttl: impl Into<Ttl>) -> Result<Duration> {
+        if crate::key::is_internal(key.as_bytes()) {
+            return Err(Error::InvalidKey {
+                key: key.to_owned(),
+                reason: "`__cachemere:` is reserved for cachemere's locks and tag indexes",
+            });
+        }
         let duration = self.resolve_ttl(ttl);
         if duration < Duration::from_millis(1) {
             return Err(Error::InvalidTtl {
@@ -648,7 +655,7 @@ impl Cache {
 
     /// The store key of a tag's index.
     pub(crate) fn tag_key(&self, tag: &str) -> String {
-        format!("{}__cachemere:tag:{tag}", self.inner.prefix)
+        format!("{}{}tag:{tag}", self.inner.prefix, crate::key::RESERVED)
     }
 
     /// Removes a key; returns whether it existed.

@@ -632,7 +632,7 @@ impl Cache {
     }
 
     fn lock_key(full_key: &str) -> String {
-        format!("{full_key}.__cachemere_lock")
+        format!("{full_key}.{}lock", crate::key::RESERVED)
     }
 
     /// Takes the lock, or waits for the holder's value; computes without the lock once

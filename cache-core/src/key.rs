@@ -25,6 +25,28 @@ pub fn escape_glob(segment: &str) -> String {
     escaped
 }
 
+/// The marker in every key cachemere keeps for itself: distributed locks
+/// (`<key>.__cachemere:lock`), tag indexes (`<prefix>__cachemere:tag:<tag>`) and the local
+/// tier's channel. A [`Cache`](crate::Cache) refuses to write a key holding it
+/// ([`Error::InvalidKey`](crate::Error::InvalidKey)), and pattern sweeps
+/// ([`Store::delete_matching`](crate::Store::delete_matching)) never remove such keys, so a
+/// user's `user:*` leaves the lock of `user:1` alone and no user key can collide with an
+/// internal one.
+pub const RESERVED: &str = "__cachemere:";
+
+/// Whether `key` is one of cachemere's own (it holds [`RESERVED`]).
+///
+/// ```
+/// use cache_core::key::is_internal;
+///
+/// assert!(is_internal(b"user:1.__cachemere:lock"));
+/// assert!(!is_internal(b"user:1"));
+/// ```
+pub fn is_internal(key: &[u8]) -> bool {
+    key.windows(RESERVED.len())
+        .any(|window| window == RESERVED.as_bytes())
+}
+
 /// Whether `key` matches the Redis glob `pattern`, with the semantics of Redis `SCAN MATCH`.
 pub fn glob_matches(pattern: &str, key: &str) -> bool {
     matches_bytes(pattern.as_bytes(), key.as_bytes())

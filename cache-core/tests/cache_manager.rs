@@ -74,6 +74,32 @@ macro_rules! manager_suite {
             use super::*;
 
             #[tokio::test]
+            async fn internal_keys_stay_out_of_the_user_key_space() {
+                let f = $fixture().await;
+                let tagged = SetOptions::new(Ttl::Default).tags(["t"]);
+                f.cache.set("user:1", &1u8, tagged).await.unwrap();
+                f.store.set("user:1.__cachemere:lock", b"holder", Duration::from_secs(60)).await.unwrap();
+                assert_eq!(f.cache.invalidate_pattern("user:*").await.unwrap(), 1);
+                assert!(
+                    f.store.exists("user:1.__cachemere:lock").await.unwrap(),
+                    "a user's pattern removed a held lock"
+                );
+                f.cache.set("user:2", &2u8, SetOptions::new(Ttl::Default).tags(["t"])).await.unwrap();
+                assert_eq!(f.cache.invalidate_pattern("*").await.unwrap(), 1);
+                f.cache.set("user:3", &3u8, Ttl::Default).await.unwrap();
+                f.cache.set("user:2", &2u8, Ttl::Default).await.unwrap();
+                assert_eq!(f.cache.invalidate_tag("t").await.unwrap(), 1, "the tag index survived `*`");
+                assert!(f.cache.exists("user:3").await.unwrap());
+                for key in ["user:1.__cachemere:lock", "__cachemere:tag:t", "a__cachemere:b"] {
+                    let refused = f.cache.set(key, &1u8, Ttl::Default).await;
+                    assert!(matches!(refused, Err(cache_core::Error::InvalidKey { .. })), "{key}: {refused:?}");
+                }
+                let refused = f.cache.set_multi(&[("ok", 1u8), ("x__cachemere:y", 2)], Ttl::Default).await;
+                assert!(refused.is_err());
+                assert!(!f.cache.exists("ok").await.unwrap(), "nothing written");
+            }
+
+            #[tokio::test]
             async fn set_multi_jitters_each_key_on_its_own() {
                 let f = $fixture().await;
                 let cache = Cache::builder_shared(f.store.clone())
@@ -473,7 +499,7 @@ macro_rules! manager_suite {
                 );
                 assert_eq!((x.unwrap(), y.unwrap()), (3, 3));
                 assert_eq!(calls.load(Ordering::SeqCst), 1);
-                assert!(!f.store.exists("shared.__cachemere_lock").await.unwrap());
+                assert!(!f.store.exists("shared.__cachemere:lock").await.unwrap());
             }
 
             #[tokio::test]
@@ -489,7 +515,7 @@ macro_rules! manager_suite {
                     .await
                     .unwrap_err();
                 assert!(matches!(err, cache_core::Error::ValueTooLarge { .. }), "{err:?}");
-                assert!(!f.store.exists("big.__cachemere_lock").await.unwrap());
+                assert!(!f.store.exists("big.__cachemere:lock").await.unwrap());
             }
 
             #[tokio::test]

@@ -11,7 +11,7 @@ use moka::ops::compute::Op;
 use super::{KeyTtl, Store};
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
-use crate::key::glob_matches;
+use crate::key::{glob_matches, is_internal};
 
 const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -354,7 +354,7 @@ impl Store for MemoryStore {
         let matching: Vec<Arc<String>> = self
             .entries
             .iter()
-            .filter(|(key, _)| glob_matches(pattern, key))
+            .filter(|(key, _)| glob_matches(pattern, key) && !is_internal(key.as_bytes()))
             .map(|(key, _)| key)
             .collect();
         let mut removed = 0;

@@ -87,7 +87,8 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     async fn delete_many(&self, keys: &[String]) -> Result<u64>;
 
     /// Removes every key matching a Redis glob `pattern` (`*`, `?`, `[...]`, `\` escapes),
-    /// by cursored scan, never by `KEYS`; returns how many were removed.
+    /// by cursored scan, never by `KEYS`; returns how many were removed. Keys holding
+    /// [`key::RESERVED`](crate::key::RESERVED) (cachemere's locks and tag indexes) are skipped.
     ///
     /// Build patterns from caller input with [`escape_glob`](crate::key::escape_glob).
     async fn delete_matching(&self, pattern: &str) -> Result<u64>;

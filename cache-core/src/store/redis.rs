@@ -722,7 +722,7 @@ impl RedisStore {
                 .arg("COUNT")
                 .arg(SCAN_BATCH)
                 .to_owned();
-            let (next, keys): (u64, Vec<Vec<u8>>) = match primary {
+            let (next, mut keys): (u64, Vec<Vec<u8>>) = match primary {
                 None => self.query("SCAN", pattern, &scan).await?,
                 Some((cluster, node)) => {
                     let reply = self
@@ -732,6 +732,7 @@ impl RedisStore {
                         .map_err(|err| Error::redis("SCAN")(err.into()))?
                 }
             };
+            keys.retain(|key| !crate::key::is_internal(key));
             if !keys.is_empty() {
                 removed += match primary {
                     None => {
