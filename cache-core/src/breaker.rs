@@ -3,9 +3,10 @@
 //! the circuit as soon as the store answers again.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use crate::recovery::Recovery;
 use crate::store::Store;
 
 #[derive(Debug)]
@@ -18,6 +19,7 @@ pub(crate) struct Breaker {
     probing: AtomicBool,
     pub(crate) short_circuits: AtomicU64,
     pub(crate) trips: AtomicU64,
+    recovery: OnceLock<Weak<Recovery>>,
 }
 
 impl Breaker {
@@ -32,6 +34,20 @@ impl Breaker {
             probing: AtomicBool::new(false),
             short_circuits: AtomicU64::new(0),
             trips: AtomicU64::new(0),
+            recovery: OnceLock::new(),
+        }
+    }
+
+    /// Makes the probe replay `recovery`'s pending invalidations before it closes the
+    /// circuit, so that reads resume only once the store has every invalidation.
+    pub(crate) fn replay_before_closing(&self, recovery: &Arc<Recovery>) {
+        let _ = self.recovery.set(Arc::downgrade(recovery));
+    }
+
+    async fn caught_up(&self) -> bool {
+        match self.recovery.get().and_then(Weak::upgrade) {
+            Some(recovery) => recovery.replay().await,
+            None => true,
         }
     }
 
@@ -107,7 +123,7 @@ impl Breaker {
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(breaker.cooldown).await;
-                if store.answers().await {
+                if store.answers().await && breaker.caught_up().await {
                     breaker.succeeded();
                     break;
                 }

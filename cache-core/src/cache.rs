@@ -17,6 +17,7 @@ use crate::frame::{Builtin, Format};
 use crate::health::HealthReport;
 use crate::local::Local;
 use crate::log::ErrorLog;
+use crate::recovery::{Pending, Recovery};
 use crate::stats::{CacheStats, Counters};
 use crate::store::guard::Guarded;
 use crate::store::{KeyTtl, MemoryStore, RedisStore, Store};
@@ -25,6 +26,8 @@ use crate::ttl::{SetOptions, Ttl};
 const DEFAULT_COMPRESS_OVER: usize = 1024;
 /// Memory for the fail-safe's in-process copies of last good values.
 const LAST_GOOD_BYTES: u64 = 64 * 1024 * 1024;
+/// The default [`CacheBuilder::pending_invalidations`].
+pub const DEFAULT_PENDING_INVALIDATIONS: usize = 10_000;
 
 /// A typed cache over a [`Store`]: values are any `serde` type, encoded by the cache's
 /// [`Codec`], under keys that are the literal store keys behind an optional prefix.
@@ -68,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) last_good: moka::future::Cache<String, Arc<Vec<u8>>>,
     pub(crate) flights: Flights,
     pub(crate) errors: ErrorLog,
+    /// Invalidations that could not reach the store, until they do.
+    pub(crate) recovery: Arc<Recovery>,
 }
 
 impl fmt::Debug for Cache {
@@ -122,6 +127,7 @@ pub struct CacheBuilder {
     fail_safe: Option<Duration>,
     factory_timeout: Option<Duration>,
     local: Option<(u64, Duration)>,
+    pending_invalidations: usize,
 }
 
 impl CacheBuilder {
@@ -257,6 +263,27 @@ impl CacheBuilder {
         self
     }
 
+    /// How many invalidations (keys, patterns, tags, local-tier notices) this cache keeps
+    /// while the store cannot take them (default 10,000).
+    ///
+    /// An invalidation that fails or is skipped by the open circuit is not lost: it waits in
+    /// an in-process queue, de-duplicated, and is replayed in order as soon as the store
+    /// answers (before the circuit closes again). While it waits, this process treats the
+    /// keys it covers as misses, in the store and in the local tier; a pending tag
+    /// invalidation makes every read a miss, since only the store knows the tag's keys.
+    /// Counted in [`CacheStats::pending_invalidations`] and
+    /// [`CacheStats::recovered_invalidations`].
+    ///
+    /// When more are waiting than `capacity`, the queue is replaced by one sweep of every
+    /// key under the cache's [`prefix`](CacheBuilder::prefix) (counted in
+    /// [`CacheStats::invalidation_overflows`] and logged): every read is a miss until the
+    /// sweep has run. With an empty prefix that sweep covers the whole database (cachemere's
+    /// own keys excepted), so give a cache that shares its store a prefix.
+    pub fn pending_invalidations(mut self, capacity: usize) -> Self {
+        self.pending_invalidations = capacity;
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> Cache {
         let guarded = Guarded::new(
@@ -276,8 +303,17 @@ impl CacheBuilder {
             }
             local
         });
+        let recovery = Arc::new(Recovery::new(
+            Arc::clone(&self.store),
+            self.operation_timeout.filter(|_| !self.store.in_process()),
+            self.pending_invalidations,
+            &self.prefix,
+            local.clone(),
+        ));
+        breaker.replay_before_closing(&recovery);
         Cache {
             inner: Arc::new(Inner {
+                recovery,
                 guarded,
                 store: self.store,
                 breaker,
@@ -355,6 +391,7 @@ impl Cache {
             fail_safe: None,
             factory_timeout: None,
             local: None,
+            pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
         }
     }
 
@@ -635,7 +672,49 @@ impl Cache {
         let notice = local.notice(keys, patterns);
         let published = self.counted(self.inner.guarded.publish(&local.channel, &notice).await);
         if let Err(err) = published {
+            self.keep_if_retryable(&err, || {
+                [Pending::Notice {
+                    keys: keys.to_vec(),
+                    patterns: patterns.to_vec(),
+                }]
+            });
             let _ = self.degrade::<Lenient>("PUBLISH", &local.channel, err);
+        }
+    }
+
+    /// Keeps invalidations for replay when `err` says the store may take them later.
+    pub(crate) fn keep_if_retryable<I: IntoIterator<Item = Pending>>(
+        &self,
+        err: &Error,
+        pending: impl FnOnce() -> I,
+    ) {
+        if err.is_transient() || matches!(err, Error::CircuitOpen { .. }) {
+            self.inner.recovery.keep(pending());
+        }
+    }
+
+    /// Removes `keys` from the store, this process's tiers and every other process's local
+    /// tier; keys the store cannot remove now are kept and removed once it answers.
+    pub(crate) async fn invalidate_keys(&self, keys: &[String]) -> Result<u64> {
+        for key in keys {
+            self.inner.last_good.invalidate(key).await;
+        }
+        let removed = match keys {
+            [key] => self.inner.guarded.delete(key).await.map(u64::from),
+            keys => self.inner.guarded.delete_many(keys).await,
+        };
+        match self.counted(removed) {
+            Ok(removed) => {
+                self.announce(keys, &[]).await;
+                Ok(removed)
+            }
+            Err(err) => {
+                if let Some(local) = &self.inner.local {
+                    local.forget(keys, &[]).await;
+                }
+                self.keep_if_retryable(&err, || keys.iter().cloned().map(Pending::Key));
+                Err(err)
+            }
         }
     }
 
@@ -660,6 +739,13 @@ impl Cache {
 
     /// Removes a key; returns whether it existed.
     ///
+    /// When the store cannot be reached (an error, a timeout, the open circuit), the error is
+    /// returned and the removal is not lost: it is replayed as soon as the store answers,
+    /// and this process reads the key as a miss until then (see
+    /// [`CacheBuilder::pending_invalidations`]). The same holds for
+    /// [`delete_multi`](Cache::delete_multi), [`invalidate_pattern`](Cache::invalidate_pattern),
+    /// [`invalidate_tag`](Cache::invalidate_tag) and `#[invalidate_cache]`.
+    ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
@@ -671,11 +757,11 @@ impl Cache {
     /// # }
     /// ```
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        let full = self.full_key(key);
-        let removed = self.counted(self.inner.guarded.delete(&full).await)?;
-        self.announce(&[full.into_owned()], &[]).await;
-        Counters::add(&self.inner.counters.deletes, u64::from(removed));
-        Ok(removed)
+        let removed = self
+            .invalidate_keys(&[self.full_key(key).into_owned()])
+            .await?;
+        Counters::add(&self.inner.counters.deletes, removed);
+        Ok(removed > 0)
     }
 
     /// Whether a key exists.
@@ -975,11 +1061,15 @@ impl Cache {
             .local
             .as_ref()
             .map_or(0, |local| local.hits.load(Ordering::Relaxed));
+        let recovery = &self.inner.recovery;
+        stats.pending_invalidations = recovery.pending();
+        stats.recovered_invalidations = recovery.recovered.load(Ordering::Relaxed);
+        stats.invalidation_overflows = recovery.overflows.load(Ordering::Relaxed);
         stats
     }
 
     /// Sets every counter [`stats`](Cache::stats) reports back to zero, the circuit
-    /// breaker's and the local tier's included.
+    /// breaker's and the local tier's included (not the gauge `pending_invalidations`).
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore};
@@ -1001,6 +1091,8 @@ impl Cache {
         if let Some(local) = &self.inner.local {
             local.hits.store(0, Ordering::Relaxed);
         }
+        self.inner.recovery.recovered.store(0, Ordering::Relaxed);
+        self.inner.recovery.overflows.store(0, Ordering::Relaxed);
     }
 
     /// Probes the store: reachability, latency, server version and memory use.

@@ -554,6 +554,9 @@ impl Cache {
         &self,
         full_key: &str,
     ) -> std::result::Result<Fetched<T>, S::Error> {
+        if self.inner.recovery.hides(full_key) {
+            return Ok(Fetched::Miss);
+        }
         let local = self
             .inner
             .local

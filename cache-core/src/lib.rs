@@ -49,6 +49,7 @@ mod local;
 mod log;
 mod multi;
 mod private;
+mod recovery;
 mod stats;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -63,7 +64,9 @@ pub mod __private {
 #[cfg(feature = "macros")]
 pub use cache_macros::{cache_result, invalidate_cache};
 
-pub use crate::cache::{Cache, CacheBuilder, check_redis_connection};
+pub use crate::cache::{
+    Cache, CacheBuilder, DEFAULT_PENDING_INVALIDATIONS, check_redis_connection,
+};
 pub use crate::codec::{Bincode, Codec, Json};
 pub use crate::config::Config;
 pub use crate::error::{BoxError, Error, Result};

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::Cache;
 use crate::error::Result;
 use crate::key::escape_glob;
+use crate::recovery::Pending;
 use crate::stats::Counters;
 use crate::ttl::SetOptions;
 
@@ -44,6 +45,9 @@ impl Cache {
             .into_iter()
             .zip(&full)
             .map(|(bytes, key)| {
+                if self.inner.recovery.hides(key) {
+                    return None;
+                }
                 let value = self.decode(key, bytes.as_deref()?);
                 if value.is_none() {
                     undecodable.push(key.clone());
@@ -123,9 +127,11 @@ impl Cache {
     /// ```
     pub async fn delete_multi<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
         let full = self.full_keys(keys);
-        let removed = self.counted(self.inner.guarded.delete_many(&full).await)?;
+        if full.is_empty() {
+            return Ok(0);
+        }
+        let removed = self.invalidate_keys(&full).await?;
         Counters::add(&self.inner.counters.deletes, removed);
-        self.announce(&full, &[]).await;
         Ok(removed)
     }
 
@@ -151,10 +157,21 @@ impl Cache {
     /// ```
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let full = format!("{}{pattern}", escape_glob(&self.inner.prefix));
-        let removed = self.counted(self.inner.guarded.delete_matching(&full).await)?;
-        Counters::add(&self.inner.counters.deletes, removed);
-        self.announce(&[], &[full]).await;
-        Ok(removed)
+        self.inner.last_good.invalidate_all();
+        match self.counted(self.inner.guarded.delete_matching(&full).await) {
+            Ok(removed) => {
+                Counters::add(&self.inner.counters.deletes, removed);
+                self.announce(&[], &[full]).await;
+                Ok(removed)
+            }
+            Err(err) => {
+                if let Some(local) = &self.inner.local {
+                    local.forget(&[], std::slice::from_ref(&full)).await;
+                }
+                self.keep_if_retryable(&err, || [Pending::Pattern(full)]);
+                Err(err)
+            }
+        }
     }
 
     /// Removes every live value written with `tag` (see [`SetOptions::tags`]); returns how
@@ -173,10 +190,28 @@ impl Cache {
     /// # }
     /// ```
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
-        let members = self.counted(self.inner.guarded.take_tagged(&self.tag_key(tag)).await)?;
+        let tag_key = self.tag_key(tag);
+        self.inner.last_good.invalidate_all();
+        let members = match self.counted(self.inner.guarded.take_tagged(&tag_key).await) {
+            Ok(members) => members,
+            Err(err) => {
+                self.keep_if_retryable(&err, || [Pending::Tag(tag_key)]);
+                return Err(err);
+            }
+        };
         let mut removed = 0;
-        for batch in members.chunks(DELETE_BATCH) {
-            removed += self.counted(self.inner.guarded.delete_many(batch).await)?;
+        for (done, batch) in members.chunks(DELETE_BATCH).enumerate() {
+            match self.counted(self.inner.guarded.delete_many(batch).await) {
+                Ok(count) => removed += count,
+                Err(err) => {
+                    let rest = &members[done * DELETE_BATCH..];
+                    if let Some(local) = &self.inner.local {
+                        local.forget(rest, &[]).await;
+                    }
+                    self.keep_if_retryable(&err, || rest.iter().cloned().map(Pending::Key));
+                    return Err(err);
+                }
+            }
         }
         Counters::add(&self.inner.counters.deletes, removed);
         self.announce(&members, &[]).await;

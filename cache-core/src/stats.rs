@@ -27,6 +27,16 @@ pub struct CacheStats {
     pub short_circuits: u64,
     /// Times the circuit breaker opened.
     pub circuit_trips: u64,
+    /// Invalidations waiting for the store to answer (a gauge: [`reset_stats`] leaves it);
+    /// see [`CacheBuilder::pending_invalidations`](crate::CacheBuilder::pending_invalidations).
+    ///
+    /// [`reset_stats`]: crate::Cache::reset_stats
+    pub pending_invalidations: u64,
+    /// Invalidations applied late, by the replay, after the store failed them.
+    pub recovered_invalidations: u64,
+    /// Times the queue of pending invalidations overflowed and was replaced by a sweep of
+    /// the cache's prefix.
+    pub invalidation_overflows: u64,
 }
 
 impl CacheStats {
@@ -72,6 +82,9 @@ impl Counters {
             local_hits: 0,
             short_circuits: 0,
             circuit_trips: 0,
+            pending_invalidations: 0,
+            recovered_invalidations: 0,
+            invalidation_overflows: 0,
         }
     }
 

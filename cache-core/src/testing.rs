@@ -61,6 +61,7 @@ enum Target {
 #[derive(Debug)]
 struct Owned {
     port: u16,
+    persistent: bool,
     dir: tempfile::TempDir,
     child: Mutex<Option<Child>>,
 }
@@ -87,12 +88,24 @@ impl RedisServer {
     /// Always launches a private `redis-server`, ignoring `CACHEMERE_TEST_REDIS_URL` (for
     /// fault-injection tests).
     pub fn start_private() -> Result<RedisServer> {
+        RedisServer::launch_private(false)
+    }
+
+    /// A private `redis-server` that keeps its data on disk (`appendonly yes`, fsync on every
+    /// write), so that a [`kill`](RedisServer::kill) and [`restart`](RedisServer::restart)
+    /// bring back everything it acknowledged, as a production server with persistence does.
+    pub fn start_persistent() -> Result<RedisServer> {
+        RedisServer::launch_private(true)
+    }
+
+    fn launch_private(persistent: bool) -> Result<RedisServer> {
         let dir = tempfile::Builder::new()
             .prefix("cachemere-redis-")
             .tempdir()
             .map_err(harness("could not create a temporary directory"))?;
         let mut owned = Owned {
             port: free_port()?,
+            persistent,
             dir,
             child: Mutex::new(None),
         };
@@ -177,7 +190,8 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port (killing it first if it still runs), with an
-    /// empty dataset.
+    /// empty dataset, or with the data on disk for a [persistent](RedisServer::start_persistent)
+    /// server.
     pub fn restart(&self) -> Result<()> {
         let owned = self.owned("restart")?;
         if owned.pid().is_some() {
@@ -201,7 +215,8 @@ impl Owned {
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
-            .args(["--appendonly", "no"])
+            .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
             .args(["--daemonize", "no"])
             .args(["--protected-mode", "no"])
             .arg("--dir")

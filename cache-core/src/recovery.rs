@@ -1,0 +1,346 @@
+//! Invalidations that could not reach the store, kept in order and replayed once it answers,
+//! so that no write's invalidation is ever lost to an outage.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::key::glob_matches;
+use crate::local::Local;
+use crate::store::Store;
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(1);
+const DELETE_BATCH: usize = 1000;
+
+/// One invalidation waiting for the store. Keys, patterns and tag indexes are store keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Pending {
+    Key(String),
+    Pattern(String),
+    Tag(String),
+    /// Only the local-tier notice is missing (the store's copy is already gone).
+    Notice {
+        keys: Vec<String>,
+        patterns: Vec<String>,
+    },
+    /// Invalidations were dropped when the queue overflowed: everything under the prefix goes.
+    Sweep,
+}
+
+#[derive(Default)]
+struct Queue {
+    entries: VecDeque<Pending>,
+    queued: HashSet<Pending>,
+    patterns: Vec<String>,
+    tags: usize,
+    overflowed: bool,
+}
+
+impl Queue {
+    fn push(&mut self, pending: Pending) {
+        if self.queued.contains(&pending) {
+            return;
+        }
+        match &pending {
+            Pending::Pattern(pattern) => self.patterns.push(pattern.clone()),
+            Pending::Tag(_) => self.tags += 1,
+            _ => {}
+        }
+        self.queued.insert(pending.clone());
+        self.entries.push_back(pending);
+    }
+
+    fn pop_front(&mut self) -> Option<Pending> {
+        let pending = self.entries.pop_front()?;
+        self.queued.remove(&pending);
+        match &pending {
+            Pending::Pattern(pattern) => {
+                if let Some(at) = self.patterns.iter().position(|p| p == pattern) {
+                    self.patterns.swap_remove(at);
+                }
+            }
+            Pending::Tag(_) => self.tags -= 1,
+            Pending::Sweep => self.overflowed = false,
+            _ => {}
+        }
+        Some(pending)
+    }
+}
+
+/// The queue of one cache, and its replay.
+pub(crate) struct Recovery {
+    store: Arc<dyn Store>,
+    deadline: Option<Duration>,
+    capacity: usize,
+    sweep_pattern: String,
+    local: Option<Arc<Local>>,
+    queue: Mutex<Queue>,
+    /// `queue.entries.len()`, readable without the lock on every cache read.
+    pending: AtomicUsize,
+    /// A tag invalidation or an overflow is pending: no key can be cleared, every read misses.
+    blind: AtomicBool,
+    replaying: tokio::sync::Mutex<()>,
+    retrying: AtomicBool,
+    pub(crate) recovered: AtomicU64,
+    pub(crate) overflows: AtomicU64,
+}
+
+impl Recovery {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        deadline: Option<Duration>,
+        capacity: usize,
+        prefix: &str,
+        local: Option<Arc<Local>>,
+    ) -> Recovery {
+        Recovery {
+            store,
+            deadline,
+            capacity: capacity.max(1),
+            sweep_pattern: format!("{}*", crate::key::escape_glob(prefix)),
+            local,
+            queue: Mutex::default(),
+            pending: AtomicUsize::new(0),
+            blind: AtomicBool::new(false),
+            replaying: tokio::sync::Mutex::new(()),
+            retrying: AtomicBool::new(false),
+            recovered: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Invalidations waiting for the store.
+    pub(crate) fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire) as u64
+    }
+
+    fn publish_state(&self, queue: &Queue) {
+        self.blind
+            .store(queue.tags > 0 || queue.overflowed, Ordering::Release);
+        self.pending.store(queue.entries.len(), Ordering::Release);
+    }
+
+    /// Whether a read of `key` must be a miss because an invalidation that may cover it has
+    /// not reached the store yet.
+    pub(crate) fn hides(&self, key: &str) -> bool {
+        if self.pending.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        if self.blind.load(Ordering::Acquire) {
+            return true;
+        }
+        let queue = self.queue();
+        queue.queued.contains(&Pending::Key(key.to_owned()))
+            || queue
+                .patterns
+                .iter()
+                .any(|pattern| glob_matches(pattern, key))
+    }
+
+    /// Keeps invalidations that failed, in order, and makes sure they are retried.
+    pub(crate) fn keep(self: &Arc<Self>, invalidations: impl IntoIterator<Item = Pending>) {
+        {
+            let mut queue = self.queue();
+            for pending in invalidations {
+                if queue.overflowed && !matches!(pending, Pending::Notice { .. }) {
+                    continue;
+                }
+                if queue.entries.len() >= self.capacity {
+                    self.overflow(&mut queue);
+                    continue;
+                }
+                queue.push(pending);
+            }
+            self.publish_state(&queue);
+        }
+        self.retry_in_background();
+    }
+
+    fn overflow(&self, queue: &mut Queue) {
+        let dropped = queue.entries.len();
+        *queue = Queue::default();
+        queue.push(Pending::Sweep);
+        queue.overflowed = true;
+        self.overflows.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            dropped,
+            capacity = self.capacity,
+            pattern = %self.sweep_pattern,
+            "too many invalidations wait for the store: every read is a miss until it answers, \
+             then every key matching the pattern is removed"
+        );
+    }
+
+    /// Replays the queue in order until it is empty (`true`) or the store fails (`false`).
+    pub(crate) async fn replay(&self) -> bool {
+        if self.pending() == 0 {
+            return true;
+        }
+        let _replaying = self.replaying.lock().await;
+        loop {
+            let batch: Vec<Pending> = {
+                let queue = self.queue();
+                let mut entries = queue.entries.iter();
+                match entries.next() {
+                    None => return true,
+                    Some(first @ Pending::Key(_)) => std::iter::once(first)
+                        .chain(entries.take_while(|next| matches!(next, Pending::Key(_))))
+                        .take(DELETE_BATCH)
+                        .cloned()
+                        .collect(),
+                    Some(first) => vec![first.clone()],
+                }
+            };
+            let outcome = self.apply(&batch).await;
+            let mut queue = self.queue();
+            let still_first = queue.entries.iter().take(batch.len()).eq(batch.iter());
+            match outcome {
+                Ok(()) if !still_first => {}
+                Ok(()) => {
+                    for _ in 0..batch.len() {
+                        queue.pop_front();
+                    }
+                    self.recovered
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.publish_state(&queue);
+                }
+                Err(Unapplied { error, rest }) => {
+                    if let Some(rest) = rest.filter(|_| still_first) {
+                        queue.pop_front();
+                        for pending in rest.into_iter().rev() {
+                            if queue.queued.insert(pending.clone()) {
+                                queue.entries.push_front(pending);
+                            }
+                        }
+                        self.publish_state(&queue);
+                    }
+                    tracing::debug!(error = %error, "replaying invalidations: the store still fails");
+                    return false;
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, batch: &[Pending]) -> std::result::Result<(), Unapplied> {
+        let failed = |error| Unapplied { error, rest: None };
+        match batch {
+            [Pending::Tag(tag_key)] => {
+                let members = self.store.take_tagged(tag_key).await.map_err(failed)?;
+                let mut done = 0;
+                for chunk in members.chunks(DELETE_BATCH) {
+                    if let Err(error) = self.bounded(self.store.delete_many(chunk)).await {
+                        let rest = members[done..].iter().cloned().map(Pending::Key).collect();
+                        return Err(Unapplied {
+                            error,
+                            rest: Some(rest),
+                        });
+                    }
+                    done += chunk.len();
+                }
+                self.announce(&members, &[])
+                    .await
+                    .map_err(|error| Unapplied {
+                        error,
+                        rest: Some(vec![Pending::Notice {
+                            keys: members.clone(),
+                            patterns: Vec::new(),
+                        }]),
+                    })
+            }
+            [Pending::Pattern(pattern)] => {
+                self.store.delete_matching(pattern).await.map_err(failed)?;
+                self.announce(&[], std::slice::from_ref(pattern))
+                    .await
+                    .map_err(failed)
+            }
+            [Pending::Sweep] => {
+                self.store
+                    .delete_matching(&self.sweep_pattern)
+                    .await
+                    .map_err(failed)?;
+                self.announce(&[], std::slice::from_ref(&self.sweep_pattern))
+                    .await
+                    .map_err(failed)
+            }
+            [Pending::Notice { keys, patterns }] => {
+                self.announce(keys, patterns).await.map_err(failed)
+            }
+            keys => {
+                let keys: Vec<String> = keys
+                    .iter()
+                    .filter_map(|pending| match pending {
+                        Pending::Key(key) => Some(key.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                self.bounded(self.store.delete_many(&keys))
+                    .await
+                    .map_err(failed)?;
+                self.announce(&keys, &[]).await.map_err(failed)
+            }
+        }
+    }
+
+    async fn announce(&self, keys: &[String], patterns: &[String]) -> Result<()> {
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let notice = local.notice(keys, patterns);
+        self.bounded(self.store.publish(&local.channel, &notice))
+            .await
+    }
+
+    async fn bounded<T>(&self, request: impl Future<Output = Result<T>>) -> Result<T> {
+        match self.deadline {
+            Some(after) => {
+                tokio::time::timeout(after, request)
+                    .await
+                    .unwrap_or(Err(Error::Timeout {
+                        operation: "replay",
+                        after,
+                    }))
+            }
+            None => request.await,
+        }
+    }
+
+    /// Retries the replay with backoff in a background task until the queue is empty.
+    fn retry_in_background(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.retrying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let recovery: Weak<Recovery> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut wait = FIRST_RETRY;
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(recovery) = recovery.upgrade() else {
+                    return;
+                };
+                if recovery.replay().await {
+                    recovery.retrying.store(false, Ordering::Release);
+                    if recovery.pending() == 0 || recovery.retrying.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+                wait = (wait * 2).min(LAST_RETRY);
+            }
+        });
+    }
+}
+
+struct Unapplied {
+    error: Error,
+    /// What replaces the entry when part of it was applied.
+    rest: Option<Vec<Pending>>,
+}

@@ -1,0 +1,242 @@
+//! No invalidation is lost to an outage: a write's invalidation that cannot reach Redis
+//! (frozen with the circuit open, or killed and restarted with persistence on) is replayed
+//! once Redis answers, so that another instance reads the new value, and the writer never
+//! serves the replaced one meanwhile. Figures are printed (`--nocapture`) for RELIABILITY.md.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cachemere::testing::RedisServer;
+use cachemere::{Cache, Config, RedisStore, SetOptions, Ttl, cache_result, invalidate_cache};
+
+const DEADLINE: Duration = Duration::from_millis(200);
+const COOLDOWN: Duration = Duration::from_millis(300);
+/// What the issue promises: another instance reads the new value this soon after Redis answers.
+const CONVERGENCE: Duration = Duration::from_secs(2);
+
+fn config(server: &RedisServer) -> Config {
+    let mut config = server.config();
+    config.cache_operation_timeout = DEADLINE;
+    config.cache_breaker_cooldown = COOLDOWN;
+    config
+}
+
+/// An instance: its own connection and cache, as another process has.
+async fn instance(config: &Config, prefix: &str) -> Cache {
+    let store = RedisStore::connect(config).await.expect("connect");
+    Cache::builder(store).config(config).prefix(prefix).build()
+}
+
+/// The database the cached functions read.
+struct Db(Mutex<String>);
+
+impl Db {
+    fn name(&self) -> String {
+        self.0.lock().expect("db lock").clone()
+    }
+}
+
+#[cache_result("profile:{id}", cache = cache)]
+async fn profile(cache: &Cache, db: &Db, id: u32) -> String {
+    let _ = id;
+    db.name()
+}
+
+#[invalidate_cache("profile:{id}", cache = cache)]
+async fn rename(cache: &Cache, db: &Db, id: u32, name: &str) -> Result<(), String> {
+    let _ = id;
+    *db.0.lock().expect("db lock") = name.to_owned();
+    Ok(())
+}
+
+/// Reads through the writer until the circuit is open (each failed read costs a deadline).
+async fn open_the_circuit(writer: &Cache) {
+    for i in 0..50u32 {
+        if writer.stats().circuit_trips > 0 {
+            return;
+        }
+        let _ = writer.get::<u32>(&format!("probe:{i}")).await;
+    }
+    panic!("the circuit never opened: {:?}", writer.stats());
+}
+
+/// Until `reader` reads something other than `old` under `key`; the time it took.
+async fn until_gone(reader: &Cache, key: &str, old: &str, writer: &Cache, db: &Db) -> Duration {
+    let started = Instant::now();
+    loop {
+        assert_eq!(
+            profile(writer, db, 1).await,
+            "new",
+            "the writer served the replaced value"
+        );
+        if reader.get::<String>(key).await.ok().flatten().as_deref() != Some(old) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < CONVERGENCE,
+            "another instance still reads the replaced value after {CONVERGENCE:?}: {:?}",
+            writer.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_during_a_freeze_with_the_circuit_open_is_invalidated_after_resume() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let config = config(&server);
+    let (writer, reader) = (instance(&config, "").await, instance(&config, "").await);
+    let db = Db(Mutex::new("old".into()));
+    assert_eq!(profile(&writer, &db, 1).await, "old");
+    assert_eq!(
+        reader.get::<String>("profile:1").await.unwrap().as_deref(),
+        Some("old")
+    );
+
+    server.pause().unwrap();
+    open_the_circuit(&writer).await;
+    rename(&writer, &db, 1, "new").await.unwrap();
+    assert_eq!(writer.stats().pending_invalidations, 1);
+    assert_eq!(profile(&writer, &db, 1).await, "new");
+    server.resume().unwrap();
+
+    let delay = until_gone(&reader, "profile:1", "old", &writer, &db).await;
+    let stats = writer.stats();
+    println!("freeze: another instance reads the new value {delay:?} after SIGCONT; {stats:?}");
+    assert_eq!(stats.pending_invalidations, 0);
+    assert!(stats.recovered_invalidations >= 1, "{stats:?}");
+    assert_eq!(profile(&reader, &db, 1).await, "new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_while_a_persistent_server_is_down_is_invalidated_after_its_restart() {
+    let server = RedisServer::start_persistent().expect("start redis-server");
+    let config = config(&server);
+    let (writer, reader) = (instance(&config, "").await, instance(&config, "").await);
+    let db = Db(Mutex::new("old".into()));
+    assert_eq!(profile(&writer, &db, 1).await, "old");
+
+    server.kill().unwrap();
+    rename(&writer, &db, 1, "new").await.unwrap();
+    assert_eq!(writer.stats().pending_invalidations, 1);
+    assert_eq!(profile(&writer, &db, 1).await, "new");
+    server.restart().unwrap();
+
+    let delay = until_gone(&reader, "profile:1", "old", &writer, &db).await;
+    println!(
+        "kill + restart (appendonly): another instance reads the new value {delay:?} after the restart; {:?}",
+        writer.stats()
+    );
+    assert_eq!(writer.stats().pending_invalidations, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patterns_and_tags_invalidated_during_a_freeze_are_applied_after_resume() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let config = config(&server);
+    let (writer, reader) = (instance(&config, "").await, instance(&config, "").await);
+    let tagged = SetOptions::new(Ttl::Default).tags(["class:7"]);
+    for key in ["user:1:a", "user:1:b", "user:2:a"] {
+        writer.set(key, &"old", Ttl::Default).await.unwrap();
+    }
+    for key in ["roster:1", "roster:2"] {
+        writer.set(key, &"old", tagged.clone()).await.unwrap();
+    }
+    writer.set("untouched", &"old", Ttl::Default).await.unwrap();
+
+    server.pause().unwrap();
+    open_the_circuit(&writer).await;
+    assert!(writer.invalidate_pattern("user:1:*").await.is_err());
+    assert!(writer.invalidate_tag("class:7").await.is_err());
+    assert_eq!(writer.stats().pending_invalidations, 2);
+    server.resume().unwrap();
+
+    let started = Instant::now();
+    while writer.stats().pending_invalidations > 0 {
+        assert!(writer.get::<String>("user:1:a").await.unwrap().is_none());
+        assert!(writer.get::<String>("roster:1").await.unwrap().is_none());
+        assert!(started.elapsed() < CONVERGENCE, "{:?}", writer.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "pattern + tag replayed {:?} after SIGCONT",
+        started.elapsed()
+    );
+    for gone in ["user:1:a", "user:1:b", "roster:1", "roster:2"] {
+        assert_eq!(reader.get::<String>(gone).await.unwrap(), None, "{gone}");
+    }
+    for kept in ["user:2:a", "untouched"] {
+        assert_eq!(
+            reader.get::<String>(kept).await.unwrap().as_deref(),
+            Some("old"),
+            "{kept}"
+        );
+    }
+    assert_eq!(writer.stats().recovered_invalidations, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_queue_misses_every_read_then_sweeps_the_prefix() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let config = config(&server);
+    let store = RedisStore::connect(&config).await.expect("connect");
+    let writer = Cache::builder(store)
+        .config(&config)
+        .prefix("app:")
+        .pending_invalidations(3)
+        .build();
+    let neighbour = instance(&config, "other:").await;
+    for i in 0..6 {
+        writer
+            .set(&format!("k:{i}"), &i, Ttl::Default)
+            .await
+            .unwrap();
+    }
+    neighbour.set("k:0", &100, Ttl::Default).await.unwrap();
+
+    server.pause().unwrap();
+    open_the_circuit(&writer).await;
+    for i in 0..5 {
+        assert!(writer.delete(&format!("k:{i}")).await.is_err());
+    }
+    let stats = writer.stats();
+    assert_eq!(stats.invalidation_overflows, 1, "{stats:?}");
+    assert_eq!(
+        stats.pending_invalidations, 1,
+        "one sweep replaces the queue: {stats:?}"
+    );
+    server.resume().unwrap();
+
+    let started = Instant::now();
+    while writer.stats().pending_invalidations > 0 {
+        assert_eq!(
+            writer.get::<i32>("k:5").await.unwrap(),
+            None,
+            "every read is a miss until the sweep ran"
+        );
+        assert!(started.elapsed() < CONVERGENCE, "{:?}", writer.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while writer.health_check().await.circuit_open {
+        assert!(started.elapsed() < CONVERGENCE, "{:?}", writer.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 0..6 {
+        assert_eq!(
+            writer.get::<i32>(&format!("k:{i}")).await.unwrap(),
+            None,
+            "k:{i}"
+        );
+    }
+    assert_eq!(
+        neighbour.get::<i32>("k:0").await.unwrap(),
+        Some(100),
+        "outside the prefix"
+    );
+    writer.set("k:9", &9, Ttl::Default).await.unwrap();
+    assert_eq!(
+        writer.get::<i32>("k:9").await.unwrap(),
+        Some(9),
+        "caching resumed"
+    );
+}
