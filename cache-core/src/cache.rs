@@ -256,8 +256,10 @@ impl CacheBuilder {
     }
 
     /// How long a caller that finds the distributed lock taken waits for the holder's value
-    /// before computing it anyway (default 5 s). The lock itself expires after the same time,
-    /// so a crashed holder never blocks a key for longer.
+    /// before computing it anyway (default 5 s). A holder whose future is dropped (a client
+    /// that disconnected mid-request) releases the lock at once, in the background, so the
+    /// waiters take over within a poll (20 ms); the lock also expires after `wait`, so a
+    /// crashed process never blocks a key for longer.
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;
         self

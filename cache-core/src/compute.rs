@@ -155,8 +155,43 @@ enum Unavailable {
 enum Led<T> {
     /// Another process computed the value meanwhile (decoded, and as stored).
     Found(T, Raw),
-    /// This caller must compute, holding the lock with this token if it got it.
-    Compute(Option<[u8; 16]>),
+    /// This caller must compute, holding the lock if it got it.
+    Compute(Option<HeldLock>),
+}
+
+/// The distributed lock of one key, held by this caller. Dropped without
+/// [`release`](HeldLock::release) (the caller's future was cancelled), it is released in the
+/// background at once, so that the waiters in every process take over without waiting for
+/// it to expire.
+struct HeldLock {
+    cache: Cache,
+    key: String,
+    token: [u8; 16],
+    released: bool,
+}
+
+impl HeldLock {
+    async fn release(mut self) {
+        self.released = true;
+        self.cache.release_lock(&self.key, &self.token).await;
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (cache, key, token) = (
+            self.cache.clone(),
+            std::mem::take(&mut self.key),
+            self.token,
+        );
+        runtime.spawn(async move { cache.release_lock(&key, &token).await });
+    }
 }
 
 impl Cache {
@@ -427,7 +462,7 @@ impl Cache {
                         fallback = Some(stale);
                         output
                     }
-                    Err(_) => return Ok(self.serve_stale::<P>(&leader, lock, &full, stale).await),
+                    Err(_) => return Ok(self.serve_stale::<P>(&leader, lock, stale).await),
                 },
                 (_, stale) => {
                     fallback = stale;
@@ -445,7 +480,7 @@ impl Cache {
                 }
                 Verdict::Fail(failure) => match fallback {
                     Some(stale) => {
-                        return Ok(self.serve_stale::<P>(&leader, lock, &full, stale).await);
+                        return Ok(self.serve_stale::<P>(&leader, lock, stale).await);
                     }
                     None => {
                         leader.publish(failure.map_or(Outcome::Alone, Outcome::Failed));
@@ -453,8 +488,8 @@ impl Cache {
                     }
                 },
             };
-            if let Some(token) = lock {
-                self.release_lock(&full, &token).await;
+            if let Some(lock) = lock {
+                lock.release().await;
             }
             return written.map(|()| output);
         }
@@ -465,16 +500,15 @@ impl Cache {
     async fn serve_stale<P: Plan>(
         &self,
         leader: &Leader<'_>,
-        lock: Option<[u8; 16]>,
-        full_key: &str,
+        lock: Option<HeldLock>,
         (value, bytes): (P::Value, Raw),
     ) -> P::Output {
         Counters::add(&self.inner.counters.stale_served, 1);
         leader.publish(Outcome::Encoded(bytes.into_shared()));
-        if let Some(token) = lock {
-            self.release_lock(full_key, &token).await;
+        if let Some(lock) = lock {
+            lock.release().await;
         }
-        tracing::debug!(key = full_key, "serving a stale value");
+        tracing::debug!("serving a stale value");
         P::hit(value)
     }
 
@@ -656,11 +690,17 @@ impl Cache {
             );
             match acquired {
                 Ok(true) => {
+                    let held = HeldLock {
+                        cache: self.clone(),
+                        key: full_key.to_owned(),
+                        token,
+                        released: false,
+                    };
                     if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key).await? {
-                        self.release_lock(full_key, &token).await;
+                        held.release().await;
                         return Ok(Led::Found(value, bytes));
                     }
-                    return Ok(Led::Compute(Some(token)));
+                    return Ok(Led::Compute(Some(held)));
                 }
                 Ok(false) => {}
                 Err(err) => {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cache_core::key::escape_glob;
 use cache_core::testing::RedisServer;
@@ -500,6 +500,48 @@ macro_rules! manager_suite {
                 assert_eq!((x.unwrap(), y.unwrap()), (3, 3));
                 assert_eq!(calls.load(Ordering::SeqCst), 1);
                 assert!(!f.store.exists("shared.__cachemere:lock").await.unwrap());
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_cancelled_lock_holder_hands_over_at_once() {
+                let f = $fixture().await;
+                let instance = || Cache::builder_shared(f.store.clone()).lock_wait(Duration::from_secs(10)).build();
+                let (a, b) = (instance(), instance());
+                let locked = SetOptions::new(Ttl::Default).lock(true);
+                let leader = tokio::spawn({
+                    let (a, locked) = (a.clone(), locked.clone());
+                    async move {
+                        a.get_or_set("held", locked, || async {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            1u32
+                        })
+                        .await
+                    }
+                });
+                while !f.store.exists("held.__cachemere:lock").await.unwrap() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let waiter = |cache: Cache, value: u32| {
+                    let locked = locked.clone();
+                    tokio::spawn(async move {
+                        let answer = cache.get_or_set("held", locked, || async move { value }).await;
+                        (answer, Instant::now())
+                    })
+                };
+                let (here, there) = (waiter(a.clone(), 2), waiter(b.clone(), 3));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                assert!(!here.is_finished() && !there.is_finished(), "both wait for the holder");
+                let dropped = Instant::now();
+                leader.abort();
+                let (here, there) = (here.await.unwrap(), there.await.unwrap());
+                assert!(here.0.is_ok() && there.0.is_ok());
+                let (a_wait, b_wait) = (here.1 - dropped, there.1 - dropped);
+                println!("{}: waiters answered {a_wait:?} (same process) and {b_wait:?} (other) after the holder was dropped", stringify!($backend));
+                assert!(
+                    a_wait.max(b_wait) < Duration::from_secs(1),
+                    "the waiters waited for the lock to expire: {a_wait:?}, {b_wait:?}"
+                );
+                assert!(!f.store.exists("held.__cachemere:lock").await.unwrap(), "the lock is gone");
             }
 
             #[tokio::test]
