@@ -727,10 +727,40 @@ impl Cache {
         ttl: Duration,
         tags: &[String],
     ) -> Result<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
         for tag in tags {
             let tag_key = self.tag_key(tag);
             self.counted(self.inner.guarded.tag(&tag_key, members, ttl).await)?;
         }
+        let names: Vec<Vec<u8>> = tags.iter().map(|tag| tag.clone().into_bytes()).collect();
+        for member in members {
+            let tags_of = Cache::tags_of(member);
+            self.counted(self.inner.guarded.sadd(&tags_of, &names, ttl).await)?;
+        }
+        Ok(())
+    }
+
+    /// The store key of the set of tags a key was written with, so that a ttl change can
+    /// keep the key in its tags' indexes.
+    fn tags_of(full_key: &str) -> String {
+        format!("{full_key}.{}tags", crate::key::RESERVED)
+    }
+
+    /// Moves `full_key`'s entry in each of its tags' indexes to its new expiry.
+    async fn retag(&self, full_key: &str, ttl: Duration) -> Result<()> {
+        let tags_of = Cache::tags_of(full_key);
+        let tags = self.counted(self.inner.guarded.smembers(&tags_of).await)?;
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let member = [full_key.to_owned()];
+        for tag in &tags {
+            let tag_key = self.tag_key(&String::from_utf8_lossy(tag));
+            self.counted(self.inner.guarded.tag(&tag_key, &member, ttl).await)?;
+        }
+        self.counted(self.inner.guarded.expire(&tags_of, ttl).await)?;
         Ok(())
     }
 
@@ -780,7 +810,9 @@ impl Cache {
         self.counted(self.inner.guarded.exists(&self.full_key(key)).await)
     }
 
-    /// Gives an existing key a new ttl; returns whether the key existed.
+    /// Gives an existing key a new ttl; returns whether the key existed. A tagged key stays
+    /// in its tags' indexes for its new lifetime, so [`invalidate_tag`](Cache::invalidate_tag)
+    /// still removes it.
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore, Ttl};
@@ -795,6 +827,9 @@ impl Cache {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
         let changed = self.counted(self.inner.guarded.expire(&full, ttl).await)?;
+        if changed {
+            self.retag(&full, ttl).await?;
+        }
         self.announce(&[full.into_owned()], &[]).await;
         Ok(changed)
     }

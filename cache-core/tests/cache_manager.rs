@@ -396,6 +396,20 @@ macro_rules! manager_suite {
             }
 
             #[tokio::test]
+            async fn a_tagged_key_extended_past_its_first_expiry_stays_removable_by_its_tag() {
+                let f = $fixture().await;
+                let short = SetOptions::new(Duration::from_millis(300)).tags(["t", "u"]);
+                f.cache.set("ext", &1u8, short).await.unwrap();
+                assert!(f.cache.expire("ext", Duration::from_secs(60)).await.unwrap());
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                assert!(f.cache.exists("ext").await.unwrap(), "extended");
+                assert_eq!(f.cache.invalidate_tag("t").await.unwrap(), 1, "escaped its tag");
+                assert!(!f.cache.exists("ext").await.unwrap());
+                assert!(f.cache.set("internal", &1u8, Ttl::Default).await.is_ok());
+                assert!(!f.cache.expire("never-written", Duration::from_secs(60)).await.unwrap());
+            }
+
+            #[tokio::test]
             async fn tag_index_lives_as_long_as_its_longest_member() {
                 let f = $fixture().await;
                 let tag_key = "__cachemere:tag:t";
