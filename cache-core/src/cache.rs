@@ -159,6 +159,13 @@ impl CacheBuilder {
     /// computation fails (the last good value is then taken from a bounded in-process copy).
     /// Stale serves are counted in [`CacheStats::stale_served`]. Per call:
     /// [`SetOptions::stale_for`].
+    ///
+    /// Not with the [`Json`](crate::codec::Json) codec: the fail-safe stamps each value with
+    /// its freshness in a binary header, and `Json` promises plain JSON that other languages
+    /// read. [`try_build`](CacheBuilder::try_build) refuses the combination with
+    /// [`Error::Config`]; [`build`](CacheBuilder::build) logs that error and leaves the
+    /// fail-safe off; a per-call `stale_for` on a `Json` cache is refused when the value is
+    /// written (through `get_or_set` and the macros: returned, not cached, and counted).
     pub fn fail_safe(mut self, window: Option<Duration>) -> Self {
         self.fail_safe = window;
         self
@@ -286,8 +293,42 @@ impl CacheBuilder {
         self
     }
 
-    /// Builds the cache.
-    pub fn build(self) -> Cache {
+    /// Builds the cache, or says why its settings do not go together (today: the
+    /// [`fail_safe`](CacheBuilder::fail_safe) with the [`Json`](crate::codec::Json) codec).
+    ///
+    /// ```
+    /// use cache_core::{Cache, Json, MemoryStore};
+    /// use std::time::Duration;
+    ///
+    /// let refused = Cache::builder(MemoryStore::new())
+    ///     .codec(Json)
+    ///     .fail_safe(Some(Duration::from_secs(60)))
+    ///     .try_build();
+    /// assert!(refused.unwrap_err().to_string().contains("plain JSON"));
+    /// ```
+    pub fn try_build(self) -> Result<Cache> {
+        if let Some(window) = self.fail_safe {
+            self.plain_json_refuses("fail_safe", window)?;
+        }
+        Ok(self.build())
+    }
+
+    fn plain_json_refuses(&self, name: &'static str, window: Duration) -> Result<()> {
+        match self.builtin {
+            Some(Builtin::Json) => Err(plain_json_refusal(name, window)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Builds the cache. Settings that do not go together are logged as errors and the
+    /// offending one left off; [`try_build`](CacheBuilder::try_build) returns them instead.
+    pub fn build(mut self) -> Cache {
+        if let Some(window) = self.fail_safe
+            && let Err(err) = self.plain_json_refuses("fail_safe", window)
+        {
+            tracing::error!(error = %err, "the fail-safe stays off");
+            self.fail_safe = None;
+        }
         let guarded = Guarded::new(
             Arc::clone(&self.store),
             self.operation_timeout,
@@ -522,6 +563,9 @@ impl Cache {
         let Some(window) = window else {
             return Ok((self.inner.format.encode(full_key, value)?, ttl));
         };
+        if self.inner.format.builtin == Some(Builtin::Json) {
+            return Err(plain_json_refusal("stale_for", window));
+        }
         let fresh_for = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let fresh_until = now_millis().saturating_add(fresh_for);
         let bytes = self
@@ -1158,6 +1202,17 @@ impl Cache {
 /// ```
 pub async fn check_redis_connection(cache: &Cache) -> bool {
     cache.health_check().await.healthy
+}
+
+fn plain_json_refusal(name: &'static str, window: Duration) -> Error {
+    Error::Config {
+        name,
+        value: format!("{window:?}"),
+        reason: "the Json codec writes plain JSON for other languages to read, and the \
+                 fail-safe would add a binary freshness header to every value; use Bincode \
+                 (or another codec) for a fail-safe cache"
+            .into(),
+    }
 }
 
 /// Wall-clock time in milliseconds since the Unix epoch (fail-safe freshness stamps).

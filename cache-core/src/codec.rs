@@ -83,6 +83,9 @@ pub struct Bincode;
 
 /// Plain JSON via `serde_json`, written without a header so that programs in other languages
 /// sharing the Redis (the seed's Python backend, say) read and write the same keys.
+///
+/// The fail-safe (`fail_safe`, `stale_for`) needs a binary freshness header, so a `Json`
+/// cache refuses it rather than break that promise (see `CacheBuilder::fail_safe`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json;
 

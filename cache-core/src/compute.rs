@@ -658,7 +658,10 @@ impl Cache {
     ) -> std::result::Result<(), S::Error> {
         if matches!(
             err,
-            Error::Encode { .. } | Error::ValueTooLarge { .. } | Error::InvalidTtl { .. }
+            Error::Encode { .. }
+                | Error::ValueTooLarge { .. }
+                | Error::InvalidTtl { .. }
+                | Error::Config { .. }
         ) {
             Counters::add(&self.inner.counters.errors, 1);
         }

@@ -100,6 +100,28 @@ macro_rules! manager_suite {
             }
 
             #[tokio::test]
+            async fn a_json_cache_stays_plain_json_with_the_fail_safe_asked_for() {
+                let f = $fixture().await;
+                let json = || {
+                    Cache::builder_shared(f.store.clone())
+                        .codec(cache_core::Json)
+                        .fail_safe(Some(Duration::from_secs(60)))
+                };
+                let refused = json().try_build().unwrap_err();
+                assert!(matches!(refused, cache_core::Error::Config { name: "fail_safe", .. }), "{refused}");
+                let cache = json().build();
+                cache.get_or_set("plain", Ttl::Default, || async { vec![1u32, 2] }).await.unwrap();
+                let stored = f.store.get("plain").await.unwrap().expect("cached");
+                assert_eq!(serde_json::from_slice::<Vec<u32>>(&stored).unwrap(), [1, 2], "plain JSON");
+                let stale_for = SetOptions::new(Ttl::Default).stale_for(Duration::from_secs(60));
+                let value = cache.get_or_set("stamped", stale_for.clone(), || async { 7u32 }).await.unwrap();
+                assert_eq!(value, 7, "the value is returned");
+                assert_eq!(f.store.get("stamped").await.unwrap(), None, "nothing non-JSON is written");
+                assert!(cache.set("stamped", &7u32, stale_for).await.is_err());
+                assert!(cache.stats().errors >= 1);
+            }
+
+            #[tokio::test]
             async fn set_multi_jitters_each_key_on_its_own() {
                 let f = $fixture().await;
                 let cache = Cache::builder_shared(f.store.clone())
