@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 /// | `SESSION_EXPIRE_SECONDS` | 86400 | session lifetime |
 /// | `SESSION_CLEANUP_INTERVAL` | 3600 | seconds between session index clean-ups |
 /// | `SESSION_ABSOLUTE_EXPIRE_SECONDS` | 604800 | seconds; no session outlives this, however active |
-/// | `SESSION_MAX_PER_USER` | unset | most sessions a user keeps; creating one more ends the one expiring soonest |
-/// | `SESSION_SECRET` | unset | key for HMAC-SHA-256 of session tokens in the store (plain SHA-256 when unset) |
+/// | `SESSION_MAX_PER_USER` | unset | most sessions a user keeps; creating one more ends the oldest (earliest created) |
+/// | `SESSION_SECRET` | unset | key for HMAC-SHA-256 of session tokens in the store and of the user tag tokens carry (unkeyed SHA-256 when unset: set it in production) |
 /// | `REDIS_MAX_CONNECTIONS` | 20 | connection limit for pooled backends |
 /// | `REDIS_CONNECT_TIMEOUT` | 5 | seconds (fractions allowed) to establish a connection |
 /// | `REDIS_SOCKET_TIMEOUT` | 5 | seconds (fractions allowed) to wait for a reply |

@@ -82,7 +82,7 @@ impl SessionConfig {
         self
     }
 
-    /// The most sessions one user keeps; creating one more ends the one that expires soonest.
+    /// The most sessions one user keeps; creating one more ends the oldest (earliest created): "you were signed out of your oldest device".
     pub fn max_sessions_per_user(mut self, max: Option<usize>) -> SessionConfig {
         self.max_per_user = max;
         self

@@ -189,7 +189,7 @@ impl SessionManager {
 
     /// Starts a session for `user_id` that lives `ttl` without use (default: the configured
     /// ttl) and never longer than the absolute ttl; returns its token. With a per-user
-    /// limit, the user's session that expires soonest is ended when the limit is exceeded.
+    /// limit, the user's oldest session (earliest created) is ended when the limit is exceeded.
     pub async fn create_session(
         &self,
         user_id: &str,
