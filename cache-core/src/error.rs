@@ -116,6 +116,7 @@ pub enum Error {
     },
     /// The test harness could not start or control `redis-server`.
     #[cfg(feature = "testing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
     #[error("redis test server: {reason}")]
     Harness {
         /// What went wrong and how to fix it.

@@ -34,6 +34,8 @@
 //!   [`testing::RedisCluster`], a private three-primary Redis Cluster, both with fault
 //!   injection (kill, pause, restart).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod breaker;
 mod cache;
 pub mod codec;
@@ -53,6 +55,7 @@ mod recovery;
 mod stats;
 pub mod store;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod ttl;
 
@@ -62,6 +65,7 @@ pub mod __private {
 }
 
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use cache_macros::{cache_result, invalidate_cache};
 
 pub use crate::cache::{

@@ -42,6 +42,8 @@
 //! | `session:{T}:index` | sorted set | the tag's session ids scored by expiry; expires a day after its last entry |
 //! | `session:users` | sorted set | user ids scored by the latest possible end of their sessions (statistics, clean-up) |
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod config;
 mod error;
 mod manager;
