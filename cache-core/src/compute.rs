@@ -414,7 +414,7 @@ impl Cache {
         let full = self.full_key(key);
         let window = options.stale_window().or(self.inner.fail_safe);
         let first = self.fetch::<S, P::Value>(&full).await?;
-        let mut fallback = match first {
+        let fallback = match first {
             Fetched::Hit(value, bytes) => {
                 self.record_read(true);
                 if window.is_some() {
@@ -427,6 +427,30 @@ impl Cache {
             Fetched::Miss | Fetched::Failed => None,
         };
         self.record_read(false);
+        // Boxed so that the hit path's future stays small: a hit neither builds nor moves
+        // the state of a computation.
+        Box::pin(
+            self.compute_missed::<S, P, F, Fut>(&full, options, window, plan, factory, fallback),
+        )
+        .await
+    }
+
+    async fn compute_missed<S, P, F, Fut>(
+        &self,
+        full: &str,
+        options: SetOptions,
+        window: Option<Duration>,
+        plan: P,
+        factory: F,
+        mut fallback: Option<(P::Value, Raw)>,
+    ) -> std::result::Result<P::Output, S::Error>
+    where
+        S: Strictness,
+        P: Plan,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = P::Output>,
+    {
+        let full = std::borrow::Cow::Borrowed(full);
         loop {
             let leader = match self.inner.flights.join(&full) {
                 Role::Leader(leader) => leader,
