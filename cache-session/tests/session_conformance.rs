@@ -437,6 +437,24 @@ macro_rules! session_suite {
             }
 
             #[tokio::test]
+            async fn awkward_user_ids_and_field_names_read_back_unchanged() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default().touch_after(Duration::ZERO));
+                let user = "a \"quoted\" \\ user/é/名\n\u{1}";
+                let data = SessionData::new()
+                    .with("we\"ird/ü\\", &serde_json::json!({"nested": [1, "two", null], "s": "</script>"}))
+                    .and_then(|data| data.with("d:prefix", &"x"))
+                    .and_then(|data| data.with("", &-1.5))
+                    .expect("data");
+                let token = sessions.create_session(user, data.clone(), None).await.unwrap();
+                for _ in 0..2 {
+                    let session = sessions.get_session(&token).await.unwrap().expect("live");
+                    assert_eq!(session.user_id, user);
+                    assert_eq!(session.data, data);
+                }
+            }
+
+            #[tokio::test]
             async fn an_extension_survives_later_reads() {
                 let f = $fixture().await;
                 let sessions = f.manager(

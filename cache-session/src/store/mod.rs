@@ -131,7 +131,42 @@ impl From<cache_core::RedisStore> for SessionStore {
     }
 }
 
+/// A live session as the Redis read script returns it: one JSON document, so that the reply
+/// is one bulk string rather than an array of fields to parse one by one.
+#[derive(serde::Deserialize)]
+struct Wire<'a> {
+    user_id: String,
+    created_at: u64,
+    last_accessed: u64,
+    expires_at: u64,
+    absolute_at: u64,
+    ttl: u64,
+    #[serde(borrow)]
+    data: std::collections::HashMap<String, &'a serde_json::value::RawValue>,
+}
+
 impl Stored {
+    /// Reads the JSON document the Redis read script builds.
+    pub(crate) fn from_json(id: &str, json: &[u8]) -> Result<Stored> {
+        let wire: Wire<'_> = serde_json::from_slice(json).map_err(|err| Error::Corrupt {
+            id: id.chars().take(12).collect(),
+            reason: err.to_string(),
+        })?;
+        Ok(Stored {
+            user_id: wire.user_id,
+            created_at: wire.created_at,
+            last_accessed: wire.last_accessed,
+            expires_at: wire.expires_at,
+            absolute_at: wire.absolute_at,
+            ttl: wire.ttl,
+            data: wire
+                .data
+                .into_iter()
+                .map(|(name, value)| (name, value.get().as_bytes().to_vec()))
+                .collect(),
+        })
+    }
+
     /// Reads the flat `field, value, ..` list a Redis hash (or the memory store) holds.
     pub(crate) fn from_fields(id: &str, fields: Vec<(String, Vec<u8>)>) -> Result<Stored> {
         let corrupt = |reason: String| Error::Corrupt {

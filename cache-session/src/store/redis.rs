@@ -72,7 +72,7 @@ return {int(now), int(expires), int(absolute_at), evicted}
 
 static GET: LazyLock<Script> = LazyLock::new(|| {
     script(
-        r"
+        r#"
 local key, id = KEYS[1], ARGV[1]
 local fields = redis.call('HGETALL', key)
 if fields[1] == 'moved_to' and #fields == 2 then
@@ -100,10 +100,23 @@ if now - tonumber(h.last_accessed) >= tonumber(ARGV[2]) then
   redis.call('PEXPIREAT', key, int(expires))
   redis.call('ZADD', KEYS[2], 'XX', int(expires), id)
   keep_index(KEYS[2])
-  fields = redis.call('HGETALL', key)
+  h.last_accessed, h.expires_at = int(now), int(expires)
 end
-return {2, fields}
-",
+local out = {'{"user_id":', cjson.encode(h.user_id)}
+for _, name in ipairs({'created_at', 'last_accessed', 'expires_at', 'absolute_at', 'ttl'}) do
+  out[#out + 1] = ',"' .. name .. '":' .. h[name]
+end
+out[#out + 1] = ',"data":{'
+local sep = ''
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 'd:' then
+    out[#out + 1] = sep .. cjson.encode(string.sub(fields[i], 3)) .. ':' .. fields[i + 1]
+    sep = ','
+  end
+end
+out[#out + 1] = '}}'
+return table.concat(out)
+"#,
     )
 });
 
@@ -308,13 +321,14 @@ impl Backend for RedisStore {
             .arg(&keys.id)
             .arg(touch_after)
             .arg(&keys.session_prefix);
-        let reply: Vec<Value> = self
+        let reply: Value = self
             .invoke("SESSION GET", &keys.session, &invocation)
             .await?;
-        let mut reply = reply.into_iter();
-        match (reply.next(), reply.next()) {
-            (Some(Value::Int(2)), Some(hash)) => Ok(Lookup::Live(fields(&keys.id, hash)?)),
-            (Some(Value::Int(1)), _) => Ok(Lookup::Expired),
+        match reply {
+            Value::BulkString(json) => Ok(Lookup::Live(Stored::from_json(&keys.id, &json)?)),
+            Value::Array(status) if matches!(status.first(), Some(Value::Int(1))) => {
+                Ok(Lookup::Expired)
+            }
             _ => Ok(Lookup::Missing),
         }
     }
