@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 
 use crate::breaker::Breaker;
 use crate::codec::{Bincode, Codec};
-use crate::compute::{Lenient, Strict};
 use crate::config::Config;
+use crate::degrade::{Lenient, Strict};
 use crate::error::{Error, Result};
 use crate::flight::Flights;
 use crate::frame::{Builtin, Format};
@@ -579,7 +579,7 @@ impl Cache {
         if self.inner.jitter_percent == 0 {
             return ttl;
         }
-        let fraction = (random_u64() % 10_001) as f64 / 10_000.0;
+        let fraction = (crate::random::random_u64() % 10_001) as f64 / 10_000.0;
         ttl.mul_f64(1.0 + fraction * f64::from(self.inner.jitter_percent) / 100.0)
     }
 
@@ -1222,19 +1222,4 @@ pub(crate) fn now_millis() -> u64 {
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         })
-}
-
-pub(crate) fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A random token, unique enough to identify one lock holder.
-pub(crate) fn random_token() -> [u8; 16] {
-    let mut token = [0u8; 16];
-    token[..8].copy_from_slice(&random_u64().to_le_bytes());
-    token[8..].copy_from_slice(&random_u64().to_le_bytes());
-    token
 }

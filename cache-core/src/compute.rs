@@ -1,6 +1,5 @@
 //! Get-or-set with stampede protection and graceful degradation.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -9,41 +8,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{Cache, now_millis, random_token};
+use crate::cache::{Cache, now_millis};
+use crate::degrade::{Lenient, Strict, Strictness};
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Outcome, Role, Shared, follow};
+use crate::random::random_token;
 use crate::stats::Counters;
 use crate::store::KeyTtl;
 use crate::ttl::SetOptions;
 
 const LOCK_POLL: Duration = Duration::from_millis(20);
-
-/// Whether store failures are surfaced ([`Strict`]) or degraded to misses ([`Lenient`]).
-pub(crate) trait Strictness {
-    type Error;
-    /// Whether failures go back to the caller (and so need no log line of their own).
-    const SURFACES: bool;
-    fn fail(err: Error) -> std::result::Result<(), Self::Error>;
-}
-
-pub(crate) enum Strict {}
-pub(crate) enum Lenient {}
-
-impl Strictness for Strict {
-    type Error = Error;
-    const SURFACES: bool = true;
-    fn fail(err: Error) -> std::result::Result<(), Error> {
-        Err(err)
-    }
-}
-
-impl Strictness for Lenient {
-    type Error = Infallible;
-    const SURFACES: bool = false;
-    fn fail(_: Error) -> std::result::Result<(), Infallible> {
-        Ok(())
-    }
-}
 
 /// How a computation's output relates to the cached value.
 pub(crate) trait Plan {
@@ -670,29 +644,6 @@ impl Cache {
             _ => Raw::Owned(bytes),
         };
         Ok(Fetched::of(decoded, bytes))
-    }
-
-    /// Returns a failure in strict mode, or logs it (rate-limited) and carries on. Store
-    /// errors are already counted by `counted`; local ones (encoding, size) are counted here.
-    pub(crate) fn degrade<S: Strictness>(
-        &self,
-        operation: &str,
-        key: &str,
-        err: Error,
-    ) -> std::result::Result<(), S::Error> {
-        if matches!(
-            err,
-            Error::Encode { .. }
-                | Error::ValueTooLarge { .. }
-                | Error::InvalidTtl { .. }
-                | Error::Config { .. }
-        ) {
-            Counters::add(&self.inner.counters.errors, 1);
-        }
-        if !S::SURFACES {
-            self.inner.errors.store_error(operation, key, &err);
-        }
-        S::fail(err)
     }
 
     fn lock_key(full_key: &str) -> String {

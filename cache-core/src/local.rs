@@ -70,7 +70,7 @@ impl Local {
             cleared: Mutex::new(Instant::now()),
             ttl,
             active: AtomicBool::new(false),
-            instance: crate::cache::random_u64(),
+            instance: crate::random::random_u64(),
             channel: format!("{prefix}__cachemere:invalidate"),
             hits: AtomicU64::new(0),
         }

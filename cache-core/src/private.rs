@@ -11,7 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
-use crate::compute::{Lenient, Plan, Verdict};
+use crate::compute::{Plan, Verdict};
+use crate::degrade::Lenient;
 use crate::key::escape_glob;
 use crate::ttl::SetOptions;
 

@@ -1,0 +1,60 @@
+//! Graceful degradation: store failures either go back to the caller ([`Strict`]) or are
+//! logged, counted and turned into misses ([`Lenient`]).
+
+use std::convert::Infallible;
+
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::stats::Counters;
+
+/// Whether store failures are surfaced ([`Strict`]) or degraded to misses ([`Lenient`]).
+pub(crate) trait Strictness {
+    type Error;
+    /// Whether failures go back to the caller (and so need no log line of their own).
+    const SURFACES: bool;
+    fn fail(err: Error) -> std::result::Result<(), Self::Error>;
+}
+
+pub(crate) enum Strict {}
+pub(crate) enum Lenient {}
+
+impl Strictness for Strict {
+    type Error = Error;
+    const SURFACES: bool = true;
+    fn fail(err: Error) -> std::result::Result<(), Error> {
+        Err(err)
+    }
+}
+
+impl Strictness for Lenient {
+    type Error = Infallible;
+    const SURFACES: bool = false;
+    fn fail(_: Error) -> std::result::Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+impl Cache {
+    /// Returns a failure in strict mode, or logs it (rate-limited) and carries on. Store
+    /// errors are already counted by `counted`; local ones (encoding, size) are counted here.
+    pub(crate) fn degrade<S: Strictness>(
+        &self,
+        operation: &str,
+        key: &str,
+        err: Error,
+    ) -> std::result::Result<(), S::Error> {
+        if matches!(
+            err,
+            Error::Encode { .. }
+                | Error::ValueTooLarge { .. }
+                | Error::InvalidTtl { .. }
+                | Error::Config { .. }
+        ) {
+            Counters::add(&self.inner.counters.errors, 1);
+        }
+        if !S::SURFACES {
+            self.inner.errors.store_error(operation, key, &err);
+        }
+        S::fail(err)
+    }
+}

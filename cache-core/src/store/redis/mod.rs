@@ -1,0 +1,338 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+use redis::{Client, ConnectionInfo, RedisError, RedisFuture, Value};
+
+mod bus;
+mod commands;
+mod requests;
+mod scripts;
+
+use super::cluster::{Cluster, Endpoint, Topology};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+const SCAN_BATCH: usize = 1000;
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Retries of a cluster command after a redirect or a lost node; the command timeout bounds
+/// them all.
+const CLUSTER_RETRIES: u32 = 3;
+
+/// A [`Store`](crate::Store) on a Redis server or a Redis Cluster, through auto-reconnecting multiplexed
+/// connections.
+///
+/// Every command is bounded by the configured command timeout (`REDIS_SOCKET_TIMEOUT`); a
+/// connection that drops is re-established in the background with exponential backoff, so a
+/// `RedisStore` outlives Redis restarts. Commands are pipelined over a single connection per
+/// server, which is what redis-rs recommends for async use: it needs no pool
+/// (`REDIS_MAX_CONNECTIONS` applies to pooled backends only).
+///
+/// # Redis Cluster
+///
+/// A `REDIS_URL` of several comma-separated URLs (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`;
+/// after the first, `host:port` alone is enough), or of one URL with the `redis+cluster://`
+/// (`rediss+cluster://`) scheme, names the seed nodes of a cluster: the store discovers the
+/// rest and follows `MOVED`/`ASK` redirects and topology changes. Every [`Store`](crate::Store) operation
+/// works the same on a cluster:
+///
+/// - multi-key operations (`mget`, `mset`, `delete_many`) are split by hash slot and sent as
+///   one pipeline per primary, all primaries at once, so they cost one round trip per node,
+///   never one per key, and no `CROSSSLOT` error can reach the caller;
+/// - `delete_matching` scans every primary;
+/// - scripts (locks, tags, hash/list/set writes, sessions) touch the keys of one slot only;
+///   [`pipeline_by_key`](RedisStore::pipeline_by_key) routes commands over many slots.
+///
+/// A cluster has only database 0. Reads go to primaries.
+///
+/// ```no_run
+/// use cache_core::{RedisStore, Store};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> cache_core::Result<()> {
+/// let store = RedisStore::from_url("redis://127.0.0.1:6379/0").await?;
+/// store.set("greeting", b"hello", Duration::from_secs(60)).await?;
+/// assert_eq!(store.get("greeting").await?, Some(b"hello".to_vec()));
+///
+/// let cluster = RedisStore::from_url("redis://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000").await?;
+/// cluster.set("greeting", b"hello", Duration::from_secs(60)).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: RedisConnection,
+    subscribers: Arc<[Client]>,
+    address: String,
+    command_timeout: Duration,
+    monitor: Arc<Monitor>,
+}
+
+/// The connection of a [`RedisStore`] ([`RedisStore::connection`]), to one server or to a
+/// cluster: it implements `redis`'s [`ConnectionLike`], so every `redis` command, pipeline
+/// and `AsyncCommands` method runs on it. On a cluster, commands are routed by their keys,
+/// and a (non-transaction) pipeline over several hash slots is sent as its commands, each to
+/// its own node, all at once, instead of failing with `CROSSSLOT`.
+#[derive(Clone)]
+pub struct RedisConnection(Link);
+
+#[derive(Clone)]
+enum Link {
+    Node(ConnectionManager),
+    Cluster(Cluster),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.0 {
+            Link::Node(_) => "node",
+            Link::Cluster(_) => "cluster",
+        };
+        f.debug_tuple("RedisConnection").field(&kind).finish()
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Link::Node(node) => node.req_packed_command(cmd),
+            Link::Cluster(cluster) => cluster.connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Link::Node(node) => node.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(cluster) => Box::pin(async move {
+                let together = cluster
+                    .connection
+                    .req_packed_commands(pipeline, offset, count)
+                    .await;
+                match together {
+                    Err(err) if is_cross_slot(&err) && !pipeline.is_transaction() => {
+                        cluster.each_on_its_node(pipeline).await
+                    }
+                    other => other,
+                }
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Link::Node(node) => node.get_db(),
+            Link::Cluster(_) => 0,
+        }
+    }
+}
+
+/// redis-rs refuses a pipeline over several slots before sending it.
+fn is_cross_slot(err: &RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
+}
+
+/// What the background health check last saw.
+#[derive(Debug, Default)]
+struct Monitor {
+    healthy: AtomicBool,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.address)
+            .field("cluster", &self.is_cluster())
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tcp_settings() -> TcpSettings {
+    let keepalive = TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+}
+
+impl RedisStore {
+    /// Connects to `config.redis_url`, waiting at most `config.connect_timeout`.
+    ///
+    /// Fails with [`Error::Config`] when no URL is configured and with a transient error
+    /// ([`Error::is_transient`]) when the server (on a cluster: a seed node) cannot be reached
+    /// in time. Use [`connect_lazy`](RedisStore::connect_lazy) to start without a reachable
+    /// server.
+    pub async fn connect(config: &Config) -> Result<RedisStore> {
+        let store = RedisStore::connect_lazy(config)?;
+        let timeout = config.connect_timeout;
+        let connecting = async {
+            let ping = redis::cmd("PING");
+            match &store.connection.0 {
+                Link::Node(node) => ping.query_async::<()>(&mut node.clone()).await,
+                Link::Cluster(cluster) => cluster
+                    .connection
+                    .clone()
+                    .route_command(ping, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+                    .await
+                    .map(drop),
+            }
+            .map_err(Error::redis("CONNECT"))
+        };
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(())) => Ok(store),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(Error::Timeout {
+                operation: "CONNECT",
+                after: timeout,
+            }),
+        }
+    }
+
+    /// Connects to a server given by URL (`redis://host:port/db`, or a cluster's nodes, see
+    /// [Redis Cluster](RedisStore#redis-cluster)) with the default settings.
+    pub async fn from_url(url: &str) -> Result<RedisStore> {
+        let config = Config {
+            redis_url: Some(url.to_owned()),
+            ..Config::default()
+        };
+        RedisStore::connect(&config).await
+    }
+
+    /// Creates the store without waiting for the server: the connection is made on first use
+    /// and re-made in the background after failures, and each command fails within the
+    /// command timeout while the server is unreachable.
+    ///
+    /// This is how an application keeps starting while Redis is down.
+    pub fn connect_lazy(config: &Config) -> Result<RedisStore> {
+        let url = config.redis_url.as_deref().ok_or_else(|| Error::Config {
+            name: "REDIS_URL",
+            value: String::new(),
+            reason: "a Redis store needs a URL such as redis://127.0.0.1:6379/0".into(),
+        })?;
+        let invalid_url = |reason: String| Error::Config {
+            name: "REDIS_URL",
+            value: url.to_owned(),
+            reason,
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config {
+                name: "runtime",
+                value: "none".into(),
+                reason: "RedisStore must be created inside a Tokio runtime".into(),
+            });
+        }
+        let endpoint = Endpoint::parse(url).map_err(invalid_url)?;
+        let (connection, seeds) = match endpoint {
+            Endpoint::Node(info) => {
+                let info = info.set_tcp_settings(tcp_settings());
+                let client =
+                    Client::open(info.clone()).map_err(|err| invalid_url(err.to_string()))?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.connect_timeout))
+                    .set_response_timeout(Some(config.command_timeout))
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_secs(2));
+                let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
+                    .map_err(|err| invalid_url(err.to_string()))?;
+                (Link::Node(manager), vec![info])
+            }
+            Endpoint::Cluster(seeds) => {
+                let topology = Topology::default();
+                let client = ClusterClientBuilder::new(seeds.clone())
+                    .tcp_settings(tcp_settings())
+                    .connection_timeout(config.connect_timeout)
+                    .response_timeout(config.command_timeout)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(50)
+                    .max_retry_wait(1000)
+                    .read_routing_strategy(topology.clone())
+                    .build()
+                    .map_err(|err| invalid_url(err.to_string()))?;
+                let connection = client.get_pending_async_connection_with_config(
+                    ClusterConfig::new()
+                        .set_connection_timeout(config.connect_timeout)
+                        .set_response_timeout(config.command_timeout),
+                );
+                let cluster = Cluster {
+                    connection,
+                    topology,
+                };
+                (Link::Cluster(cluster), seeds)
+            }
+        };
+        let subscribers = seeds
+            .iter()
+            .map(|info| {
+                Client::open(info.clone().set_tcp_settings(tcp_settings()))
+                    .map_err(|err| invalid_url(err.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let address = seeds
+            .iter()
+            .map(|info: &ConnectionInfo| info.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let store = RedisStore {
+            connection: RedisConnection(connection),
+            subscribers: subscribers.into(),
+            address,
+            command_timeout: config.command_timeout,
+            monitor: Arc::default(),
+        };
+        store.spawn_health_checks(config.health_check_interval);
+        Ok(store)
+    }
+
+    /// Whether the store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.connection.0, Link::Cluster(_))
+    }
+
+    /// Pings the server every `interval` (`REDIS_HEALTH_CHECK_INTERVAL`) for as long as the
+    /// store is alive. Besides keeping [`last_health`](RedisStore::last_health) current, a
+    /// failed ping makes the connection manager reconnect before the next real command.
+    fn spawn_health_checks(&self, interval: Duration) {
+        let monitor = Arc::downgrade(&self.monitor);
+        let probe = RedisStore {
+            monitor: Arc::new(Monitor::default()),
+            ..self.clone()
+        };
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(monitor) = monitor.upgrade() else {
+                    return;
+                };
+                let healthy = probe.ping().await.is_ok();
+                monitor.healthy.store(healthy, Ordering::Relaxed);
+                monitor.checks.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// The outcome of the latest background health check: `None` before the first check,
+    /// then whether the server answered `PING`.
+    pub fn last_health(&self) -> Option<bool> {
+        (self.monitor.checks.load(Ordering::Relaxed) > 0)
+            .then(|| self.monitor.healthy.load(Ordering::Relaxed))
+    }
+
+    /// The underlying `redis` connection, for commands `Store` does not cover (the seed's
+    /// `get_redis()`). It is a cheap clone of the store's own multiplexed connection (on a
+    /// cluster, of its cluster connection, which routes each command by its keys).
+    pub fn connection(&self) -> RedisConnection {
+        self.connection.clone()
+    }
+}

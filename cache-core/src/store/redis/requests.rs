@@ -1,0 +1,384 @@
+//! Running commands, pipelines and scripts: bounded, routed by key on a cluster, errors
+//! classified.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{FromRedisValue, RedisError, RedisResult, Value};
+
+use super::commands::ttl_millis;
+use super::scripts::WRITE_WITH_TTL;
+use super::{Link, RedisStore, SCAN_BATCH};
+use crate::error::{Error, Result};
+use crate::health::HealthReport;
+use crate::store::Store;
+use crate::store::cluster::{self, Cluster};
+
+impl RedisStore {
+    /// Runs a Lua script under the store's command timeout, with the store's error mapping;
+    /// `operation` and `key` name it in errors. Scripts keep multi-key steps atomic for
+    /// crates built on the store (the session manager uses this).
+    ///
+    /// On a cluster every key the script touches must share `key`'s hash slot (give them one
+    /// `{hash tag}`); the script is loaded on that slot's primary only.
+    ///
+    /// ```no_run
+    /// use cache_core::RedisStore;
+    /// use redis::Script;
+    ///
+    /// # async fn demo(store: &RedisStore) -> cache_core::Result<()> {
+    /// let script = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    /// let total: i64 = store.invoke("INCRBY", "visits", script.key("visits").arg(3)).await?;
+    /// # let _ = total;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let request = async {
+            match &self.connection.0 {
+                Link::Node(node) => invocation.invoke_async(&mut node.clone()).await,
+                Link::Cluster(cluster) => {
+                    let mut connection = cluster.for_script(cluster::slot(key.as_bytes()));
+                    invocation.invoke_async(&mut connection).await
+                }
+            }
+        };
+        self.bounded(operation, key, request).await
+    }
+
+    /// Runs a pipeline under the store's command timeout (one round trip).
+    ///
+    /// On a cluster a pipeline on keys of one hash slot goes to its node in one round trip; one
+    /// over several slots is sent as its commands, each to its node, all at once (a
+    /// transaction, `atomic()`, must stay within one slot).
+    /// [`pipeline_by_key`](RedisStore::pipeline_by_key) batches such work per node.
+    pub async fn pipeline<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        self.query_pipe(operation, key, pipe).await
+    }
+
+    /// Runs commands that each touch one key (given with the command; or several keys of that
+    /// key's hash slot) and returns their replies in order, under the store's command timeout:
+    /// one pipeline on a single server, one pipeline per primary on a cluster, sent to all
+    /// primaries at once.
+    ///
+    /// ```no_run
+    /// use cache_core::RedisStore;
+    ///
+    /// # async fn demo(store: &RedisStore) -> cache_core::Result<()> {
+    /// let users = ["42", "43"];
+    /// let commands: Vec<(String, redis::Cmd)> = users
+    ///     .iter()
+    ///     .map(|user| {
+    ///         let key = format!("logins:{user}");
+    ///         let cmd = redis::cmd("ZCARD").arg(&key).to_owned();
+    ///         (key, cmd)
+    ///     })
+    ///     .collect();
+    /// let counts: Vec<u64> = store.pipeline_by_key("ZCARD", &commands).await?;
+    /// assert_eq!(counts.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn pipeline_by_key<K, T>(
+        &self,
+        operation: &'static str,
+        commands: &[(K, redis::Cmd)],
+    ) -> Result<Vec<T>>
+    where
+        K: AsRef<str>,
+        T: FromRedisValue,
+    {
+        let Some((first, _)) = commands.first() else {
+            return Ok(Vec::new());
+        };
+        let first = first.as_ref();
+        let replies: Vec<Value> = match &self.connection.0 {
+            Link::Node(_) => {
+                let mut pipe = redis::pipe();
+                for (_, cmd) in commands {
+                    pipe.add_command(cmd.clone());
+                }
+                self.query_pipe(operation, first, &pipe).await?
+            }
+            Link::Cluster(cluster) => {
+                let routed: Vec<(u16, &redis::Cmd)> = commands
+                    .iter()
+                    .map(|(key, cmd)| (cluster::slot(key.as_ref().as_bytes()), cmd))
+                    .collect();
+                self.bounded(operation, first, cluster.scatter(&routed))
+                    .await?
+            }
+        };
+        replies
+            .into_iter()
+            .map(|reply| {
+                T::from_redis_value(reply).map_err(|source| Error::Redis {
+                    operation,
+                    source: source.into(),
+                })
+            })
+            .collect()
+    }
+
+    /// The `host:port` (or socket path) this store talks to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub(super) async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        request: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T> {
+        match request.await {
+            Ok(value) => Ok(value),
+            Err(err) if err.code() == Some("WRONGTYPE") => Err(Error::WrongType {
+                key: key.to_owned(),
+                operation,
+            }),
+            Err(err) if err.is_timeout() => Err(Error::Timeout {
+                operation,
+                after: self.command_timeout,
+            }),
+            Err(source) => Err(Error::Redis { operation, source }),
+        }
+    }
+
+    pub(super) async fn query<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        let mut connection = self.connection.clone();
+        self.bounded(operation, key, cmd.query_async(&mut connection))
+            .await
+    }
+
+    pub(super) async fn query_pipe<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        let mut connection = self.connection.clone();
+        self.bounded(operation, key, pipe.query_async(&mut connection))
+            .await
+    }
+
+    /// Runs `command key args..` then `PEXPIRE key ttl` atomically in one script, so a
+    /// failing command (a type mismatch, say) leaves the key's ttl alone; returns the
+    /// command's reply.
+    pub(super) async fn write_with_ttl<T: FromRedisValue>(
+        &self,
+        command: &'static str,
+        key: &str,
+        args: &[&[u8]],
+        ttl: Duration,
+    ) -> Result<T> {
+        let mut invocation = WRITE_WITH_TTL.key(key);
+        invocation.arg(command).arg(ttl_millis(ttl));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        self.invoke(command, key, &invocation).await
+    }
+
+    /// `PING`s the server, or every primary of a cluster; the unhealthy report names the node
+    /// that failed.
+    pub(super) async fn ping(&self) -> std::result::Result<(), HealthReport> {
+        let unhealthy = |err: &Error| HealthReport::unhealthy(self.backend(), err);
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            return self
+                .query::<()>("PING", "", &redis::cmd("PING"))
+                .await
+                .map_err(|err| unhealthy(&err));
+        };
+        let pings = self
+            .ping_primaries(cluster)
+            .await
+            .map_err(|err| unhealthy(&err))?;
+        for (node, ping) in pings {
+            if let Err(err) = ping {
+                let mut report = unhealthy(&err);
+                report.error = Some(format!("node {node}: {}", crate::error::one_line(&err)));
+                return Err(report);
+            }
+        }
+        Ok(())
+    }
+
+    /// `PING`s every primary at once; each node with its outcome.
+    pub(super) async fn ping_primaries(
+        &self,
+        cluster: &Cluster,
+    ) -> Result<Vec<(redis::cluster::NodeAddress, Result<Value>)>> {
+        let primaries = self.primaries(cluster).await?;
+        let pings = primaries
+            .iter()
+            .map(|node| self.bounded("PING", "", cluster.on_node(node, redis::cmd("PING"))));
+        let outcomes = join_all(pings).await;
+        Ok(primaries.into_iter().zip(outcomes).collect())
+    }
+
+    /// The server version and used memory (on a cluster: the first primary's version and the
+    /// primaries' total).
+    pub(super) async fn server_facts(&self) -> Result<(Option<String>, Option<u64>)> {
+        let info = redis::cmd("INFO").arg("server").arg("memory").to_owned();
+        let reports: Vec<String> = match &self.connection.0 {
+            Link::Node(_) => vec![self.query("INFO", "", &info).await?],
+            Link::Cluster(cluster) => {
+                let primaries = self.primaries(cluster).await?;
+                let replies = primaries
+                    .iter()
+                    .map(|node| cluster.on_node(node, info.clone()));
+                let mut reports = Vec::with_capacity(primaries.len());
+                for reply in join_all(replies).await {
+                    let reply =
+                        reply.and_then(|v| String::from_redis_value(v).map_err(RedisError::from));
+                    reports.push(reply.map_err(Error::redis("INFO"))?);
+                }
+                reports
+            }
+        };
+        let field = |info: &str, name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(|value| value.trim().to_owned())
+        };
+        let version = reports.iter().find_map(|info| field(info, "redis_version"));
+        let used_memory = reports
+            .iter()
+            .map(|info| field(info, "used_memory").and_then(|v| v.parse::<u64>().ok()))
+            .sum();
+        Ok((version, used_memory))
+    }
+
+    /// The cluster's primaries; asks a node first when no command has run yet.
+    pub(super) async fn primaries(
+        &self,
+        cluster: &Cluster,
+    ) -> Result<Vec<redis::cluster::NodeAddress>> {
+        if let Some(primaries) = cluster.topology.primaries() {
+            return Ok(primaries);
+        }
+        let ping = redis::cmd("PING");
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+        self.bounded(
+            "CLUSTER TOPOLOGY",
+            "",
+            cluster.connection.clone().route_command(ping, routing),
+        )
+        .await?;
+        cluster.topology.primaries().ok_or_else(|| Error::Redis {
+            operation: "CLUSTER TOPOLOGY",
+            source: RedisError::from((
+                redis::ErrorKind::ClusterConnectionNotFound,
+                "the cluster's slot map is not known yet",
+            )),
+        })
+    }
+
+    /// Runs `command key..` once per hash slot of `keys` (one pipeline per primary) and
+    /// returns each slot's reply with the indices of its keys.
+    pub(super) async fn per_slot<K: AsRef<[u8]>>(
+        &self,
+        command: &'static str,
+        cluster: &Cluster,
+        keys: &[K],
+    ) -> Result<Vec<(Vec<usize>, Value)>> {
+        let groups = cluster::by_slot(keys);
+        let commands: Vec<(u16, redis::Cmd)> = groups
+            .iter()
+            .map(|(slot, indices)| {
+                let mut cmd = redis::cmd(command);
+                for &index in indices {
+                    cmd.arg(keys[index].as_ref());
+                }
+                (*slot, cmd)
+            })
+            .collect();
+        let first = keys
+            .first()
+            .and_then(|key| std::str::from_utf8(key.as_ref()).ok())
+            .unwrap_or("");
+        let replies = self
+            .bounded(command, first, cluster.scatter(&commands))
+            .await?;
+        Ok(groups
+            .into_iter()
+            .map(|(_, indices)| indices)
+            .zip(replies)
+            .collect())
+    }
+
+    /// `UNLINK`s keys anywhere in the cluster: one command per slot, one pipeline per primary.
+    pub(super) async fn unlink_on(
+        &self,
+        cluster: &Cluster,
+        keys: &[impl AsRef<[u8]>],
+    ) -> Result<u64> {
+        let replies = self.per_slot("UNLINK", cluster, keys).await?;
+        replies.into_iter().try_fold(0, |total, (_, reply)| {
+            let removed =
+                u64::from_redis_value(reply).map_err(|err| Error::redis("UNLINK")(err.into()))?;
+            Ok(total + removed)
+        })
+    }
+
+    /// Scans one server (on a cluster: one primary) for `pattern` and removes what it finds.
+    pub(super) async fn sweep(
+        &self,
+        pattern: &str,
+        primary: Option<(&Cluster, &redis::cluster::NodeAddress)>,
+    ) -> Result<u64> {
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .to_owned();
+            let (next, mut keys): (u64, Vec<Vec<u8>>) = match primary {
+                None => self.query("SCAN", pattern, &scan).await?,
+                Some((cluster, node)) => {
+                    let reply = self
+                        .bounded("SCAN", pattern, cluster.on_node(node, scan))
+                        .await?;
+                    FromRedisValue::from_redis_value(reply)
+                        .map_err(|err| Error::redis("SCAN")(err.into()))?
+                }
+            };
+            keys.retain(|key| !crate::key::is_internal(key));
+            if !keys.is_empty() {
+                removed += match primary {
+                    None => {
+                        let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
+                        self.query::<u64>("UNLINK", pattern, &unlink).await?
+                    }
+                    Some((cluster, _)) => self.unlink_on(cluster, &keys).await?,
+                };
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+}
