@@ -53,7 +53,13 @@ struct Inner {
     config: SessionConfig,
     hasher: Hasher,
     registry: String,
+    /// Recent users' tags: a read checks the stored user against the token's tag, and the
+    /// HMAC behind a tag costs more than the rest of the read. User ids are not secret.
+    tags: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// How many users' tags [`Inner::tags`] remembers before it starts over.
+const REMEMBERED_TAGS: usize = 4096;
 
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +145,7 @@ impl SessionManager {
                 config,
                 hasher,
                 registry,
+                tags: std::sync::Mutex::default(),
             }),
         }
     }
@@ -146,6 +153,24 @@ impl SessionManager {
     /// The settings.
     pub fn config(&self) -> &SessionConfig {
         &self.inner.config
+    }
+
+    /// The user's tag, remembered for recent users.
+    fn user_tag(&self, user_id: &str) -> String {
+        let mut tags = self
+            .inner
+            .tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tag) = tags.get(user_id) {
+            return tag.clone();
+        }
+        if tags.len() >= REMEMBERED_TAGS {
+            tags.clear();
+        }
+        let tag = self.inner.hasher.user_tag(user_id);
+        tags.insert(user_id.to_owned(), tag.clone());
+        tag
     }
 
     fn tag_prefix(&self, tag: &str) -> String {
@@ -159,7 +184,7 @@ impl SessionManager {
     }
 
     fn index_of(&self, user_id: &str) -> (String, String) {
-        let tagged = self.tag_prefix(&self.inner.hasher.user_tag(user_id));
+        let tagged = self.tag_prefix(&self.user_tag(user_id));
         (format!("{tagged}index"), format!("{tagged}s:"))
     }
 
@@ -219,7 +244,7 @@ impl SessionManager {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        let token = SessionToken::generate(&self.inner.hasher.user_tag(user_id))?;
+        let token = SessionToken::generate(&self.user_tag(user_id))?;
         let keys = self.keys(&token);
         let new = NewSession {
             user_id,
@@ -270,7 +295,7 @@ impl SessionManager {
         let touch_after =
             u64::try_from(self.inner.config.touch_after_value().as_millis()).unwrap_or(u64::MAX);
         match self.inner.backend.get(&keys, touch_after).await? {
-            Lookup::Live(stored) if self.inner.hasher.user_tag(&stored.user_id) == token.tag() => {
+            Lookup::Live(stored) if self.user_tag(&stored.user_id) == token.tag() => {
                 Ok(SessionState::Active(self.session(stored)?))
             }
             Lookup::Live(_) | Lookup::Missing => Ok(SessionState::Unknown),

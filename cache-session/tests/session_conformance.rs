@@ -1009,3 +1009,48 @@ async fn ten_thousand_cache_writes_to_a_small_memory_store_end_no_session() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_session_copied_under_another_users_token_is_not_theirs() {
+    let f = redis_fixture().await;
+    let sessions = f.manager(SessionConfig::default().secret("server secret"));
+    let victim = sessions
+        .create_session("victim", data("admin"), None)
+        .await
+        .unwrap();
+    let attacker = sessions
+        .create_session("attacker", data("student"), None)
+        .await
+        .unwrap();
+    let from = session_key(&sessions, "victim", &victim).await;
+    let to = session_key(&sessions, "attacker", &attacker).await;
+    let client = ::redis::Client::open(f.server.as_ref().unwrap().url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let fields: Vec<(String, Vec<u8>)> = ::redis::cmd("HGETALL")
+        .arg(&from)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!fields.is_empty());
+    let mut copy = ::redis::cmd("HSET");
+    copy.arg(&to);
+    for (field, value) in &fields {
+        copy.arg(field).arg(value);
+    }
+    let _: () = copy.query_async(&mut redis).await.unwrap();
+    for _ in 0..2 {
+        assert!(
+            sessions.get_session(&attacker).await.unwrap().is_none(),
+            "a store writer turned their own token into the victim's session"
+        );
+    }
+    assert!(sessions.get_session(&victim).await.unwrap().is_some());
+}
+
+/// The Redis key of the user's only session (default prefix).
+async fn session_key(sessions: &SessionManager, user: &str, token: &SessionToken) -> String {
+    let id = sessions.get_user_sessions(user).await.unwrap()[0]
+        .id
+        .clone();
+    format!("session:{{{}}}:s:{id}", &token.expose()[5..37])
+}
