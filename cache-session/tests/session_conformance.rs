@@ -1049,7 +1049,7 @@ async fn a_session_copied_under_another_users_token_is_not_theirs() {
 
 /// The Redis key of the user's only session (default prefix).
 async fn session_key(sessions: &SessionManager, user: &str, token: &SessionToken) -> String {
-    let id = sessions.get_user_sessions(user).await.unwrap()[0]
+    let id = sessions.get_user_sessions(user).await.expect("list")[0]
         .id
         .clone();
     format!("session:{{{}}}:s:{id}", &token.expose()[5..37])
