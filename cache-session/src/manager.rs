@@ -55,11 +55,35 @@ struct Inner {
     registry: String,
     /// Recent users' tags: a read checks the stored user against the token's tag, and the
     /// HMAC behind a tag costs more than the rest of the read. User ids are not secret.
-    tags: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    tags: Memo,
+    /// Recent tokens' store ids, for the same reason. The tokens live in process memory
+    /// anyway while requests carry them; the store still holds only their hashes.
+    ids: Memo,
 }
 
-/// How many users' tags [`Inner::tags`] remembers before it starts over.
-const REMEMBERED_TAGS: usize = 4096;
+/// A bounded map of recent hash results: it starts over once it holds [`Memo::CAPACITY`].
+#[derive(Default)]
+struct Memo(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl Memo {
+    const CAPACITY: usize = 4096;
+
+    fn get_or(&self, input: &str, compute: impl FnOnce() -> String) -> String {
+        let mut memo = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(output) = memo.get(input) {
+            return output.clone();
+        }
+        if memo.len() >= Memo::CAPACITY {
+            memo.clear();
+        }
+        let output = compute();
+        memo.insert(input.to_owned(), output.clone());
+        output
+    }
+}
 
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,7 +169,8 @@ impl SessionManager {
                 config,
                 hasher,
                 registry,
-                tags: std::sync::Mutex::default(),
+                tags: Memo::default(),
+                ids: Memo::default(),
             }),
         }
     }
@@ -157,20 +182,9 @@ impl SessionManager {
 
     /// The user's tag, remembered for recent users.
     fn user_tag(&self, user_id: &str) -> String {
-        let mut tags = self
-            .inner
+        self.inner
             .tags
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tag) = tags.get(user_id) {
-            return tag.clone();
-        }
-        if tags.len() >= REMEMBERED_TAGS {
-            tags.clear();
-        }
-        let tag = self.inner.hasher.user_tag(user_id);
-        tags.insert(user_id.to_owned(), tag.clone());
-        tag
+            .get_or(user_id, || self.inner.hasher.user_tag(user_id))
     }
 
     fn tag_prefix(&self, tag: &str) -> String {
@@ -179,7 +193,10 @@ impl SessionManager {
 
     fn keys(&self, token: &SessionToken) -> Keys {
         let tagged = self.tag_prefix(token.tag());
-        let id = self.inner.hasher.token_id(token);
+        let id = self
+            .inner
+            .ids
+            .get_or(token.expose(), || self.inner.hasher.token_id(token));
         Keys::member(&format!("{tagged}index"), &format!("{tagged}s:"), &id)
     }
 
