@@ -38,19 +38,21 @@ impl Cache {
         &self,
         keys: &[K],
     ) -> Result<Vec<Option<T>>> {
-        let full = self.full_keys(keys);
-        let found = self.counted(self.inner.guarded.mget(&full).await)?;
+        let full: Vec<std::borrow::Cow<'_, str>> =
+            keys.iter().map(|key| self.full_key(key.as_ref())).collect();
+        let names: Vec<&str> = full.iter().map(|key| key.as_ref()).collect();
+        let found = self.counted(self.inner.guarded.mget(&names).await)?;
         let mut undecodable = Vec::new();
         let values: Vec<Option<T>> = found
             .into_iter()
-            .zip(&full)
+            .zip(names)
             .map(|(bytes, key)| {
                 if self.inner.recovery.hides(key) {
                     return None;
                 }
                 let value = self.decode(key, bytes.as_deref()?);
                 if value.is_none() {
-                    undecodable.push(key.clone());
+                    undecodable.push(key.to_owned());
                 }
                 value
             })

@@ -129,10 +129,13 @@ impl Recovery {
 
     /// Whether a read of `key` must be a miss because an invalidation that may cover it has
     /// not reached the store yet.
+    #[inline]
     pub(crate) fn hides(&self, key: &str) -> bool {
-        if self.pending.load(Ordering::Acquire) == 0 {
-            return false;
-        }
+        self.pending.load(Ordering::Acquire) != 0 && self.hides_pending(key)
+    }
+
+    #[cold]
+    fn hides_pending(&self, key: &str) -> bool {
         if self.blind.load(Ordering::Acquire) {
             return true;
         }

@@ -138,9 +138,8 @@ macro_rules! store_conformance {
                     ("c".to_owned(), b"3".to_vec(), MINUTE),
                 ];
                 f.store.mset(&items).await.unwrap();
-                let keys = ["a", "b", "c", "d"].map(String::from);
                 assert_eq!(
-                    f.store.mget(&keys).await.unwrap(),
+                    f.store.mget(&["a", "b", "c", "d"]).await.unwrap(),
                     vec![Some(b"1".to_vec()), None, Some(b"3".to_vec()), None]
                 );
                 assert_eq!(f.store.mget(&[]).await.unwrap(), Vec::<Option<Vec<u8>>>::new());

@@ -98,7 +98,7 @@ impl Guarded {
         self.run("PTTL", self.store.ttl(key)).await
     }
 
-    pub(crate) async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    pub(crate) async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         self.run("MGET", self.store.mget(keys)).await
     }
 

@@ -324,7 +324,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         let mut values = Vec::with_capacity(keys.len());
         for key in keys {
             values.push(match self.live(key).await.map(|slot| slot.value) {

@@ -78,7 +78,7 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     async fn ttl(&self, key: &str) -> Result<KeyTtl>;
 
     /// Reads several plain values at once; the result has one entry per key, in order.
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+    async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>>;
 
     /// Writes several plain values, each expiring after its own ttl.
     async fn mset(&self, items: &[(String, Vec<u8>, Duration)]) -> Result<()>;

@@ -74,12 +74,12 @@ impl Store for RedisStore {
         Ok(key_ttl(millis))
     }
 
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let Link::Cluster(cluster) = &self.connection.0 else {
-            let first = keys[0].as_str();
+            let first = keys[0];
             return self
                 .query("MGET", first, redis::cmd("MGET").arg(keys))
                 .await;
