@@ -154,6 +154,10 @@ async fn patterns_and_tags_invalidated_during_a_freeze_are_applied_after_resume(
         writer.set(key, &"old", tagged.clone()).await.unwrap();
     }
     writer.set("untouched", &"old", Ttl::Default).await.unwrap();
+    writer
+        .hset("user:1:h", "f", &"old", Ttl::Default)
+        .await
+        .unwrap();
 
     server.pause().unwrap();
     open_the_circuit(&writer).await;
@@ -165,6 +169,13 @@ async fn patterns_and_tags_invalidated_during_a_freeze_are_applied_after_resume(
     let started = Instant::now();
     while writer.stats().pending_invalidations > 0 {
         assert!(writer.get::<String>("user:1:a").await.unwrap().is_none());
+        assert!(
+            writer
+                .hgetall::<String>("user:1:h")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(writer.get::<String>("roster:1").await.unwrap().is_none());
         assert!(started.elapsed() < CONVERGENCE, "{:?}", writer.stats());
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -176,6 +187,13 @@ async fn patterns_and_tags_invalidated_during_a_freeze_are_applied_after_resume(
     for gone in ["user:1:a", "user:1:b", "roster:1", "roster:2"] {
         assert_eq!(reader.get::<String>(gone).await.unwrap(), None, "{gone}");
     }
+    assert!(
+        reader
+            .hgetall::<String>("user:1:h")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     for kept in ["user:2:a", "untouched"] {
         assert_eq!(
             reader.get::<String>(kept).await.unwrap().as_deref(),

@@ -278,7 +278,8 @@ impl CacheBuilder {
     /// An invalidation that fails or is skipped by the open circuit is not lost: it waits in
     /// an in-process queue, de-duplicated, and is replayed in order as soon as the store
     /// answers (before the circuit closes again). While it waits, this process treats the
-    /// keys it covers as misses, in the store and in the local tier; a pending tag
+    /// keys it covers as misses (values, hashes, lists and sets alike), in the store and in
+    /// the local tier; a pending tag
     /// invalidation makes every read a miss, since only the store knows the tag's keys.
     /// Counted in [`CacheStats::pending_invalidations`] and
     /// [`CacheStats::recovered_invalidations`].
@@ -931,6 +932,10 @@ impl Cache {
     /// ```
     pub async fn hget<T: DeserializeOwned>(&self, key: &str, field: &str) -> Result<Option<T>> {
         let full = self.full_key(key);
+        if self.inner.recovery.hides(&full) {
+            self.record_read(false);
+            return Ok(None);
+        }
         let bytes = self.counted(self.inner.guarded.hget(&full, field).await)?;
         let value = match bytes {
             None => None,
@@ -961,6 +966,9 @@ impl Cache {
     /// ```
     pub async fn hgetall<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<(String, T)>> {
         let full = self.full_key(key);
+        if self.inner.recovery.hides(&full) {
+            return Ok(Vec::new());
+        }
         let fields = self.counted(self.inner.guarded.hgetall(&full).await)?;
         Ok(fields
             .into_iter()
@@ -1055,6 +1063,9 @@ impl Cache {
         stop: i64,
     ) -> Result<Vec<T>> {
         let full = self.full_key(key);
+        if self.inner.recovery.hides(&full) {
+            return Ok(Vec::new());
+        }
         let items = self.counted(self.inner.guarded.lrange(&full, start, stop).await)?;
         Ok(items
             .iter()
@@ -1115,6 +1126,9 @@ impl Cache {
     /// ```
     pub async fn smembers<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<T>> {
         let full = self.full_key(key);
+        if self.inner.recovery.hides(&full) {
+            return Ok(Vec::new());
+        }
         let members = self.counted(self.inner.guarded.smembers(&full).await)?;
         Ok(members
             .iter()
