@@ -269,3 +269,66 @@ async fn an_overflowing_queue_misses_every_read_then_sweeps_the_prefix() {
         "caching resumed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_prefix_an_overflow_misses_every_read_for_the_longest_ttl_and_sweeps_nothing() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let config = config(&server);
+    let store = RedisStore::connect(&config).await.expect("connect");
+    let lifetime = Duration::from_millis(800);
+    let writer = Cache::builder(store)
+        .config(&config)
+        .default_ttl(lifetime)
+        .short_ttl(lifetime)
+        .long_ttl(lifetime)
+        .pending_invalidations(2)
+        .build();
+    let neighbour = instance(&config, "").await;
+    neighbour
+        .set("session:someone", &"logged in", Duration::from_secs(60))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        writer
+            .set(&format!("k:{i}"), &i, Ttl::Default)
+            .await
+            .unwrap();
+    }
+
+    server.pause().unwrap();
+    open_the_circuit(&writer).await;
+    for i in 0..3 {
+        assert!(writer.delete(&format!("k:{i}")).await.is_err());
+    }
+    let overflowed = Instant::now();
+    assert_eq!(writer.stats().invalidation_overflows, 1);
+    server.resume().unwrap();
+    while writer.health_check().await.circuit_open {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writer.set("fresh", &7, Ttl::Default).await.unwrap();
+    if overflowed.elapsed() < lifetime {
+        assert_eq!(
+            writer.get::<i32>("fresh").await.unwrap(),
+            None,
+            "every read is a miss while values written before the overflow may live"
+        );
+    }
+    tokio::time::sleep(lifetime.saturating_sub(overflowed.elapsed()) + Duration::from_millis(50))
+        .await;
+    writer.set("fresh", &7, Ttl::Default).await.unwrap();
+    assert_eq!(
+        writer.get::<i32>("fresh").await.unwrap(),
+        Some(7),
+        "caching resumed"
+    );
+    assert_eq!(
+        neighbour
+            .get::<String>("session:someone")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("logged in"),
+        "no sweep of a database the cache shares"
+    );
+}

@@ -287,8 +287,11 @@ impl CacheBuilder {
     /// When more are waiting than `capacity`, the queue is replaced by one sweep of every
     /// key under the cache's [`prefix`](CacheBuilder::prefix) (counted in
     /// [`CacheStats::invalidation_overflows`] and logged): every read is a miss until the
-    /// sweep has run. With an empty prefix that sweep covers the whole database (cachemere's
-    /// own keys excepted), so give a cache that shares its store a prefix.
+    /// sweep has run. A cache without a prefix cannot sweep its own keys without touching
+    /// other data in the database (sessions, say): instead, every read of this process is a
+    /// miss until the values written before the overflow have expired (the longest expiry
+    /// class, with jitter and fail-safe window; a longer exact ttl outlives it), and other
+    /// instances may read replaced values until their ttl. Give a cache a prefix.
     pub fn pending_invalidations(mut self, capacity: usize) -> Self {
         self.pending_invalidations = capacity;
         self
@@ -312,6 +315,15 @@ impl CacheBuilder {
             self.plain_json_refuses("fail_safe", window)?;
         }
         Ok(self.build())
+    }
+
+    /// The longest a value written with an expiry class lives, jitter and fail-safe window
+    /// included.
+    fn longest_lifetime(&self) -> Duration {
+        let longest = self.default_ttl.max(self.short_ttl).max(self.long_ttl);
+        longest
+            .mul_f64(1.0 + f64::from(self.jitter_percent) / 100.0)
+            .saturating_add(self.fail_safe.unwrap_or_default())
     }
 
     fn plain_json_refuses(&self, name: &'static str, window: Duration) -> Result<()> {
@@ -352,6 +364,7 @@ impl CacheBuilder {
             self.operation_timeout.filter(|_| !self.store.in_process()),
             self.pending_invalidations,
             &self.prefix,
+            self.longest_lifetime(),
             local.clone(),
         ));
         breaker.replay_before_closing(&recovery);

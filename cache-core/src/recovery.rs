@@ -4,7 +4,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::key::glob_matches;
@@ -76,6 +76,12 @@ pub(crate) struct Recovery {
     deadline: Option<Duration>,
     capacity: usize,
     sweep_pattern: String,
+    /// Without a prefix there is nothing to sweep that is the cache's alone (sessions may
+    /// share the database): an overflow then makes every read a miss for `lifetime`, the
+    /// longest a value the cache writes lives.
+    lifetime: Duration,
+    blind_until: Mutex<Option<Instant>>,
+    timed_blind: AtomicBool,
     local: Option<Arc<Local>>,
     queue: Mutex<Queue>,
     /// `queue.entries.len()`, readable without the lock on every cache read.
@@ -94,13 +100,19 @@ impl Recovery {
         deadline: Option<Duration>,
         capacity: usize,
         prefix: &str,
+        lifetime: Duration,
         local: Option<Arc<Local>>,
     ) -> Recovery {
         Recovery {
             store,
             deadline,
             capacity: capacity.max(1),
-            sweep_pattern: format!("{}*", crate::key::escape_glob(prefix)),
+            sweep_pattern: (!prefix.is_empty())
+                .then(|| format!("{}*", crate::key::escape_glob(prefix)))
+                .unwrap_or_default(),
+            lifetime,
+            blind_until: Mutex::new(None),
+            timed_blind: AtomicBool::new(false),
             local,
             queue: Mutex::default(),
             pending: AtomicUsize::new(0),
@@ -131,11 +143,22 @@ impl Recovery {
     /// not reached the store yet.
     #[inline]
     pub(crate) fn hides(&self, key: &str) -> bool {
-        self.pending.load(Ordering::Acquire) != 0 && self.hides_pending(key)
+        (self.pending.load(Ordering::Acquire) != 0 || self.timed_blind.load(Ordering::Acquire))
+            && self.hides_pending(key)
     }
 
     #[cold]
     fn hides_pending(&self, key: &str) -> bool {
+        if self.timed_blind.load(Ordering::Acquire) {
+            let mut until = self.blind_until.lock().unwrap_or_else(|p| p.into_inner());
+            match *until {
+                Some(at) if Instant::now() < at => return true,
+                _ => {
+                    *until = None;
+                    self.timed_blind.store(false, Ordering::Release);
+                }
+            }
+        }
         if self.blind.load(Ordering::Acquire) {
             return true;
         }
@@ -169,9 +192,24 @@ impl Recovery {
     fn overflow(&self, queue: &mut Queue) {
         let dropped = queue.entries.len();
         *queue = Queue::default();
+        self.overflows.fetch_add(1, Ordering::Relaxed);
+        if self.sweep_pattern.is_empty() {
+            *self.blind_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(Instant::now() + self.lifetime);
+            self.timed_blind.store(true, Ordering::Release);
+            tracing::error!(
+                dropped,
+                capacity = self.capacity,
+                misses_for = ?self.lifetime,
+                "too many invalidations wait for the store, and a cache without a key prefix \
+                 cannot sweep its own keys without touching others' (sessions, say): every read \
+                 of this process is a miss until every value written before has expired, and \
+                 other instances may read replaced values until their ttl; give the cache a prefix"
+            );
+            return;
+        }
         queue.push(Pending::Sweep);
         queue.overflowed = true;
-        self.overflows.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             dropped,
             capacity = self.capacity,
