@@ -107,9 +107,11 @@ impl Recovery {
             store,
             deadline,
             capacity: capacity.max(1),
-            sweep_pattern: (!prefix.is_empty())
-                .then(|| format!("{}*", crate::key::escape_glob(prefix)))
-                .unwrap_or_default(),
+            sweep_pattern: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{}*", crate::key::escape_glob(prefix))
+            },
             lifetime,
             blind_until: Mutex::new(None),
             timed_blind: AtomicBool::new(false),
