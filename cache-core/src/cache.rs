@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::future::{join, join_all};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -788,16 +789,25 @@ impl Cache {
         if tags.is_empty() {
             return Ok(());
         }
-        for tag in tags {
-            let tag_key = self.tag_key(tag);
-            self.counted(self.inner.guarded.tag(&tag_key, members, ttl).await)?;
-        }
+        let tag_keys: Vec<String> = tags.iter().map(|tag| self.tag_key(tag)).collect();
         let names: Vec<Vec<u8>> = tags.iter().map(|tag| tag.clone().into_bytes()).collect();
-        for member in members {
-            let tags_of = Cache::tags_of(member);
-            self.counted(self.inner.guarded.sadd(&tags_of, &names, ttl).await)?;
-        }
-        Ok(())
+        let tags_of: Vec<String> = members
+            .iter()
+            .map(|member| Cache::tags_of(member))
+            .collect();
+        let indexes = tag_keys
+            .iter()
+            .map(|tag_key| self.inner.guarded.tag(tag_key, members, ttl));
+        let reverse = tags_of
+            .iter()
+            .map(|key| async { self.inner.guarded.sadd(key, &names, ttl).await.map(drop) });
+        // Concurrent, so that a tagged write costs one round trip more, not one per tag and key.
+        let (indexed, reversed) = join(join_all(indexes), join_all(reverse)).await;
+        indexed
+            .into_iter()
+            .chain(reversed)
+            .map(|recorded| self.counted(recorded))
+            .fold(Ok(()), Result::and)
     }
 
     /// The store key of the set of tags a key was written with, so that a ttl change can

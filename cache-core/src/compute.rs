@@ -424,7 +424,6 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = P::Output>,
     {
-        let full = std::borrow::Cow::Borrowed(full);
         loop {
             let leader = match self.inner.flights.join(&full) {
                 Role::Leader(leader) => leader,

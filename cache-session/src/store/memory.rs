@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -70,12 +71,12 @@ impl MemorySessions {
 
 impl State {
     /// The keys of the session `keys` names, following a rotation's forwarding record.
-    fn resolve(&self, keys: &Keys, now: u64) -> Keys {
+    fn resolve<'k>(&self, keys: &'k Keys, now: u64) -> Cow<'k, Keys> {
         match self.records.get(&keys.session) {
             Some(Record::Moved { to, until }) if *until > now => {
-                Keys::member(&keys.index, &keys.session_prefix, to)
+                Cow::Owned(Keys::member(&keys.index, &keys.session_prefix, to))
             }
-            _ => keys.clone(),
+            _ => Cow::Borrowed(keys),
         }
     }
 
