@@ -425,13 +425,13 @@ impl Cache {
         Fut: Future<Output = P::Output>,
     {
         loop {
-            let leader = match self.inner.flights.join(&full) {
+            let leader = match self.inner.flights.join(full) {
                 Role::Leader(leader) => leader,
                 Role::Follower(receiver) => {
                     Counters::add(&self.inner.counters.stampede_joins, 1);
                     let shared = match follow(receiver).await {
                         Some(Outcome::Encoded(bytes)) => {
-                            self.decode::<P::Value>(&full, &bytes).map(P::hit)
+                            self.decode::<P::Value>(full, &bytes).map(P::hit)
                         }
                         Some(Outcome::Failed(failure)) => P::failure(&failure),
                         Some(Outcome::Alone) => None,
@@ -444,7 +444,7 @@ impl Cache {
                 }
             };
             let lock = match options.locks() {
-                true => match self.lock_or_wait::<S, P::Value>(&full).await? {
+                true => match self.lock_or_wait::<S, P::Value>(full).await? {
                     Led::Found(value, bytes) => {
                         leader.publish(Outcome::Encoded(bytes.into_shared()));
                         return Ok(P::hit(value));
@@ -468,11 +468,11 @@ impl Cache {
             };
             let written = match plan.verdict(&output) {
                 Verdict::Store(value) => {
-                    self.share_and_store::<S, _>(&leader, &full, value, Some(&options), window)
+                    self.share_and_store::<S, _>(&leader, full, value, Some(&options), window)
                         .await
                 }
                 Verdict::Share(value) => {
-                    self.share_and_store::<S, _>(&leader, &full, value, None, window)
+                    self.share_and_store::<S, _>(&leader, full, value, None, window)
                         .await
                 }
                 Verdict::Fail(failure) => match fallback {
