@@ -600,7 +600,8 @@ impl Cache {
         {
             return Ok(fetched);
         }
-        let read_at = Instant::now();
+        // Only the local tier needs the time of the read (to age the copy it keeps).
+        let read_at = local.map(|_| Instant::now());
         let found = match local {
             Some(_) => self
                 .inner
@@ -637,6 +638,7 @@ impl Cache {
                     .is_none_or(|fresh_until| fresh_until > now_millis()) =>
             {
                 let shared = Arc::new(bytes);
+                let read_at = read_at.unwrap_or_else(Instant::now);
                 local.put(full_key, Arc::clone(&shared), ttl, read_at).await;
                 Raw::Shared(shared)
             }

@@ -806,6 +806,53 @@ async fn a_frozen_server_times_out_instead_of_hanging() {
     assert!(err.is_timeout(), "{err:?}");
 }
 
+#[tokio::test]
+async fn the_raw_connection_keeps_the_command_timeout() {
+    // The store bounds its own requests with one timer (redis-rs's response timeout is off):
+    // the escape hatch must stay bounded all the same.
+    let server = RedisServer::start_private().unwrap();
+    let store = RedisStore::connect(&server.config()).await.unwrap();
+    let mut connection = store.connection();
+    server.pause().unwrap();
+    let started = Instant::now();
+    let reply: ::redis::RedisResult<Option<Vec<u8>>> = ::redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut connection)
+        .await;
+    let waited = started.elapsed();
+    server.resume().unwrap();
+    let err = reply.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    // command timeout 1 s; generous bound for a loaded CI machine, far below "hangs"
+    assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+}
+
+#[tokio::test]
+async fn a_cache_deadline_shorter_than_the_command_timeout_bounds_each_read() {
+    let server = RedisServer::start_private().unwrap();
+    let mut config = server.config();
+    config.command_timeout = Duration::from_secs(30);
+    let store = RedisStore::connect(&config).await.unwrap();
+    let cache = Cache::builder(store)
+        .operation_timeout(Some(Duration::from_millis(200)))
+        .strict(true)
+        .try_build()
+        .unwrap();
+    cache.set("k", &1u32, Ttl::Long).await.unwrap();
+    server.pause().unwrap();
+    let started = Instant::now();
+    let read = cache.get::<u32>("k").await;
+    let waited = started.elapsed();
+    server.resume().unwrap();
+    let err = read.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "waited {waited:?} of a 30 s command timeout"
+    );
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1));
+}
+
 #[test]
 fn global_handle() {
     let cache = Cache::builder(MemoryStore::new()).prefix("global:").build();

@@ -12,7 +12,12 @@ use crate::health::HealthReport;
 
 #[derive(Debug)]
 pub(crate) struct Guarded {
+    /// The store as given: health checks and the breaker's probe use it.
     store: Arc<dyn Store>,
+    /// Where operations go: the store, or its handle that enforces `deadline` itself
+    /// ([`Store::with_deadline`]), so that each request runs under one timer, not two.
+    requests: Arc<dyn Store>,
+    /// The deadline this guard enforces itself, when `requests` does not.
     deadline: Option<Duration>,
     pub(crate) breaker: Arc<Breaker>,
 }
@@ -23,9 +28,16 @@ impl Guarded {
         deadline: Option<Duration>,
         breaker: Breaker,
     ) -> Guarded {
+        let deadline = deadline.filter(|_| !store.in_process());
+        let (requests, deadline) = match deadline.map(|after| (store.with_deadline(after), after)) {
+            Some((Some(bounded), _)) => (bounded, None),
+            Some((None, after)) => (Arc::clone(&store), Some(after)),
+            None => (Arc::clone(&store), None),
+        };
         Guarded {
-            deadline: deadline.filter(|_| !store.in_process()),
             store,
+            requests,
+            deadline,
             breaker: Arc::new(breaker),
         }
     }
@@ -75,43 +87,43 @@ impl Guarded {
 /// call is one boxed future, the inner store's, rather than two.
 impl Guarded {
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.run("GET", self.store.get(key)).await
+        self.run("GET", self.requests.get(key)).await
     }
 
     pub(crate) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        self.run("SET", self.store.set(key, value, ttl)).await
+        self.run("SET", self.requests.set(key, value, ttl)).await
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<bool> {
-        self.run("DEL", self.store.delete(key)).await
+        self.run("DEL", self.requests.delete(key)).await
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
-        self.run("EXISTS", self.store.exists(key)).await
+        self.run("EXISTS", self.requests.exists(key)).await
     }
 
     pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        self.run("PEXPIRE", self.store.expire(key, ttl)).await
+        self.run("PEXPIRE", self.requests.expire(key, ttl)).await
     }
 
     pub(crate) async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.run("PTTL", self.store.ttl(key)).await
+        self.run("PTTL", self.requests.ttl(key)).await
     }
 
     pub(crate) async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.run("MGET", self.store.mget(keys)).await
+        self.run("MGET", self.requests.mget(keys)).await
     }
 
     pub(crate) async fn mset(&self, items: &[(String, Vec<u8>, Duration)]) -> Result<()> {
-        self.run("MSET", self.store.mset(items)).await
+        self.run("MSET", self.requests.mset(items)).await
     }
 
     pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        self.run("UNLINK", self.store.delete_many(keys)).await
+        self.run("UNLINK", self.requests.delete_many(keys)).await
     }
 
     pub(crate) async fn delete_matching(&self, pattern: &str) -> Result<u64> {
-        self.unbounded("SCAN", self.store.delete_matching(pattern))
+        self.unbounded("SCAN", self.requests.delete_matching(pattern))
             .await
     }
 
@@ -122,45 +134,48 @@ impl Guarded {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool> {
-        self.run("HSET", self.store.hset(key, field, value, ttl))
+        self.run("HSET", self.requests.hset(key, field, value, ttl))
             .await
     }
 
     pub(crate) async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>> {
-        self.run("HGET", self.store.hget(key, field)).await
+        self.run("HGET", self.requests.hget(key, field)).await
     }
 
     pub(crate) async fn hgetall(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        self.run("HGETALL", self.store.hgetall(key)).await
+        self.run("HGETALL", self.requests.hgetall(key)).await
     }
 
     pub(crate) async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
-        self.run("HDEL", self.store.hdel(key, field)).await
+        self.run("HDEL", self.requests.hdel(key, field)).await
     }
 
     pub(crate) async fn lpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
-        self.run("LPUSH", self.store.lpush(key, values, ttl)).await
+        self.run("LPUSH", self.requests.lpush(key, values, ttl))
+            .await
     }
 
     pub(crate) async fn rpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
-        self.run("RPUSH", self.store.rpush(key, values, ttl)).await
+        self.run("RPUSH", self.requests.rpush(key, values, ttl))
+            .await
     }
 
     pub(crate) async fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>> {
-        self.run("LRANGE", self.store.lrange(key, start, stop))
+        self.run("LRANGE", self.requests.lrange(key, start, stop))
             .await
     }
 
     pub(crate) async fn sadd(&self, key: &str, members: &[Vec<u8>], ttl: Duration) -> Result<u64> {
-        self.run("SADD", self.store.sadd(key, members, ttl)).await
+        self.run("SADD", self.requests.sadd(key, members, ttl))
+            .await
     }
 
     pub(crate) async fn srem(&self, key: &str, members: &[Vec<u8>]) -> Result<u64> {
-        self.run("SREM", self.store.srem(key, members)).await
+        self.run("SREM", self.requests.srem(key, members)).await
     }
 
     pub(crate) async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>> {
-        self.run("SMEMBERS", self.store.smembers(key)).await
+        self.run("SMEMBERS", self.requests.smembers(key)).await
     }
 
     pub(crate) async fn set_if_absent(
@@ -169,33 +184,34 @@ impl Guarded {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool> {
-        self.run("SET NX", self.store.set_if_absent(key, value, ttl))
+        self.run("SET NX", self.requests.set_if_absent(key, value, ttl))
             .await
     }
 
     pub(crate) async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool> {
         self.run(
             "DELETE IF EQUALS",
-            self.store.delete_if_equals(key, expected),
+            self.requests.delete_if_equals(key, expected),
         )
         .await
     }
 
     pub(crate) async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
-        self.run("TAG", self.store.tag(tag_key, members, ttl)).await
+        self.run("TAG", self.requests.tag(tag_key, members, ttl))
+            .await
     }
 
     pub(crate) async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>> {
-        self.unbounded("TAKE TAGGED", self.store.take_tagged(tag_key))
+        self.unbounded("TAKE TAGGED", self.requests.take_tagged(tag_key))
             .await
     }
 
     pub(crate) async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
-        self.run("GET", self.store.get_with_ttl(key)).await
+        self.run("GET", self.requests.get_with_ttl(key)).await
     }
 
     pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
-        self.run("PUBLISH", self.store.publish(channel, message))
+        self.run("PUBLISH", self.requests.publish(channel, message))
             .await
     }
 

@@ -59,6 +59,19 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         false
     }
 
+    /// A handle on this store, sharing its connections, that bounds each request by
+    /// `deadline` itself (or by the store's own timeout where that is shorter), a timeout
+    /// failing with [`Error::Timeout`](crate::Error::Timeout); `None` (the default) if the
+    /// store cannot.
+    ///
+    /// A [`Cache`](crate::Cache) with an operation deadline (`CACHE_OPERATION_TIMEOUT`) sends
+    /// its requests through such a handle, so that each one runs under a single timer;
+    /// without one, the cache wraps each request in a timeout of its own.
+    fn with_deadline(&self, deadline: Duration) -> Option<std::sync::Arc<dyn Store>> {
+        let _ = deadline;
+        None
+    }
+
     /// Reads a plain value.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
 

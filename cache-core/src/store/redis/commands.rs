@@ -35,6 +35,15 @@ impl Store for RedisStore {
         "redis"
     }
 
+    /// On one server: a handle whose command timeout is `deadline` at most. A cluster
+    /// connection applies its timeout per attempt, so a cluster has no such handle.
+    fn with_deadline(&self, deadline: Duration) -> Option<std::sync::Arc<dyn Store>> {
+        match self.is_cluster() {
+            true => None,
+            false => Some(std::sync::Arc::new(self.bounded_by(deadline))),
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.query("GET", key, redis::cmd("GET").arg(key)).await
     }

@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -6,7 +7,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-use redis::{Client, ConnectionInfo, RedisError, RedisFuture, Value};
+use redis::{Client, ConnectionInfo, RedisError, RedisFuture, RedisResult, Value};
 
 mod bus;
 mod commands;
@@ -76,9 +77,10 @@ pub struct RedisStore {
 /// cluster: it implements `redis`'s [`ConnectionLike`], so every `redis` command, pipeline
 /// and `AsyncCommands` method runs on it. On a cluster, commands are routed by their keys,
 /// and a (non-transaction) pipeline over several hash slots is sent as its commands, each to
-/// its own node, all at once, instead of failing with `CROSSSLOT`.
+/// its own node, all at once, instead of failing with `CROSSSLOT`. Each command is bounded by
+/// the store's command timeout.
 #[derive(Clone)]
-pub struct RedisConnection(Link);
+pub struct RedisConnection(Link, Option<Duration>);
 
 #[derive(Clone)]
 enum Link {
@@ -99,7 +101,10 @@ impl std::fmt::Debug for RedisConnection {
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {
-            Link::Node(node) => node.req_packed_command(cmd),
+            Link::Node(node) => match self.1 {
+                Some(after) => Box::pin(within(after, node.req_packed_command(cmd))),
+                None => node.req_packed_command(cmd),
+            },
             Link::Cluster(cluster) => cluster.connection.req_packed_command(cmd),
         }
     }
@@ -111,7 +116,13 @@ impl ConnectionLike for RedisConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.0 {
-            Link::Node(node) => node.req_packed_commands(pipeline, offset, count),
+            Link::Node(node) => match self.1 {
+                Some(after) => Box::pin(within(
+                    after,
+                    node.req_packed_commands(pipeline, offset, count),
+                )),
+                None => node.req_packed_commands(pipeline, offset, count),
+            },
             Link::Cluster(cluster) => Box::pin(async move {
                 let together = cluster
                     .connection
@@ -132,6 +143,19 @@ impl ConnectionLike for RedisConnection {
             Link::Node(node) => node.get_db(),
             Link::Cluster(_) => 0,
         }
+    }
+}
+
+/// `request`, failing with redis-rs's timeout error once `after` has passed. On one server the
+/// store bounds requests itself, waiting for a reconnection included, with one timer; redis-rs's
+/// response timeout is off there.
+pub(super) async fn within<T>(
+    after: Duration,
+    request: impl Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    match tokio::time::timeout(after, request).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
     }
 }
 
@@ -238,7 +262,7 @@ impl RedisStore {
                     Client::open(info.clone()).map_err(|err| invalid_url(err.to_string()))?;
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(config.connect_timeout))
-                    .set_response_timeout(Some(config.command_timeout))
+                    .set_response_timeout(None)
                     .set_number_of_retries(2)
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_secs(2));
@@ -283,7 +307,7 @@ impl RedisStore {
             .collect::<Vec<_>>()
             .join(",");
         let store = RedisStore {
-            connection: RedisConnection(connection),
+            connection: RedisConnection(connection, None),
             subscribers: subscribers.into(),
             address,
             command_timeout: config.command_timeout,
@@ -291,6 +315,14 @@ impl RedisStore {
         };
         store.spawn_health_checks(config.health_check_interval);
         Ok(store)
+    }
+
+    /// This store with a command timeout of `deadline` at most, on the same connection.
+    fn bounded_by(&self, deadline: Duration) -> RedisStore {
+        RedisStore {
+            command_timeout: self.command_timeout.min(deadline),
+            ..self.clone()
+        }
     }
 
     /// Whether the store talks to a Redis Cluster.
@@ -333,6 +365,6 @@ impl RedisStore {
     /// `get_redis()`). It is a cheap clone of the store's own multiplexed connection (on a
     /// cluster, of its cluster connection, which routes each command by its keys).
     pub fn connection(&self) -> RedisConnection {
-        self.connection.clone()
+        RedisConnection(self.connection.0.clone(), Some(self.command_timeout))
     }
 }

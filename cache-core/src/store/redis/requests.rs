@@ -143,7 +143,13 @@ impl RedisStore {
         key: &str,
         request: impl Future<Output = RedisResult<T>>,
     ) -> Result<T> {
-        match request.await {
+        let result = match &self.connection.0 {
+            Link::Node(_) => super::within(self.command_timeout, request).await,
+            // The cluster connection bounds each attempt itself (and retries within its
+            // response timeout), as configured at connect.
+            Link::Cluster(_) => request.await,
+        };
+        match result {
             Ok(value) => Ok(value),
             Err(err) if err.code() == Some("WRONGTYPE") => Err(Error::WrongType {
                 key: key.to_owned(),
