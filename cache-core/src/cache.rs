@@ -55,6 +55,9 @@ pub(crate) struct Inner {
     /// The store behind the deadline and the circuit breaker: every cache operation uses it.
     pub(crate) guarded: Guarded,
     store: Arc<dyn Store>,
+    /// The store, when it is the in-process one: `#[cache_result]` hits there copy the
+    /// decoded value it keeps instead of decoding.
+    pub(crate) memory: Option<MemoryStore>,
     pub(crate) breaker: Arc<Breaker>,
     pub(crate) format: Format,
     pub(crate) prefix: String,
@@ -373,6 +376,9 @@ impl CacheBuilder {
             inner: Arc::new(Inner {
                 recovery,
                 guarded,
+                memory: (&*self.store as &dyn std::any::Any)
+                    .downcast_ref::<MemoryStore>()
+                    .cloned(),
                 store: self.store,
                 breaker,
                 format: Format {
@@ -717,7 +723,12 @@ impl Cache {
             self.announce(&[full_key.to_owned()], &[]).await;
             let written_at = std::time::Instant::now();
             local
-                .put(full_key, Arc::new(bytes.to_vec()), ttl, written_at)
+                .put(
+                    full_key,
+                    Arc::new(crate::typed::Entry::new(bytes.to_vec())),
+                    ttl,
+                    written_at,
+                )
                 .await;
         }
         Ok(())

@@ -16,6 +16,7 @@ use crate::random::random_token;
 use crate::stats::Counters;
 use crate::store::KeyTtl;
 use crate::ttl::SetOptions;
+use crate::typed::{Entry, Typed};
 
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
@@ -29,6 +30,10 @@ pub(crate) trait Plan {
     fn verdict(self, output: &Self::Output) -> Verdict<'_, Self::Value>;
     /// Turns a failure shared by the leader back into an output, if this plan shares failures.
     fn failure(_shared: &Shared) -> Option<Self::Output> {
+        None
+    }
+    /// How to keep the decoded value in process, if its type allows.
+    fn typed(&self) -> Option<Typed<Self::Value>> {
         None
     }
 }
@@ -387,7 +392,7 @@ impl Cache {
     {
         let full = self.full_key(key);
         let window = options.stale_window().or(self.inner.fail_safe);
-        let first = self.fetch::<S, P::Value>(&full).await?;
+        let first = self.fetch::<S, P::Value>(&full, plan.typed()).await?;
         let fallback = match first {
             Fetched::Hit(value, bytes) => {
                 self.record_read(true);
@@ -573,7 +578,7 @@ impl Cache {
         &self,
         full_key: &str,
     ) -> std::result::Result<Option<T>, S::Error> {
-        Ok(match self.fetch::<S, T>(full_key).await? {
+        Ok(match self.fetch::<S, T>(full_key, None).await? {
             Fetched::Hit(value, _) => Some(value),
             Fetched::Stale(..) | Fetched::Miss | Fetched::Failed => None,
         })
@@ -581,12 +586,28 @@ impl Cache {
 
     /// Reads `full_key` and returns the value with its stored bytes; a store failure is a
     /// miss unless strict, and bytes that do not decode are deleted and count as a miss.
+    /// Given `typed`, an in-process hit copies the decoded value the store keeps.
     async fn fetch<S: Strictness, T: DeserializeOwned>(
         &self,
         full_key: &str,
+        typed: Option<Typed<T>>,
     ) -> std::result::Result<Fetched<T>, S::Error> {
         if self.inner.recovery.hides(full_key) {
             return Ok(Fetched::Miss);
+        }
+        if let (Some(typed), Some(memory)) = (typed, &self.inner.memory)
+            // an error (a key of another type) takes the general path, which reports it
+            && let Ok(found) = memory.entry(full_key).await
+        {
+            let Some(entry) = found else {
+                return Ok(Fetched::Miss);
+            };
+            let Some(decoded) = entry.read(typed, |bytes| self.decode_fresh_until(full_key, bytes))
+            else {
+                self.discard(full_key).await;
+                return Ok(Fetched::Miss);
+            };
+            return Ok(Fetched::of(decoded, Raw::Shared(Arc::clone(&entry.bytes))));
         }
         let local = self
             .inner
@@ -594,9 +615,13 @@ impl Cache {
             .as_deref()
             .filter(|local| local.is_active());
         if let Some(local) = local
-            && let Some(bytes) = local.get(full_key).await
-            && let Some(decoded) = self.decode_fresh_until(full_key, &bytes)
-            && let fetched @ Fetched::Hit(..) = Fetched::of(decoded, Raw::Shared(bytes))
+            && let Some(entry) = local.get(full_key).await
+            && let Some(decoded) = match typed {
+                Some(typed) => entry.read(typed, |bytes| self.decode_fresh_until(full_key, bytes)),
+                None => self.decode_fresh_until(full_key, &entry.bytes),
+            }
+            && let fetched @ Fetched::Hit(..) =
+                Fetched::of(decoded, Raw::Shared(Arc::clone(&entry.bytes)))
         {
             return Ok(fetched);
         }
@@ -637,10 +662,10 @@ impl Cache {
                     .1
                     .is_none_or(|fresh_until| fresh_until > now_millis()) =>
             {
-                let shared = Arc::new(bytes);
+                let entry = Arc::new(Entry::new(bytes));
                 let read_at = read_at.unwrap_or_else(Instant::now);
-                local.put(full_key, Arc::clone(&shared), ttl, read_at).await;
-                Raw::Shared(shared)
+                local.put(full_key, Arc::clone(&entry), ttl, read_at).await;
+                Raw::Shared(Arc::clone(&entry.bytes))
             }
             _ => Raw::Owned(bytes),
         };
@@ -675,7 +700,7 @@ impl Cache {
                         token,
                         released: false,
                     };
-                    if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key).await? {
+                    if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key, None).await? {
                         held.release().await;
                         return Ok(Led::Found(value, bytes));
                     }
@@ -687,7 +712,7 @@ impl Cache {
                     return Ok(Led::Compute(None));
                 }
             }
-            if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key).await? {
+            if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key, None).await? {
                 return Ok(Led::Found(value, bytes));
             }
             if Instant::now() >= deadline {

@@ -60,6 +60,7 @@ pub mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod ttl;
+mod typed;
 
 #[doc(hidden)]
 pub mod __private {

@@ -11,10 +11,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::key::glob_matches;
 use crate::store::BusEvent;
+use crate::typed;
 
 #[derive(Clone)]
 struct Entry {
-    bytes: Arc<Vec<u8>>,
+    /// The bytes, and the value a typed read decoded from them.
+    kept: Arc<typed::Entry>,
     expires: Instant,
 }
 
@@ -58,7 +60,7 @@ impl Local {
             entries: moka::future::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|key: &String, entry: &Entry| {
-                    u32::try_from(key.len() + entry.bytes.len()).unwrap_or(u32::MAX)
+                    u32::try_from(key.len() + entry.kept.bytes.len()).unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilDeadline)
                 .build(),
@@ -80,13 +82,13 @@ impl Local {
         self.active.load(Ordering::Acquire)
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Option<Arc<Vec<u8>>> {
+    pub(crate) async fn get(&self, key: &str) -> Option<Arc<typed::Entry>> {
         if !self.active.load(Ordering::Acquire) {
             return None;
         }
         let entry = self.entries.get(key).await?;
         self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(entry.bytes)
+        Some(entry.kept)
     }
 
     /// Keeps a copy for at most the local ttl and never past `ttl`, the store's, unless the
@@ -94,7 +96,7 @@ impl Local {
     pub(crate) async fn put(
         &self,
         key: &str,
-        bytes: Arc<Vec<u8>>,
+        kept: Arc<typed::Entry>,
         ttl: Duration,
         read_at: Instant,
     ) {
@@ -103,7 +105,7 @@ impl Local {
         }
         let expires = Instant::now() + ttl.min(self.ttl);
         self.entries
-            .insert(key.to_owned(), Entry { bytes, expires })
+            .insert(key.to_owned(), Entry { kept, expires })
             .await;
     }
 
@@ -219,7 +221,12 @@ mod tests {
         let read_at = Instant::now();
         local.forget(&["k".to_owned()], &[]).await;
         local
-            .put("k", Arc::new(vec![1]), Duration::from_secs(60), read_at)
+            .put(
+                "k",
+                Arc::new(typed::Entry::new(vec![1])),
+                Duration::from_secs(60),
+                read_at,
+            )
             .await;
         assert!(
             local.get("k").await.is_none(),
@@ -228,12 +235,15 @@ mod tests {
         local
             .put(
                 "k",
-                Arc::new(vec![2]),
+                Arc::new(typed::Entry::new(vec![2])),
                 Duration::from_secs(60),
                 Instant::now(),
             )
             .await;
-        assert_eq!(local.get("k").await.as_deref(), Some(&vec![2]));
+        assert_eq!(
+            local.get("k").await.map(|kept| kept.bytes.to_vec()),
+            Some(vec![2])
+        );
     }
 
     #[tokio::test]
@@ -244,7 +254,7 @@ mod tests {
         local
             .put(
                 "user:1",
-                Arc::new(vec![1]),
+                Arc::new(typed::Entry::new(vec![1])),
                 Duration::from_secs(60),
                 read_at,
             )
@@ -252,7 +262,7 @@ mod tests {
         local
             .put(
                 "class:1",
-                Arc::new(vec![1]),
+                Arc::new(typed::Entry::new(vec![1])),
                 Duration::from_secs(60),
                 read_at,
             )
@@ -267,7 +277,7 @@ mod tests {
         local
             .put(
                 "class:2",
-                Arc::new(vec![1]),
+                Arc::new(typed::Entry::new(vec![1])),
                 Duration::from_secs(60),
                 read_at,
             )

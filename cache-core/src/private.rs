@@ -17,6 +17,7 @@ use crate::key::escape_glob;
 use crate::ttl::SetOptions;
 
 pub use crate::ttl::Ttl;
+pub use crate::typed::Typed;
 pub use std::format;
 pub use std::vec;
 
@@ -117,7 +118,7 @@ impl Site {
 
 /// `#[cache_result]` on a function returning `T` or `Option<T>`: the whole value is cached
 /// when `store_if` approves it.
-pub async fn cached<T, S, F>(site: Option<Site>, store_if: S, body: F) -> T
+pub async fn cached<T, S, F>(site: Option<Site>, store_if: S, body: F, typed: Option<Typed<T>>) -> T
 where
     T: Serialize + DeserializeOwned,
     S: FnOnce(&T) -> bool,
@@ -126,7 +127,7 @@ where
     let Some(site) = site else {
         return body.await;
     };
-    let plan = WholeIf(store_if, PhantomData);
+    let plan = WholeIf(store_if, typed);
     site.cache
         .compute_lenient(&site.key, site.options, plan, || body)
         .await
@@ -134,7 +135,12 @@ where
 
 /// `#[cache_result]` on a function returning `Result<T, E>`: `Ok` values approved by
 /// `store_if` are cached; errors are returned untouched and never cached.
-pub async fn cached_result<R, S, F>(site: Option<Site>, store_if: S, body: F) -> R
+pub async fn cached_result<R, S, F>(
+    site: Option<Site>,
+    store_if: S,
+    body: F,
+    typed: Option<Typed<R::Ok>>,
+) -> R
 where
     R: Fallible,
     R::Ok: Serialize + DeserializeOwned,
@@ -144,7 +150,7 @@ where
     let Some(site) = site else {
         return body.await;
     };
-    let plan = OkIf(store_if, PhantomData);
+    let plan = OkIf(store_if, typed, PhantomData);
     site.cache
         .compute_lenient(&site.key, site.options, plan, || body)
         .await
@@ -175,7 +181,7 @@ pub fn succeeded<R: Fallible>(output: &R) -> bool {
     output.ok().is_some()
 }
 
-struct WholeIf<T, S>(S, PhantomData<fn() -> T>);
+struct WholeIf<T, S>(S, Option<Typed<T>>);
 
 impl<T, S> Plan for WholeIf<T, S>
 where
@@ -193,9 +199,12 @@ where
             false => Verdict::Share(output),
         }
     }
+    fn typed(&self) -> Option<Typed<T>> {
+        self.1
+    }
 }
 
-struct OkIf<R, S>(S, PhantomData<fn() -> R>);
+struct OkIf<R: Fallible, S>(S, Option<Typed<R::Ok>>, PhantomData<fn() -> R>);
 
 impl<R, S> Plan for OkIf<R, S>
 where
@@ -214,6 +223,51 @@ where
             Some(value) => Verdict::Share(value),
             None => Verdict::Fail(None),
         }
+    }
+    fn typed(&self) -> Option<Typed<R::Ok>> {
+        self.1
+    }
+}
+
+/// Names the type of a `#[cache_result]` value for [`KeepDecoded`] and [`DecodeEachTime`],
+/// which pick, at compile time, whether hits on the in-process store may copy a decoded value
+/// (`Clone + Send + Sync + 'static` types) or decode the stored bytes.
+pub struct Probe<T>(PhantomData<fn() -> T>);
+
+impl<T> Probe<T> {
+    /// The probe of `T`.
+    pub fn new() -> Probe<T> {
+        Probe(PhantomData)
+    }
+}
+
+impl<T> Default for Probe<T> {
+    fn default() -> Self {
+        Probe::new()
+    }
+}
+
+/// Chosen (by method resolution on `&Probe<T>`) when `T` can be kept decoded.
+pub trait KeepDecoded<T> {
+    /// How to keep a `T`.
+    fn typed(&self) -> Option<Typed<T>>;
+}
+
+impl<T: Clone + Send + Sync + 'static> KeepDecoded<T> for Probe<T> {
+    fn typed(&self) -> Option<Typed<T>> {
+        Some(Typed::new())
+    }
+}
+
+/// The fallback (through one more reference): every hit decodes.
+pub trait DecodeEachTime<T> {
+    /// Nothing: `T` is not kept decoded.
+    fn typed(&self) -> Option<Typed<T>>;
+}
+
+impl<T> DecodeEachTime<T> for &Probe<T> {
+    fn typed(&self) -> Option<Typed<T>> {
+        None
     }
 }
 

@@ -1,5 +1,7 @@
-//! A `#[cache_result]` hit allocates what a hand-written `Cache::get` of the same value does,
-//! plus the key string: counted with a per-thread counting allocator, not timed.
+//! A `#[cache_result]` hit on the in-process store allocates no more than a hand-written
+//! `Cache::get` of the same value: it formats the key, but copies the decoded value the store
+//! keeps where `get` copies the bytes and decodes them. Counted with a per-thread counting
+//! allocator, not timed.
 
 use cache_core::{Cache, MemoryStore, cache_result};
 use serde::{Deserialize, Serialize};
@@ -32,12 +34,14 @@ fn allocations(runtime: &tokio::runtime::Runtime, future: impl std::future::Futu
 }
 
 #[test]
-fn a_macro_hit_allocates_only_the_key_beyond_a_hand_written_get() {
+fn a_macro_hit_allocates_no_more_than_a_hand_written_get() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
     let cache = Cache::builder(MemoryStore::new()).build();
     let expected = runtime.block_on(profile(&cache, 42));
+    // the first hit decodes and keeps the value
+    runtime.block_on(profile(&cache, 42));
     let key = String::from("user:profile:42");
 
     for _ in 0..3 {
@@ -50,11 +54,9 @@ fn a_macro_hit_allocates_only_the_key_beyond_a_hand_written_get() {
         });
         assert!(by_hand > 0, "the counting allocator is active");
         println!("allocations per hit: by hand {by_hand}, macro {by_macro}");
-        assert_eq!(
-            by_macro,
-            by_hand + 1,
-            "macro {by_macro} vs by hand {by_hand}"
-        );
+        // the macro: the key and the two heap fields of the copy, nothing else
+        assert_eq!(by_macro, 3, "by hand {by_hand}");
+        assert!(by_macro < by_hand, "macro {by_macro} vs by hand {by_hand}");
     }
     assert_eq!(cache.stats().misses, 1);
 }

@@ -105,7 +105,9 @@ use proc_macro::TokenStream;
 ///
 /// The cached type must implement `serde::Serialize` and `serde::de::DeserializeOwned`; it
 /// need not be `Clone`, and `E` needs nothing. The `Option` and `Result` shapes are recognised
-/// by the last segment of the written return type.
+/// by the last segment of the written return type. On the in-process store, a cached type that
+/// is `Clone + Send + Sync + 'static` (known where the function is written, so not a generic
+/// parameter without these bounds) is decoded once and then copied on each hit.
 ///
 /// # Failures
 ///

@@ -12,6 +12,7 @@ use super::{KeyTtl, Store};
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
 use crate::key::{glob_matches, is_internal};
+use crate::typed::Entry;
 
 const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -21,6 +22,11 @@ const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Entries expire by their own ttl and the least useful ones are evicted once the weighed size
 /// (key plus value bytes) passes the capacity. Data lives as long as the process and is not
 /// shared between processes.
+///
+/// A [`Cache`](crate::Cache) on this store keeps the value a `#[cache_result]` hit decoded
+/// beside its bytes, when the value's type is `Clone + Send + Sync + 'static`, so that later
+/// hits copy it instead of decoding (a write or delete of the key drops it). The capacity
+/// weighs the bytes only: a value kept decoded takes about as much again.
 ///
 /// ```
 /// use cache_core::{MemoryStore, Store};
@@ -49,11 +55,17 @@ struct Slot {
 
 #[derive(Clone)]
 enum Value {
-    Bytes(Arc<[u8]>),
+    Bytes(Arc<Entry>),
     Hash(Arc<HashMap<String, Vec<u8>>>),
     List(Arc<VecDeque<Vec<u8>>>),
     Set(Arc<HashSet<Vec<u8>>>),
     Tag(Arc<HashMap<String, Instant>>),
+}
+
+impl Value {
+    fn bytes(value: &[u8]) -> Value {
+        Value::Bytes(Arc::new(Entry::new(value.to_vec())))
+    }
 }
 
 enum Change {
@@ -90,7 +102,7 @@ impl Slot {
 
     fn weight(&self) -> usize {
         match &self.value {
-            Value::Bytes(bytes) => bytes.len(),
+            Value::Bytes(entry) => entry.bytes.len(),
             Value::Hash(hash) => hash.iter().map(|(f, v)| f.len() + v.len()).sum(),
             Value::List(list) => list.iter().map(Vec::len).sum(),
             Value::Set(set) => set.iter().map(Vec::len).sum(),
@@ -161,6 +173,16 @@ impl MemoryStore {
         match shared.downcast::<T>() {
             Ok(typed) => typed,
             Err(_) => Arc::new(T::default()),
+        }
+    }
+
+    /// The string value under `key` as kept, for a typed read that copies its decoded value
+    /// instead of decoding the bytes each time.
+    pub(crate) async fn entry(&self, key: &str) -> Result<Option<Arc<Entry>>> {
+        match self.live(key).await.map(|slot| slot.value) {
+            None => Ok(None),
+            Some(Value::Bytes(entry)) => Ok(Some(entry)),
+            Some(_) => Err(wrong_type(key, "GET")),
         }
     }
 
@@ -282,13 +304,13 @@ impl Store for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         match self.live(key).await.map(|slot| slot.value) {
             None => Ok(None),
-            Some(Value::Bytes(bytes)) => Ok(Some(bytes.to_vec())),
+            Some(Value::Bytes(entry)) => Ok(Some(entry.bytes.to_vec())),
             Some(_) => Err(wrong_type(key, "GET")),
         }
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        let slot = Slot::new(Value::Bytes(value.into()), ttl);
+        let slot = Slot::new(Value::bytes(value), ttl);
         self.entries.insert(key.to_owned(), slot).await;
         Ok(())
     }
@@ -328,7 +350,7 @@ impl Store for MemoryStore {
         let mut values = Vec::with_capacity(keys.len());
         for key in keys {
             values.push(match self.live(key).await.map(|slot| slot.value) {
-                Some(Value::Bytes(bytes)) => Some(bytes.to_vec()),
+                Some(Value::Bytes(entry)) => Some(entry.bytes.to_vec()),
                 _ => None,
             });
         }
@@ -498,10 +520,7 @@ impl Store for MemoryStore {
         self.modify(key, |live| {
             Ok(match live {
                 Some(_) => (Change::Keep, false),
-                None => (
-                    Change::Put(Slot::new(Value::Bytes(value.into()), ttl)),
-                    true,
-                ),
+                None => (Change::Put(Slot::new(Value::bytes(value), ttl)), true),
             })
         })
         .await
@@ -510,7 +529,7 @@ impl Store for MemoryStore {
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool> {
         self.modify(key, |live| {
             Ok(match live.map(|slot| &slot.value) {
-                Some(Value::Bytes(bytes)) if **bytes == *expected => (Change::Remove, true),
+                Some(Value::Bytes(entry)) if *entry.bytes == *expected => (Change::Remove, true),
                 _ => (Change::Keep, false),
             })
         })

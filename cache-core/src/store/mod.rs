@@ -49,7 +49,7 @@ pub enum BusEvent {
 /// Every method is one round trip to the backend. Methods that take several keys do the work
 /// in one command or pipeline, whatever the number of keys.
 #[async_trait]
-pub trait Store: fmt::Debug + Send + Sync + 'static {
+pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
     /// A short name for the backend (`"redis"`, `"memory"`), for logs and health reports.
     fn backend(&self) -> &'static str;
 
