@@ -382,6 +382,7 @@ impl CacheBuilder {
                 store: self.store,
                 breaker,
                 format: Format {
+                    codec_id: self.codec.id().0,
                     codec: self.codec,
                     builtin: self.builtin,
                     compress_over: self.compress_over,
@@ -620,6 +621,7 @@ impl Cache {
     }
 
     /// Decodes a value and the time it is fresh until (ms since the Unix epoch), if stamped.
+    #[inline(always)]
     pub(crate) fn decode_fresh_until<T: DeserializeOwned>(
         &self,
         key: &str,

@@ -23,10 +23,41 @@ const FLAG_FRESH_UNTIL: u8 = 0b0000_0010;
 const KNOWN_FLAGS: u8 = FLAG_LZ4 | FLAG_FRESH_UNTIL;
 const FRESH_UNTIL_LEN: usize = 8;
 
+/// A stored value's header, read.
+#[derive(Clone, Copy)]
+enum Frame<'b> {
+    /// No cachemere header: plain JSON.
+    Plain,
+    Framed {
+        payload: &'b [u8],
+        fresh_until: Option<u64>,
+        compressed: bool,
+    },
+}
+
+impl Frame<'_> {
+    fn fresh_until(self) -> Option<u64> {
+        match self {
+            Frame::Plain => None,
+            Frame::Framed { fresh_until, .. } => fresh_until,
+        }
+    }
+}
+
+#[cold]
+fn corrupt(key: &str, reason: String) -> Error {
+    Error::Decode {
+        key: key.to_owned(),
+        reason,
+    }
+}
+
 /// How a cache turns values into stored bytes and back.
 #[derive(Debug, Clone)]
 pub(crate) struct Format {
     pub(crate) codec: Arc<dyn Codec>,
+    /// `codec.id()`, read once.
+    pub(crate) codec_id: u8,
     /// Set for the built-in codecs, which are then called without type erasure.
     pub(crate) builtin: Option<Builtin>,
     pub(crate) compress_over: Option<usize>,
@@ -66,20 +97,24 @@ impl Builtin {
         Ok(())
     }
 
+    #[inline(always)]
     fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> std::result::Result<T, String> {
         match self {
             Builtin::Bincode => {
-                let (value, read) =
-                    bincode::serde::decode_from_slice::<T, _>(bytes, BINCODE_CONFIG)
-                        .map_err(|e| e.to_string())?;
-                match bytes.len() - read {
-                    0 => Ok(value),
-                    trailing => Err(format!("{trailing} trailing bytes after the value")),
+                match bincode::serde::decode_from_slice::<T, _>(bytes, BINCODE_CONFIG) {
+                    Ok((value, read)) if read == bytes.len() => Ok(value),
+                    Ok((_, read)) => Err(trailing(bytes.len() - read)),
+                    Err(err) => Err(err.to_string()),
                 }
             }
             Builtin::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
         }
     }
+}
+
+#[cold]
+fn trailing(bytes: usize) -> String {
+    format!("{bytes} trailing bytes after the value")
 }
 
 impl Format {
@@ -104,7 +139,7 @@ impl Format {
             } else {
                 0
             };
-            out.extend_from_slice(&[MAGIC, VERSION, self.codec.id().0, flags]);
+            out.extend_from_slice(&[MAGIC, VERSION, self.codec_id, flags]);
             if let Some(at) = fresh_until {
                 out.extend_from_slice(&at.to_le_bytes());
             }
@@ -138,62 +173,94 @@ impl Format {
     }
 
     /// Decodes a value and the time it is fresh until, if it was written with one.
+    #[inline(always)]
     pub(crate) fn decode_fresh_until<T: DeserializeOwned>(
         &self,
         key: &str,
         bytes: &[u8],
     ) -> Result<(T, Option<u64>)> {
-        let corrupt = |reason: String| Error::Decode {
-            key: key.to_owned(),
-            reason,
+        // The header is read apart from the value, and every failure is built out of line:
+        // the hit path moves the decoded value once.
+        let frame = match self.frame(bytes) {
+            Ok(frame) => frame,
+            Err(reason) => return Err(corrupt(key, reason)),
         };
+        let decoded = match frame {
+            Frame::Plain => Builtin::Json.decode(bytes),
+            Frame::Framed {
+                payload,
+                compressed: false,
+                ..
+            } => self.decode_payload(payload),
+            Frame::Framed { payload, .. } => match self.decompress(payload) {
+                Ok(raw) => self.decode_payload(&raw),
+                Err(reason) => return Err(corrupt(key, reason)),
+            },
+        };
+        match decoded {
+            Ok(value) => Ok((value, frame.fresh_until())),
+            Err(reason) => Err(self.undecodable(key, frame, reason)),
+        }
+    }
+
+    /// Reads the header of stored bytes.
+    #[inline]
+    fn frame<'b>(&self, bytes: &'b [u8]) -> std::result::Result<Frame<'b>, String> {
         let Some((&first, _)) = bytes.split_first() else {
-            return Err(corrupt("the stored value is empty".into()));
+            return Err("the stored value is empty".into());
         };
         if first != MAGIC {
-            return Builtin::Json
-                .decode(bytes)
-                .map(|value| (value, None))
-                .map_err(|reason| {
-                    corrupt(format!("no cachemere header and not JSON either: {reason}"))
-                });
+            return Ok(Frame::Plain);
         }
         let Some(&[_, version, codec_id, flags]) = bytes.get(..HEADER_LEN) else {
-            return Err(corrupt("truncated header".into()));
+            return Err("truncated header".into());
         };
-        if version != VERSION {
-            return Err(corrupt(format!("unknown format version {version}")));
-        }
-        if codec_id != self.codec.id().0 {
-            return Err(corrupt(format!(
-                "written by codec {codec_id}, but this cache decodes {} (codec {})",
-                self.codec.name(),
-                self.codec.id().0
-            )));
-        }
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(corrupt(format!("unknown header flags {flags:#04x}")));
+        if version != VERSION || codec_id != self.codec_id || flags & !KNOWN_FLAGS != 0 {
+            return Err(self.unreadable_header(version, codec_id, flags));
         }
         let mut payload = &bytes[HEADER_LEN..];
         let mut fresh_until = None;
         if flags & FLAG_FRESH_UNTIL != 0 {
             let Some((at, rest)) = payload.split_first_chunk::<FRESH_UNTIL_LEN>() else {
-                return Err(corrupt("truncated freshness stamp".into()));
+                return Err("truncated freshness stamp".into());
             };
             fresh_until = Some(u64::from_le_bytes(*at));
             payload = rest;
         }
-        let result = if flags & FLAG_LZ4 != 0 {
-            let raw = self.decompress(payload).map_err(corrupt)?;
-            self.decode_payload(&raw)
-        } else {
-            self.decode_payload(payload)
-        };
-        result
-            .map(|value| (value, fresh_until))
-            .map_err(|reason| corrupt(format!("{} payload: {reason}", self.codec.name())))
+        Ok(Frame::Framed {
+            payload,
+            fresh_until,
+            compressed: flags & FLAG_LZ4 != 0,
+        })
     }
 
+    #[cold]
+    fn unreadable_header(&self, version: u8, codec_id: u8, flags: u8) -> String {
+        if version != VERSION {
+            format!("unknown format version {version}")
+        } else if codec_id != self.codec_id {
+            format!(
+                "written by codec {codec_id}, but this cache decodes {} (codec {})",
+                self.codec.name(),
+                self.codec_id
+            )
+        } else {
+            format!("unknown header flags {flags:#04x}")
+        }
+    }
+
+    #[cold]
+    fn undecodable(&self, key: &str, frame: Frame<'_>, reason: String) -> Error {
+        corrupt(
+            key,
+            match frame {
+                Frame::Plain => format!("no cachemere header and not JSON either: {reason}"),
+                Frame::Framed { .. } => format!("{} payload: {reason}", self.codec.name()),
+            },
+        )
+    }
+
+    #[inline(always)]
     fn decode_payload<T: DeserializeOwned>(
         &self,
         payload: &[u8],
@@ -267,6 +334,7 @@ mod tests {
     fn format<C: Codec>(codec: C, compress_over: Option<usize>) -> Format {
         Format {
             builtin: Builtin::of::<C>(),
+            codec_id: codec.id().0,
             codec: Arc::new(codec),
             compress_over,
             max_value_bytes: 1 << 20,
