@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::recovery::Recovery;
 use crate::store::Store;
+use crate::telemetry::{Event, Gauge, Meter};
 
 #[derive(Debug)]
 pub(crate) struct Breaker {
@@ -20,11 +21,12 @@ pub(crate) struct Breaker {
     pub(crate) short_circuits: AtomicU64,
     pub(crate) trips: AtomicU64,
     recovery: OnceLock<Weak<Recovery>>,
+    meter: Meter,
 }
 
 impl Breaker {
     /// A breaker that opens after `threshold` consecutive failures (0: never).
-    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Breaker {
+    pub(crate) fn new(threshold: u32, cooldown: Duration, meter: Meter) -> Breaker {
         Breaker {
             threshold,
             cooldown,
@@ -35,6 +37,7 @@ impl Breaker {
             short_circuits: AtomicU64::new(0),
             trips: AtomicU64::new(0),
             recovery: OnceLock::new(),
+            meter,
         }
     }
 
@@ -74,6 +77,7 @@ impl Breaker {
             return true;
         }
         self.short_circuits.fetch_add(1, Ordering::Relaxed);
+        self.meter.count(Event::ShortCircuit, 1);
         false
     }
 
@@ -84,6 +88,7 @@ impl Breaker {
             self.failures.store(0, Ordering::Relaxed);
         }
         if self.open.load(Ordering::Acquire) && self.open.swap(false, Ordering::AcqRel) {
+            self.meter.gauge(Gauge::CircuitOpen, 0.0);
             tracing::info!("store answers again: circuit closed");
         }
     }
@@ -102,6 +107,8 @@ impl Breaker {
         *self.opened_at() = Some(Instant::now());
         if !self.open.swap(true, Ordering::AcqRel) {
             self.trips.fetch_add(1, Ordering::Relaxed);
+            self.meter.count(Event::CircuitTrip, 1);
+            self.meter.gauge(Gauge::CircuitOpen, 1.0);
             tracing::warn!(
                 failures,
                 cooldown = ?self.cooldown,

@@ -22,6 +22,7 @@ use crate::recovery::{Pending, Recovery};
 use crate::stats::{CacheStats, Counters};
 use crate::store::guard::Guarded;
 use crate::store::{KeyTtl, MemoryStore, RedisStore, Store};
+use crate::telemetry::{Event, Meter};
 use crate::ttl::{SetOptions, Ttl};
 
 const DEFAULT_COMPRESS_OVER: usize = 1024;
@@ -61,6 +62,7 @@ pub(crate) struct Inner {
     pub(crate) breaker: Arc<Breaker>,
     pub(crate) format: Format,
     pub(crate) prefix: String,
+    name: String,
     default_ttl: Duration,
     short_ttl: Duration,
     long_ttl: Duration,
@@ -132,9 +134,24 @@ pub struct CacheBuilder {
     factory_timeout: Option<Duration>,
     local: Option<(u64, Duration)>,
     pending_invalidations: usize,
+    name: String,
 }
 
 impl CacheBuilder {
+    /// Names the cache (default `"default"`): the name is the `cache.name` label of every
+    /// metric (feature `metrics`) and a field of every span of its operations, so that an
+    /// application's caches can be told apart on a dashboard.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// let profiles = Cache::builder(MemoryStore::new()).name("profiles").build();
+    /// assert_eq!(profiles.name(), "profiles");
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Takes the expiry classes, key prefix and maximum value size from `config`.
     pub fn config(mut self, config: &Config) -> Self {
         self.default_ttl = config.default_ttl;
@@ -346,14 +363,16 @@ impl CacheBuilder {
             tracing::error!(error = %err, "the fail-safe stays off");
             self.fail_safe = None;
         }
+        let meter = Meter::new(&self.name, self.store.backend());
         let guarded = Guarded::new(
             Arc::clone(&self.store),
             self.operation_timeout,
-            Breaker::new(self.breaker_threshold, self.breaker_cooldown),
+            Breaker::new(self.breaker_threshold, self.breaker_cooldown, meter.clone()),
+            meter.clone(),
         );
         let breaker = Arc::clone(&guarded.breaker);
         let local = self.local.map(|(max_bytes, ttl)| {
-            let local = Arc::new(Local::new(max_bytes, ttl, &self.prefix));
+            let local = Arc::new(Local::new(max_bytes, ttl, &self.prefix, meter.clone()));
             match self.store.subscribe(&local.channel) {
                 Some(events) => local.listen(events),
                 None => tracing::warn!(
@@ -370,6 +389,7 @@ impl CacheBuilder {
             &self.prefix,
             self.longest_lifetime(),
             local.clone(),
+            meter.clone(),
         ));
         breaker.replay_before_closing(&recovery);
         Cache {
@@ -389,13 +409,14 @@ impl CacheBuilder {
                     max_value_bytes: self.max_value_bytes,
                 },
                 prefix: self.prefix,
+                name: self.name,
                 default_ttl: self.default_ttl,
                 short_ttl: self.short_ttl,
                 long_ttl: self.long_ttl,
                 jitter_percent: self.jitter_percent,
                 strict: self.strict,
                 lock_wait: self.lock_wait,
-                counters: Counters::default(),
+                counters: Counters::new(meter),
                 fail_safe: self.fail_safe,
                 local,
                 factory_timeout: self.factory_timeout,
@@ -457,6 +478,7 @@ impl Cache {
             factory_timeout: None,
             local: None,
             pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
+            name: "default".into(),
         }
     }
 
@@ -490,6 +512,11 @@ impl Cache {
     /// ```
     pub async fn from_env() -> Result<Cache> {
         Cache::from_config(&Config::from_env()?)
+    }
+
+    /// The cache's name ([`CacheBuilder::name`], `"default"` unless set).
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// The store under this cache, for byte-level access.
@@ -611,7 +638,7 @@ impl Cache {
             .as_ref()
             .is_err_and(|err| !matches!(err, Error::CircuitOpen { .. }))
         {
-            Counters::add(&self.inner.counters.errors, 1);
+            self.inner.counters.error();
         }
         result
     }
@@ -630,7 +657,7 @@ impl Cache {
         match self.inner.format.decode_fresh_until(key, bytes) {
             Ok(decoded) => Some(decoded),
             Err(err) => {
-                Counters::add(&self.inner.counters.decode_failures, 1);
+                self.inner.counters.count(Event::DecodeFailure, 1);
                 tracing::warn!(key, error = %err, "discarding a cached value that does not decode");
                 None
             }
@@ -638,15 +665,8 @@ impl Cache {
     }
 
     pub(crate) fn record_read(&self, hit: bool) {
-        let counters = &self.inner.counters;
-        Counters::add(
-            if hit {
-                &counters.hits
-            } else {
-                &counters.misses
-            },
-            1,
-        );
+        let event = if hit { Event::Hit } else { Event::Miss };
+        self.inner.counters.count(event, 1);
     }
 
     /// Reads a value.
@@ -676,7 +696,7 @@ impl Cache {
             local.forget(&[full_key.to_owned()], &[]).await;
         }
         if let Err(err) = self.inner.guarded.delete(full_key).await {
-            Counters::add(&self.inner.counters.errors, 1);
+            self.inner.counters.error();
             tracing::warn!(key = full_key, error = %err, "could not delete an undecodable value");
         }
     }
@@ -720,7 +740,7 @@ impl Cache {
     ) -> Result<()> {
         self.record_tags(&[full_key.to_owned()], ttl, tags).await?;
         self.counted(self.inner.guarded.set(full_key, bytes, ttl).await)?;
-        Counters::add(&self.inner.counters.sets, 1);
+        self.inner.counters.count(Event::Set, 1);
         if let Some(local) = &self.inner.local {
             self.announce(&[full_key.to_owned()], &[]).await;
             let written_at = std::time::Instant::now();
@@ -873,7 +893,7 @@ impl Cache {
         let removed = self
             .invalidate_keys(&[self.full_key(key).into_owned()])
             .await?;
-        Counters::add(&self.inner.counters.deletes, removed);
+        self.inner.counters.count(Event::Delete, removed);
         Ok(removed > 0)
     }
 
@@ -952,7 +972,7 @@ impl Cache {
         let ttl = self.ttl_for(&full, ttl)?;
         let bytes = self.inner.format.encode(&full, value)?;
         let added = self.counted(self.inner.guarded.hset(&full, field, &bytes, ttl).await)?;
-        Counters::add(&self.inner.counters.sets, 1);
+        self.inner.counters.count(Event::Set, 1);
         Ok(added)
     }
 

@@ -13,8 +13,8 @@ use crate::degrade::{Lenient, Strict, Strictness};
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Outcome, Role, Shared, follow};
 use crate::random::random_token;
-use crate::stats::Counters;
 use crate::store::KeyTtl;
+use crate::telemetry::Event;
 use crate::ttl::SetOptions;
 use crate::typed::{Entry, Typed};
 
@@ -433,7 +433,7 @@ impl Cache {
             let leader = match self.inner.flights.join(full) {
                 Role::Leader(leader) => leader,
                 Role::Follower(receiver) => {
-                    Counters::add(&self.inner.counters.stampede_joins, 1);
+                    self.inner.counters.count(Event::StampedeJoin, 1);
                     let shared = match follow(receiver).await {
                         Some(Outcome::Encoded(bytes)) => {
                             self.decode::<P::Value>(full, &bytes).map(P::hit)
@@ -444,7 +444,7 @@ impl Cache {
                     };
                     return Ok(match shared {
                         Some(output) => output,
-                        None => factory().await,
+                        None => self.timed(factory()).await,
                     });
                 }
             };
@@ -459,16 +459,18 @@ impl Cache {
                 false => None,
             };
             let output = match (self.inner.factory_timeout, fallback.take()) {
-                (Some(limit), Some(stale)) => match tokio::time::timeout(limit, factory()).await {
-                    Ok(output) => {
-                        fallback = Some(stale);
-                        output
+                (Some(limit), Some(stale)) => {
+                    match tokio::time::timeout(limit, self.timed(factory())).await {
+                        Ok(output) => {
+                            fallback = Some(stale);
+                            output
+                        }
+                        Err(_) => return Ok(self.serve_stale::<P>(&leader, lock, stale).await),
                     }
-                    Err(_) => return Ok(self.serve_stale::<P>(&leader, lock, stale).await),
-                },
+                }
                 (_, stale) => {
                     fallback = stale;
-                    factory().await
+                    self.timed(factory()).await
                 }
             };
             let written = match plan.verdict(&output) {
@@ -497,6 +499,34 @@ impl Cache {
         }
     }
 
+    /// An in-process read outside the guarded store, timed for the metrics as the guarded
+    /// store times its operations.
+    #[cfg(feature = "metrics")]
+    async fn timed_read<T>(&self, read: impl Future<Output = Result<T>>) -> Result<T> {
+        let meter = &self.inner.counters.meter;
+        let started = Instant::now();
+        let result = read.await;
+        meter.store_operation("GET", Some(started.elapsed()), result.as_ref().err());
+        result
+    }
+
+    /// Without metrics, the read itself (no extra future around it).
+    #[cfg(not(feature = "metrics"))]
+    fn timed_read<F: Future>(&self, read: F) -> F {
+        read
+    }
+
+    /// Runs a computation, timed for the metrics (`cachemere.cache.factory.duration`).
+    async fn timed<Fut: Future>(&self, computation: Fut) -> Fut::Output {
+        let meter = &self.inner.counters.meter;
+        let started = meter.times().then(Instant::now);
+        let output = computation.await;
+        if let Some(started) = started {
+            meter.factory(started.elapsed());
+        }
+        output
+    }
+
     /// Answers with a stale value (and hands it to the waiting callers) instead of a failed
     /// or overdue computation.
     async fn serve_stale<P: Plan>(
@@ -505,7 +535,7 @@ impl Cache {
         lock: Option<HeldLock>,
         (value, bytes): (P::Value, Raw),
     ) -> P::Output {
-        Counters::add(&self.inner.counters.stale_served, 1);
+        self.inner.counters.count(Event::StaleServed, 1);
         leader.publish(Outcome::Encoded(bytes.into_shared()));
         if let Some(lock) = lock {
             lock.release().await;
@@ -597,7 +627,7 @@ impl Cache {
         }
         if let (Some(typed), Some(memory)) = (typed, &self.inner.memory)
             // an error (a key of another type) takes the general path, which reports it
-            && let Ok(found) = memory.entry(full_key).await
+            && let Ok(found) = self.timed_read(memory.entry(full_key)).await
         {
             let Some(entry) = found else {
                 return Ok(Fetched::Miss);

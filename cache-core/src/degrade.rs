@@ -5,7 +5,6 @@ use std::convert::Infallible;
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::stats::Counters;
 
 /// Whether store failures are surfaced ([`Strict`]) or degraded to misses ([`Lenient`]).
 pub(crate) trait Strictness {
@@ -50,7 +49,7 @@ impl Cache {
                 | Error::InvalidTtl { .. }
                 | Error::Config { .. }
         ) {
-            Counters::add(&self.inner.counters.errors, 1);
+            self.inner.counters.error();
         }
         if !S::SURFACES {
             self.inner.errors.store_error(operation, key, &err);

@@ -56,6 +56,7 @@ mod random;
 mod recovery;
 mod stats;
 pub mod store;
+mod telemetry;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

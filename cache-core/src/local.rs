@@ -11,6 +11,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::key::glob_matches;
 use crate::store::BusEvent;
+use crate::telemetry::{Event, Gauge, Meter};
 use crate::typed;
 
 #[derive(Clone)]
@@ -52,10 +53,11 @@ pub(crate) struct Local {
     instance: u64,
     pub(crate) channel: String,
     pub(crate) hits: AtomicU64,
+    meter: Meter,
 }
 
 impl Local {
-    pub(crate) fn new(max_bytes: u64, ttl: Duration, prefix: &str) -> Local {
+    pub(crate) fn new(max_bytes: u64, ttl: Duration, prefix: &str, meter: Meter) -> Local {
         Local {
             entries: moka::future::Cache::builder()
                 .max_capacity(max_bytes)
@@ -75,6 +77,7 @@ impl Local {
             instance: crate::random::random_u64(),
             channel: format!("{prefix}__cachemere:invalidate"),
             hits: AtomicU64::new(0),
+            meter,
         }
     }
 
@@ -88,6 +91,7 @@ impl Local {
         }
         let entry = self.entries.get(key).await?;
         self.hits.fetch_add(1, Ordering::Relaxed);
+        self.meter.count(Event::LocalHit, 1);
         Some(entry.kept)
     }
 
@@ -107,6 +111,8 @@ impl Local {
         self.entries
             .insert(key.to_owned(), Entry { kept, expires })
             .await;
+        self.meter
+            .gauge(Gauge::LocalSize, self.entries.weighted_size() as f64);
     }
 
     async fn invalidated_since(&self, key: &str, read_at: Instant) -> bool {
@@ -210,7 +216,12 @@ mod tests {
     use super::*;
 
     fn active() -> Local {
-        let local = Local::new(1 << 20, Duration::from_secs(60), "");
+        let local = Local::new(
+            1 << 20,
+            Duration::from_secs(60),
+            "",
+            Meter::new("test", "none"),
+        );
         local.active.store(true, Ordering::Release);
         local
     }

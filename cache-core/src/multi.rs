@@ -9,7 +9,7 @@ use crate::cache::Cache;
 use crate::error::Result;
 use crate::key::escape_glob;
 use crate::recovery::Pending;
-use crate::stats::Counters;
+use crate::telemetry::Event;
 use crate::ttl::SetOptions;
 
 const DELETE_BATCH: usize = 1000;
@@ -58,8 +58,10 @@ impl Cache {
             })
             .collect();
         let hits = values.iter().filter(|value| value.is_some()).count() as u64;
-        Counters::add(&self.inner.counters.hits, hits);
-        Counters::add(&self.inner.counters.misses, values.len() as u64 - hits);
+        self.inner.counters.count(Event::Hit, hits);
+        self.inner
+            .counters
+            .count(Event::Miss, values.len() as u64 - hits);
         if !undecodable.is_empty() {
             let _ = self.counted(self.inner.guarded.delete_many(&undecodable).await);
         }
@@ -108,7 +110,7 @@ impl Cache {
                 .await?;
         }
         self.counted(self.inner.guarded.mset(&encoded).await)?;
-        Counters::add(&self.inner.counters.sets, encoded.len() as u64);
+        self.inner.counters.count(Event::Set, encoded.len() as u64);
         if self.inner.local.is_some() {
             let keys: Vec<String> = encoded.into_iter().map(|(key, _, _)| key).collect();
             self.announce(&keys, &[]).await;
@@ -133,7 +135,7 @@ impl Cache {
             return Ok(0);
         }
         let removed = self.invalidate_keys(&full).await?;
-        Counters::add(&self.inner.counters.deletes, removed);
+        self.inner.counters.count(Event::Delete, removed);
         Ok(removed)
     }
 
@@ -162,7 +164,7 @@ impl Cache {
         self.inner.last_good.invalidate_all();
         match self.counted(self.inner.guarded.delete_matching(&full).await) {
             Ok(removed) => {
-                Counters::add(&self.inner.counters.deletes, removed);
+                self.inner.counters.count(Event::Delete, removed);
                 self.announce(&[], &[full]).await;
                 Ok(removed)
             }
@@ -215,7 +217,7 @@ impl Cache {
                 }
             }
         }
-        Counters::add(&self.inner.counters.deletes, removed);
+        self.inner.counters.count(Event::Delete, removed);
         self.announce(&members, &[]).await;
         Ok(removed)
     }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::key::glob_matches;
 use crate::local::Local;
 use crate::store::Store;
+use crate::telemetry::{Event, Gauge, Meter};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(1);
@@ -92,6 +93,7 @@ pub(crate) struct Recovery {
     retrying: AtomicBool,
     pub(crate) recovered: AtomicU64,
     pub(crate) overflows: AtomicU64,
+    meter: Meter,
 }
 
 impl Recovery {
@@ -102,6 +104,7 @@ impl Recovery {
         prefix: &str,
         lifetime: Duration,
         local: Option<Arc<Local>>,
+        meter: Meter,
     ) -> Recovery {
         Recovery {
             store,
@@ -123,6 +126,7 @@ impl Recovery {
             retrying: AtomicBool::new(false),
             recovered: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
+            meter,
         }
     }
 
@@ -139,6 +143,8 @@ impl Recovery {
         self.blind
             .store(queue.tags > 0 || queue.overflowed, Ordering::Release);
         self.pending.store(queue.entries.len(), Ordering::Release);
+        self.meter
+            .gauge(Gauge::PendingInvalidations, queue.entries.len() as f64);
     }
 
     /// Whether a read of `key` must be a miss because an invalidation that may cover it has
@@ -195,6 +201,7 @@ impl Recovery {
         let dropped = queue.entries.len();
         *queue = Queue::default();
         self.overflows.fetch_add(1, Ordering::Relaxed);
+        self.meter.count(Event::InvalidationOverflow, 1);
         if self.sweep_pattern.is_empty() {
             *self.blind_until.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(Instant::now() + self.lifetime);
@@ -252,6 +259,8 @@ impl Recovery {
                     }
                     self.recovered
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.meter
+                        .count(Event::RecoveredInvalidation, batch.len() as u64);
                     self.publish_state(&queue);
                 }
                 Err(Unapplied { error, rest }) => {

@@ -1,5 +1,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::telemetry::{Event, Meter};
+
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -51,7 +53,7 @@ impl CacheStats {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
@@ -61,11 +63,53 @@ pub(crate) struct Counters {
     pub(crate) stampede_joins: AtomicU64,
     pub(crate) decode_failures: AtomicU64,
     pub(crate) stale_served: AtomicU64,
+    /// Where the same events go as metrics.
+    pub(crate) meter: Meter,
 }
 
 impl Counters {
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn new(meter: Meter) -> Counters {
+        Counters {
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            sets: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            stampede_joins: AtomicU64::new(0),
+            decode_failures: AtomicU64::new(0),
+            stale_served: AtomicU64::new(0),
+            meter,
+        }
+    }
+
+    /// Counts `n` events, in the stats and as a metric. Store errors are counted with
+    /// [`Counters::error`] (the metric, by operation and kind, comes from the guarded store).
+    pub(crate) fn count(&self, event: Event, n: u64) {
+        let counter = match event {
+            Event::Hit => &self.hits,
+            Event::Miss => &self.misses,
+            Event::Set => &self.sets,
+            Event::Delete => &self.deletes,
+            Event::StampedeJoin => &self.stampede_joins,
+            Event::DecodeFailure => &self.decode_failures,
+            Event::StaleServed => &self.stale_served,
+            // counted where they happen (local tier, breaker, recovery)
+            Event::LocalHit
+            | Event::ShortCircuit
+            | Event::CircuitTrip
+            | Event::RecoveredInvalidation
+            | Event::InvalidationOverflow => {
+                self.meter.count(event, n);
+                return;
+            }
+        };
         counter.fetch_add(n, Ordering::Relaxed);
+        self.meter.count(event, n);
+    }
+
+    /// Counts a store error in the stats.
+    pub(crate) fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> CacheStats {

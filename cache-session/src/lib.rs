@@ -50,6 +50,7 @@ mod manager;
 mod service;
 mod session;
 mod store;
+mod telemetry;
 mod token;
 
 pub use cache_core::{MemoryStore, RedisStore};

@@ -10,6 +10,7 @@ use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::session::{Session, SessionData, SessionPatch};
 use crate::store::{Backend, Keys, Lookup, NewSession, Registry, SessionStore, Stored};
+use crate::telemetry;
 use crate::token::{Hasher, SessionToken};
 
 const MAX_USER_ID_BYTES: usize = 1024;
@@ -290,6 +291,8 @@ impl SessionManager {
         if evicted > 0 {
             tracing::debug!(evicted, "ended sessions beyond the per-user limit");
         }
+        telemetry::count("cachemere.session.created", 1);
+        telemetry::count("cachemere.session.revoked", evicted);
         Ok(token)
     }
 
@@ -307,7 +310,18 @@ impl SessionManager {
     /// Like [`get_session`](SessionManager::get_session), telling an expired session from
     /// an unknown one.
     pub async fn session_state(&self, token: impl AsRef<str>) -> Result<SessionState> {
-        let token = SessionToken::parse(token.as_ref())?;
+        let state = self.lookup(token.as_ref()).await;
+        telemetry::validated(match &state {
+            Ok(SessionState::Active(_)) => "ok",
+            Ok(SessionState::Expired) => "expired",
+            Ok(SessionState::Unknown) | Err(Error::InvalidToken { .. }) => "invalid",
+            Err(_) => "store_error",
+        });
+        state
+    }
+
+    async fn lookup(&self, token: &str) -> Result<SessionState> {
+        let token = SessionToken::parse(token)?;
         let keys = self.keys(&token);
         let touch_after =
             u64::try_from(self.inner.config.touch_after_value().as_millis()).unwrap_or(u64::MAX);
@@ -358,7 +372,9 @@ impl SessionManager {
     /// Ends a session; returns whether it was live.
     pub async fn delete_session(&self, token: impl AsRef<str>) -> Result<bool> {
         let token = SessionToken::parse(token.as_ref())?;
-        self.inner.backend.delete(&self.keys(&token)).await
+        let ended = self.inner.backend.delete(&self.keys(&token)).await?;
+        telemetry::count("cachemere.session.revoked", u64::from(ended));
+        Ok(ended)
     }
 
     /// Issues a new token for the same session (after a login or a privilege change) in one
@@ -378,6 +394,7 @@ impl SessionManager {
             .backend
             .rotate(&self.keys(&token), &self.keys(&fresh), grace)
             .await?;
+        telemetry::count("cachemere.session.rotated", u64::from(rotated));
         Ok(rotated.then_some(fresh))
     }
 
@@ -410,17 +427,22 @@ impl SessionManager {
             return Ok(false);
         }
         let keys = Keys::member(&index, &session_prefix, id);
-        self.inner.backend.delete(&keys).await
+        let ended = self.inner.backend.delete(&keys).await?;
+        telemetry::count("cachemere.session.revoked", u64::from(ended));
+        Ok(ended)
     }
 
     /// Ends every session of the user in one atomic step ("log out everywhere"); returns how
     /// many were live. A session created concurrently either ends too or starts after it.
     pub async fn delete_user_sessions(&self, user_id: &str) -> Result<u64> {
         let (index, prefix) = self.index_of(user_id);
-        self.inner
+        let ended = self
+            .inner
             .backend
             .revoke_all(&index, &prefix, user_id)
-            .await
+            .await?;
+        telemetry::count("cachemere.session.revoked", ended);
+        Ok(ended)
     }
 
     /// Totals over every indexed session. Reads one registry entry per user with sessions
@@ -447,13 +469,16 @@ impl SessionManager {
     /// whose sessions have all ended from the registry; returns the entries removed.
     pub async fn cleanup_expired(&self) -> Result<u64> {
         let (key, index_of) = self.registry();
-        self.inner
+        let removed = self
+            .inner
             .backend
             .cleanup(&Registry {
                 key: &key,
                 index_of: &index_of,
             })
-            .await
+            .await?;
+        telemetry::count("cachemere.session.cleanup_removed", removed);
+        Ok(removed)
     }
 
     /// Runs [`cleanup_expired`](SessionManager::cleanup_expired) every `interval` on the

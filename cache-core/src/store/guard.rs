@@ -9,6 +9,7 @@ use super::{KeyTtl, Store};
 use crate::breaker::Breaker;
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
+use crate::telemetry::Meter;
 
 #[derive(Debug)]
 pub(crate) struct Guarded {
@@ -20,6 +21,7 @@ pub(crate) struct Guarded {
     /// The deadline this guard enforces itself, when `requests` does not.
     deadline: Option<Duration>,
     pub(crate) breaker: Arc<Breaker>,
+    meter: Meter,
 }
 
 impl Guarded {
@@ -27,6 +29,7 @@ impl Guarded {
         store: Arc<dyn Store>,
         deadline: Option<Duration>,
         breaker: Breaker,
+        meter: Meter,
     ) -> Guarded {
         let deadline = deadline.filter(|_| !store.in_process());
         let (requests, deadline) = match deadline.map(|after| (store.with_deadline(after), after)) {
@@ -39,6 +42,7 @@ impl Guarded {
             requests,
             deadline,
             breaker: Arc::new(breaker),
+            meter,
         }
     }
 
@@ -67,8 +71,11 @@ impl Guarded {
         request: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         if !self.breaker.allows() {
-            return Err(Error::CircuitOpen { operation });
+            let err = Error::CircuitOpen { operation };
+            self.meter.store_operation(operation, None, Some(&err));
+            return Err(err);
         }
+        let started = self.meter.times().then(std::time::Instant::now);
         let result = match deadline {
             Some(after) => tokio::time::timeout(after, request)
                 .await
@@ -78,6 +85,10 @@ impl Guarded {
         match &result {
             Err(err) if err.is_transient() => self.breaker.failed(&self.store),
             _ => self.breaker.succeeded(),
+        }
+        if let Some(started) = started {
+            self.meter
+                .store_operation(operation, Some(started.elapsed()), result.as_ref().err());
         }
         result
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cachemere::cache_session::{SessionConfig, SessionManager, SessionService, SessionStore};
 use cachemere::{Cache, Config, MemoryStore, RedisStore};
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 
 pub(crate) use db::Database;
 pub(crate) use routes::router;
@@ -19,6 +20,8 @@ pub(crate) use service::CacheService;
 pub(crate) struct AppState {
     pub(crate) service: CacheService,
     pub(crate) sessions: SessionService,
+    /// What `GET /metrics` renders (Prometheus text), when a recorder is installed.
+    pub(crate) metrics: Option<PrometheusHandle>,
 }
 
 /// Where the cache and the sessions live.
@@ -53,11 +56,17 @@ impl AppState {
     pub(crate) fn new(backend: Backend, config: &Config, db_delay: Duration) -> AppState {
         let (cache, sessions): (Cache, SessionStore) = match backend {
             Backend::Redis(store) => (
-                Cache::builder(store.clone()).config(config).build(),
+                Cache::builder(store.clone())
+                    .config(config)
+                    .name(CACHE_NAME)
+                    .build(),
                 store.into(),
             ),
             Backend::Memory(store) => (
-                Cache::builder(store.clone()).config(config).build(),
+                Cache::builder(store.clone())
+                    .config(config)
+                    .name(CACHE_NAME)
+                    .build(),
                 store.into(),
             ),
         };
@@ -68,6 +77,26 @@ impl AppState {
                 db: Database::seeded(db_delay),
             },
             sessions: SessionService::new(sessions),
+            metrics: None,
         }
     }
+
+    /// Serves `handle`'s metrics at `GET /metrics`.
+    pub(crate) fn with_metrics(mut self, handle: PrometheusHandle) -> AppState {
+        self.metrics = Some(handle);
+        self
+    }
+}
+
+/// The cache's name: the `cache_name` label of its metrics.
+pub(crate) const CACHE_NAME: &str = "education";
+
+/// Installs the process's Prometheus recorder (histograms with the OpenTelemetry duration
+/// buckets, in seconds). Install it before building caches.
+pub(crate) fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])?
+        .install_recorder()
 }

@@ -30,6 +30,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/analytics/students", get(analytics))
         .route("/health/redis", get(health))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::map_response(json_errors))
@@ -321,4 +322,17 @@ async fn stats(State(state): State<AppState>) -> Json<Value> {
             CacheKeys::ASSIGNMENT_INFO, CacheKeys::GRADING_RESULT, CacheKeys::AI_CHAT_CONTEXT,
         ],
     }))
+}
+
+/// The process's metrics in Prometheus text format (cache and session metrics with the
+/// `metrics` feature).
+async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError(StatusCode::NOT_FOUND, "metrics are not recorded".into()).into_response(),
+    }
 }

@@ -1,0 +1,251 @@
+//! Metrics through the [`metrics`](https://docs.rs/metrics) facade, with the `metrics`
+//! feature. Without it a [`Meter`] is empty and every call here compiles to nothing.
+//!
+//! Every metric carries `cache.name` ([`CacheBuilder::name`](crate::CacheBuilder::name)).
+//! Names follow the OpenTelemetry semantic conventions where they exist
+//! (`db.client.operation.duration` with `db.system.name`, `db.operation.name` and
+//! `error.type`); the rest are `cachemere.cache.*`. The list is in the README.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// What a cache counts; each is a counter named `cachemere.cache.<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Event {
+    Hit,
+    LocalHit,
+    Miss,
+    Set,
+    Delete,
+    StampedeJoin,
+    DecodeFailure,
+    StaleServed,
+    ShortCircuit,
+    CircuitTrip,
+    RecoveredInvalidation,
+    InvalidationOverflow,
+}
+
+impl Event {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn metric(self) -> &'static str {
+        match self {
+            Event::Hit => "cachemere.cache.hits",
+            Event::LocalHit => "cachemere.cache.local_hits",
+            Event::Miss => "cachemere.cache.misses",
+            Event::Set => "cachemere.cache.sets",
+            Event::Delete => "cachemere.cache.deletes",
+            Event::StampedeJoin => "cachemere.cache.stampede_joins",
+            Event::DecodeFailure => "cachemere.cache.decode_failures",
+            Event::StaleServed => "cachemere.cache.stale_served",
+            Event::ShortCircuit => "cachemere.cache.short_circuits",
+            Event::CircuitTrip => "cachemere.cache.circuit_trips",
+            Event::RecoveredInvalidation => "cachemere.cache.recovered_invalidations",
+            Event::InvalidationOverflow => "cachemere.cache.invalidation_overflows",
+        }
+    }
+}
+
+/// What a cache measures as it changes; each is a gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Gauge {
+    CircuitOpen,
+    PendingInvalidations,
+    LocalSize,
+}
+
+#[cfg(feature = "metrics")]
+const GAUGES: [(Gauge, &str); 3] = [
+    (Gauge::CircuitOpen, "cachemere.cache.circuit_open"),
+    (
+        Gauge::PendingInvalidations,
+        "cachemere.cache.pending_invalidations",
+    ),
+    (Gauge::LocalSize, "cachemere.cache.local.size"),
+];
+
+/// The `error.type` of a store error: `timeout`, `connection`, `circuit_open`, `wrong_type`,
+/// `value` (encoding, decoding, size) or `server`.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn error_type(err: &Error) -> &'static str {
+    match err {
+        Error::Timeout { .. } => "timeout",
+        Error::CircuitOpen { .. } => "circuit_open",
+        Error::WrongType { .. } => "wrong_type",
+        Error::Encode { .. } | Error::Decode { .. } | Error::ValueTooLarge { .. } => "value",
+        err if err.is_transient() => "connection",
+        _ => "server",
+    }
+}
+
+/// A cache's handle on the metrics facade. The handles are registered when the cache is
+/// built, so that recording costs no lookup and no allocation: install the recorder first.
+#[derive(Debug, Clone)]
+pub(crate) struct Meter {
+    #[cfg(feature = "metrics")]
+    handles: std::sync::Arc<Handles>,
+}
+
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+struct Handles {
+    name: metrics::SharedString,
+    backend: &'static str,
+    events: [metrics::Counter; EVENTS.len()],
+    gauges: [metrics::Gauge; GAUGES.len()],
+    factory: metrics::Histogram,
+    /// `db.client.operation.duration` of successful operations, by operation.
+    operations: std::sync::RwLock<std::collections::HashMap<&'static str, metrics::Histogram>>,
+}
+
+#[cfg(feature = "metrics")]
+const EVENTS: [Event; 12] = [
+    Event::Hit,
+    Event::LocalHit,
+    Event::Miss,
+    Event::Set,
+    Event::Delete,
+    Event::StampedeJoin,
+    Event::DecodeFailure,
+    Event::StaleServed,
+    Event::ShortCircuit,
+    Event::CircuitTrip,
+    Event::RecoveredInvalidation,
+    Event::InvalidationOverflow,
+];
+
+#[cfg(feature = "metrics")]
+impl Handles {
+    fn labels(&self, operation: &'static str) -> Vec<metrics::Label> {
+        vec![
+            metrics::Label::new("cache.name", self.name.clone()),
+            metrics::Label::from_static_parts("db.system.name", self.backend),
+            metrics::Label::from_static_parts("db.operation.name", operation),
+        ]
+    }
+
+    fn duration(&self, operation: &'static str) -> metrics::Histogram {
+        let known = self
+            .operations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(operation)
+            .cloned();
+        known.unwrap_or_else(|| {
+            let histogram =
+                metrics::histogram!("db.client.operation.duration", self.labels(operation));
+            self.operations
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(operation, histogram.clone());
+            histogram
+        })
+    }
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+impl Meter {
+    pub(crate) fn new(name: &str, backend: &'static str) -> Meter {
+        #[cfg(feature = "metrics")]
+        {
+            let name = metrics::SharedString::from_shared(std::sync::Arc::from(name));
+            let events =
+                EVENTS.map(|event| metrics::counter!(event.metric(), "cache.name" => name.clone()));
+            let gauges =
+                GAUGES.map(|(_, metric)| metrics::gauge!(metric, "cache.name" => name.clone()));
+            let factory = metrics::histogram!("cachemere.cache.factory.duration", "cache.name" => name.clone());
+            Meter {
+                handles: std::sync::Arc::new(Handles {
+                    name,
+                    backend,
+                    events,
+                    gauges,
+                    factory,
+                    operations: std::sync::RwLock::default(),
+                }),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        Meter {}
+    }
+
+    /// Counts `n` events.
+    #[inline]
+    pub(crate) fn count(&self, event: Event, n: u64) {
+        #[cfg(feature = "metrics")]
+        self.handles.events[event as usize].increment(n);
+    }
+
+    /// Records a store operation: its duration (when it ran) and, if it failed, its error.
+    #[inline]
+    pub(crate) fn store_operation(
+        &self,
+        operation: &'static str,
+        elapsed: Option<Duration>,
+        failure: Option<&Error>,
+    ) {
+        #[cfg(feature = "metrics")]
+        {
+            let handles = &self.handles;
+            let Some(err) = failure else {
+                if let Some(elapsed) = elapsed {
+                    handles.duration(operation).record(elapsed.as_secs_f64());
+                }
+                return;
+            };
+            // failures are rare: their series are looked up each time
+            let error_type = error_type(err);
+            metrics::counter!(
+                "cachemere.cache.errors",
+                "cache.name" => handles.name.clone(),
+                "db.operation.name" => operation,
+                "error.type" => error_type,
+            )
+            .increment(1);
+            if let Some(elapsed) = elapsed {
+                let mut labels = handles.labels(operation);
+                labels.push(metrics::Label::from_static_parts("error.type", error_type));
+                metrics::histogram!("db.client.operation.duration", labels)
+                    .record(elapsed.as_secs_f64());
+            }
+        }
+    }
+
+    /// Records how long a computation (the factory of a miss) took.
+    #[inline]
+    pub(crate) fn factory(&self, elapsed: Duration) {
+        #[cfg(feature = "metrics")]
+        self.handles.factory.record(elapsed.as_secs_f64());
+    }
+
+    /// Sets a gauge.
+    #[inline]
+    pub(crate) fn gauge(&self, gauge: Gauge, value: f64) {
+        #[cfg(feature = "metrics")]
+        self.handles.gauges[gauge as usize].set(value);
+    }
+
+    /// Whether timings are wanted (the clock is read only then).
+    #[inline]
+    pub(crate) fn times(&self) -> bool {
+        cfg!(feature = "metrics")
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_indexed_by_discriminant() {
+        for (i, event) in EVENTS.iter().enumerate() {
+            assert_eq!(*event as usize, i, "{event:?}");
+        }
+        for (i, (gauge, _)) in GAUGES.iter().enumerate() {
+            assert_eq!(*gauge as usize, i, "{gauge:?}");
+        }
+    }
+}
