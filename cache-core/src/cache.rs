@@ -889,6 +889,7 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
+    #[tracing::instrument(name = "cache.invalidate", level = "debug", skip_all, fields(cache.name = self.name(), kind = "key"))]
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let removed = self
             .invalidate_keys(&[self.full_key(key).into_owned()])

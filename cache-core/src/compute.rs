@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::cache::{Cache, now_millis};
 use crate::degrade::{Lenient, Strict, Strictness};
@@ -355,7 +356,9 @@ impl Cache {
         }
     }
 
-    /// Runs a computation whose store failures are degraded whatever the cache's mode.
+    /// Runs a computation whose store failures are degraded whatever the cache's mode (the
+    /// macros' path: [`compute`](Cache::compute)'s span handling is repeated here so that the
+    /// plain path has no extra future).
     pub(crate) async fn compute_lenient<P, F, Fut>(
         &self,
         key: &str,
@@ -368,15 +371,40 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = P::Output>,
     {
-        match self
-            .compute::<Lenient, _, _, _>(key, options, plan, factory)
-            .await
-        {
+        let span = self.operation_span(key);
+        let computed = if span.is_disabled() {
+            self.compute_in::<Lenient, P, F, Fut>(key, options, plan, factory, &span)
+                .await
+        } else {
+            let traced = self
+                .compute_in::<Lenient, P, F, Fut>(key, options, plan, factory, &span)
+                .instrument(span.clone());
+            Box::pin(traced).await
+        };
+        match computed {
             Ok(output) => output,
             Err(never) => match never {},
         }
     }
 
+    /// The span of a get-or-set, `cache.get_or_set`: debug level, the key only at trace
+    /// level, `outcome` (`hit` or `miss`) recorded as it is known.
+    fn operation_span(&self, key: &str) -> tracing::Span {
+        let span = tracing::debug_span!(
+            "cache.get_or_set",
+            cache.name = self.name(),
+            key = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        if !span.is_disabled() && tracing::enabled!(tracing::Level::TRACE) {
+            span.record("key", key);
+        }
+        span
+    }
+
+    /// A get-or-set in its span ([`operation_span`](Cache::operation_span)). With no
+    /// subscriber listening the computation runs as it is; only a listened-to span wraps it
+    /// (boxed, so that the plain path's future does not grow).
     async fn compute<S, P, F, Fut>(
         &self,
         key: &str,
@@ -390,11 +418,38 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = P::Output>,
     {
+        let span = self.operation_span(key);
+        if span.is_disabled() {
+            return self
+                .compute_in::<S, P, F, Fut>(key, options, plan, factory, &span)
+                .await;
+        }
+        let traced = self
+            .compute_in::<S, P, F, Fut>(key, options, plan, factory, &span)
+            .instrument(span.clone());
+        Box::pin(traced).await
+    }
+
+    async fn compute_in<S, P, F, Fut>(
+        &self,
+        key: &str,
+        options: SetOptions,
+        plan: P,
+        factory: F,
+        span: &tracing::Span,
+    ) -> std::result::Result<P::Output, S::Error>
+    where
+        S: Strictness,
+        P: Plan,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = P::Output>,
+    {
         let full = self.full_key(key);
         let window = options.stale_window().or(self.inner.fail_safe);
         let first = self.fetch::<S, P::Value>(&full, plan.typed()).await?;
         let fallback = match first {
             Fetched::Hit(value, bytes) => {
+                span.record("outcome", "hit");
                 self.record_read(true);
                 if window.is_some() {
                     self.remember(&full, bytes).await;
@@ -405,6 +460,7 @@ impl Cache {
             Fetched::Failed if window.is_some() => self.recall::<P::Value>(&full).await,
             Fetched::Miss | Fetched::Failed => None,
         };
+        span.record("outcome", "miss");
         self.record_read(false);
         // Boxed so that the hit path's future stays small: a hit neither builds nor moves
         // the state of a computation.
@@ -520,7 +576,8 @@ impl Cache {
     async fn timed<Fut: Future>(&self, computation: Fut) -> Fut::Output {
         let meter = &self.inner.counters.meter;
         let started = meter.times().then(Instant::now);
-        let output = computation.await;
+        let span = tracing::debug_span!("cache.factory", cache.name = self.name());
+        let output = computation.instrument(span).await;
         if let Some(started) = started {
             meter.factory(started.elapsed());
         }

@@ -129,6 +129,7 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
+    #[tracing::instrument(name = "cache.invalidate", level = "debug", skip_all, fields(cache.name = self.name(), kind = "keys"))]
     pub async fn delete_multi<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
         let full = self.full_keys(keys);
         if full.is_empty() {
@@ -159,6 +160,7 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
+    #[tracing::instrument(name = "cache.invalidate", level = "debug", skip_all, fields(cache.name = self.name(), kind = "pattern"))]
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let full = format!("{}{pattern}", escape_glob(&self.inner.prefix));
         self.inner.last_good.invalidate_all();
@@ -193,6 +195,7 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
+    #[tracing::instrument(name = "cache.invalidate", level = "debug", skip_all, fields(cache.name = self.name(), kind = "tag"))]
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
         let tag_key = self.tag_key(tag);
         self.inner.last_good.invalidate_all();

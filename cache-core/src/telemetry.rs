@@ -67,9 +67,8 @@ const GAUGES: [(Gauge, &str); 3] = [
     (Gauge::LocalSize, "cachemere.cache.local.size"),
 ];
 
-/// The `error.type` of a store error: `timeout`, `connection`, `circuit_open`, `wrong_type`,
+/// The `error.type` of a store error (a metric label and a span field): `timeout`, `connection`, `circuit_open`, `wrong_type`,
 /// `value` (encoding, decoding, size) or `server`.
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) fn error_type(err: &Error) -> &'static str {
     match err {
         Error::Timeout { .. } => "timeout",

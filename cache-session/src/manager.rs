@@ -233,6 +233,7 @@ impl SessionManager {
     /// Starts a session for `user_id` that lives `ttl` without use (default: the configured
     /// ttl) and never longer than the absolute ttl; returns its token. With a per-user
     /// limit, the user's oldest session (earliest created) is ended when the limit is exceeded.
+    #[tracing::instrument(name = "session.create", level = "debug", skip_all)]
     pub async fn create_session(
         &self,
         user_id: &str,
@@ -309,14 +310,17 @@ impl SessionManager {
 
     /// Like [`get_session`](SessionManager::get_session), telling an expired session from
     /// an unknown one.
+    #[tracing::instrument(name = "session.validate", level = "debug", skip_all, fields(outcome = tracing::field::Empty))]
     pub async fn session_state(&self, token: impl AsRef<str>) -> Result<SessionState> {
         let state = self.lookup(token.as_ref()).await;
-        telemetry::validated(match &state {
+        let outcome = match &state {
             Ok(SessionState::Active(_)) => "ok",
             Ok(SessionState::Expired) => "expired",
             Ok(SessionState::Unknown) | Err(Error::InvalidToken { .. }) => "invalid",
             Err(_) => "store_error",
-        });
+        };
+        tracing::Span::current().record("outcome", outcome);
+        telemetry::validated(outcome);
         state
     }
 
@@ -370,6 +374,7 @@ impl SessionManager {
     }
 
     /// Ends a session; returns whether it was live.
+    #[tracing::instrument(name = "session.revoke", level = "debug", skip_all)]
     pub async fn delete_session(&self, token: impl AsRef<str>) -> Result<bool> {
         let token = SessionToken::parse(token.as_ref())?;
         let ended = self.inner.backend.delete(&self.keys(&token)).await?;
@@ -385,6 +390,7 @@ impl SessionManager {
     /// first. So a rotation whose outcome is unknown (an error after a timeout, when the
     /// store may still run it) never loses the session: the old token still reaches it, and
     /// rotating it again returns a working new token.
+    #[tracing::instrument(name = "session.rotate", level = "debug", skip_all)]
     pub async fn rotate_session(&self, token: impl AsRef<str>) -> Result<Option<SessionToken>> {
         let token = SessionToken::parse(token.as_ref())?;
         let fresh = SessionToken::generate(token.tag())?;
@@ -416,6 +422,7 @@ impl SessionManager {
     }
 
     /// Ends one of the user's sessions by its [`UserSession::id`]; returns whether it was live.
+    #[tracing::instrument(name = "session.revoke", level = "debug", skip_all)]
     pub async fn delete_user_session(&self, user_id: &str, id: &str) -> Result<bool> {
         let (index, session_prefix) = self.index_of(user_id);
         let owned = self
@@ -434,6 +441,7 @@ impl SessionManager {
 
     /// Ends every session of the user in one atomic step ("log out everywhere"); returns how
     /// many were live. A session created concurrently either ends too or starts after it.
+    #[tracing::instrument(name = "session.revoke", level = "debug", skip_all)]
     pub async fn delete_user_sessions(&self, user_id: &str) -> Result<u64> {
         let (index, prefix) = self.index_of(user_id);
         let ended = self
@@ -467,6 +475,7 @@ impl SessionManager {
 
     /// Removes expired entries from the per-user indexes (in batches of users) and users
     /// whose sessions have all ended from the registry; returns the entries removed.
+    #[tracing::instrument(name = "session.cleanup", level = "debug", skip_all)]
     pub async fn cleanup_expired(&self) -> Result<u64> {
         let (key, index_of) = self.registry();
         let removed = self

@@ -10,6 +10,7 @@ use crate::breaker::Breaker;
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
 use crate::telemetry::Meter;
+use tracing::Instrument;
 
 #[derive(Debug)]
 pub(crate) struct Guarded {
@@ -76,12 +77,26 @@ impl Guarded {
             return Err(err);
         }
         let started = self.meter.times().then(std::time::Instant::now);
-        let result = match deadline {
-            Some(after) => tokio::time::timeout(after, request)
+        let span = tracing::debug_span!(
+            "cache.store",
+            db.system.name = self.store.backend(),
+            db.operation.name = operation,
+            error.type = tracing::field::Empty,
+        );
+        // without a subscriber listening, the request runs as it is
+        let result = match (deadline, span.is_disabled()) {
+            (Some(after), true) => tokio::time::timeout(after, request)
                 .await
                 .unwrap_or(Err(Error::Timeout { operation, after })),
-            None => request.await,
+            (Some(after), false) => tokio::time::timeout(after, request.instrument(span.clone()))
+                .await
+                .unwrap_or(Err(Error::Timeout { operation, after })),
+            (None, true) => request.await,
+            (None, false) => request.instrument(span.clone()).await,
         };
+        if let Err(err) = &result {
+            span.record("error.type", crate::telemetry::error_type(err));
+        }
         match &result {
             Err(err) if err.is_transient() => self.breaker.failed(&self.store),
             _ => self.breaker.succeeded(),
