@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 /// assert_eq!(config.default_ttl, std::time::Duration::from_secs(3600));
 /// # Ok::<(), cache_core::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
     /// `REDIS_URL`: the server (or the cluster's seed nodes, comma-separated) to use; `None`
@@ -79,6 +79,53 @@ pub struct Config {
     pub command_timeout: Duration,
     /// `REDIS_HEALTH_CHECK_INTERVAL`: time between background health checks.
     pub health_check_interval: Duration,
+}
+
+/// Passwords in `redis_url` are shown as `***` ([`redacted_url`]); the session secret is
+/// never shown.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Config {
+            redis_url,
+            default_ttl,
+            short_ttl,
+            long_ttl,
+            key_prefix,
+            max_value_bytes,
+            cache_operation_timeout,
+            cache_breaker_threshold,
+            cache_breaker_cooldown,
+            session_ttl,
+            session_cleanup_interval,
+            session_absolute_ttl,
+            session_max_per_user,
+            session_secret,
+            max_connections,
+            connect_timeout,
+            command_timeout,
+            health_check_interval,
+        } = self;
+        f.debug_struct("Config")
+            .field("redis_url", &redis_url.as_deref().map(redacted_url))
+            .field("default_ttl", default_ttl)
+            .field("short_ttl", short_ttl)
+            .field("long_ttl", long_ttl)
+            .field("key_prefix", key_prefix)
+            .field("max_value_bytes", max_value_bytes)
+            .field("cache_operation_timeout", cache_operation_timeout)
+            .field("cache_breaker_threshold", cache_breaker_threshold)
+            .field("cache_breaker_cooldown", cache_breaker_cooldown)
+            .field("session_ttl", session_ttl)
+            .field("session_cleanup_interval", session_cleanup_interval)
+            .field("session_absolute_ttl", session_absolute_ttl)
+            .field("session_max_per_user", session_max_per_user)
+            .field("session_secret", session_secret)
+            .field("max_connections", max_connections)
+            .field("connect_timeout", connect_timeout)
+            .field("command_timeout", command_timeout)
+            .field("health_check_interval", health_check_interval)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -135,7 +182,7 @@ impl Config {
         if let Some(url) = &redis_url {
             crate::store::cluster::Endpoint::parse(url).map_err(|reason| Error::Config {
                 name: "REDIS_URL",
-                value: url.clone(),
+                value: redacted_url(url),
                 reason: format!(
                     "{reason}; expected a URL such as redis://127.0.0.1:6379/0, or a cluster's \
                      nodes: redis://10.0.0.1:7000,10.0.0.2:7000"

@@ -32,7 +32,10 @@ impl Endpoint {
         let parts: Vec<&str> = url.split(',').map(str::trim).collect();
         let (first, rest) = parts.split_first().unwrap_or((&"", &[]));
         let Some((scheme, address)) = first.split_once("://") else {
-            return Err(format!("`{first}` has no scheme (redis://)"));
+            return Err(format!(
+                "`{}` has no scheme (redis://)",
+                crate::config::redacted_url(first)
+            ));
         };
         let (first_url, marked) = match scheme.strip_suffix("+cluster") {
             Some(plain) => (format!("{plain}://{address}"), true),
@@ -41,7 +44,7 @@ impl Endpoint {
         let first = first_url
             .as_str()
             .into_connection_info()
-            .map_err(|err| format!("`{first}`: {err}"))?;
+            .map_err(|err| format!("`{}`: {err}", crate::config::redacted_url(first)))?;
         if rest.is_empty() && !marked {
             return Ok(Endpoint::Node(first));
         }
@@ -74,7 +77,7 @@ fn seed(first: &ConnectionInfo, part: &str) -> Result<ConnectionInfo, String> {
         return url
             .as_str()
             .into_connection_info()
-            .map_err(|err| format!("`{part}`: {err}"));
+            .map_err(|err| format!("`{}`: {err}", crate::config::redacted_url(part)));
     }
     let (host, port) = part
         .rsplit_once(':')

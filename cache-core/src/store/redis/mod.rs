@@ -159,6 +159,12 @@ pub(super) async fn within<T>(
     }
 }
 
+/// Whether the server refused the URL's user or password (or wanted one).
+fn refused_credentials(err: &RedisError) -> bool {
+    matches!(err.code(), Some("WRONGPASS" | "NOAUTH"))
+        || err.kind() == redis::ErrorKind::AuthenticationFailed
+}
+
 /// redis-rs refuses a pipeline over several slots before sending it.
 fn is_cross_slot(err: &RedisError) -> bool {
     err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
@@ -213,6 +219,20 @@ impl RedisStore {
         };
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(())) => Ok(store),
+            Ok(Err(Error::Redis { source, .. })) if refused_credentials(&source) => {
+                Err(Error::Config {
+                    name: "REDIS_URL",
+                    value: config
+                        .redis_url
+                        .as_deref()
+                        .map(crate::config::redacted_url)
+                        .unwrap_or_default(),
+                    reason: format!(
+                        "the server refused the credentials ({}): check the user and password",
+                        source.code().unwrap_or("authentication failed")
+                    ),
+                })
+            }
             Ok(Err(err)) => Err(err),
             Err(_) => Err(Error::Timeout {
                 operation: "CONNECT",
@@ -244,7 +264,7 @@ impl RedisStore {
         })?;
         let invalid_url = |reason: String| Error::Config {
             name: "REDIS_URL",
-            value: url.to_owned(),
+            value: crate::config::redacted_url(url),
             reason,
         };
         if tokio::runtime::Handle::try_current().is_err() {

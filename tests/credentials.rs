@@ -1,0 +1,129 @@
+//! Redis ACL users: a user and password in `REDIS_URL` work for the cache, its local tier's
+//! pub/sub and sessions; a wrong password is a configuration error naming `REDIS_URL`; no
+//! password appears in errors or `Debug` output.
+
+use std::time::{Duration, Instant};
+
+use cachemere::cache_session::{SessionConfig, SessionData, SessionManager};
+use cachemere::testing::RedisServer;
+use cachemere::{Cache, Config, Error, RedisStore, Ttl};
+
+const PASSWORD: &str = "s3cret-Pa55word";
+
+/// A private server with an ACL user `app` (the default user stays on for the harness).
+async fn server_with_user() -> (RedisServer, u16) {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let admin = RedisStore::connect(&server.config())
+        .await
+        .expect("connect as the default user");
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("on")
+        .arg(format!(">{PASSWORD}"))
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .query_async(&mut admin.connection())
+        .await
+        .expect("ACL SETUSER");
+    let port = server.port().expect("a private server has a port");
+    (server, port)
+}
+
+fn config_for(server: &RedisServer, url: String) -> Config {
+    let mut config = server.config();
+    config.redis_url = Some(url);
+    config
+}
+
+#[tokio::test]
+async fn an_acl_user_works_for_the_cache_its_local_tier_and_sessions() {
+    let (server, port) = server_with_user().await;
+    let config = config_for(
+        &server,
+        format!("redis://app:{PASSWORD}@127.0.0.1:{port}/0"),
+    );
+    let store = RedisStore::connect(&config).await.expect("connect as app");
+    let whoami: String = redis::cmd("ACL")
+        .arg("WHOAMI")
+        .query_async(&mut store.connection())
+        .await
+        .expect("ACL WHOAMI");
+    assert_eq!(whoami, "app");
+
+    let cache = Cache::builder(store.clone())
+        .local_cache(1 << 20, Duration::from_secs(60))
+        .build();
+    let started = Instant::now();
+    while cache.local_cache_active() != Some(true) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the local tier's subscription never came up as the ACL user"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cache.set("k", &7u32, Ttl::Long).await.expect("set");
+    assert_eq!(cache.get::<u32>("k").await.expect("get"), Some(7));
+
+    let sessions = SessionManager::new(store, SessionConfig::default().secret("acl test"));
+    let token = sessions
+        .create_session("42", SessionData::new(), None)
+        .await
+        .expect("create a session");
+    let session = sessions.get_session(token.expose()).await.expect("read");
+    assert_eq!(
+        session.map(|session| session.user_id),
+        Some("42".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_configuration_error_without_the_password() {
+    let (server, port) = server_with_user().await;
+    for (url, secret) in [
+        (
+            format!("redis://app:wrong-Pa55@127.0.0.1:{port}/0"),
+            "wrong-Pa55",
+        ),
+        (
+            format!("redis://nobody:n0b0dy-pw@127.0.0.1:{port}/0"),
+            "n0b0dy-pw",
+        ),
+    ] {
+        let config = config_for(&server, url);
+        let err = RedisStore::connect(&config).await.expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                Error::Config {
+                    name: "REDIS_URL",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let shown = format!("{err} / {err:?} / {config:?}");
+        assert!(shown.contains("credentials"), "{shown}");
+        assert!(!shown.contains(secret), "the password shows: {shown}");
+        assert!(shown.contains("***"), "{shown}");
+    }
+}
+
+#[test]
+fn malformed_urls_with_passwords_do_not_show_them() {
+    for url in [
+        "redis://app:hidden-pw-1@127.0.0.1:notaport/0",
+        "app:hidden-pw-1@127.0.0.1:6379",
+        "redis://app:hidden-pw-1@10.0.0.1:7000,redis://app:hidden-pw-1@:bad",
+    ] {
+        let err = Config::from_lookup(|name| (name == "REDIS_URL").then(|| url.to_owned()))
+            .expect_err("a malformed REDIS_URL");
+        let shown = format!("{err} / {err:?}");
+        assert!(shown.contains("REDIS_URL"), "{shown}");
+        assert!(
+            !shown.contains("hidden-pw-1"),
+            "the password shows: {shown}"
+        );
+    }
+}
