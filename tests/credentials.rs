@@ -127,3 +127,67 @@ fn malformed_urls_with_passwords_do_not_show_them() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_acl_user_works_on_a_cluster() {
+    let cluster = cachemere::testing::RedisCluster::lease().expect("a test cluster");
+    let ports = cluster.ports();
+    for port in &ports {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
+        let mut node = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to a node");
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("app")
+            .arg("on")
+            .arg(format!(">{PASSWORD}"))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query_async(&mut node)
+            .await
+            .expect("ACL SETUSER");
+    }
+    let seeds = ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut config = cluster.config();
+    config.redis_url = Some(format!("redis+cluster://app:{PASSWORD}@{seeds}"));
+    let store = RedisStore::connect(&config).await.expect("connect as app");
+    let cache = Cache::builder(store).build();
+    let items: Vec<(String, u32)> = (0..30).map(|i| (format!("acl:{i}"), i)).collect();
+    cache
+        .set_multi(&items, Ttl::Long)
+        .await
+        .expect("set_multi over every node");
+    let keys: Vec<&str> = items.iter().map(|(key, _)| key.as_str()).collect();
+    let found = cache.get_multi::<u32, _>(&keys).await.expect("get_multi");
+    assert_eq!(found, (0..30).map(Some).collect::<Vec<_>>());
+    assert_eq!(
+        cache
+            .invalidate_pattern("acl:*")
+            .await
+            .expect("sweep every primary"),
+        30
+    );
+
+    config.redis_url = Some(format!("redis+cluster://app:wrong-Pa55@{seeds}"));
+    let err = RedisStore::connect(&config).await.expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            Error::Config {
+                name: "REDIS_URL",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let shown = format!("{err} / {err:?}");
+    assert!(shown.contains("credentials"), "{shown}");
+    assert!(!shown.contains("wrong-Pa55"), "the password shows: {shown}");
+}

@@ -217,6 +217,22 @@ impl RedisStore {
             }
             .map_err(Error::redis("CONNECT"))
         };
+        // A cluster connection reports refused credentials as "no connections": ask the
+        // first seed alone why.
+        let connecting = async {
+            match (connecting.await, &store.connection.0) {
+                (Err(err), Link::Cluster(_)) => match store.subscribers.first() {
+                    Some(seed) => match seed.get_multiplexed_async_connection().await {
+                        Err(refused) if refused_credentials(&refused) => {
+                            Err(Error::redis("CONNECT")(refused))
+                        }
+                        _ => Err(err),
+                    },
+                    None => Err(err),
+                },
+                (result, _) => result,
+            }
+        };
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(())) => Ok(store),
             Ok(Err(Error::Redis { source, .. })) if refused_credentials(&source) => {
