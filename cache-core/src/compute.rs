@@ -389,6 +389,7 @@ impl Cache {
 
     /// The span of a get-or-set, `cache.get_or_set`: debug level, the key only at trace
     /// level, `outcome` (`hit` or `miss`) recorded as it is known.
+    #[inline]
     fn operation_span(&self, key: &str) -> tracing::Span {
         let span = tracing::debug_span!(
             "cache.get_or_set",
