@@ -356,9 +356,7 @@ impl Cache {
         }
     }
 
-    /// Runs a computation whose store failures are degraded whatever the cache's mode (the
-    /// macros' path: [`compute`](Cache::compute)'s span handling is repeated here so that the
-    /// plain path has no extra future).
+    /// Runs a computation whose store failures are degraded whatever the cache's mode.
     pub(crate) async fn compute_lenient<P, F, Fut>(
         &self,
         key: &str,
@@ -371,17 +369,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = P::Output>,
     {
-        let span = self.operation_span(key);
-        let computed = if span.is_disabled() {
-            self.compute_in::<Lenient, P, F, Fut>(key, options, plan, factory, &span)
-                .await
-        } else {
-            let traced = self
-                .compute_in::<Lenient, P, F, Fut>(key, options, plan, factory, &span)
-                .instrument(span.clone());
-            Box::pin(traced).await
-        };
-        match computed {
+        match self
+            .compute::<Lenient, _, _, _>(key, options, plan, factory)
+            .await
+        {
             Ok(output) => output,
             Err(never) => match never {},
         }

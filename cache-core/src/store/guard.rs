@@ -14,7 +14,8 @@ use tracing::Instrument;
 
 #[derive(Debug)]
 pub(crate) struct Guarded {
-    /// The store as given: health checks and the breaker's probe use it.
+    /// The store as given: health checks, the breaker's probe and the sweeps whose length
+    /// grows with the data use it.
     store: Arc<dyn Store>,
     /// Where operations go: the store, or its handle that enforces `deadline` itself
     /// ([`Store::with_deadline`]), so that each request runs under one timer, not two.
@@ -149,7 +150,9 @@ impl Guarded {
     }
 
     pub(crate) async fn delete_matching(&self, pattern: &str) -> Result<u64> {
-        self.unbounded("SCAN", self.requests.delete_matching(pattern))
+        // the store as given: its handle under the cache's deadline would bound each of the
+        // sweep's commands by that deadline
+        self.unbounded("SCAN", self.store.delete_matching(pattern))
             .await
     }
 
@@ -228,7 +231,7 @@ impl Guarded {
     }
 
     pub(crate) async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>> {
-        self.unbounded("TAKE TAGGED", self.requests.take_tagged(tag_key))
+        self.unbounded("TAKE TAGGED", self.store.take_tagged(tag_key))
             .await
     }
 
