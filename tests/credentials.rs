@@ -10,12 +10,8 @@ use cachemere::{Cache, Config, Error, RedisStore, Ttl};
 
 const PASSWORD: &str = "s3cret-Pa55word";
 
-/// A private server with an ACL user `app` (the default user stays on for the harness).
-async fn server_with_user() -> (RedisServer, u16) {
-    let server = RedisServer::start_private().expect("start redis-server");
-    let admin = RedisStore::connect(&server.config())
-        .await
-        .expect("connect as the default user");
+/// Adds the ACL user `app` (every key, channel and command) on the server behind `connection`.
+async fn add_user(connection: &mut impl redis::aio::ConnectionLike) {
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
         .arg("app")
@@ -24,9 +20,18 @@ async fn server_with_user() -> (RedisServer, u16) {
         .arg("~*")
         .arg("&*")
         .arg("+@all")
-        .query_async(&mut admin.connection())
+        .query_async(connection)
         .await
         .expect("ACL SETUSER");
+}
+
+/// A private server with an ACL user `app` (the default user stays on for the harness).
+async fn server_with_user() -> (RedisServer, u16) {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let admin = RedisStore::connect(&server.config())
+        .await
+        .expect("connect as the default user");
+    add_user(&mut admin.connection()).await;
     let port = server.port().expect("a private server has a port");
     (server, port)
 }
@@ -138,17 +143,7 @@ async fn an_acl_user_works_on_a_cluster() {
             .get_multiplexed_async_connection()
             .await
             .expect("connect to a node");
-        let _: () = redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("app")
-            .arg("on")
-            .arg(format!(">{PASSWORD}"))
-            .arg("~*")
-            .arg("&*")
-            .arg("+@all")
-            .query_async(&mut node)
-            .await
-            .expect("ACL SETUSER");
+        add_user(&mut node).await;
     }
     let seeds = ports
         .iter()

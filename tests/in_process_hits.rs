@@ -33,8 +33,16 @@ struct Fields {
     name: String,
 }
 
+impl Fields {
+    /// Deserializes the fields, counting one decode.
+    fn counted<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Fields, D::Error> {
+        DECODES.with(|decodes| decodes.set(decodes.get() + 1));
+        Fields::deserialize(deserializer)
+    }
+}
+
 /// A value that counts its decodes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 struct Profile {
     id: u64,
     name: String,
@@ -42,8 +50,7 @@ struct Profile {
 
 impl<'de> Deserialize<'de> for Profile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        DECODES.with(|decodes| decodes.set(decodes.get() + 1));
-        let Fields { id, name } = Fields::deserialize(deserializer)?;
+        let Fields { id, name } = Fields::counted(deserializer)?;
         Ok(Profile { id, name })
     }
 }
@@ -57,8 +64,7 @@ struct Unclonable {
 
 impl<'de> Deserialize<'de> for Unclonable {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        DECODES.with(|decodes| decodes.set(decodes.get() + 1));
-        let Fields { id, name } = Fields::deserialize(deserializer)?;
+        let Fields { id, name } = Fields::counted(deserializer)?;
         Ok(Unclonable { id, name })
     }
 }
@@ -110,7 +116,7 @@ async fn generic<T: Serialize + DeserializeOwned + Default>(cache: &Cache, id: u
 
 /// A value type with a borrowed lifetime: never kept (it is not `'static`).
 #[cache_result("borrowed:{id}", cache = cache)]
-async fn borrowed<'a>(cache: &Cache, id: u64, fallback: &'a str) -> Cow<'a, str> {
+async fn borrowed<'a>(cache: &Cache, id: u64, fallback: &'a Profile) -> Cow<'a, Profile> {
     called();
     let _ = id;
     Cow::Borrowed(fallback)
@@ -183,11 +189,17 @@ async fn a_value_kept_as_one_type_is_decoded_afresh_as_another() {
 #[tokio::test]
 async fn generic_and_borrowed_values_are_decoded_each_time() {
     let cache = cache();
+    let fallback = Profile {
+        id: 9,
+        name: "fallback".into(),
+    };
     for _ in 0..3 {
-        assert_eq!(generic::<u8>(&cache, 2).await, vec![0, 0]);
-        assert_eq!(borrowed(&cache, 1, "fallback").await, "fallback");
+        assert_eq!(generic::<Profile>(&cache, 2).await.len(), 2);
+        assert_eq!(borrowed(&cache, 1, &fallback).await.name, "fallback");
     }
     assert_eq!(calls(), 2);
+    // two hits each: the generic call decodes its two profiles, the borrowed one its one
+    assert_eq!(decodes(), 2 * 2 + 2);
 }
 
 #[tokio::test]

@@ -828,6 +828,26 @@ async fn the_raw_connection_keeps_the_command_timeout() {
 }
 
 #[tokio::test]
+async fn a_request_waiting_for_the_connection_is_bounded_by_the_command_timeout() {
+    // The server accepts the connection (the kernel does, while it is frozen) but never
+    // answers the handshake: the request waits for the connection itself, which the
+    // connect timeout (30 s here) would allow; the command timeout must cut it short.
+    let server = RedisServer::start_private().unwrap();
+    let mut config = server.config();
+    config.connect_timeout = Duration::from_secs(30);
+    config.command_timeout = Duration::from_millis(300);
+    server.pause().unwrap();
+    let store = RedisStore::connect_lazy(&config).unwrap();
+    let started = Instant::now();
+    let read = store.get("k").await;
+    let waited = started.elapsed();
+    server.resume().unwrap();
+    let err = read.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+}
+
+#[tokio::test]
 async fn a_cache_deadline_shorter_than_the_command_timeout_bounds_each_read() {
     let server = RedisServer::start_private().unwrap();
     let mut config = server.config();
