@@ -186,18 +186,3 @@ async fn an_acl_user_works_on_a_cluster() {
     assert!(shown.contains("credentials"), "{shown}");
     assert!(!shown.contains("wrong-Pa55"), "the password shows: {shown}");
 }
-
-#[test]
-fn tls_urls_are_refused_until_tls_is_supported() {
-    for url in [
-        "rediss://app:tls-pw-2@127.0.0.1:6380/0",
-        "rediss+cluster://app:tls-pw-2@127.0.0.1:7000",
-    ] {
-        let err = Config::from_lookup(|name| (name == "REDIS_URL").then(|| url.to_owned()))
-            .expect_err("no TLS support is built in");
-        let shown = format!("{err}");
-        assert!(shown.contains("REDIS_URL"), "{shown}");
-        assert!(!shown.contains("tls-pw-2"), "the password shows: {shown}");
-        println!("{shown}");
-    }
-}

@@ -1,5 +1,6 @@
 //! Configuration from the environment.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -29,6 +30,14 @@ use crate::error::{Error, Result};
 /// | `REDIS_CONNECT_TIMEOUT` | 5 | seconds (fractions allowed) to establish a connection |
 /// | `REDIS_SOCKET_TIMEOUT` | 5 | seconds (fractions allowed) to wait for a reply |
 /// | `REDIS_HEALTH_CHECK_INTERVAL` | 30 | seconds between background health checks |
+/// | `REDIS_TLS_CA_FILE` | unset | PEM file of the certificate authorities a `rediss://` server's certificate must chain to (unset: the system's roots) |
+/// | `REDIS_TLS_CERT_FILE` | unset | PEM client certificate (chain) for mutual TLS; needs `REDIS_TLS_KEY_FILE` |
+/// | `REDIS_TLS_KEY_FILE` | unset | PEM private key of the client certificate |
+/// | `REDIS_TLS_INSECURE_SKIP_VERIFY` | false | `true` accepts any server certificate (no verification at all: for tests only) |
+///
+/// The `REDIS_TLS_*` variables need a `rediss://` URL (TLS is built with the `tls` feature);
+/// setting one for a plaintext `redis://` URL is an error rather than a silent plaintext
+/// connection.
 ///
 /// ```
 /// let config = cache_core::Config::from_lookup(|name| match name {
@@ -79,6 +88,16 @@ pub struct Config {
     pub command_timeout: Duration,
     /// `REDIS_HEALTH_CHECK_INTERVAL`: time between background health checks.
     pub health_check_interval: Duration,
+    /// `REDIS_TLS_CA_FILE`: PEM file of the certificate authorities trusted for `rediss://`
+    /// (`None`: the system's roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// `REDIS_TLS_CERT_FILE`: PEM client certificate (chain) for mutual TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `REDIS_TLS_KEY_FILE`: PEM private key of [`tls_cert_file`](Config::tls_cert_file).
+    pub tls_key_file: Option<PathBuf>,
+    /// `REDIS_TLS_INSECURE_SKIP_VERIFY`: accept any server certificate and name. This turns
+    /// TLS's protection against an impostor off; never set it in production.
+    pub tls_insecure_skip_verify: bool,
 }
 
 /// Passwords in `redis_url` are shown as `***` ([`redacted_url`]); the session secret is
@@ -104,6 +123,10 @@ impl std::fmt::Debug for Config {
             connect_timeout,
             command_timeout,
             health_check_interval,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            tls_insecure_skip_verify,
         } = self;
         f.debug_struct("Config")
             .field("redis_url", &redis_url.as_deref().map(redacted_url))
@@ -124,6 +147,10 @@ impl std::fmt::Debug for Config {
             .field("connect_timeout", connect_timeout)
             .field("command_timeout", command_timeout)
             .field("health_check_interval", health_check_interval)
+            .field("tls_ca_file", tls_ca_file)
+            .field("tls_cert_file", tls_cert_file)
+            .field("tls_key_file", tls_key_file)
+            .field("tls_insecure_skip_verify", tls_insecure_skip_verify)
             .finish()
     }
 }
@@ -149,6 +176,10 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
             health_check_interval: Duration::from_secs(30),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_insecure_skip_verify: false,
         }
     }
 }
@@ -189,7 +220,8 @@ impl Config {
                 ),
             })?;
         }
-        Ok(Config {
+        let path = |name| var(name).map(|(_, path)| PathBuf::from(path));
+        let config = Config {
             redis_url,
             default_ttl: seconds("CACHE_DEFAULT_EXPIRE", defaults.default_ttl)?,
             short_ttl: seconds("CACHE_SHORT_EXPIRE", defaults.short_ttl)?,
@@ -224,7 +256,63 @@ impl Config {
                 "REDIS_HEALTH_CHECK_INTERVAL",
                 defaults.health_check_interval,
             )?,
-        })
+            tls_ca_file: path("REDIS_TLS_CA_FILE"),
+            tls_cert_file: path("REDIS_TLS_CERT_FILE"),
+            tls_key_file: path("REDIS_TLS_KEY_FILE"),
+            tls_insecure_skip_verify: var("REDIS_TLS_INSECURE_SKIP_VERIFY")
+                .map_or(Ok(false), parse_flag)?,
+        };
+        config.check_tls()?;
+        Ok(config)
+    }
+
+    /// Whether the `REDIS_TLS_*` settings fit together and with `REDIS_URL`: a client
+    /// certificate needs its key (and the other way round), and TLS settings need a
+    /// `rediss://` URL, so that a forgotten `s` is an error, not a plaintext connection.
+    pub(crate) fn check_tls(&self) -> Result<()> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(Error::Config {
+                    name: "REDIS_TLS_KEY_FILE",
+                    value: String::new(),
+                    reason:
+                        "REDIS_TLS_CERT_FILE is set: a client certificate needs its private key"
+                            .into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(Error::Config {
+                    name: "REDIS_TLS_CERT_FILE",
+                    value: String::new(),
+                    reason: "REDIS_TLS_KEY_FILE is set: a private key needs its client certificate"
+                        .into(),
+                });
+            }
+            _ => {}
+        }
+        let set = [
+            ("REDIS_TLS_CA_FILE", shown(&self.tls_ca_file)),
+            ("REDIS_TLS_CERT_FILE", shown(&self.tls_cert_file)),
+            ("REDIS_TLS_INSECURE_SKIP_VERIFY", {
+                let on = self.tls_insecure_skip_verify;
+                if on { "true".to_owned() } else { String::new() }
+            }),
+        ];
+        let plaintext = self
+            .redis_url
+            .as_deref()
+            .is_some_and(|url| !url.trim_start().starts_with("rediss"));
+        match set.into_iter().find(|(_, value)| !value.is_empty()) {
+            Some((name, value)) if plaintext => Err(Error::Config {
+                name,
+                value,
+                reason: format!(
+                    "TLS settings need a rediss:// URL, but REDIS_URL is `{}`",
+                    redacted_url(self.redis_url.as_deref().unwrap_or_default())
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -307,6 +395,25 @@ fn parse_fractional_seconds((name, value): (&'static str, String)) -> Result<Dur
             name,
             value,
             reason: "expected a number of seconds greater than zero, such as 5 or 0.25".into(),
+        }),
+    }
+}
+
+/// A path setting for an error message (empty when unset).
+pub(crate) fn shown(path: &Option<PathBuf>) -> String {
+    path.as_deref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default()
+}
+
+fn parse_flag((name, value): (&'static str, String)) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config {
+            name,
+            value,
+            reason: "expected true or false".into(),
         }),
     }
 }

@@ -34,8 +34,10 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 mod cluster;
+mod tls;
 
 pub use self::cluster::{ClusterLease, RedisCluster};
+pub use self::tls::TlsFiles;
 
 /// Names the variable that points tests at an existing server.
 pub const TEST_URL_VAR: &str = "CACHEMERE_TEST_REDIS_URL";
@@ -62,8 +64,17 @@ enum Target {
 struct Owned {
     port: u16,
     persistent: bool,
+    tls: Option<ServerTls>,
     dir: tempfile::TempDir,
     child: Mutex<Option<Child>>,
+}
+
+/// The TLS side of a [`RedisServer::start_tls`] server.
+#[derive(Debug)]
+struct ServerTls {
+    port: u16,
+    files: TlsFiles,
+    client_auth: bool,
 }
 
 fn harness(reason: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -88,24 +99,56 @@ impl RedisServer {
     /// Always launches a private `redis-server`, ignoring `CACHEMERE_TEST_REDIS_URL` (for
     /// fault-injection tests).
     pub fn start_private() -> Result<RedisServer> {
-        RedisServer::launch_private(false)
+        RedisServer::launch_private(false, None)
+    }
+
+    /// A private server that accepts TLS (`rediss://`) with a certificate signed by a fresh
+    /// test authority ([`TlsFiles`]); [`url`](RedisServer::url) names its TLS port and
+    /// [`config`](RedisServer::config) trusts the authority (`tls_ca_file`). It also listens
+    /// in plaintext on [`port`](RedisServer::port), which the harness uses to see it is up.
+    pub fn start_tls() -> Result<RedisServer> {
+        RedisServer::launch_private(false, Some(false))
+    }
+
+    /// [`start_tls`](RedisServer::start_tls) for a server that also requires a client
+    /// certificate signed by its authority (mutual TLS); [`config`](RedisServer::config)
+    /// presents [`TlsFiles::client_cert_file`].
+    pub fn start_mutual_tls() -> Result<RedisServer> {
+        RedisServer::launch_private(false, Some(true))
+    }
+
+    /// The certificates of a [TLS](RedisServer::start_tls) server.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        match &self.target {
+            Target::Owned(Owned { tls: Some(tls), .. }) => Some(&tls.files),
+            _ => None,
+        }
     }
 
     /// A private `redis-server` that keeps its data on disk (`appendonly yes`, fsync on every
     /// write), so that a [`kill`](RedisServer::kill) and [`restart`](RedisServer::restart)
     /// bring back everything it acknowledged, as a production server with persistence does.
     pub fn start_persistent() -> Result<RedisServer> {
-        RedisServer::launch_private(true)
+        RedisServer::launch_private(true, None)
     }
 
-    fn launch_private(persistent: bool) -> Result<RedisServer> {
+    fn launch_private(persistent: bool, client_auth: Option<bool>) -> Result<RedisServer> {
         let dir = tempfile::Builder::new()
             .prefix("cachemere-redis-")
             .tempdir()
             .map_err(harness("could not create a temporary directory"))?;
+        let tls = match client_auth {
+            Some(client_auth) => Some(ServerTls {
+                port: free_port()?,
+                files: TlsFiles::generate()?,
+                client_auth,
+            }),
+            None => None,
+        };
         let mut owned = Owned {
             port: free_port()?,
             persistent,
+            tls,
             dir,
             child: Mutex::new(None),
         };
@@ -126,15 +169,22 @@ impl RedisServer {
                 Err(_) => {
                     attempts += 1;
                     owned.port = free_port()?;
+                    if let Some(tls) = &mut owned.tls {
+                        tls.port = free_port()?;
+                    }
                 }
             }
         }
     }
 
-    /// The server's URL (`redis://127.0.0.1:<port>/0`).
+    /// The server's URL (`redis://127.0.0.1:<port>/0`; `rediss://127.0.0.1:<TLS port>/0` for
+    /// a [TLS](RedisServer::start_tls) server).
     pub fn url(&self) -> String {
         match &self.target {
             Target::External(url) => url.clone(),
+            Target::Owned(Owned { tls: Some(tls), .. }) => {
+                format!("rediss://127.0.0.1:{}/0", tls.port)
+            }
             Target::Owned(owned) => format!("redis://127.0.0.1:{}/0", owned.port),
         }
     }
@@ -148,9 +198,18 @@ impl RedisServer {
     }
 
     /// A [`Config`] for this server with short timeouts (1 s connect, 1 s command), so that
-    /// failing tests fail fast.
+    /// failing tests fail fast. For a [TLS](RedisServer::start_tls) server it trusts the test
+    /// authority, and presents the client certificate when the server requires one.
     pub fn config(&self) -> Config {
-        fast_failing(self.url())
+        let mut config = fast_failing(self.url());
+        if let Target::Owned(Owned { tls: Some(tls), .. }) = &self.target {
+            config.tls_ca_file = Some(tls.files.ca_file());
+            if tls.client_auth {
+                config.tls_cert_file = Some(tls.files.client_cert_file());
+                config.tls_key_file = Some(tls.files.client_key_file());
+            }
+        }
+        config
     }
 
     fn owned(&self, action: &str) -> Result<&Owned> {
@@ -211,7 +270,22 @@ impl RedisServer {
 
 impl Owned {
     fn launch(&self) -> Result<()> {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(tls) = &self.tls {
+            command
+                .args(["--tls-port", &tls.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(tls.files.server_cert_file())
+                .arg("--tls-key-file")
+                .arg(tls.files.server_key_file())
+                .arg("--tls-ca-cert-file")
+                .arg(tls.files.ca_file())
+                .args([
+                    "--tls-auth-clients",
+                    if tls.client_auth { "yes" } else { "no" },
+                ]);
+        }
+        let child = command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])

@@ -1,5 +1,6 @@
-//! One suite of store behaviour, run against `RedisStore` (on a private `redis-server` and on a
-//! private three-primary Redis Cluster) and `MemoryStore`. Test names show the backend:
+//! One suite of store behaviour, run against `RedisStore` (on a private `redis-server`, on one
+//! over TLS with feature `tls`, and on a private three-primary Redis Cluster) and
+//! `MemoryStore`. Test names show the backend:
 //! `redis::ttl_expiry`, `cluster::ttl_expiry`, `memory::ttl_expiry`.
 
 use std::sync::Arc;
@@ -20,6 +21,18 @@ async fn redis_fixture() -> Fixture {
     let store = RedisStore::connect(&server.config())
         .await
         .expect("connect to the test server");
+    Fixture {
+        store: Arc::new(store),
+        _server: Some(Box::new(server)),
+    }
+}
+
+#[cfg(feature = "tls")]
+async fn tls_fixture() -> Fixture {
+    let server = cache_core::testing::RedisServer::start_tls().expect("start a TLS redis-server");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect to the test server over TLS");
     Fixture {
         store: Arc::new(store),
         _server: Some(Box::new(server)),
@@ -301,3 +314,5 @@ macro_rules! store_conformance {
 store_conformance!(redis, redis_fixture);
 store_conformance!(memory, memory_fixture);
 store_conformance!(cluster, cluster_fixture);
+#[cfg(feature = "tls")]
+store_conformance!(tls, tls_fixture);

@@ -21,7 +21,7 @@ pub(crate) use crate::key::hash_slot as slot;
 #[derive(Debug, Clone)]
 pub(crate) enum Endpoint {
     /// `redis://host:port/db`.
-    Node(ConnectionInfo),
+    Node(Box<ConnectionInfo>),
     /// Several comma-separated URLs, or one `redis+cluster://` URL.
     Cluster(Vec<ConnectionInfo>),
 }
@@ -37,6 +37,13 @@ impl Endpoint {
                 crate::config::redacted_url(first)
             ));
         };
+        if scheme.starts_with("rediss") && cfg!(not(feature = "tls")) {
+            return Err(
+                "TLS (rediss://) is built with the `tls` feature of cachemere (or cache-core), \
+                 which is off"
+                    .into(),
+            );
+        }
         let (first_url, marked) = match scheme.strip_suffix("+cluster") {
             Some(plain) => (format!("{plain}://{address}"), true),
             None => ((*first).to_owned(), false),
@@ -45,12 +52,15 @@ impl Endpoint {
             .as_str()
             .into_connection_info()
             .map_err(|err| format!("`{}`: {err}", crate::config::redacted_url(first)))?;
+        refuse_insecure_fragment(&first)?;
         if rest.is_empty() && !marked {
-            return Ok(Endpoint::Node(first));
+            return Ok(Endpoint::Node(Box::new(first)));
         }
         let mut nodes = vec![first];
         for part in rest {
-            nodes.push(seed(&nodes[0], part)?);
+            let node = seed(&nodes[0], part)?;
+            refuse_insecure_fragment(&node)?;
+            nodes.push(node);
         }
         if let Some(node) = nodes.iter().find(|node| node.redis_settings().db() != 0) {
             return Err(format!(
@@ -60,6 +70,19 @@ impl Endpoint {
             ));
         }
         Ok(Endpoint::Cluster(nodes))
+    }
+}
+
+/// redis-rs reads `rediss://host/#insecure` as "verify nothing"; a fragment at the end of a
+/// URL is too quiet a way to turn TLS's protection off, so the setting has a loud name.
+fn refuse_insecure_fragment(node: &ConnectionInfo) -> Result<(), String> {
+    match node.addr() {
+        redis::ConnectionAddr::TcpTls { insecure: true, .. } => Err(format!(
+            "the #insecure fragment of `{}` is not accepted: set \
+             REDIS_TLS_INSECURE_SKIP_VERIFY=true to accept any server certificate (tests only)",
+            node.addr()
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{INSTALL_HINT, fast_failing, harness, send_signal};
+use super::{INSTALL_HINT, TlsFiles, fast_failing, free_port, harness, send_signal};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::cluster::slot;
@@ -44,12 +44,16 @@ const START_ATTEMPTS: usize = 5;
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    tls: Option<TlsFiles>,
     _dir: tempfile::TempDir,
 }
 
 #[derive(Debug)]
 struct Node {
+    /// The plaintext port, which the harness uses (also on a TLS cluster).
     port: u16,
+    /// A TLS cluster's: the port clients use, and the certificate files.
+    tls: Option<(u16, Vec<std::ffi::OsString>)>,
     slots: (u16, u16),
     dir: std::path::PathBuf,
     process: Mutex<Option<Supervised>>,
@@ -83,9 +87,21 @@ impl RedisCluster {
     /// `cluster_state:ok`. Fails (never skips) with installation advice when `redis-server`
     /// or `redis-cli` is missing.
     pub fn start() -> Result<RedisCluster> {
+        RedisCluster::start_with(false)
+    }
+
+    /// A cluster whose nodes take clients over TLS only through
+    /// [`url`](RedisCluster::url) (`rediss://`), with certificates signed by a fresh test
+    /// authority ([`TlsFiles`]) that [`config`](RedisCluster::config) trusts; the nodes talk
+    /// to each other over TLS too (`tls-cluster yes`).
+    pub fn start_tls() -> Result<RedisCluster> {
+        RedisCluster::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<RedisCluster> {
         let mut attempts = 1;
         loop {
-            match RedisCluster::try_start() {
+            match RedisCluster::try_start(tls) {
                 Ok(cluster) => return Ok(cluster),
                 Err(
                     err @ Error::Harness {
@@ -114,21 +130,42 @@ impl RedisCluster {
         })
     }
 
-    fn try_start() -> Result<RedisCluster> {
+    fn try_start(tls: bool) -> Result<RedisCluster> {
         let dir = tempfile::Builder::new()
             .prefix("cachemere-cluster-")
             .tempdir()
             .map_err(harness("could not create a temporary directory"))?;
+        let tls = tls.then(TlsFiles::generate).transpose()?;
+        // The cluster bus listens on the client port + 10000: on a TLS cluster, the TLS port's.
         let ports = free_cluster_ports(PRIMARIES)?;
-        let nodes: Vec<Node> = ports
-            .iter()
-            .map(|&port| Node {
+        let mut nodes = Vec::with_capacity(PRIMARIES);
+        for &bus_based in &ports {
+            let (port, node_tls) = match &tls {
+                Some(files) => {
+                    let args = [
+                        "--tls-cert-file".into(),
+                        files.server_cert_file().into_os_string(),
+                        "--tls-key-file".into(),
+                        files.server_key_file().into_os_string(),
+                        "--tls-ca-cert-file".into(),
+                        files.ca_file().into_os_string(),
+                        "--tls-auth-clients".into(),
+                        "no".into(),
+                        "--tls-cluster".into(),
+                        "yes".into(),
+                    ];
+                    (free_port()?, Some((bus_based, args.to_vec())))
+                }
+                None => (bus_based, None),
+            };
+            nodes.push(Node {
                 port,
+                tls: node_tls,
                 slots: (0, 0),
                 dir: dir.path().join(port.to_string()),
                 process: Mutex::new(None),
-            })
-            .collect();
+            });
+        }
         for node in &nodes {
             std::fs::create_dir_all(&node.dir)
                 .map_err(harness("could not create a node directory"))?;
@@ -138,7 +175,15 @@ impl RedisCluster {
             node.wait_answering()?;
         }
         let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
-        create.extend(nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)));
+        if let Some(files) = &tls {
+            create.extend(["--tls".to_owned(), "--cacert".to_owned()]);
+            create.push(files.ca_file().display().to_string());
+        }
+        create.extend(
+            nodes
+                .iter()
+                .map(|node| format!("127.0.0.1:{}", node.client_port())),
+        );
         create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
         let output = redis_cli(&create)?;
         if !output.status.success() {
@@ -147,7 +192,11 @@ impl RedisCluster {
                 String::from_utf8_lossy(&output.stdout)
             )));
         }
-        let mut cluster = RedisCluster { nodes, _dir: dir };
+        let mut cluster = RedisCluster {
+            nodes,
+            tls,
+            _dir: dir,
+        };
         cluster.wait_ok()?;
         cluster.read_slots()?;
         Ok(cluster)
@@ -196,21 +245,31 @@ impl RedisCluster {
         Ok(())
     }
 
-    /// The cluster's URL for `REDIS_URL`: every node, comma-separated.
+    /// The cluster's URL for `REDIS_URL`: every node, comma-separated (`rediss://` on a
+    /// [TLS](RedisCluster::start_tls) cluster).
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         self.nodes
             .iter()
-            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .map(|node| format!("{scheme}://127.0.0.1:{}", node.client_port()))
             .collect::<Vec<_>>()
             .join(",")
     }
 
-    /// A [`Config`] for this cluster with short timeouts (1 s connect, 1 s command).
+    /// A [`Config`] for this cluster with short timeouts (1 s connect, 1 s command); on a
+    /// [TLS](RedisCluster::start_tls) cluster it trusts the test authority.
     pub fn config(&self) -> Config {
-        fast_failing(self.url())
+        let mut config = fast_failing(self.url());
+        config.tls_ca_file = self.tls.as_ref().map(TlsFiles::ca_file);
+        config
     }
 
-    /// The nodes' ports, in the order of their slot ranges.
+    /// The nodes' plaintext ports (which the harness uses, also on a TLS cluster), in the
+    /// order of their slot ranges.
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(|node| node.port).collect()
     }
@@ -316,12 +375,24 @@ impl Drop for ClusterLease {
 }
 
 impl Node {
+    /// The port clients use: the TLS port on a TLS cluster.
+    fn client_port(&self) -> u16 {
+        self.tls.as_ref().map_or(self.port, |(port, _)| *port)
+    }
+
     fn launch(&self) -> Result<()> {
         let port = self.port.to_string();
-        let mut shell = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(r#"redis-server "$@" & echo $!; read -r _; kill -9 $! 2>/dev/null"#)
-            .arg("sh")
+            .arg("sh");
+        if let Some((tls_port, args)) = &self.tls {
+            command
+                .args(["--tls-port", &tls_port.to_string()])
+                .args(args);
+        }
+        let mut shell = command
             .args(["--port", &port, "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])

@@ -13,6 +13,8 @@ mod bus;
 mod commands;
 mod requests;
 mod scripts;
+#[cfg(feature = "tls")]
+mod tls;
 
 use super::cluster::{Cluster, Endpoint, Topology};
 use crate::config::Config;
@@ -159,10 +161,31 @@ pub(super) async fn within<T>(
     }
 }
 
-/// Whether the server refused the URL's user or password (or wanted one).
-fn refused_credentials(err: &RedisError) -> bool {
-    matches!(err.code(), Some("WRONGPASS" | "NOAUTH"))
+/// The configuration error behind a failed connection, if that is why it failed: the server
+/// refused the URL's user or password (or wanted one), or the client refused the server's
+/// certificate.
+fn misconfigured(err: &RedisError, config: &Config) -> Option<Error> {
+    if matches!(err.code(), Some("WRONGPASS" | "NOAUTH"))
         || err.kind() == redis::ErrorKind::AuthenticationFailed
+    {
+        return Some(Error::Config {
+            name: "REDIS_URL",
+            value: config
+                .redis_url
+                .as_deref()
+                .map(crate::config::redacted_url)
+                .unwrap_or_default(),
+            reason: format!(
+                "the server refused the credentials ({}): check the user and password",
+                err.code().unwrap_or("authentication failed")
+            ),
+        });
+    }
+    #[cfg(feature = "tls")]
+    if let Some(refused) = tls::refused_certificate(err, config) {
+        return Some(refused);
+    }
+    None
 }
 
 /// redis-rs refuses a pipeline over several slots before sending it.
@@ -217,13 +240,13 @@ impl RedisStore {
             }
             .map_err(Error::redis("CONNECT"))
         };
-        // A cluster connection reports refused credentials as "no connections": ask the
-        // first seed alone why.
+        // A cluster connection reports refused credentials or certificates as "no
+        // connections": ask the first seed alone why.
         let connecting = async {
             match (connecting.await, &store.connection.0) {
                 (Err(err), Link::Cluster(_)) => match store.subscribers.first() {
                     Some(seed) => match seed.get_multiplexed_async_connection().await {
-                        Err(refused) if refused_credentials(&refused) => {
+                        Err(refused) if misconfigured(&refused, config).is_some() => {
                             Err(Error::redis("CONNECT")(refused))
                         }
                         _ => Err(err),
@@ -235,21 +258,10 @@ impl RedisStore {
         };
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(())) => Ok(store),
-            Ok(Err(Error::Redis { source, .. })) if refused_credentials(&source) => {
-                Err(Error::Config {
-                    name: "REDIS_URL",
-                    value: config
-                        .redis_url
-                        .as_deref()
-                        .map(crate::config::redacted_url)
-                        .unwrap_or_default(),
-                    reason: format!(
-                        "the server refused the credentials ({}): check the user and password",
-                        source.code().unwrap_or("authentication failed")
-                    ),
-                })
-            }
-            Ok(Err(err)) => Err(err),
+            Ok(Err(err)) => Err(match &err {
+                Error::Redis { source, .. } => misconfigured(source, config).unwrap_or(err),
+                _ => err,
+            }),
             Err(_) => Err(Error::Timeout {
                 operation: "CONNECT",
                 after: timeout,
@@ -291,9 +303,17 @@ impl RedisStore {
             });
         }
         let endpoint = Endpoint::parse(url).map_err(invalid_url)?;
+        config.check_tls()?;
+        #[cfg(feature = "tls")]
+        let tls = tls::Tls::from_config(config)?;
+        let secured = |info: ConnectionInfo| -> Result<ConnectionInfo> {
+            #[cfg(feature = "tls")]
+            let info = tls.apply(info).map_err(invalid_url)?;
+            Ok(info.set_tcp_settings(tcp_settings()))
+        };
         let (connection, seeds) = match endpoint {
             Endpoint::Node(info) => {
-                let info = info.set_tcp_settings(tcp_settings());
+                let info = secured(*info)?;
                 let client =
                     Client::open(info.clone()).map_err(|err| invalid_url(err.to_string()))?;
                 let manager_config = ConnectionManagerConfig::new()
@@ -307,8 +327,15 @@ impl RedisStore {
                 (Link::Node(manager), vec![info])
             }
             Endpoint::Cluster(seeds) => {
+                let seeds = seeds.into_iter().map(secured).collect::<Result<Vec<_>>>()?;
                 let topology = Topology::default();
-                let client = ClusterClientBuilder::new(seeds.clone())
+                let builder = ClusterClientBuilder::new(seeds.clone());
+                #[cfg(feature = "tls")]
+                let builder = match tls.certificates() {
+                    Some(certificates) => builder.certs(certificates),
+                    None => builder,
+                };
+                let client = builder
                     .tcp_settings(tcp_settings())
                     .connection_timeout(config.connect_timeout)
                     .response_timeout(config.command_timeout)
@@ -332,10 +359,7 @@ impl RedisStore {
         };
         let subscribers = seeds
             .iter()
-            .map(|info| {
-                Client::open(info.clone().set_tcp_settings(tcp_settings()))
-                    .map_err(|err| invalid_url(err.to_string()))
-            })
+            .map(|info| Client::open(info.clone()).map_err(|err| invalid_url(err.to_string())))
             .collect::<Result<Vec<_>>>()?;
         let address = seeds
             .iter()
