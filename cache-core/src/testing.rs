@@ -34,9 +34,11 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 mod cluster;
+mod sentinel;
 mod tls;
 
 pub use self::cluster::{ClusterLease, RedisCluster};
+pub use self::sentinel::RedisSentinel;
 pub use self::tls::TlsFiles;
 
 /// Names the variable that points tests at an existing server.

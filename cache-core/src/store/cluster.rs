@@ -24,11 +24,102 @@ pub(crate) enum Endpoint {
     Node(Box<ConnectionInfo>),
     /// Several comma-separated URLs, or one `redis+cluster://` URL.
     Cluster(Vec<ConnectionInfo>),
+    /// `redis+sentinel://host:26379,host:26379/service[/db]`.
+    Sentinel(SentinelEndpoint),
+}
+
+/// What a `redis+sentinel://` URL names: the Sentinels, the service they watch, and how to log
+/// in to its primary (the URL's user, password and database).
+#[derive(Debug, Clone)]
+pub(crate) struct SentinelEndpoint {
+    pub(crate) sentinels: Vec<redis::ConnectionAddr>,
+    pub(crate) service: String,
+    pub(crate) redis: redis::RedisConnectionInfo,
+}
+
+/// The default port of a Sentinel.
+const SENTINEL_PORT: u16 = 26379;
+
+impl SentinelEndpoint {
+    /// Reads `[user:password@]host[:port],host[:port]/service[/db]` (after the scheme).
+    fn parse(address: &str, url: &str) -> Result<SentinelEndpoint, String> {
+        let shown = crate::config::redacted_url(url);
+        let (authority, path) = address.split_once('/').ok_or_else(|| {
+            format!("`{shown}` names no service: redis+sentinel://host:26379/mymaster")
+        })?;
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let mut segments = path.trim_end_matches('/').split('/');
+        let service = segments
+            .next()
+            .filter(|service| !service.is_empty())
+            .ok_or_else(|| {
+                format!("`{shown}` names no service: redis+sentinel://host:26379/mymaster")
+            })?
+            .to_owned();
+        let db = segments.next().unwrap_or("0");
+        if segments.next().is_some() || db.parse::<u32>().is_err() {
+            return Err(format!(
+                "`{shown}`: after the service comes only a database number \
+                 (redis+sentinel://host:26379/mymaster/0)"
+            ));
+        }
+        // The user and password through redis-rs's own URL reading (percent-decoding).
+        let login = match userinfo {
+            Some(userinfo) => format!("redis://{userinfo}@localhost/{db}"),
+            None => format!("redis://localhost/{db}"),
+        };
+        let redis = login
+            .as_str()
+            .into_connection_info()
+            .map_err(|err| format!("`{shown}`: {err}"))?
+            .redis_settings()
+            .clone();
+        let sentinels = hosts
+            .split(',')
+            .map(|host| {
+                let host = host.trim();
+                let (name, port) = match host.rsplit_once(':') {
+                    Some((name, port)) if !name.ends_with(':') => (
+                        name,
+                        port.parse::<u16>()
+                            .map_err(|_| format!("`{shown}`: `{host}` has no valid port"))?,
+                    ),
+                    _ => (host, SENTINEL_PORT),
+                };
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                if name.is_empty() {
+                    return Err(format!("`{shown}`: an empty Sentinel address"));
+                }
+                Ok(redis::ConnectionAddr::Tcp(name.to_owned(), port))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(SentinelEndpoint {
+            sentinels,
+            service,
+            redis,
+        })
+    }
 }
 
 impl Endpoint {
     /// Reads a `REDIS_URL`; the error is the reason, for a config error.
     pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
+        match url.trim().split_once("://") {
+            Some(("redis+sentinel", address)) => {
+                return SentinelEndpoint::parse(address, url).map(Endpoint::Sentinel);
+            }
+            Some(("rediss+sentinel", _)) => {
+                return Err(
+                    "TLS to a Sentinel-managed primary (rediss+sentinel://) is not supported \
+                     yet: use redis+sentinel:// on a trusted network"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
         let parts: Vec<&str> = url.split(',').map(str::trim).collect();
         let (first, rest) = parts.split_first().unwrap_or((&"", &[]));
         let Some((scheme, address)) = first.split_once("://") else {
@@ -473,6 +564,47 @@ mod tests {
         assert!(Endpoint::parse("localhost:6379").is_err());
         assert!(Endpoint::parse("redis://a:7000,b").is_err());
         assert!(Endpoint::parse("redis://a:7000,b:99999").is_err());
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_sentinels_service_database_and_login() {
+        let Ok(Endpoint::Sentinel(endpoint)) =
+            Endpoint::parse("redis+sentinel://app:p%40ss@10.0.0.1:26380,10.0.0.2/primary/3")
+        else {
+            panic!("a sentinel URL");
+        };
+        let sentinels: Vec<String> = endpoint.sentinels.iter().map(|a| a.to_string()).collect();
+        assert_eq!(sentinels, ["10.0.0.1:26380", "10.0.0.2:26379"]);
+        assert_eq!(endpoint.service, "primary");
+        assert_eq!(endpoint.redis.db(), 3);
+        assert_eq!(endpoint.redis.username(), Some("app"));
+        assert_eq!(endpoint.redis.password(), Some("p@ss"));
+        for bad in [
+            "redis+sentinel://10.0.0.1:26379",
+            "redis+sentinel://10.0.0.1:26379/",
+            "redis+sentinel://10.0.0.1:26379/primary/x",
+            "redis+sentinel://10.0.0.1:26379/primary/0/extra",
+            "redis+sentinel://10.0.0.1:99999/primary",
+            "redis+sentinel://10.0.0.1:26379,,10.0.0.2/primary",
+            "redis+sentinel://u:hunter2@10.0.0.1:bad/primary",
+            "rediss+sentinel://10.0.0.1:26379/primary",
+        ] {
+            let err = Endpoint::parse(bad).expect_err(bad);
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_sentinel_url_parses_or_is_an_error_without_the_password(
+            address in "\\PC{0,40}",
+            password in "[A-Za-z0-9]{6,12}",
+        ) {
+            let url = format!("redis+sentinel://u:{password}@{address}");
+            if let Err(err) = Endpoint::parse(&url) {
+                proptest::prop_assert!(!err.contains(&format!(":{password}@")), "{}", err);
+            }
+        }
     }
 
     #[test]

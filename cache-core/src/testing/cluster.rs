@@ -1,6 +1,7 @@
 //! A private Redis Cluster for tests: three primaries on free loopback ports, joined with
 //! `redis-cli --cluster create`.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -61,7 +62,7 @@ struct Node {
 
 /// A `redis-server` under `sh`, which kills it once its standard input closes.
 #[derive(Debug)]
-struct Supervised {
+pub(super) struct Supervised {
     shell: Child,
     stdin: Option<ChildStdin>,
     pid: u32,
@@ -382,44 +383,41 @@ impl Node {
 
     fn launch(&self) -> Result<()> {
         let port = self.port.to_string();
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(r#"redis-server "$@" & echo $!; read -r _; kill -9 $! 2>/dev/null"#)
-            .arg("sh");
-        if let Some((tls_port, args)) = &self.tls {
-            command
-                .args(["--tls-port", &tls_port.to_string()])
-                .args(args);
+        let mut args: Vec<OsString> = Vec::new();
+        if let Some((tls_port, tls_args)) = &self.tls {
+            args.extend(["--tls-port".into(), tls_port.to_string().into()]);
+            args.extend(tls_args.iter().cloned());
         }
-        let mut shell = command
-            .args(["--port", &port, "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
-            .args(["--cluster-require-full-coverage", "no"])
-            .arg("--cluster-config-file")
-            .arg(self.dir.join("nodes.conf"))
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--logfile")
-            .arg(self.dir.join("redis.log"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(harness("could not run sh to start redis-server"))?;
-        let stdin = shell.stdin.take();
-        let mut pid = String::new();
-        if let Some(stdout) = shell.stdout.take() {
-            BufReader::new(stdout)
-                .read_line(&mut pid)
-                .map_err(harness("could not read redis-server's pid"))?;
-        }
-        let pid = pid
-            .trim()
-            .parse()
-            .map_err(|_| failure(format!("no redis-server pid from sh: `{pid}`")))?;
-        *lock(&self.process) = Some(Supervised { shell, stdin, pid });
+        args.extend(
+            [
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "2000",
+                "--cluster-require-full-coverage",
+                "no",
+                "--cluster-config-file",
+            ]
+            .map(OsString::from),
+        );
+        args.extend([
+            self.dir.join("nodes.conf").into_os_string(),
+            "--dir".into(),
+            self.dir.clone().into_os_string(),
+            "--logfile".into(),
+            self.dir.join("redis.log").into_os_string(),
+        ]);
+        *lock(&self.process) = Some(Supervised::spawn(&args)?);
         Ok(())
     }
 
@@ -463,7 +461,35 @@ impl Node {
 }
 
 impl Supervised {
-    fn end(mut self) -> Result<()> {
+    /// `redis-server args` under `sh`, which kills it once this process's end of its standard
+    /// input closes (so no server outlives the test process).
+    pub(super) fn spawn(args: &[OsString]) -> Result<Supervised> {
+        let mut shell = Command::new("sh")
+            .arg("-c")
+            .arg(r#"redis-server "$@" & echo $!; read -r _; kill -9 $! 2>/dev/null"#)
+            .arg("sh")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(harness("could not run sh to start redis-server"))?;
+        let stdin = shell.stdin.take();
+        let mut pid = String::new();
+        if let Some(stdout) = shell.stdout.take() {
+            BufReader::new(stdout)
+                .read_line(&mut pid)
+                .map_err(harness("could not read redis-server's pid"))?;
+        }
+        let pid = pid
+            .trim()
+            .parse()
+            .map_err(|_| failure(format!("no redis-server pid from sh: `{pid}`")))?;
+        Ok(Supervised { shell, stdin, pid })
+    }
+
+    /// Kills the server and waits for its shell.
+    pub(super) fn end(mut self) -> Result<()> {
         let _ = send_signal(self.pid, "KILL");
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.write_all(b"\n");
@@ -483,7 +509,7 @@ impl Drop for Node {
     }
 }
 
-fn redis_cli(args: &[impl AsRef<std::ffi::OsStr>]) -> Result<std::process::Output> {
+pub(super) fn redis_cli(args: &[impl AsRef<std::ffi::OsStr>]) -> Result<std::process::Output> {
     Command::new("redis-cli")
         .args(args)
         .stdin(Stdio::null())
@@ -494,7 +520,7 @@ fn redis_cli(args: &[impl AsRef<std::ffi::OsStr>]) -> Result<std::process::Outpu
         })
 }
 
-fn failure(reason: String) -> Error {
+pub(super) fn failure(reason: String) -> Error {
     Error::Harness {
         reason,
         source: None,

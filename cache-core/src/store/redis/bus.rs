@@ -17,6 +17,8 @@ pub(super) const BUS_PING: Duration = Duration::from_secs(1);
 pub(super) struct Bus {
     pub(super) seeds: Arc<[Client]>,
     pub(super) topology: Option<Topology>,
+    /// A Sentinel-managed store's primary, where notices are published.
+    pub(super) primary: Option<super::sentinel::SentinelLink>,
     pub(super) channel: String,
     pub(super) patience: Duration,
 }
@@ -62,13 +64,19 @@ impl Bus {
 
     /// Subscribes on the first server that answers in time: on a cluster, first the primary
     /// of the channel's slot, where notices are published (so they need no hop over the
-    /// cluster bus), then the seeds in turn.
+    /// cluster bus), then the seeds in turn; under Sentinel, the current primary.
     async fn subscribe(&self) -> Option<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
-        let owner = self
-            .topology
-            .as_ref()
-            .and_then(|topology| topology.primary_of(cluster::slot(&self.channel)))
-            .and_then(|node| cluster::client_for(&self.seeds[0], &node));
+        let owner = match &self.primary {
+            Some(primary) => tokio::time::timeout(self.patience, primary.client())
+                .await
+                .ok()?
+                .ok(),
+            None => self
+                .topology
+                .as_ref()
+                .and_then(|topology| topology.primary_of(cluster::slot(&self.channel)))
+                .and_then(|node| cluster::client_for(self.seeds.first()?, &node)),
+        };
         for client in owner.iter().chain(self.seeds.iter()) {
             let attempt = async {
                 let (mut sink, messages) = client.get_async_pubsub().await?.split();

@@ -286,13 +286,15 @@ impl Store for RedisStore {
 
     fn subscribe(&self, channel: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let topology = match &self.connection.0 {
-            Link::Node(_) => None,
-            Link::Cluster(cluster) => Some(cluster.topology.clone()),
+        let (topology, primary) = match &self.connection.0 {
+            Link::Node(_) => (None, None),
+            Link::Cluster(cluster) => (Some(cluster.topology.clone()), None),
+            Link::Sentinel(primary) => (None, Some(primary.clone())),
         };
         let bus = Bus {
             seeds: Arc::clone(&self.subscribers),
             topology,
+            primary,
             channel: channel.to_owned(),
             patience: self.command_timeout.min(BUS_PING),
         };

@@ -13,6 +13,7 @@ mod bus;
 mod commands;
 mod requests;
 mod scripts;
+mod sentinel;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -88,6 +89,7 @@ pub struct RedisConnection(Link, Option<Duration>);
 enum Link {
     Node(ConnectionManager),
     Cluster(Cluster),
+    Sentinel(sentinel::SentinelLink),
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -95,6 +97,7 @@ impl std::fmt::Debug for RedisConnection {
         let kind = match &self.0 {
             Link::Node(_) => "node",
             Link::Cluster(_) => "cluster",
+            Link::Sentinel(_) => "sentinel",
         };
         f.debug_tuple("RedisConnection").field(&kind).finish()
     }
@@ -108,6 +111,10 @@ impl ConnectionLike for RedisConnection {
                 None => node.req_packed_command(cmd),
             },
             Link::Cluster(cluster) => cluster.connection.req_packed_command(cmd),
+            Link::Sentinel(primary) => match self.1 {
+                Some(after) => Box::pin(within(after, primary.req_packed_command(cmd))),
+                None => primary.req_packed_command(cmd),
+            },
         }
     }
 
@@ -137,6 +144,13 @@ impl ConnectionLike for RedisConnection {
                     other => other,
                 }
             }),
+            Link::Sentinel(primary) => match self.1 {
+                Some(after) => Box::pin(within(
+                    after,
+                    primary.req_packed_commands(pipeline, offset, count),
+                )),
+                None => primary.req_packed_commands(pipeline, offset, count),
+            },
         }
     }
 
@@ -144,6 +158,7 @@ impl ConnectionLike for RedisConnection {
         match &self.0 {
             Link::Node(node) => node.get_db(),
             Link::Cluster(_) => 0,
+            Link::Sentinel(primary) => primary.get_db(),
         }
     }
 }
@@ -231,6 +246,7 @@ impl RedisStore {
             let ping = redis::cmd("PING");
             match &store.connection.0 {
                 Link::Node(node) => ping.query_async::<()>(&mut node.clone()).await,
+                Link::Sentinel(primary) => ping.query_async::<()>(&mut primary.clone()).await,
                 Link::Cluster(cluster) => cluster
                     .connection
                     .clone()
@@ -356,6 +372,40 @@ impl RedisStore {
                 };
                 (Link::Cluster(cluster), seeds)
             }
+            Endpoint::Sentinel(endpoint) => {
+                if config.tls_ca_file.is_some()
+                    || config.tls_cert_file.is_some()
+                    || config.tls_insecure_skip_verify
+                {
+                    return Err(invalid_url(
+                        "TLS settings are set, but TLS to a Sentinel-managed primary is not \
+                         supported yet"
+                            .into(),
+                    ));
+                }
+                let link =
+                    sentinel::SentinelLink::new(&endpoint, tcp_settings(), config.connect_timeout)
+                        .map_err(|err| invalid_url(err.to_string()))?;
+                let address = format!(
+                    "sentinel:{}/{}",
+                    endpoint
+                        .sentinels
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    endpoint.service
+                );
+                let store = RedisStore {
+                    connection: RedisConnection(Link::Sentinel(link), None),
+                    subscribers: Arc::new([]),
+                    address,
+                    command_timeout: config.command_timeout,
+                    monitor: Arc::default(),
+                };
+                store.spawn_health_checks(config.health_check_interval);
+                return Ok(store);
+            }
         };
         let subscribers = seeds
             .iter()
@@ -408,6 +458,9 @@ impl RedisStore {
                     return;
                 };
                 let healthy = probe.ping().await.is_ok();
+                if let (false, Link::Sentinel(primary)) = (healthy, &probe.connection.0) {
+                    primary.forget_current();
+                }
                 monitor.healthy.store(healthy, Ordering::Relaxed);
                 monitor.checks.fetch_add(1, Ordering::Relaxed);
             }

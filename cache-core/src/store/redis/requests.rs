@@ -44,6 +44,7 @@ impl RedisStore {
         let request = async {
             match &self.connection.0 {
                 Link::Node(node) => invocation.invoke_async(&mut node.clone()).await,
+                Link::Sentinel(primary) => invocation.invoke_async(&mut primary.clone()).await,
                 Link::Cluster(cluster) => {
                     let mut connection = cluster.for_script(cluster::slot(key.as_bytes()));
                     invocation.invoke_async(&mut connection).await
@@ -105,7 +106,7 @@ impl RedisStore {
         };
         let first = first.as_ref();
         let replies: Vec<Value> = match &self.connection.0 {
-            Link::Node(_) => {
+            Link::Node(_) | Link::Sentinel(_) => {
                 let mut pipe = redis::pipe();
                 for (_, cmd) in commands {
                     pipe.add_command(cmd.clone());
@@ -144,7 +145,7 @@ impl RedisStore {
         request: impl Future<Output = RedisResult<T>>,
     ) -> Result<T> {
         let result = match &self.connection.0 {
-            Link::Node(_) => super::within(self.command_timeout, request).await,
+            Link::Node(_) | Link::Sentinel(_) => super::within(self.command_timeout, request).await,
             // The cluster connection bounds each attempt itself (and retries within its
             // response timeout), as configured at connect.
             Link::Cluster(_) => request.await,
@@ -155,10 +156,17 @@ impl RedisStore {
                 key: key.to_owned(),
                 operation,
             }),
-            Err(err) if err.is_timeout() => Err(Error::Timeout {
-                operation,
-                after: self.command_timeout,
-            }),
+            Err(err) if err.is_timeout() => {
+                // A frozen primary answers nothing, so no reply tells that it is gone: under
+                // Sentinel, ask again which server is primary before the next request.
+                if let Link::Sentinel(primary) = &self.connection.0 {
+                    primary.forget_current();
+                }
+                Err(Error::Timeout {
+                    operation,
+                    after: self.command_timeout,
+                })
+            }
             Err(source) => Err(Error::Redis { operation, source }),
         }
     }
@@ -245,7 +253,7 @@ impl RedisStore {
     pub(super) async fn server_facts(&self) -> Result<(Option<String>, Option<u64>)> {
         let info = redis::cmd("INFO").arg("server").arg("memory").to_owned();
         let reports: Vec<String> = match &self.connection.0 {
-            Link::Node(_) => vec![self.query("INFO", "", &info).await?],
+            Link::Node(_) | Link::Sentinel(_) => vec![self.query("INFO", "", &info).await?],
             Link::Cluster(cluster) => {
                 let primaries = self.primaries(cluster).await?;
                 let replies = primaries

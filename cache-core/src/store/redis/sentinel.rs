@@ -1,0 +1,231 @@
+//! A Sentinel-managed primary (`redis+sentinel://`): one multiplexed connection to the primary
+//! the Sentinels name, replaced by asking them again once it fails.
+//!
+//! redis-rs resolves a primary through its Sentinels (checking that the server it names
+//! reports the `master` role) but keeps no connection that follows a failover; this one does.
+//! A connection is dropped when a request on it fails in a way that means the server is gone
+//! or no longer primary (an I/O error, a dropped connection, `READONLY`), or when a request
+//! or the store's health check times out on it; the next request asks the Sentinels again (one caller at a
+//! time; the others wait for its answer). While no primary can be found, requests fail at
+//! once rather than each asking the Sentinels, for [`RESOLVE_PAUSE`] after a failed attempt.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{AsyncConnectionConfig, Client, RedisError, RedisFuture, Value};
+
+use crate::store::cluster::SentinelEndpoint;
+
+/// Time after a failed search for the primary during which requests fail without searching.
+const RESOLVE_PAUSE: Duration = Duration::from_millis(100);
+
+/// See the module documentation.
+#[derive(Clone)]
+pub(super) struct SentinelLink(Arc<Shared>);
+
+struct Shared {
+    resolver: tokio::sync::Mutex<Resolver>,
+    current: RwLock<Option<Primary>>,
+    connect_timeout: Duration,
+    db: i64,
+    service: String,
+}
+
+struct Resolver {
+    sentinels: SentinelClient,
+    failed_at: Option<Instant>,
+    generation: u64,
+}
+
+#[derive(Clone)]
+struct Primary {
+    connection: MultiplexedConnection,
+    client: Client,
+    generation: u64,
+}
+
+impl SentinelLink {
+    pub(super) fn new(
+        endpoint: &SentinelEndpoint,
+        tcp: redis::io::tcp::TcpSettings,
+        connect_timeout: Duration,
+    ) -> redis::RedisResult<SentinelLink> {
+        let mut builder = SentinelClientBuilder::new(
+            endpoint.sentinels.clone(),
+            &endpoint.service,
+            SentinelServerType::Master,
+        )?
+        .set_client_to_redis_db(endpoint.redis.db())
+        .set_client_to_redis_tcp_settings(tcp.clone())
+        .set_client_to_sentinel_tcp_settings(tcp);
+        if let Some(username) = endpoint.redis.username() {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = endpoint.redis.password() {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        Ok(SentinelLink(Arc::new(Shared {
+            resolver: tokio::sync::Mutex::new(Resolver {
+                sentinels: builder.build()?,
+                failed_at: None,
+                generation: 0,
+            }),
+            current: RwLock::new(None),
+            connect_timeout,
+            db: endpoint.redis.db(),
+            service: endpoint.service.clone(),
+        })))
+    }
+
+    fn current(&self) -> Option<Primary> {
+        self.0
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The connection to the primary, asking the Sentinels for it when there is none.
+    async fn primary(&self) -> redis::RedisResult<Primary> {
+        if let Some(primary) = self.current() {
+            return Ok(primary);
+        }
+        let mut resolver = self.0.resolver.lock().await;
+        // Another caller may have found it while this one waited.
+        if let Some(primary) = self.current() {
+            return Ok(primary);
+        }
+        if resolver
+            .failed_at
+            .is_some_and(|at| at.elapsed() < RESOLVE_PAUSE)
+        {
+            return Err(self.no_primary());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.0.connect_timeout))
+            .set_response_timeout(None);
+        let search = async {
+            let client = resolver.sentinels.async_get_client().await?;
+            let connection = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::RedisResult::Ok((client, connection))
+        };
+        match tokio::time::timeout(self.0.connect_timeout, search).await {
+            Ok(Ok((client, connection))) => {
+                resolver.failed_at = None;
+                resolver.generation += 1;
+                let primary = Primary {
+                    connection,
+                    client,
+                    generation: resolver.generation,
+                };
+                *self
+                    .0
+                    .current
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(primary.clone());
+                Ok(primary)
+            }
+            Ok(Err(err)) => {
+                resolver.failed_at = Some(Instant::now());
+                Err(err)
+            }
+            Err(_) => {
+                resolver.failed_at = Some(Instant::now());
+                Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
+            }
+        }
+    }
+
+    fn no_primary(&self) -> RedisError {
+        std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            format!(
+                "no primary for `{}`: the Sentinels were asked less than {RESOLVE_PAUSE:?} ago",
+                self.0.service
+            ),
+        )
+        .into()
+    }
+
+    /// Drops connection `generation` (not a newer one another caller already made).
+    fn forget(&self, generation: u64) {
+        let mut current = self
+            .0
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current
+            .as_ref()
+            .is_some_and(|primary| primary.generation == generation)
+        {
+            *current = None;
+        }
+    }
+
+    /// Drops the current connection: a request or the health check timed out on it (a
+    /// frozen server answers nothing, so no reply says it is gone).
+    pub(super) fn forget_current(&self) {
+        *self
+            .0
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// A client for the current primary (for a subscription).
+    pub(super) async fn client(&self) -> redis::RedisResult<Client> {
+        self.primary().await.map(|primary| primary.client)
+    }
+
+    fn settle<T>(&self, generation: u64, result: &redis::RedisResult<T>) {
+        if let Err(err) = result
+            && lost_primary(err)
+        {
+            self.forget(generation);
+        }
+    }
+}
+
+/// Whether `err` means the connection's server is gone or no longer the primary.
+fn lost_primary(err: &RedisError) -> bool {
+    err.is_unrecoverable_error()
+        || err.is_connection_dropped()
+        || err.is_io_error()
+        || matches!(err.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+}
+
+impl ConnectionLike for SentinelLink {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let mut primary = self.primary().await?;
+            let result = primary.connection.req_packed_command(cmd).await;
+            self.settle(primary.generation, &result);
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let mut primary = self.primary().await?;
+            let result = primary
+                .connection
+                .req_packed_commands(pipeline, offset, count)
+                .await;
+            self.settle(primary.generation, &result);
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.db
+    }
+}

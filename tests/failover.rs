@@ -1,0 +1,309 @@
+//! High availability: killing the primary of a Sentinel-managed pair, or a Redis Cluster
+//! primary that has a replica, under load. Cached calls never surface an error and always
+//! return the right value; sessions fail closed during the switch (an error, never another
+//! user's session or a stale grant) and work after it, with the same objects; the time to
+//! recover is measured and printed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionToken};
+use cachemere::testing::RedisSentinel;
+use cachemere::{Cache, Config, RedisStore, Store, Ttl, cache_result};
+
+const DEADLINE: Duration = Duration::from_millis(200);
+const COOLDOWN: Duration = Duration::from_millis(300);
+
+fn tuned(mut config: Config) -> Config {
+    config.cache_operation_timeout = DEADLINE;
+    config.cache_breaker_cooldown = COOLDOWN;
+    config
+}
+
+#[cache_result("failover:{id}", cache = cache)]
+async fn lookup(cache: &Cache, runs: &AtomicU64, id: u32) -> u32 {
+    runs.fetch_add(1, Ordering::Relaxed);
+    id * 2
+}
+
+/// Four tasks calling the cached function until stopped.
+struct Load {
+    calls: Arc<AtomicU64>,
+    wrong: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Duration>>,
+}
+
+impl Load {
+    fn start(cache: &Cache, runs: &Arc<AtomicU64>) -> Load {
+        let calls = Arc::new(AtomicU64::new(0));
+        let wrong = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..4u32)
+            .map(|task| {
+                let (cache, runs, calls, wrong, stop) = (
+                    cache.clone(),
+                    runs.clone(),
+                    calls.clone(),
+                    wrong.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut slowest = Duration::ZERO;
+                    let mut i = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = (task * 100 + i) % 50;
+                        let started = Instant::now();
+                        let value = lookup(&cache, &runs, id).await;
+                        slowest = slowest.max(started.elapsed());
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        if value != id * 2 {
+                            wrong.fetch_add(1, Ordering::Relaxed);
+                        }
+                        i += 1;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        Load {
+            calls,
+            wrong,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Stops the tasks; the slowest call any of them made.
+    async fn finish(self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut slowest = Duration::ZERO;
+        for task in self.tasks {
+            slowest = slowest.max(task.await.expect("no panic in a cached call"));
+        }
+        assert_eq!(self.wrong.load(Ordering::Relaxed), 0, "a wrong value");
+        slowest
+    }
+}
+
+/// Polls until a value written through the cache after the kill reads back from the store;
+/// the time since `since`.
+async fn until_cached(cache: &Cache, store: &dyn Store, since: Instant) -> Duration {
+    loop {
+        let key = format!("failover:probe:{}", since.elapsed().as_nanos());
+        if cache.set(&key, &1u8, Ttl::Short).await.is_ok()
+            && store.get(&key).await.is_ok_and(|value| value.is_some())
+        {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "caching never resumed after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reads `token` until it is answered; every answer meanwhile must deny (an error), never
+/// grant another user or report the session gone. Returns (errors seen, time to answer).
+async fn until_session_reads(
+    sessions: &SessionManager,
+    token: &SessionToken,
+    since: Instant,
+) -> (u32, Duration) {
+    let mut errors = 0;
+    loop {
+        match sessions.get_session(token).await {
+            Ok(Some(session)) => {
+                assert_eq!(session.user_id, "u");
+                return (errors, since.elapsed());
+            }
+            Ok(None) => panic!("the replicated session was reported gone during the switch"),
+            Err(_) => errors += 1,
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "sessions never worked again after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the primary's replicas acknowledged every write so far (`WAIT`), so that a
+/// failover loses nothing this test wrote.
+async fn replicated(store: &RedisStore, key: &str) {
+    let mut connection = store.connection();
+    let acknowledged: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut connection)
+        .await
+        .unwrap_or_else(|err| panic!("WAIT for {key}: {err}"));
+    assert_eq!(acknowledged, 1, "the replica acknowledged the writes");
+}
+
+/// Waits out the failover from `old` while sessions and the cache are polled from `killed`:
+/// (promoted, failover time, cached calls during it, (session reads denied, sessions back
+/// at), caching back at).
+#[allow(clippy::too_many_arguments)]
+async fn switch(
+    sentinel: &RedisSentinel,
+    old: usize,
+    load: &Load,
+    sessions: &SessionManager,
+    token: &SessionToken,
+    cache: &Cache,
+    store: &RedisStore,
+    killed: Instant,
+    before: u64,
+) -> (usize, Duration, u64, (u32, Duration), Duration) {
+    let session_poll = {
+        let (sessions, token) = (sessions.clone(), token.clone());
+        tokio::spawn(async move { until_session_reads(&sessions, &token, killed).await })
+    };
+    let cache_poll = {
+        let (cache, store) = (cache.clone(), store.clone());
+        tokio::spawn(async move { until_cached(&cache, &store, killed).await })
+    };
+    let promoted =
+        tokio::task::block_in_place(|| sentinel.wait_for_failover(old, Duration::from_secs(30)))
+            .expect("the Sentinels promote the replica");
+    let failover = killed.elapsed();
+    let during = load.calls.load(Ordering::Relaxed) - before;
+    let sessions_back = session_poll.await.expect("session poll");
+    let cached = cache_poll.await.expect("cache poll");
+    (promoted, failover, during, sessions_back, cached)
+}
+
+#[tokio::test]
+async fn a_sentinel_url_reaches_the_primary_for_cache_local_tier_and_sessions() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let config = sentinel.config();
+    let store = RedisStore::connect(&config)
+        .await
+        .expect("connect through Sentinel");
+    assert!(
+        store.address().starts_with("sentinel:"),
+        "{}",
+        store.address()
+    );
+    let cache = Cache::builder(store.clone())
+        .local_cache(1 << 20, Duration::from_secs(60))
+        .build();
+    let started = Instant::now();
+    while cache.local_cache_active() != Some(true) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the local tier's subscription never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cache.set("k", &7u32, Ttl::Long).await.expect("set");
+    assert_eq!(cache.get::<u32>("k").await.expect("get"), Some(7));
+    let role: Vec<redis::Value> = redis::cmd("ROLE")
+        .query_async(&mut store.connection())
+        .await
+        .expect("ROLE");
+    assert_eq!(
+        role.first(),
+        Some(&redis::Value::BulkString(b"master".to_vec())),
+        "commands go to the primary"
+    );
+    let sessions = SessionManager::new(store, SessionConfig::default().secret("sentinel"));
+    let token = sessions
+        .create_session("42", SessionData::new(), None)
+        .await
+        .expect("create");
+    let read = sessions.get_session(&token).await.expect("read");
+    assert_eq!(read.map(|s| s.user_id), Some("42".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_sentinel_primary_under_load_surfaces_no_error_and_sessions_fail_closed() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let config = tuned(sentinel.config());
+    let store = RedisStore::connect(&config)
+        .await
+        .expect("connect through Sentinel");
+    let cache = Cache::builder(store.clone()).config(&config).build();
+    let sessions = SessionManager::new(store.clone(), SessionConfig::from_config(&config));
+    let token = sessions
+        .create_session("u", SessionData::new(), None)
+        .await
+        .expect("create");
+    let runs = Arc::new(AtomicU64::new(0));
+    let load = Load::start(&cache, &runs);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    replicated(&store, "the session").await;
+
+    let old = sentinel.primary().expect("the primary");
+    let killed = Instant::now();
+    sentinel.kill(old).expect("SIGKILL the primary");
+    let before = load.calls.load(Ordering::Relaxed);
+    let (promoted, failover, during, (denied, sessions_back), cached) = switch(
+        &sentinel, old, &load, &sessions, &token, &cache, &store, killed, before,
+    )
+    .await;
+    let slowest = load.finish().await;
+    assert_ne!(promoted, old);
+    assert!(during > 0, "cached calls were answered during the switch");
+    let after = sessions
+        .create_session("u", SessionData::new(), None)
+        .await
+        .expect("sessions work after the switch, same manager");
+    assert!(sessions.get_session(&after).await.expect("read").is_some());
+    let stats = cache.stats();
+    println!(
+        "sentinel failover (kill): promoted after {failover:?}; {during} cached calls during it, 0 errors \
+         surfaced, slowest {slowest:?}; sessions denied {denied} reads then answered at \
+         {sessions_back:?}; caching resumed at {cached:?} (store errors {}, trips {})",
+        stats.errors, stats.circuit_trips
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_sentinel_primary_is_left_for_the_promoted_replica() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let config = tuned(sentinel.config());
+    let store = RedisStore::connect(&config)
+        .await
+        .expect("connect through Sentinel");
+    let cache = Cache::builder(store.clone()).config(&config).build();
+    let sessions = SessionManager::new(store.clone(), SessionConfig::from_config(&config));
+    let token = sessions
+        .create_session("u", SessionData::new(), None)
+        .await
+        .expect("create");
+    let runs = Arc::new(AtomicU64::new(0));
+    let load = Load::start(&cache, &runs);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    replicated(&store, "the session").await;
+
+    let old = sentinel.primary().expect("the primary");
+    let frozen = Instant::now();
+    sentinel.pause(old).expect("SIGSTOP the primary");
+    let before = load.calls.load(Ordering::Relaxed);
+    let (promoted, failover, during, (denied, sessions_back), cached) = switch(
+        &sentinel, old, &load, &sessions, &token, &cache, &store, frozen, before,
+    )
+    .await;
+    let slowest = load.finish().await;
+    sentinel.resume(old).expect("SIGCONT");
+    assert_ne!(promoted, old);
+    // Nothing answers from a frozen server: the store must leave it on a timeout, not on
+    // the next health check (`REDIS_HEALTH_CHECK_INTERVAL`, 30 s here).
+    assert_eq!(config.health_check_interval, Duration::from_secs(30));
+    assert!(
+        cached < failover + Duration::from_secs(10),
+        "the store stayed on the frozen primary: caching resumed {cached:?} after the freeze, \
+         the replica was promoted after {failover:?}"
+    );
+    assert!(during > 0, "cached calls were answered during the switch");
+    println!(
+        "sentinel failover (freeze): promoted after {failover:?}; {during} cached calls during \
+         it, 0 errors surfaced, slowest {slowest:?}; sessions denied {denied} reads then \
+         answered at {sessions_back:?}; caching resumed at {cached:?}"
+    );
+}
