@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionToken};
-use cachemere::testing::RedisSentinel;
+use cachemere::testing::{RedisCluster, RedisSentinel};
 use cachemere::{Cache, Config, RedisStore, Store, Ttl, cache_result};
 
 const DEADLINE: Duration = Duration::from_millis(200);
@@ -88,11 +88,20 @@ impl Load {
     }
 }
 
-/// Polls until a value written through the cache after the kill reads back from the store;
-/// the time since `since`.
-async fn until_cached(cache: &Cache, store: &dyn Store, since: Instant) -> Duration {
+/// Polls until a value written through the cache after the kill, under a new key that
+/// `probes` accepts (on a cluster: one on the lost primary's slots), reads back from the
+/// store; the time since `since`.
+async fn until_cached(
+    cache: &Cache,
+    store: &dyn Store,
+    probes: impl Fn(&str) -> bool,
+    since: Instant,
+) -> Duration {
+    let mut keys = (0u64..)
+        .map(|n| format!("failover:probe:{n}"))
+        .filter(|key| probes(key));
     loop {
-        let key = format!("failover:probe:{}", since.elapsed().as_nanos());
+        let key = keys.next().expect("endless keys");
         if cache.set(&key, &1u8, Ttl::Short).await.is_ok()
             && store.get(&key).await.is_ok_and(|value| value.is_some())
         {
@@ -144,13 +153,13 @@ async fn replicated(store: &RedisStore, key: &str) {
     assert_eq!(acknowledged, 1, "the replica acknowledged the writes");
 }
 
-/// Waits out the failover from `old` while sessions and the cache are polled from `killed`:
-/// (promoted, failover time, cached calls during it, (session reads denied, sessions back
-/// at), caching back at).
+/// Waits out a failover (`promotion`, blocking) while sessions and the cache are polled from
+/// `killed`: (promoted, failover time, cached calls during it, (session reads denied,
+/// sessions back at), caching back at).
 #[allow(clippy::too_many_arguments)]
 async fn switch(
-    sentinel: &RedisSentinel,
-    old: usize,
+    promotion: impl FnOnce() -> cachemere::Result<usize>,
+    probes: impl Fn(&str) -> bool + Send + Sync + 'static,
     load: &Load,
     sessions: &SessionManager,
     token: &SessionToken,
@@ -165,11 +174,9 @@ async fn switch(
     };
     let cache_poll = {
         let (cache, store) = (cache.clone(), store.clone());
-        tokio::spawn(async move { until_cached(&cache, &store, killed).await })
+        tokio::spawn(async move { until_cached(&cache, &store, probes, killed).await })
     };
-    let promoted =
-        tokio::task::block_in_place(|| sentinel.wait_for_failover(old, Duration::from_secs(30)))
-            .expect("the Sentinels promote the replica");
+    let promoted = tokio::task::block_in_place(promotion).expect("a replica is promoted");
     let failover = killed.elapsed();
     let during = load.calls.load(Ordering::Relaxed) - before;
     let sessions_back = session_poll.await.expect("session poll");
@@ -243,7 +250,15 @@ async fn killing_the_sentinel_primary_under_load_surfaces_no_error_and_sessions_
     sentinel.kill(old).expect("SIGKILL the primary");
     let before = load.calls.load(Ordering::Relaxed);
     let (promoted, failover, during, (denied, sessions_back), cached) = switch(
-        &sentinel, old, &load, &sessions, &token, &cache, &store, killed, before,
+        || sentinel.wait_for_failover(old, Duration::from_secs(30)),
+        |_| true,
+        &load,
+        &sessions,
+        &token,
+        &cache,
+        &store,
+        killed,
+        before,
     )
     .await;
     let slowest = load.finish().await;
@@ -286,7 +301,15 @@ async fn a_frozen_sentinel_primary_is_left_for_the_promoted_replica() {
     sentinel.pause(old).expect("SIGSTOP the primary");
     let before = load.calls.load(Ordering::Relaxed);
     let (promoted, failover, during, (denied, sessions_back), cached) = switch(
-        &sentinel, old, &load, &sessions, &token, &cache, &store, frozen, before,
+        || sentinel.wait_for_failover(old, Duration::from_secs(30)),
+        |_| true,
+        &load,
+        &sessions,
+        &token,
+        &cache,
+        &store,
+        frozen,
+        before,
     )
     .await;
     let slowest = load.finish().await;
@@ -305,5 +328,64 @@ async fn a_frozen_sentinel_primary_is_left_for_the_promoted_replica() {
         "sentinel failover (freeze): promoted after {failover:?}; {during} cached calls during \
          it, 0 errors surfaced, slowest {slowest:?}; sessions denied {denied} reads then \
          answered at {sessions_back:?}; caching resumed at {cached:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_cluster_primary_with_a_replica_under_load_surfaces_no_error() {
+    let cluster = RedisCluster::start_with_replicas().expect("start a cluster with replicas");
+    let config = tuned(cluster.config());
+    let store = RedisStore::connect(&config)
+        .await
+        .expect("connect to the cluster");
+    let cache = Cache::builder(store.clone()).config(&config).build();
+    let sessions = SessionManager::new(store.clone(), SessionConfig::from_config(&config));
+    // The node to kill holds this session (a user's sessions share a slot) and some of the
+    // cached keys.
+    let token = sessions
+        .create_session("u", SessionData::new(), None)
+        .await
+        .expect("create");
+    let old = cluster.node_of(&format!("{{{}}}", &token.expose()[5..37]));
+    assert!(
+        (0..50).any(|id| cluster.node_of(&format!("failover:{id}")) == old),
+        "cached keys live on the node killed"
+    );
+    let runs = Arc::new(AtomicU64::new(0));
+    let load = Load::start(&cache, &runs);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| cluster.wait_replicated(Duration::from_secs(10)))
+        .expect("the replicas catch up");
+
+    let killed = Instant::now();
+    cluster.kill(old).expect("SIGKILL the primary");
+    let before = load.calls.load(Ordering::Relaxed);
+    let (promoted, failover, during, (denied, sessions_back), cached) = switch(
+        || cluster.wait_for_failover(old, Duration::from_secs(30)),
+        {
+            let on_old: std::collections::HashSet<String> = (0..2000)
+                .map(|n| format!("failover:probe:{n}"))
+                .filter(|key| cluster.node_of(key) == old)
+                .collect();
+            move |key| on_old.contains(key)
+        },
+        &load,
+        &sessions,
+        &token,
+        &cache,
+        &store,
+        killed,
+        before,
+    )
+    .await;
+    let slowest = load.finish().await;
+    assert_ne!(promoted, old);
+    assert!(during > 0, "cached calls were answered during the switch");
+    let stats = cache.stats();
+    println!(
+        "cluster failover (kill): promoted after {failover:?}; {during} cached calls during it, \
+         0 errors surfaced, slowest {slowest:?}; sessions denied {denied} reads then answered \
+         at {sessions_back:?}; caching resumed at {cached:?} (store errors {}, trips {})",
+        stats.errors, stats.circuit_trips
     );
 }

@@ -45,6 +45,7 @@ const START_ATTEMPTS: usize = 5;
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    replicas: bool,
     tls: Option<TlsFiles>,
     _dir: tempfile::TempDir,
 }
@@ -55,7 +56,8 @@ struct Node {
     port: u16,
     /// A TLS cluster's: the port clients use, and the certificate files.
     tls: Option<(u16, Vec<std::ffi::OsString>)>,
-    slots: (u16, u16),
+    /// The slots a primary served when the cluster started (`None` for a replica).
+    slots: Option<(u16, u16)>,
     dir: std::path::PathBuf,
     process: Mutex<Option<Supervised>>,
 }
@@ -88,7 +90,14 @@ impl RedisCluster {
     /// `cluster_state:ok`. Fails (never skips) with installation advice when `redis-server`
     /// or `redis-cli` is missing.
     pub fn start() -> Result<RedisCluster> {
-        RedisCluster::start_with(false)
+        RedisCluster::start_with(false, false)
+    }
+
+    /// A cluster of three primaries with one replica each (six nodes): when a primary is
+    /// killed or frozen, its replica takes over its slots after the node timeout (2 s)
+    /// ([`wait_for_failover`](RedisCluster::wait_for_failover)).
+    pub fn start_with_replicas() -> Result<RedisCluster> {
+        RedisCluster::start_with(false, true)
     }
 
     /// A cluster whose nodes take clients over TLS only through
@@ -96,13 +105,13 @@ impl RedisCluster {
     /// authority ([`TlsFiles`]) that [`config`](RedisCluster::config) trusts; the nodes talk
     /// to each other over TLS too (`tls-cluster yes`).
     pub fn start_tls() -> Result<RedisCluster> {
-        RedisCluster::start_with(true)
+        RedisCluster::start_with(true, false)
     }
 
-    fn start_with(tls: bool) -> Result<RedisCluster> {
+    fn start_with(tls: bool, replicas: bool) -> Result<RedisCluster> {
         let mut attempts = 1;
         loop {
-            match RedisCluster::try_start(tls) {
+            match RedisCluster::try_start(tls, replicas) {
                 Ok(cluster) => return Ok(cluster),
                 Err(
                     err @ Error::Harness {
@@ -131,15 +140,16 @@ impl RedisCluster {
         })
     }
 
-    fn try_start(tls: bool) -> Result<RedisCluster> {
+    fn try_start(tls: bool, replicas: bool) -> Result<RedisCluster> {
         let dir = tempfile::Builder::new()
             .prefix("cachemere-cluster-")
             .tempdir()
             .map_err(harness("could not create a temporary directory"))?;
         let tls = tls.then(TlsFiles::generate).transpose()?;
         // The cluster bus listens on the client port + 10000: on a TLS cluster, the TLS port's.
-        let ports = free_cluster_ports(PRIMARIES)?;
-        let mut nodes = Vec::with_capacity(PRIMARIES);
+        let count = if replicas { 2 * PRIMARIES } else { PRIMARIES };
+        let ports = free_cluster_ports(count)?;
+        let mut nodes = Vec::with_capacity(count);
         for &bus_based in &ports {
             let (port, node_tls) = match &tls {
                 Some(files) => {
@@ -162,7 +172,7 @@ impl RedisCluster {
             nodes.push(Node {
                 port,
                 tls: node_tls,
-                slots: (0, 0),
+                slots: None,
                 dir: dir.path().join(port.to_string()),
                 process: Mutex::new(None),
             });
@@ -185,7 +195,11 @@ impl RedisCluster {
                 .iter()
                 .map(|node| format!("127.0.0.1:{}", node.client_port())),
         );
-        create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+        create.extend([
+            "--cluster-replicas".to_owned(),
+            u8::from(replicas).to_string(),
+        ]);
+        create.push("--cluster-yes".to_owned());
         let output = redis_cli(&create)?;
         if !output.status.success() {
             return Err(failure(format!(
@@ -195,6 +209,7 @@ impl RedisCluster {
         }
         let mut cluster = RedisCluster {
             nodes,
+            replicas,
             tls,
             _dir: dir,
         };
@@ -210,9 +225,16 @@ impl RedisCluster {
                 let info = node.cli(&["CLUSTER", "INFO"]).unwrap_or_default();
                 let known = node.cli(&["CLUSTER", "NODES"]).unwrap_or_default();
                 let masters = known.lines().filter(|l| l.contains("master")).count();
+                let in_sync = !self.replicas
+                    || node.cli(&["INFO", "replication"]).is_ok_and(|info| {
+                        info.contains("role:master") || info.contains("master_link_status:up")
+                    });
                 if info.contains("cluster_state:ok")
-                    && masters == self.nodes.len()
+                    && masters == PRIMARIES
+                    && known.lines().count() == self.nodes.len()
                     && !known.contains("handshake")
+                    && !known.contains("fail")
+                    && in_sync
                 {
                     break;
                 }
@@ -235,13 +257,10 @@ impl RedisCluster {
                 .lines()
                 .find(|line| line.contains(&format!("127.0.0.1:{}@", node.port)))
                 .ok_or_else(|| failure(format!("node {} is not in CLUSTER NODES", node.port)))?;
-            let range = line
-                .split_whitespace()
-                .nth(8)
-                .and_then(|range| range.split_once('-'))
-                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-                .ok_or_else(|| failure(format!("no slot range in `{line}`")))?;
-            node.slots = range;
+            node.slots = slot_range(line);
+            if node.slots.is_none() && line.contains("master") {
+                return Err(failure(format!("no slot range in `{line}`")));
+            }
         }
         Ok(())
     }
@@ -280,8 +299,101 @@ impl RedisCluster {
         let slot = slot(key.as_bytes());
         self.nodes
             .iter()
-            .position(|node| (node.slots.0..=node.slots.1).contains(&slot))
+            .position(|node| {
+                node.slots
+                    .is_some_and(|(first, last)| (first..=last).contains(&slot))
+            })
             .unwrap_or(0)
+    }
+
+    /// Waits until every replica has acknowledged everything its primary holds (its offset
+    /// equals the primary's `master_repl_offset`), so that a failover loses no write made so
+    /// far.
+    pub fn wait_replicated(&self, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        for node in &self.nodes {
+            loop {
+                let info = node.cli(&["INFO", "replication"])?;
+                if !info.contains("role:master") {
+                    break;
+                }
+                let field = |name: &str| {
+                    info.lines()
+                        .find_map(|line| line.trim().strip_prefix(name))
+                        .map(str::to_owned)
+                };
+                let offset = field("master_repl_offset:").unwrap_or_default();
+                let replicas: Vec<&str> = info
+                    .lines()
+                    .filter(|line| line.starts_with("slave") && line.contains("offset="))
+                    .collect();
+                let caught_up = !replicas.is_empty()
+                    && replicas.iter().all(|line| {
+                        line.split(',')
+                            .any(|part| part.strip_prefix("offset=") == Some(offset.trim()))
+                    });
+                if caught_up {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(failure(format!(
+                        "the replicas of node {} did not catch up within {within:?}: {info}",
+                        node.port
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until another node serves, as a healthy primary, the slots node `old` served
+    /// when the cluster started, and the cluster reports `cluster_state:ok` again; returns
+    /// that node's index. Needs [replicas](RedisCluster::start_with_replicas).
+    pub fn wait_for_failover(&self, old: usize, within: Duration) -> Result<usize> {
+        let slots = self
+            .node(old)?
+            .slots
+            .ok_or_else(|| failure(format!("node {old} started as a replica")))?;
+        let deadline = Instant::now() + within;
+        loop {
+            for (index, witness) in self.nodes.iter().enumerate() {
+                if index == old {
+                    continue;
+                }
+                let (Ok(known), Ok(info)) = (
+                    witness.cli(&["CLUSTER", "NODES"]),
+                    witness.cli(&["CLUSTER", "INFO"]),
+                ) else {
+                    continue;
+                };
+                let promoted = known.lines().find(|line| {
+                    let flags = line.split_whitespace().nth(2).unwrap_or_default();
+                    flags.contains("master")
+                        && !flags.contains("fail")
+                        && slot_range(line) == Some(slots)
+                });
+                let new = promoted.and_then(|line| {
+                    self.nodes.iter().position(|node| {
+                        line.contains(&format!("127.0.0.1:{}@", node.port))
+                            || line.contains(&format!("127.0.0.1:{}@", node.client_port()))
+                    })
+                });
+                if let Some(new) = new
+                    && new != old
+                    && info.contains("cluster_state:ok")
+                {
+                    return Ok(new);
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(failure(format!(
+                    "no replica took over node {old}'s slots within {within:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Empties every node (`FLUSHALL`) and resets its statistics (`CONFIG RESETSTAT`).
@@ -525,6 +637,14 @@ pub(super) fn failure(reason: String) -> Error {
         reason,
         source: None,
     }
+}
+
+/// The first slot range in a `CLUSTER NODES` line (a primary's).
+fn slot_range(line: &str) -> Option<(u16, u16)> {
+    line.split_whitespace()
+        .nth(8)
+        .and_then(|range| range.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
 }
 
 /// Ports whose cluster-bus port (`port + 10000`) is free as well.
