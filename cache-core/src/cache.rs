@@ -12,6 +12,7 @@ use crate::breaker::Breaker;
 use crate::codec::{Bincode, Codec};
 use crate::config::Config;
 use crate::degrade::{Lenient, Strict};
+use crate::encryption::EncryptionKeys;
 use crate::error::{Error, Result};
 use crate::flight::Flights;
 use crate::frame::{Builtin, Format};
@@ -135,6 +136,7 @@ pub struct CacheBuilder {
     local: Option<(u64, Duration)>,
     pending_invalidations: usize,
     name: String,
+    encryption: Option<EncryptionKeys>,
 }
 
 impl CacheBuilder {
@@ -162,6 +164,34 @@ impl CacheBuilder {
         self.operation_timeout = Some(config.cache_operation_timeout);
         self.breaker_threshold = u32::try_from(config.cache_breaker_threshold).unwrap_or(u32::MAX);
         self.breaker_cooldown = config.cache_breaker_cooldown;
+        self.encryption.clone_from(&config.encryption_keys);
+        self
+    }
+
+    /// Encrypts every value this cache stores (default `CACHE_ENCRYPTION_KEY`, off when
+    /// unset), so that a Redis snapshot, replica or backup does not expose cached data: see
+    /// [`EncryptionKeys`] for the format. The full Redis key is authenticated with the value,
+    /// so a value copied under another key does not decrypt there. A stored value that does
+    /// not decrypt (another key, altered, copied, or written unencrypted) is a miss: it is
+    /// deleted and counted in [`CacheStats::decode_failures`], never an error. Plain JSON
+    /// written by other programs is then unreadable, as it should be.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Store, Ttl};
+    /// # use cache_core::encryption::EncryptionKeys;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// let store = MemoryStore::new();
+    /// let keys = EncryptionKeys::new([[7u8; 32]]);
+    /// let cache = Cache::builder(store.clone()).encryption(keys).build();
+    /// cache.set("grades:42", &"A+", Ttl::Short).await?;
+    /// let stored = store.get("grades:42").await?.expect("stored");
+    /// assert!(!stored.windows(2).any(|w| w == b"A+"));
+    /// assert_eq!(cache.get::<String>("grades:42").await?.as_deref(), Some("A+"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn encryption(mut self, keys: Option<EncryptionKeys>) -> Self {
+        self.encryption = keys;
         self
     }
 
@@ -407,6 +437,7 @@ impl CacheBuilder {
                     builtin: self.builtin,
                     compress_over: self.compress_over,
                     max_value_bytes: self.max_value_bytes,
+                    encryption: self.encryption,
                 },
                 prefix: self.prefix,
                 name: self.name,
@@ -479,6 +510,7 @@ impl Cache {
             local: None,
             pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
             name: "default".into(),
+            encryption: None,
         }
     }
 

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 /// | `REDIS_CONNECT_TIMEOUT` | 5 | seconds (fractions allowed) to establish a connection |
 /// | `REDIS_SOCKET_TIMEOUT` | 5 | seconds (fractions allowed) to wait for a reply |
 /// | `REDIS_HEALTH_CHECK_INTERVAL` | 30 | seconds between background health checks |
+/// | `CACHE_ENCRYPTION_KEY` | unset | base64 of 32 random bytes (several, comma-separated, to rotate: the first encrypts, all decrypt); cached values are then stored encrypted ([`EncryptionKeys`](crate::encryption::EncryptionKeys)) |
 /// | `REDIS_TLS_CA_FILE` | unset | PEM file of the certificate authorities a `rediss://` server's certificate must chain to (unset: the system's roots) |
 /// | `REDIS_TLS_CERT_FILE` | unset | PEM client certificate (chain) for mutual TLS; needs `REDIS_TLS_KEY_FILE` |
 /// | `REDIS_TLS_KEY_FILE` | unset | PEM private key of the client certificate |
@@ -98,6 +99,9 @@ pub struct Config {
     /// `REDIS_TLS_INSECURE_SKIP_VERIFY`: accept any server certificate and name. This turns
     /// TLS's protection against an impostor off; never set it in production.
     pub tls_insecure_skip_verify: bool,
+    /// `CACHE_ENCRYPTION_KEY`: when set, caches built from this configuration store values
+    /// encrypted (`Debug` shows key ids, never keys).
+    pub encryption_keys: Option<crate::encryption::EncryptionKeys>,
 }
 
 /// Passwords in `redis_url` are shown as `***` ([`redacted_url`]); the session secret is
@@ -127,6 +131,7 @@ impl std::fmt::Debug for Config {
             tls_cert_file,
             tls_key_file,
             tls_insecure_skip_verify,
+            encryption_keys,
         } = self;
         f.debug_struct("Config")
             .field("redis_url", &redis_url.as_deref().map(redacted_url))
@@ -151,6 +156,7 @@ impl std::fmt::Debug for Config {
             .field("tls_cert_file", tls_cert_file)
             .field("tls_key_file", tls_key_file)
             .field("tls_insecure_skip_verify", tls_insecure_skip_verify)
+            .field("encryption_keys", encryption_keys)
             .finish()
     }
 }
@@ -180,6 +186,7 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_insecure_skip_verify: false,
+            encryption_keys: None,
         }
     }
 }
@@ -261,6 +268,17 @@ impl Config {
             tls_key_file: path("REDIS_TLS_KEY_FILE"),
             tls_insecure_skip_verify: var("REDIS_TLS_INSECURE_SKIP_VERIFY")
                 .map_or(Ok(false), parse_flag)?,
+            encryption_keys: var("CACHE_ENCRYPTION_KEY")
+                .map(|(name, value)| {
+                    crate::encryption::EncryptionKeys::parse(&value).map_err(|reason| {
+                        Error::Config {
+                            name,
+                            value: "(hidden)".into(),
+                            reason,
+                        }
+                    })
+                })
+                .transpose()?,
         };
         config.check_tls()?;
         Ok(config)

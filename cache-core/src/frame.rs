@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{BINCODE_CONFIG, Bincode, Codec, Json};
+use crate::encryption::EncryptionKeys;
 use crate::error::{BoxError, Error, Result};
 
 const MAGIC: u8 = 0xCA;
@@ -62,6 +63,8 @@ pub(crate) struct Format {
     pub(crate) builtin: Option<Builtin>,
     pub(crate) compress_over: Option<usize>,
     pub(crate) max_value_bytes: usize,
+    /// Seals stored values when set (`CACHE_ENCRYPTION_KEY`).
+    pub(crate) encryption: Option<EncryptionKeys>,
 }
 
 /// The codecs this crate ships, known by type.
@@ -157,6 +160,9 @@ impl Format {
         if framed {
             self.compress(&mut out, prefix);
         }
+        if let Some(keys) = &self.encryption {
+            out = keys.seal(key.as_bytes(), out);
+        }
         if out.len() > self.max_value_bytes {
             return Err(Error::ValueTooLarge {
                 key: key.to_owned(),
@@ -175,6 +181,32 @@ impl Format {
     /// Decodes a value and the time it is fresh until, if it was written with one.
     #[inline(always)]
     pub(crate) fn decode_fresh_until<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(T, Option<u64>)> {
+        match &self.encryption {
+            None => self.decode_plain(key, bytes),
+            Some(keys) => self.decode_sealed(key, bytes, keys),
+        }
+    }
+
+    /// Opens a sealed value, then decodes it.
+    #[inline(never)]
+    fn decode_sealed<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        keys: &EncryptionKeys,
+    ) -> Result<(T, Option<u64>)> {
+        match keys.open(key.as_bytes(), bytes) {
+            Ok(plain) => self.decode_plain(key, &plain),
+            Err(reason) => Err(corrupt(key, reason)),
+        }
+    }
+
+    #[inline(always)]
+    fn decode_plain<T: DeserializeOwned>(
         &self,
         key: &str,
         bytes: &[u8],
@@ -338,6 +370,7 @@ mod tests {
             codec: Arc::new(codec),
             compress_over,
             max_value_bytes: 1 << 20,
+            encryption: None,
         }
     }
 

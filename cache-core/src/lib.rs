@@ -42,6 +42,7 @@ pub mod codec;
 mod compute;
 pub mod config;
 mod degrade;
+pub mod encryption;
 pub mod error;
 mod flight;
 mod frame;

@@ -1,0 +1,274 @@
+//! Encryption at rest (`CACHE_ENCRYPTION_KEY`) on a private `redis-server`: after the cache's
+//! operations (values, the macros, hashes, lists, sets, multi-key writes, tags, the local
+//! tier) no stored value holds plaintext; a value moved to another key, altered, written
+//! unencrypted or sealed with an unknown key is a miss, deleted and counted; rotating keys
+//! keeps old values readable and seals new ones with the new key.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cachemere::encryption::EncryptionKeys;
+use cachemere::testing::RedisServer;
+use cachemere::{Cache, Config, RedisStore, Store, Ttl, cache_result};
+use serde::{Deserialize, Serialize};
+
+/// Every plaintext value written below contains this.
+const SECRET: &str = "Grade-A-plus-for-Ada";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    name: String,
+    note: String,
+}
+
+fn profile(id: u32) -> Profile {
+    Profile {
+        name: format!("student {id}"),
+        note: SECRET.to_owned(),
+    }
+}
+
+fn key(seed: u8) -> Option<EncryptionKeys> {
+    EncryptionKeys::new([[seed; 32]])
+}
+
+#[cache_result("profile:{id}", cache = cache, tags = ["students"])]
+async fn cached_profile(cache: &Cache, runs: &AtomicU64, id: u32) -> Profile {
+    runs.fetch_add(1, Ordering::Relaxed);
+    profile(id)
+}
+
+/// Every value Redis holds: strings, hash values, list items, set members (but not
+/// cachemere's own records, `<key>.__cachemere:tags` and the tag indexes, which hold key
+/// and tag names, as keys themselves are names).
+async fn stored_values(store: &RedisStore) -> Vec<(String, Vec<u8>)> {
+    let mut connection = store.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS");
+    let mut values = Vec::new();
+    for key in keys.into_iter().filter(|key| !key.contains("__cachemere:")) {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .expect("TYPE");
+        let found: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await
+                    .expect("GET"),
+            ],
+            "hash" => redis::cmd("HVALS")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await
+                .expect("HVALS"),
+            "list" => redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut connection)
+                .await
+                .expect("LRANGE"),
+            "set" => redis::cmd("SMEMBERS")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await
+                .expect("SMEMBERS"),
+            // Tag indexes: their members are key names, not values.
+            _ => Vec::new(),
+        };
+        values.extend(found.into_iter().map(|value| (key.clone(), value)));
+    }
+    values
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn no_plaintext_reaches_redis_and_everything_reads_back() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
+    let cache = Cache::builder(store.clone())
+        .encryption(key(1))
+        .local_cache(1 << 20, Duration::from_secs(60))
+        .build();
+    let started = Instant::now();
+    while cache.local_cache_active() != Some(true) {
+        assert!(started.elapsed() < Duration::from_secs(10), "local tier");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let runs = AtomicU64::new(0);
+    for id in 0..3 {
+        assert_eq!(cached_profile(&cache, &runs, id).await, profile(id));
+        assert_eq!(cached_profile(&cache, &runs, id).await, profile(id));
+    }
+    assert_eq!(runs.load(Ordering::Relaxed), 3, "hits decrypt");
+    cache.set("plain", &SECRET, Ttl::Long).await.expect("set");
+    cache
+        .set_multi(&[("m1", profile(1)), ("m2", profile(2))], Ttl::Long)
+        .await
+        .expect("set_multi");
+    cache
+        .hset("h", "f", &profile(4), Ttl::Long)
+        .await
+        .expect("hset");
+    cache
+        .rpush("l", &[profile(5), profile(6)], Ttl::Long)
+        .await
+        .expect("rpush");
+    cache
+        .sadd("s", &[SECRET, SECRET], Ttl::Long)
+        .await
+        .expect("sadd");
+    // A big value is compressed before it is sealed.
+    let big = SECRET.repeat(200);
+    cache.set("big", &big, Ttl::Long).await.expect("set big");
+
+    let values = stored_values(&store).await;
+    assert!(values.len() >= 9, "{} values", values.len());
+    for (key, value) in &values {
+        assert!(!contains(value, SECRET), "{key} holds plaintext");
+        assert!(!contains(value, "student"), "{key} holds plaintext");
+    }
+
+    assert_eq!(
+        cache.get::<String>("plain").await.expect("get").as_deref(),
+        Some(SECRET)
+    );
+    assert_eq!(cache.get::<String>("big").await.expect("get"), Some(big));
+    let multi = cache
+        .get_multi::<Profile, _>(&["m1", "m2"])
+        .await
+        .expect("get_multi");
+    assert_eq!(multi, [Some(profile(1)), Some(profile(2))]);
+    assert_eq!(
+        cache.hget::<Profile>("h", "f").await.expect("hget"),
+        Some(profile(4))
+    );
+    assert_eq!(
+        cache.lrange::<Profile>("l", 0, -1).await.expect("lrange"),
+        [profile(5), profile(6)]
+    );
+    // Equal members seal to equal bytes: one member, found again by SREM.
+    assert_eq!(
+        cache.smembers::<String>("s").await.expect("smembers"),
+        [SECRET]
+    );
+    assert_eq!(cache.srem("s", &[SECRET]).await.expect("srem"), 1);
+    cache.invalidate_tag("students").await.expect("tag");
+    assert_eq!(cache.get::<Profile>("profile:1").await.expect("get"), None);
+    assert_eq!(cache.stats().decode_failures, 0);
+}
+
+#[tokio::test]
+async fn moved_altered_unencrypted_and_foreign_values_are_misses() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
+    let cache = Cache::builder(store.clone()).encryption(key(1)).build();
+    cache.set("a", &SECRET, Ttl::Long).await.expect("set");
+    let sealed = store.get("a").await.expect("get").expect("stored");
+
+    // Copied under another key.
+    store
+        .set("b", &sealed, Duration::from_secs(60))
+        .await
+        .expect("copy");
+    assert_eq!(
+        cache
+            .get::<String>("b")
+            .await
+            .expect("a miss, not an error"),
+        None
+    );
+    assert_eq!(store.get("b").await.expect("get"), None, "deleted");
+    // Altered.
+    let mut altered = sealed.clone();
+    altered[40] ^= 0x01;
+    store
+        .set("a", &altered, Duration::from_secs(60))
+        .await
+        .expect("alter");
+    assert_eq!(cache.get::<String>("a").await.expect("a miss"), None);
+    // Written by a cache without encryption.
+    let plain = Cache::builder(store.clone()).build();
+    plain.set("c", &SECRET, Ttl::Long).await.expect("plain set");
+    assert_eq!(cache.get::<String>("c").await.expect("a miss"), None);
+    // Sealed with a key this cache does not have.
+    let other = Cache::builder(store.clone()).encryption(key(9)).build();
+    other.set("d", &SECRET, Ttl::Long).await.expect("other key");
+    assert_eq!(cache.get::<String>("d").await.expect("a miss"), None);
+    assert_eq!(cache.stats().decode_failures, 4);
+    // And the other way round: a cache without the key does not read sealed values.
+    cache.set("e", &SECRET, Ttl::Long).await.expect("set");
+    assert_eq!(plain.get::<String>("e").await.expect("a miss"), None);
+}
+
+#[tokio::test]
+async fn rotating_keys_reads_old_values_and_seals_new_ones_with_the_new_key() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
+    let old = Cache::builder(store.clone()).encryption(key(1)).build();
+    old.set("before", &"old", Ttl::Long).await.expect("set");
+
+    let both = EncryptionKeys::new([[2u8; 32], [1u8; 32]]);
+    let rotated = Cache::builder(store.clone()).encryption(both).build();
+    assert_eq!(
+        rotated
+            .get::<String>("before")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("old")
+    );
+    rotated.set("after", &"new", Ttl::Long).await.expect("set");
+    let only_new = Cache::builder(store.clone()).encryption(key(2)).build();
+    assert_eq!(
+        only_new
+            .get::<String>("after")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        old.get::<String>("after").await.expect("a miss"),
+        None,
+        "sealed with the new key"
+    );
+}
+
+#[test]
+fn the_key_comes_from_the_environment_and_is_never_shown() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let config =
+        Config::from_lookup(|name| (name == "CACHE_ENCRYPTION_KEY").then(|| key.to_owned()))
+            .expect("a key");
+    assert_eq!(
+        config.encryption_keys.as_ref().map(EncryptionKeys::len),
+        Some(1)
+    );
+    assert!(!format!("{config:?}").contains("AAECAwQF"));
+    let err = Config::from_lookup(|name| {
+        (name == "CACHE_ENCRYPTION_KEY").then(|| "AAECAwQFBgcICQoLDA0ODw==".to_owned())
+    })
+    .expect_err("16 bytes");
+    let shown = err.to_string();
+    assert!(shown.contains("CACHE_ENCRYPTION_KEY"), "{shown}");
+    assert!(!shown.contains("AAECAwQF"), "{shown}");
+}
