@@ -272,3 +272,89 @@ fn the_key_comes_from_the_environment_and_is_never_shown() {
     assert!(shown.contains("CACHE_ENCRYPTION_KEY"), "{shown}");
     assert!(!shown.contains("AAECAwQF"), "{shown}");
 }
+
+#[tokio::test]
+async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open() {
+    use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionPatch};
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store = RedisStore::connect(&server.config()).await.expect("connect");
+    let config = SessionConfig::default().secret("encryption test");
+    let sessions = SessionManager::new(store.clone(), config.clone().encryption(key(1)));
+    let mut data = SessionData::new();
+    data.insert("grade", SECRET).expect("insert");
+    let token = sessions
+        .create_session("ada", data, None)
+        .await
+        .expect("create");
+    assert!(
+        sessions
+            .update_session(&token, SessionPatch::new().set("note", SECRET).expect("patch"))
+            .await
+            .expect("update")
+    );
+    let rotated = sessions
+        .rotate_session(&token)
+        .await
+        .expect("rotate")
+        .expect("a live session");
+    let session = sessions
+        .get_session(&rotated)
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(session.data.get::<String>("grade").expect("grade").as_deref(), Some(SECRET));
+    assert_eq!(session.data.get::<String>("note").expect("note").as_deref(), Some(SECRET));
+    for (key, value) in stored_values(&store).await {
+        assert!(!contains(&value, SECRET), "{key} holds plaintext");
+    }
+
+    // With another key the data does not open: an error, never a session. Without
+    // encryption a manager sees the sealed text, never the value.
+    let stranger = SessionManager::new(store.clone(), config.clone().encryption(key(2)));
+    assert!(stranger.get_session(&rotated).await.is_err());
+    let unaware = SessionManager::new(store.clone(), config.clone());
+    let seen = unaware
+        .get_session(&rotated)
+        .await
+        .expect("read")
+        .expect("live");
+    let grade = seen.data.get::<String>("grade").expect("a string");
+    assert_ne!(grade.as_deref(), Some(SECRET));
+    // A sealed field moved into another user's session does not open there.
+    let mut connection = store.connection();
+    let other = sessions
+        .create_session("bob", SessionData::new(), None)
+        .await
+        .expect("create");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*:s:*")
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS");
+    let mut fields = Vec::new();
+    for key in &keys {
+        let grade: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(key)
+            .arg("d:grade")
+            .query_async(&mut connection)
+            .await
+            .expect("HGET");
+        fields.push((key.clone(), grade));
+    }
+    let sealed = fields
+        .iter()
+        .find_map(|(_, grade)| grade.clone())
+        .expect("ada's sealed grade");
+    for (key, grade) in &fields {
+        if grade.is_none() {
+            let _: () = redis::cmd("HSET")
+                .arg(key)
+                .arg("d:grade")
+                .arg(&sealed)
+                .query_async(&mut connection)
+                .await
+                .expect("HSET");
+        }
+    }
+    assert!(sessions.get_session(&other).await.is_err(), "bob's session fails closed");
+}

@@ -90,8 +90,19 @@ impl EncryptionKeys {
         self.keys.is_empty()
     }
 
-    /// `plain` sealed under the first key with `context` (the full key) as associated data.
-    pub(crate) fn seal(&self, context: &[u8], mut plain: Vec<u8>) -> Vec<u8> {
+    /// `plain` sealed under the first key with `context` as associated data (a cache passes
+    /// the full Redis key): [`open`](EncryptionKeys::open) needs the same context.
+    ///
+    /// ```
+    /// use cache_core::encryption::EncryptionKeys;
+    ///
+    /// let keys = EncryptionKeys::new([[1u8; 32]]).expect("a key");
+    /// let sealed = keys.seal(b"report:7", b"confidential".to_vec());
+    /// assert_eq!(keys.open(b"report:7", &sealed)?, b"confidential");
+    /// assert!(keys.open(b"report:8", &sealed).is_err());
+    /// # Ok::<(), cache_core::encryption::Unopenable>(())
+    /// ```
+    pub fn seal(&self, context: &[u8], mut plain: Vec<u8>) -> Vec<u8> {
         let sealer = &self.keys[0];
         let mut mac = sealer.nonces.clone();
         mac.update(&(context.len() as u64).to_le_bytes());
@@ -114,8 +125,13 @@ impl EncryptionKeys {
         sealed
     }
 
-    /// The plaintext of `sealed`, if one of the keys sealed it under `context`; else why not.
-    pub(crate) fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, String> {
+    /// The plaintext of `sealed`, if one of the keys sealed it under `context`.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Unopenable> {
+        self.open_or_why(context, sealed)
+            .map_err(|reason| Unopenable { reason })
+    }
+
+    pub(crate) fn open_or_why(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, String> {
         let Some((header, rest)) = sealed.split_first_chunk::<HEADER_LEN>() else {
             return Err(not_sealed(sealed));
         };
@@ -148,6 +164,14 @@ impl EncryptionKeys {
             })?;
         Ok(plain)
     }
+}
+
+/// Why a value did not open: not sealed, altered, sealed under another context, or with a
+/// key that is not configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the value does not decrypt: {reason}")]
+pub struct Unopenable {
+    reason: String,
 }
 
 #[cold]

@@ -199,7 +199,7 @@ impl Format {
         bytes: &[u8],
         keys: &EncryptionKeys,
     ) -> Result<(T, Option<u64>)> {
-        match keys.open(key.as_bytes(), bytes) {
+        match keys.open_or_why(key.as_bytes(), bytes) {
             Ok(plain) => self.decode_plain(key, &plain),
             Err(reason) => Err(corrupt(key, reason)),
         }

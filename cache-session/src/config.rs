@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use cache_core::Config;
 use cache_core::config::Secret;
+use cache_core::encryption::EncryptionKeys;
 
 /// How sessions behave: lifetimes, activity tracking, per-user limit, token hashing key.
 ///
@@ -27,6 +28,7 @@ pub struct SessionConfig {
     pub(crate) cleanup_interval: Duration,
     pub(crate) secret: Option<Secret>,
     pub(crate) rotation_grace: Duration,
+    pub(crate) encryption: Option<EncryptionKeys>,
 }
 
 /// The default [`rotation_grace`](SessionConfig::rotation_grace).
@@ -52,6 +54,7 @@ impl SessionConfig {
             cleanup_interval: config.session_cleanup_interval,
             secret: config.session_secret.clone(),
             rotation_grace: DEFAULT_ROTATION_GRACE,
+            encryption: config.encryption_keys.clone(),
         }
     }
 
@@ -107,6 +110,18 @@ impl SessionConfig {
     /// warning when there is none.
     pub fn secret(mut self, secret: impl Into<String>) -> SessionConfig {
         self.secret = Some(Secret::new(secret));
+        self
+    }
+
+    /// Encrypts the values of session data fields in the store (default
+    /// `CACHE_ENCRYPTION_KEY`, off when unset), as a cache does its values
+    /// ([`EncryptionKeys`]). A field is sealed with its name and the user's tag as associated
+    /// data, so it does not decrypt under another field or another user's session; a session
+    /// whose data does not decrypt is an [`Error::Corrupt`](crate::Error::Corrupt), so
+    /// validation fails closed. User ids, times and field names stay readable: the store's
+    /// scripts need them.
+    pub fn encryption(mut self, keys: Option<EncryptionKeys>) -> SessionConfig {
+        self.encryption = keys;
         self
     }
 

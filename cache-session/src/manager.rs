@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::Instrument;
@@ -213,9 +215,47 @@ impl SessionManager {
         })
     }
 
+    /// The associated data of a sealed field: its name and its user's tag.
+    fn field_context(tag: &str, field: &str) -> Vec<u8> {
+        format!("cachemere session\0{tag}\0{field}").into_bytes()
+    }
+
+    /// A data field's JSON as stored: itself, or sealed and carried as a JSON string (base64)
+    /// when encryption is configured (the store's scripts splice stored values into JSON).
+    fn sealed_field(&self, tag: &str, field: &str, json: Vec<u8>) -> Vec<u8> {
+        match &self.inner.config.encryption {
+            None => json,
+            Some(keys) => {
+                let sealed = keys.seal(&SessionManager::field_context(tag, field), json);
+                format!("\"{}\"", STANDARD.encode(sealed)).into_bytes()
+            }
+        }
+    }
+
+    /// A stored data field's JSON, opened when encryption is configured.
+    fn opened_field(&self, tag: &str, field: &str, stored: Vec<u8>) -> Result<Vec<u8>> {
+        let Some(keys) = &self.inner.config.encryption else {
+            return Ok(stored);
+        };
+        let corrupt = |reason: String| Error::Corrupt {
+            id: String::new(),
+            reason: format!("field `{field}`: {reason}"),
+        };
+        let text: String = serde_json::from_slice(&stored).map_err(|_| {
+            corrupt("not encrypted, but sessions are (CACHE_ENCRYPTION_KEY)".into())
+        })?;
+        let sealed = STANDARD
+            .decode(text)
+            .map_err(|_| corrupt("not an encrypted value".into()))?;
+        keys.open(&SessionManager::field_context(tag, field), &sealed)
+            .map_err(|err| corrupt(err.to_string()))
+    }
+
     fn session(&self, stored: Stored) -> Result<Session> {
+        let tag = self.user_tag(&stored.user_id);
         let mut data = Map::new();
         for (field, json) in stored.data {
+            let json = self.opened_field(&tag, &field, json)?;
             let value: Value = serde_json::from_slice(&json).map_err(|err| Error::Corrupt {
                 id: String::new(),
                 reason: format!("field `{field}`: {err}"),
@@ -253,18 +293,19 @@ impl SessionManager {
         let config = &self.inner.config;
         let ttl = millis("session ttl", ttl.unwrap_or(config.ttl))?;
         let absolute = millis("absolute session ttl", config.absolute_ttl)?;
+        let tag = self.user_tag(user_id);
         let fields = data
             .fields()
             .map(|(field, value)| {
                 serde_json::to_vec(value)
-                    .map(|json| (field.to_owned(), json))
+                    .map(|json| (field.to_owned(), self.sealed_field(&tag, field, json)))
                     .map_err(|source| Error::Encode {
                         field: field.to_owned(),
                         source,
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        let token = SessionToken::generate(&self.user_tag(user_id))?;
+        let token = SessionToken::generate(&tag)?;
         let keys = self.keys(&token);
         let new = NewSession {
             user_id,
@@ -356,9 +397,17 @@ impl SessionManager {
         if patch.is_empty() {
             return Ok(self.get_session(token.expose()).await?.is_some());
         }
+        let changes: Vec<(String, Option<Vec<u8>>)> = patch
+            .changes
+            .into_iter()
+            .map(|(field, json)| {
+                let json = json.map(|json| self.sealed_field(token.tag(), &field, json));
+                (field, json)
+            })
+            .collect();
         self.inner
             .backend
-            .update(&self.keys(&token), &patch.changes)
+            .update(&self.keys(&token), &changes)
             .await
     }
 
