@@ -277,7 +277,9 @@ fn the_key_comes_from_the_environment_and_is_never_shown() {
 async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open() {
     use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionPatch};
     let server = RedisServer::start_private().expect("start redis-server");
-    let store = RedisStore::connect(&server.config()).await.expect("connect");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
     let config = SessionConfig::default().secret("encryption test");
     let sessions = SessionManager::new(store.clone(), config.clone().encryption(key(1)));
     let mut data = SessionData::new();
@@ -288,7 +290,10 @@ async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open
         .expect("create");
     assert!(
         sessions
-            .update_session(&token, SessionPatch::new().set("note", SECRET).expect("patch"))
+            .update_session(
+                &token,
+                SessionPatch::new().set("note", SECRET).expect("patch")
+            )
             .await
             .expect("update")
     );
@@ -302,8 +307,18 @@ async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open
         .await
         .expect("read")
         .expect("live");
-    assert_eq!(session.data.get::<String>("grade").expect("grade").as_deref(), Some(SECRET));
-    assert_eq!(session.data.get::<String>("note").expect("note").as_deref(), Some(SECRET));
+    assert_eq!(
+        session
+            .data
+            .get::<String>("grade")
+            .expect("grade")
+            .as_deref(),
+        Some(SECRET)
+    );
+    assert_eq!(
+        session.data.get::<String>("note").expect("note").as_deref(),
+        Some(SECRET)
+    );
     for (key, value) in stored_values(&store).await {
         assert!(!contains(&value, SECRET), "{key} holds plaintext");
     }
@@ -356,5 +371,8 @@ async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open
                 .expect("HSET");
         }
     }
-    assert!(sessions.get_session(&other).await.is_err(), "bob's session fails closed");
+    assert!(
+        sessions.get_session(&other).await.is_err(),
+        "bob's session fails closed"
+    );
 }
