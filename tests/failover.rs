@@ -389,3 +389,41 @@ async fn killing_a_cluster_primary_with_a_replica_under_load_surfaces_no_error()
         stats.errors, stats.circuit_trips
     );
 }
+
+#[tokio::test]
+async fn an_unknown_sentinel_service_is_a_clear_error_not_a_hang() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let mut config = sentinel.config();
+    let url = sentinel.url().replace("/cachemere", "/no-such-service");
+    config.redis_url = Some(url);
+    let started = Instant::now();
+    let err = RedisStore::connect(&config)
+        .await
+        .expect_err("no primary is named no-such-service");
+    println!("unknown service: {err} (after {:?})", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the connect timeout"
+    );
+    assert!(
+        matches!(
+            err,
+            cachemere::Error::Config {
+                name: "REDIS_URL",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no-such-service"), "{err}");
+
+    // No Sentinel answers: a transient error within the connect timeout.
+    config.redis_url = Some("redis+sentinel://127.0.0.1:1/cachemere".into());
+    let started = Instant::now();
+    let err = RedisStore::connect(&config)
+        .await
+        .expect_err("no Sentinel listens on port 1");
+    println!("no sentinel: {err} (after {:?})", started.elapsed());
+    assert!(err.is_transient(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -177,8 +177,8 @@ pub(super) async fn within<T>(
 }
 
 /// The configuration error behind a failed connection, if that is why it failed: the server
-/// refused the URL's user or password (or wanted one), or the client refused the server's
-/// certificate.
+/// refused the URL's user or password (or wanted one), the Sentinels know no such service, or
+/// a certificate was refused.
 fn misconfigured(err: &RedisError, config: &Config) -> Option<Error> {
     if matches!(err.code(), Some("WRONGPASS" | "NOAUTH"))
         || err.kind() == redis::ErrorKind::AuthenticationFailed
@@ -194,6 +194,17 @@ fn misconfigured(err: &RedisError, config: &Config) -> Option<Error> {
                 "the server refused the credentials ({}): check the user and password",
                 err.code().unwrap_or("authentication failed")
             ),
+        });
+    }
+    if err.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
+        return Some(Error::Config {
+            name: "REDIS_URL",
+            value: config
+                .redis_url
+                .as_deref()
+                .map(crate::config::redacted_url)
+                .unwrap_or_default(),
+            reason: "the Sentinels watch no primary of that service name (the URL's path)".into(),
         });
     }
     #[cfg(feature = "tls")]
