@@ -2,7 +2,8 @@
 //! operations (values, the macros, hashes, lists, sets, multi-key writes, tags, the local
 //! tier) no stored value holds plaintext; a value moved to another key, altered, written
 //! unencrypted or sealed with an unknown key is a miss, deleted and counted; rotating keys
-//! keeps old values readable and seals new ones with the new key.
+//! keeps old values readable and seals new ones with the new key; session data is sealed
+//! too, and a session whose data does not open is unknown (and ended), never an error.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -323,18 +324,6 @@ async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open
         assert!(!contains(&value, SECRET), "{key} holds plaintext");
     }
 
-    // With another key the data does not open: an error, never a session. Without
-    // encryption a manager sees the sealed text, never the value.
-    let stranger = SessionManager::new(store.clone(), config.clone().encryption(key(2)));
-    assert!(stranger.get_session(&rotated).await.is_err());
-    let unaware = SessionManager::new(store.clone(), config.clone());
-    let seen = unaware
-        .get_session(&rotated)
-        .await
-        .expect("read")
-        .expect("live");
-    let grade = seen.data.get::<String>("grade").expect("a string");
-    assert_ne!(grade.as_deref(), Some(SECRET));
     // A sealed field moved into another user's session does not open there.
     let mut connection = store.connection();
     let other = sessions
@@ -372,7 +361,38 @@ async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open
         }
     }
     assert!(
-        sessions.get_session(&other).await.is_err(),
+        sessions
+            .get_session(&other)
+            .await
+            .expect("not an error")
+            .is_none(),
         "bob's session fails closed"
+    );
+    // Without encryption a manager sees the sealed text, never the value.
+    let unaware = SessionManager::new(store.clone(), config.clone());
+    let seen = unaware
+        .get_session(&rotated)
+        .await
+        .expect("read")
+        .expect("live");
+    let grade = seen.data.get::<String>("grade").expect("a string");
+    assert_ne!(grade.as_deref(), Some(SECRET));
+    // With another key the data does not open: no session (fail closed, no error), and the
+    // session, unreadable under these keys, is ended.
+    let stranger = SessionManager::new(store.clone(), config.clone().encryption(key(2)));
+    assert!(
+        stranger
+            .get_session(&rotated)
+            .await
+            .expect("not an error")
+            .is_none()
+    );
+    assert!(
+        sessions
+            .get_session(&rotated)
+            .await
+            .expect("read")
+            .is_none(),
+        "ended"
     );
 }

@@ -117,8 +117,8 @@ impl SessionConfig {
     /// `CACHE_ENCRYPTION_KEY`, off when unset), as a cache does its values
     /// ([`EncryptionKeys`]). A field is sealed with its name and the user's tag as associated
     /// data, so it does not decrypt under another field or another user's session; a session
-    /// whose data does not decrypt is an [`Error::Corrupt`](crate::Error::Corrupt), so
-    /// validation fails closed. User ids, times and field names stay readable: the store's
+    /// whose data does not decrypt is treated as unknown (validation fails closed, without
+    /// an error) and ended. User ids, times and field names stay readable: the store's
     /// scripts need them.
     pub fn encryption(mut self, keys: Option<EncryptionKeys>) -> SessionConfig {
         self.encryption = keys;

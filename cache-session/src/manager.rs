@@ -232,43 +232,53 @@ impl SessionManager {
         }
     }
 
-    /// A stored data field's JSON, opened when encryption is configured.
-    fn opened_field(&self, tag: &str, field: &str, stored: Vec<u8>) -> Result<Vec<u8>> {
+    /// A stored data field's JSON, opened when encryption is configured; `Err` (with why)
+    /// when it does not open.
+    fn opened_field(
+        &self,
+        tag: &str,
+        field: &str,
+        stored: Vec<u8>,
+    ) -> std::result::Result<Vec<u8>, String> {
         let Some(keys) = &self.inner.config.encryption else {
             return Ok(stored);
         };
-        let corrupt = |reason: String| Error::Corrupt {
-            id: String::new(),
-            reason: format!("field `{field}`: {reason}"),
-        };
-        let text: String = serde_json::from_slice(&stored).map_err(|_| {
-            corrupt("not encrypted, but sessions are (CACHE_ENCRYPTION_KEY)".into())
-        })?;
+        let text: String = serde_json::from_slice(&stored)
+            .map_err(|_| "not encrypted, but sessions are (CACHE_ENCRYPTION_KEY)".to_owned())?;
         let sealed = STANDARD
             .decode(text)
-            .map_err(|_| corrupt("not an encrypted value".into()))?;
+            .map_err(|_| "not an encrypted value".to_owned())?;
         keys.open(&SessionManager::field_context(tag, field), &sealed)
-            .map_err(|err| corrupt(err.to_string()))
+            .map_err(|err| err.to_string())
     }
 
-    fn session(&self, stored: Stored) -> Result<Session> {
+    /// The session `stored` holds; `None` when its data does not decrypt (another key, not
+    /// encrypted, or moved from another user's session): such a session is treated as
+    /// unknown, so validation fails closed without an error.
+    fn session(&self, stored: Stored) -> Result<Option<Session>> {
         let tag = self.user_tag(&stored.user_id);
         let mut data = Map::new();
         for (field, json) in stored.data {
-            let json = self.opened_field(&tag, &field, json)?;
+            let json = match self.opened_field(&tag, &field, json) {
+                Ok(json) => json,
+                Err(reason) => {
+                    tracing::warn!(field, %reason, "session data does not decrypt: the session is treated as unknown");
+                    return Ok(None);
+                }
+            };
             let value: Value = serde_json::from_slice(&json).map_err(|err| Error::Corrupt {
                 id: String::new(),
                 reason: format!("field `{field}`: {err}"),
             })?;
             data.insert(field, value);
         }
-        Ok(Session {
+        Ok(Some(Session {
             user_id: stored.user_id,
             created_at: time(stored.created_at),
             last_accessed: time(stored.last_accessed),
             expires_at: time(stored.expires_at),
             data: SessionData::from_map(data),
-        })
+        }))
     }
 
     /// Starts a session for `user_id` that lives `ttl` without use (default: the configured
@@ -378,7 +388,16 @@ impl SessionManager {
             u64::try_from(self.inner.config.touch_after_value().as_millis()).unwrap_or(u64::MAX);
         match self.inner.backend.get(&keys, touch_after).await? {
             Lookup::Live(stored) if self.user_tag(&stored.user_id) == token.tag() => {
-                Ok(SessionState::Active(self.session(stored)?))
+                match self.session(stored)? {
+                    Some(session) => Ok(SessionState::Active(session)),
+                    None => {
+                        // It can never be read with these keys: end it.
+                        if let Err(err) = self.inner.backend.delete(&keys).await {
+                            tracing::warn!(error = %err, "could not end an undecryptable session");
+                        }
+                        Ok(SessionState::Unknown)
+                    }
+                }
             }
             Lookup::Live(_) | Lookup::Missing => Ok(SessionState::Unknown),
             Lookup::Expired => Ok(SessionState::Expired),
@@ -467,11 +486,10 @@ impl SessionManager {
             .list(&index, &prefix, user_id)
             .await?
             .into_iter()
-            .map(|(id, stored)| {
-                Ok(UserSession {
-                    id,
-                    session: self.session(stored)?,
-                })
+            .filter_map(|(id, stored)| match self.session(stored) {
+                Ok(Some(session)) => Some(Ok(UserSession { id, session })),
+                Ok(None) => None,
+                Err(err) => Some(Err(err)),
             })
             .collect()
     }
