@@ -198,6 +198,20 @@ async fn run(variant: &str, n: u64, url: &str) {
                 upkeep(i);
             }
         }
+        #[cfg(feature = "tls")]
+        "macro-tls" => {
+            // its own TLS server, started (certificates included) in both the N and the 2N
+            // run, so that the start cancels out of (I(2N) - I(N)) / N
+            let server = RedisServer::start_tls().expect("start a TLS redis-server");
+            let mut config = server.config();
+            config.command_timeout = Duration::from_secs(5);
+            let store = RedisStore::connect(&config).await.expect("connect over TLS");
+            let cache = Cache::builder(store).config(&config).build();
+            for i in 0..WARM + n {
+                std::hint::black_box(small(&cache, 1).await);
+                upkeep(i);
+            }
+        }
         "macro-encrypted" => {
             let cache = Cache::builder(store.clone())
                 .config(&config)
