@@ -427,3 +427,71 @@ async fn an_unknown_sentinel_service_is_a_clear_error_not_a_hang() {
     assert!(err.is_transient(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tiers_resubscribe_on_the_new_sentinel_primary() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let config = tuned(sentinel.config());
+    // Two instances, each on its own store, each with a local tier.
+    let mut caches = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::connect(&config).await.expect("connect");
+        caches.push(
+            Cache::builder(store)
+                .config(&config)
+                .local_cache(1 << 20, Duration::from_secs(60))
+                .build(),
+        );
+    }
+    let active = |caches: &[Cache]| caches.iter().all(|c| c.local_cache_active() == Some(true));
+    let started = Instant::now();
+    while !active(&caches) {
+        assert!(started.elapsed() < Duration::from_secs(10), "subscriptions");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    caches[0]
+        .set("shared", &1u32, Ttl::Long)
+        .await
+        .expect("set");
+    assert_eq!(caches[1].get::<u32>("shared").await.expect("get"), Some(1));
+
+    let old = sentinel.primary().expect("the primary");
+    let killed = Instant::now();
+    sentinel.kill(old).expect("SIGKILL the primary");
+    tokio::task::block_in_place(|| sentinel.wait_for_failover(old, Duration::from_secs(30)))
+        .expect("the Sentinels promote the replica");
+    // The tiers were suspended when their subscriptions broke; they come back on the new
+    // primary, and a write through one instance then reaches the other's tier.
+    loop {
+        let written = caches[0].set("shared", &2u32, Ttl::Long).await.is_ok();
+        if written && active(&caches) {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "the local tiers never came back on the new primary"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resubscribed = killed.elapsed();
+    // The resubscription told the other instance's store that the primary changed, so its
+    // next read goes to the new primary (no error from its old connection).
+    assert_eq!(caches[1].get::<u32>("shared").await.expect("get"), Some(2));
+    caches[0]
+        .set("shared", &3u32, Ttl::Long)
+        .await
+        .expect("set");
+    let written = Instant::now();
+    while caches[1].get::<u32>("shared").await.expect("get") != Some(3) {
+        assert!(
+            written.elapsed() < Duration::from_secs(2),
+            "the invalidation did not reach the other instance's tier"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "local tiers back on the new primary {resubscribed:?} after the kill; an invalidation \
+         reached the other instance in {:?}",
+        written.elapsed()
+    );
+}

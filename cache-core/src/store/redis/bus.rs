@@ -67,7 +67,7 @@ impl Bus {
     /// cluster bus), then the seeds in turn; under Sentinel, the current primary.
     async fn subscribe(&self) -> Option<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
         let owner = match &self.primary {
-            Some(primary) => tokio::time::timeout(self.patience, primary.client())
+            Some(primary) => tokio::time::timeout(self.patience, primary.fresh_client())
                 .await
                 .ok()?
                 .ok(),

@@ -176,9 +176,32 @@ impl SentinelLink {
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// A client for the current primary (for a subscription).
-    pub(super) async fn client(&self) -> redis::RedisResult<Client> {
-        self.primary().await.map(|primary| primary.client)
+    /// A client for the server the Sentinels name as primary now, asked afresh (for a
+    /// subscription, which is made again only after the last one broke: the store's own
+    /// connection may not have noticed a failover yet, having had no request since).
+    pub(super) async fn fresh_client(&self) -> redis::RedisResult<Client> {
+        let mut resolver = self.0.resolver.lock().await;
+        let client = match tokio::time::timeout(
+            self.0.connect_timeout,
+            resolver.sentinels.async_get_client(),
+        )
+        .await
+        {
+            Ok(found) => found?,
+            Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        };
+        // Another primary than the one the store talks to: the store follows at once.
+        let mut current = self
+            .0
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|primary| {
+            primary.client.get_connection_info().addr() != client.get_connection_info().addr()
+        }) {
+            *current = None;
+        }
+        Ok(client)
     }
 
     fn settle<T>(&self, generation: u64, result: &redis::RedisResult<T>) {
