@@ -205,7 +205,9 @@ async fn run(variant: &str, n: u64, url: &str) {
             let server = RedisServer::start_tls().expect("start a TLS redis-server");
             let mut config = server.config();
             config.command_timeout = Duration::from_secs(5);
-            let store = RedisStore::connect(&config).await.expect("connect over TLS");
+            let store = RedisStore::connect(&config)
+                .await
+                .expect("connect over TLS");
             let cache = Cache::builder(store).config(&config).build();
             for i in 0..WARM + n {
                 std::hint::black_box(small(&cache, 1).await);
