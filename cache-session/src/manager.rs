@@ -255,11 +255,11 @@ impl SessionManager {
     /// The session `stored` holds; `None` when its data does not decrypt (another key, not
     /// encrypted, or moved from another user's session): such a session is treated as
     /// unknown, so validation fails closed without an error.
-    fn session(&self, stored: Stored) -> Result<Option<Session>> {
-        let tag = self.user_tag(&stored.user_id);
+    /// `tag` is the user's tag (the caller has it already: it checked or built the key).
+    fn session(&self, stored: Stored, tag: &str) -> Result<Option<Session>> {
         let mut data = Map::new();
         for (field, json) in stored.data {
-            let json = match self.opened_field(&tag, &field, json) {
+            let json = match self.opened_field(tag, &field, json) {
                 Ok(json) => json,
                 Err(reason) => {
                     tracing::warn!(field, %reason, "session data does not decrypt: the session is treated as unknown");
@@ -388,7 +388,7 @@ impl SessionManager {
             u64::try_from(self.inner.config.touch_after_value().as_millis()).unwrap_or(u64::MAX);
         match self.inner.backend.get(&keys, touch_after).await? {
             Lookup::Live(stored) if self.user_tag(&stored.user_id) == token.tag() => {
-                match self.session(stored)? {
+                match self.session(stored, token.tag())? {
                     Some(session) => Ok(SessionState::Active(session)),
                     None => {
                         // It can never be read with these keys: end it.
@@ -481,12 +481,13 @@ impl SessionManager {
     /// The user's live sessions.
     pub async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<UserSession>> {
         let (index, prefix) = self.index_of(user_id);
+        let tag = self.user_tag(user_id);
         self.inner
             .backend
             .list(&index, &prefix, user_id)
             .await?
             .into_iter()
-            .filter_map(|(id, stored)| match self.session(stored) {
+            .filter_map(|(id, stored)| match self.session(stored, &tag) {
                 Ok(Some(session)) => Some(Ok(UserSession { id, session })),
                 Ok(None) => None,
                 Err(err) => Some(Err(err)),

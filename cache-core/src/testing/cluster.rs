@@ -357,35 +357,33 @@ impl RedisCluster {
             .ok_or_else(|| failure(format!("node {old} started as a replica")))?;
         let deadline = Instant::now() + within;
         loop {
-            for (index, witness) in self.nodes.iter().enumerate() {
-                if index == old {
-                    continue;
-                }
-                let (Ok(known), Ok(info)) = (
-                    witness.cli(&["CLUSTER", "NODES"]),
-                    witness.cli(&["CLUSTER", "INFO"]),
-                ) else {
-                    continue;
-                };
-                let promoted = known.lines().find(|line| {
-                    let flags = line.split_whitespace().nth(2).unwrap_or_default();
-                    flags.contains("master")
-                        && !flags.contains("fail")
-                        && slot_range(line) == Some(slots)
+            // The first other node that answers is the witness.
+            let witness = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| *index != old)
+                .find_map(|(_, node)| {
+                    let known = node.cli(&["CLUSTER", "NODES"]).ok()?;
+                    let info = node.cli(&["CLUSTER", "INFO"]).ok()?;
+                    Some((known, info))
                 });
-                let new = promoted.and_then(|line| {
+            let new = witness
+                .filter(|(_, info)| info.contains("cluster_state:ok"))
+                .and_then(|(known, _)| {
+                    let line = known.lines().find(|line| {
+                        let flags = line.split_whitespace().nth(2).unwrap_or_default();
+                        flags.contains("master")
+                            && !flags.contains("fail")
+                            && slot_range(line) == Some(slots)
+                    })?;
                     self.nodes.iter().position(|node| {
                         line.contains(&format!("127.0.0.1:{}@", node.port))
                             || line.contains(&format!("127.0.0.1:{}@", node.client_port()))
                     })
                 });
-                if let Some(new) = new
-                    && new != old
-                    && info.contains("cluster_state:ok")
-                {
-                    return Ok(new);
-                }
-                break;
+            if let Some(new) = new.filter(|&new| new != old) {
+                return Ok(new);
             }
             if Instant::now() > deadline {
                 return Err(failure(format!(
@@ -557,18 +555,23 @@ impl Node {
     }
 
     fn cli(&self, args: &[&str]) -> Result<String> {
-        let port = self.port.to_string();
-        let output = redis_cli(&[&["-p", port.as_str()], args].concat())?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() && !text.starts_with("ERR") {
-            Ok(text)
-        } else {
-            Err(failure(format!(
-                "redis-cli -p {} {}: {text}",
-                self.port,
-                args.join(" ")
-            )))
-        }
+        cli(self.port, args)
+    }
+}
+
+/// `redis-cli -p <port> <args>`: its output, or a harness error when it failed or the
+/// server answered `ERR`.
+pub(super) fn cli(port: u16, args: &[&str]) -> Result<String> {
+    let port = port.to_string();
+    let output = redis_cli(&[&["-p", port.as_str()], args].concat())?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() && !text.starts_with("ERR") {
+        Ok(text)
+    } else {
+        Err(failure(format!(
+            "redis-cli -p {port} {}: {text}",
+            args.join(" ")
+        )))
     }
 }
 

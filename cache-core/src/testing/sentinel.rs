@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
-use super::cluster::{Supervised, failure, redis_cli};
+use super::cluster::{Supervised, cli, failure};
 use super::{RedisServer, fast_failing, free_port, harness};
 use crate::config::Config;
 use crate::error::Result;
@@ -50,20 +50,6 @@ impl Drop for SentinelProcess {
         if let Some(process) = self.process.take() {
             let _ = process.end();
         }
-    }
-}
-
-fn cli(port: u16, args: &[&str]) -> Result<String> {
-    let port = port.to_string();
-    let output = redis_cli(&[&["-p", port.as_str()], args].concat())?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    if output.status.success() && !text.starts_with("ERR") {
-        Ok(text)
-    } else {
-        Err(failure(format!(
-            "redis-cli -p {port} {}: {text}",
-            args.join(" ")
-        )))
     }
 }
 
@@ -156,6 +142,14 @@ impl RedisSentinel {
     /// A [`Config`] for the Sentinels' primary with short timeouts (1 s connect, 1 s command).
     pub fn config(&self) -> Config {
         fast_failing(self.url())
+    }
+
+    /// The Sentinels' ports.
+    pub fn sentinel_ports(&self) -> Vec<u16> {
+        self.sentinels
+            .iter()
+            .map(|sentinel| sentinel.port)
+            .collect()
     }
 
     /// The data servers' ports (index 0 started as the primary).

@@ -106,15 +106,9 @@ impl std::fmt::Debug for RedisConnection {
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {
-            Link::Node(node) => match self.1 {
-                Some(after) => Box::pin(within(after, node.req_packed_command(cmd))),
-                None => node.req_packed_command(cmd),
-            },
+            Link::Node(node) => bounded_request(self.1, node.req_packed_command(cmd)),
             Link::Cluster(cluster) => cluster.connection.req_packed_command(cmd),
-            Link::Sentinel(primary) => match self.1 {
-                Some(after) => Box::pin(within(after, primary.req_packed_command(cmd))),
-                None => primary.req_packed_command(cmd),
-            },
+            Link::Sentinel(primary) => bounded_request(self.1, primary.req_packed_command(cmd)),
         }
     }
 
@@ -125,13 +119,9 @@ impl ConnectionLike for RedisConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.0 {
-            Link::Node(node) => match self.1 {
-                Some(after) => Box::pin(within(
-                    after,
-                    node.req_packed_commands(pipeline, offset, count),
-                )),
-                None => node.req_packed_commands(pipeline, offset, count),
-            },
+            Link::Node(node) => {
+                bounded_request(self.1, node.req_packed_commands(pipeline, offset, count))
+            }
             Link::Cluster(cluster) => Box::pin(async move {
                 let together = cluster
                     .connection
@@ -144,13 +134,9 @@ impl ConnectionLike for RedisConnection {
                     other => other,
                 }
             }),
-            Link::Sentinel(primary) => match self.1 {
-                Some(after) => Box::pin(within(
-                    after,
-                    primary.req_packed_commands(pipeline, offset, count),
-                )),
-                None => primary.req_packed_commands(pipeline, offset, count),
-            },
+            Link::Sentinel(primary) => {
+                bounded_request(self.1, primary.req_packed_commands(pipeline, offset, count))
+            }
         }
     }
 
@@ -160,6 +146,18 @@ impl ConnectionLike for RedisConnection {
             Link::Cluster(_) => 0,
             Link::Sentinel(primary) => primary.get_db(),
         }
+    }
+}
+
+/// `request`, bounded by `after` when given (the escape-hatch connection's command timeout).
+#[inline]
+fn bounded_request<'a, T: Send + 'a>(
+    after: Option<Duration>,
+    request: RedisFuture<'a, T>,
+) -> RedisFuture<'a, T> {
+    match after {
+        Some(after) => Box::pin(within(after, request)),
+        None => request,
     }
 }
 
@@ -180,32 +178,27 @@ pub(super) async fn within<T>(
 /// refused the URL's user or password (or wanted one), the Sentinels know no such service, or
 /// a certificate was refused.
 fn misconfigured(err: &RedisError, config: &Config) -> Option<Error> {
+    let wrong_url = |reason: String| Error::Config {
+        name: "REDIS_URL",
+        value: config
+            .redis_url
+            .as_deref()
+            .map(crate::config::redacted_url)
+            .unwrap_or_default(),
+        reason,
+    };
     if matches!(err.code(), Some("WRONGPASS" | "NOAUTH"))
         || err.kind() == redis::ErrorKind::AuthenticationFailed
     {
-        return Some(Error::Config {
-            name: "REDIS_URL",
-            value: config
-                .redis_url
-                .as_deref()
-                .map(crate::config::redacted_url)
-                .unwrap_or_default(),
-            reason: format!(
-                "the server refused the credentials ({}): check the user and password",
-                err.code().unwrap_or("authentication failed")
-            ),
-        });
+        return Some(wrong_url(format!(
+            "the server refused the credentials ({}): check the user and password",
+            err.code().unwrap_or("authentication failed")
+        )));
     }
     if err.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
-        return Some(Error::Config {
-            name: "REDIS_URL",
-            value: config
-                .redis_url
-                .as_deref()
-                .map(crate::config::redacted_url)
-                .unwrap_or_default(),
-            reason: "the Sentinels watch no primary of that service name (the URL's path)".into(),
-        });
+        return Some(wrong_url(
+            "the Sentinels watch no primary of that service name (the URL's path)".into(),
+        ));
     }
     #[cfg(feature = "tls")]
     if let Some(refused) = tls::refused_certificate(err, config) {

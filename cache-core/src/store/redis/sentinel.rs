@@ -113,8 +113,8 @@ impl SentinelLink {
                 .await?;
             redis::RedisResult::Ok((client, connection))
         };
-        match tokio::time::timeout(self.0.connect_timeout, search).await {
-            Ok(Ok((client, connection))) => {
+        match super::within(self.0.connect_timeout, search).await {
+            Ok((client, connection)) => {
                 resolver.failed_at = None;
                 resolver.generation += 1;
                 let primary = Primary {
@@ -129,13 +129,9 @@ impl SentinelLink {
                     .unwrap_or_else(PoisonError::into_inner) = Some(primary.clone());
                 Ok(primary)
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 resolver.failed_at = Some(Instant::now());
                 Err(err)
-            }
-            Err(_) => {
-                resolver.failed_at = Some(Instant::now());
-                Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
             }
         }
     }
@@ -181,15 +177,11 @@ impl SentinelLink {
     /// connection may not have noticed a failover yet, having had no request since).
     pub(super) async fn fresh_client(&self) -> redis::RedisResult<Client> {
         let mut resolver = self.0.resolver.lock().await;
-        let client = match tokio::time::timeout(
+        let client = super::within(
             self.0.connect_timeout,
             resolver.sentinels.async_get_client(),
         )
-        .await
-        {
-            Ok(found) => found?,
-            Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
-        };
+        .await?;
         // Another primary than the one the store talks to: the store follows at once.
         let mut current = self
             .0

@@ -37,9 +37,6 @@ impl Tls {
                 client_tls,
                 root_cert,
             });
-        if certificates.is_some() || config.tls_insecure_skip_verify {
-            install_provider();
-        }
         Ok(Tls {
             certificates,
             insecure: config.tls_insecure_skip_verify,
