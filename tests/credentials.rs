@@ -2,9 +2,8 @@
 //! pub/sub and sessions; a wrong password is a configuration error naming `REDIS_URL`; no
 //! password appears in errors or `Debug` output.
 
-use std::time::{Duration, Instant};
+mod common;
 
-use cachemere::cache_session::{SessionConfig, SessionData, SessionManager};
 use cachemere::testing::RedisServer;
 use cachemere::{Cache, Config, Error, RedisStore, Ttl};
 
@@ -57,30 +56,7 @@ async fn an_acl_user_works_for_the_cache_its_local_tier_and_sessions() {
         .expect("ACL WHOAMI");
     assert_eq!(whoami, "app");
 
-    let cache = Cache::builder(store.clone())
-        .local_cache(1 << 20, Duration::from_secs(60))
-        .build();
-    let started = Instant::now();
-    while cache.local_cache_active() != Some(true) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the local tier's subscription never came up as the ACL user"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cache.set("k", &7u32, Ttl::Long).await.expect("set");
-    assert_eq!(cache.get::<u32>("k").await.expect("get"), Some(7));
-
-    let sessions = SessionManager::new(store, SessionConfig::default().secret("acl test"));
-    let token = sessions
-        .create_session("42", SessionData::new(), None)
-        .await
-        .expect("create a session");
-    let session = sessions.get_session(token.expose()).await.expect("read");
-    assert_eq!(
-        session.map(|session| session.user_id),
-        Some("42".to_owned())
-    );
+    common::cache_local_tier_and_sessions_work(store).await;
 }
 
 #[tokio::test]

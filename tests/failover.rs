@@ -4,6 +4,8 @@
 //! user's session or a stale grant) and work after it, with the same objects; the time to
 //! recover is measured and printed.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -77,10 +79,10 @@ impl Load {
     }
 
     /// Stops the tasks; the slowest call any of them made.
-    async fn finish(self) -> Duration {
+    async fn finish(&mut self) -> Duration {
         self.stop.store(true, Ordering::Relaxed);
         let mut slowest = Duration::ZERO;
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             slowest = slowest.max(task.await.expect("no panic in a cached call"));
         }
         assert_eq!(self.wrong.load(Ordering::Relaxed), 0, "a wrong value");
@@ -153,35 +155,103 @@ async fn replicated(store: &RedisStore, key: &str) {
     assert_eq!(acknowledged, 1, "the replica acknowledged the writes");
 }
 
-/// Waits out a failover (`promotion`, blocking) while sessions and the cache are polled from
-/// `killed`: (promoted, failover time, cached calls during it, (session reads denied,
-/// sessions back at), caching back at).
-#[allow(clippy::too_many_arguments)]
-async fn switch(
-    promotion: impl FnOnce() -> cachemere::Result<usize>,
-    probes: impl Fn(&str) -> bool + Send + Sync + 'static,
-    load: &Load,
-    sessions: &SessionManager,
-    token: &SessionToken,
-    cache: &Cache,
-    store: &RedisStore,
-    killed: Instant,
-    before: u64,
-) -> (usize, Duration, u64, (u32, Duration), Duration) {
-    let session_poll = {
-        let (sessions, token) = (sessions.clone(), token.clone());
-        tokio::spawn(async move { until_session_reads(&sessions, &token, killed).await })
-    };
-    let cache_poll = {
-        let (cache, store) = (cache.clone(), store.clone());
-        tokio::spawn(async move { until_cached(&cache, &store, probes, killed).await })
-    };
-    let promoted = tokio::task::block_in_place(promotion).expect("a replica is promoted");
-    let failover = killed.elapsed();
-    let during = load.calls.load(Ordering::Relaxed) - before;
-    let sessions_back = session_poll.await.expect("session poll");
-    let cached = cache_poll.await.expect("cache poll");
-    (promoted, failover, during, sessions_back, cached)
+/// An application under load: a cache and a session manager on `config`'s Redis, one live
+/// session (user `u`), and four tasks calling the cached function.
+struct Scene {
+    store: RedisStore,
+    cache: Cache,
+    sessions: SessionManager,
+    token: SessionToken,
+    load: Load,
+}
+
+/// A failover as the application saw it (times since the fault).
+struct Switch {
+    promoted: usize,
+    failover: Duration,
+    /// Cached calls answered between the fault and the promotion.
+    during: u64,
+    /// Session reads denied (with an error) before one was answered.
+    denied: u32,
+    sessions_back: Duration,
+    cached: Duration,
+}
+
+impl Scene {
+    async fn start(config: &Config) -> Scene {
+        let store = RedisStore::connect(config).await.expect("connect");
+        let cache = Cache::builder(store.clone()).config(config).build();
+        let sessions = SessionManager::new(store.clone(), SessionConfig::from_config(config));
+        let token = sessions
+            .create_session("u", SessionData::new(), None)
+            .await
+            .expect("create");
+        let load = Load::start(&cache, &Arc::new(AtomicU64::new(0)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Scene {
+            store,
+            cache,
+            sessions,
+            token,
+            load,
+        }
+    }
+
+    /// Runs `fault` (a kill or a freeze of the primary), then waits out `promotion`
+    /// (blocking) while sessions and the cache (writing keys `probes` accepts) are polled.
+    async fn switch(
+        &self,
+        fault: impl FnOnce(),
+        promotion: impl FnOnce() -> cachemere::Result<usize>,
+        probes: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Switch {
+        let since = Instant::now();
+        fault();
+        let before = self.load.calls.load(Ordering::Relaxed);
+        let session_poll = {
+            let (sessions, token) = (self.sessions.clone(), self.token.clone());
+            tokio::spawn(async move { until_session_reads(&sessions, &token, since).await })
+        };
+        let cache_poll = {
+            let (cache, store) = (self.cache.clone(), self.store.clone());
+            tokio::spawn(async move { until_cached(&cache, &store, probes, since).await })
+        };
+        let promoted = tokio::task::block_in_place(promotion).expect("a replica is promoted");
+        let failover = since.elapsed();
+        let during = self.load.calls.load(Ordering::Relaxed) - before;
+        let (denied, sessions_back) = session_poll.await.expect("session poll");
+        let cached = cache_poll.await.expect("cache poll");
+        assert!(during > 0, "cached calls were answered during the switch");
+        Switch {
+            promoted,
+            failover,
+            during,
+            denied,
+            sessions_back,
+            cached,
+        }
+    }
+
+    /// Stops the load; prints the switch as `what` with the slowest call and the cache's
+    /// error counts.
+    async fn report(&mut self, what: &str, switch: &Switch) {
+        let slowest = self.load.finish().await;
+        let stats = self.cache.stats();
+        let Switch {
+            failover,
+            during,
+            denied,
+            sessions_back,
+            cached,
+            ..
+        } = switch;
+        println!(
+            "{what}: promoted after {failover:?}; {during} cached calls during it, 0 errors \
+             surfaced, slowest {slowest:?}; sessions denied {denied} reads then answered at \
+             {sessions_back:?}; caching resumed at {cached:?} (store errors {}, trips {})",
+            stats.errors, stats.circuit_trips
+        );
+    }
 }
 
 #[tokio::test]
@@ -196,19 +266,6 @@ async fn a_sentinel_url_reaches_the_primary_for_cache_local_tier_and_sessions() 
         "{}",
         store.address()
     );
-    let cache = Cache::builder(store.clone())
-        .local_cache(1 << 20, Duration::from_secs(60))
-        .build();
-    let started = Instant::now();
-    while cache.local_cache_active() != Some(true) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the local tier's subscription never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cache.set("k", &7u32, Ttl::Long).await.expect("set");
-    assert_eq!(cache.get::<u32>("k").await.expect("get"), Some(7));
     let role: Vec<redis::Value> = redis::cmd("ROLE")
         .query_async(&mut store.connection())
         .await
@@ -218,63 +275,36 @@ async fn a_sentinel_url_reaches_the_primary_for_cache_local_tier_and_sessions() 
         Some(&redis::Value::BulkString(b"master".to_vec())),
         "commands go to the primary"
     );
-    let sessions = SessionManager::new(store, SessionConfig::default().secret("sentinel"));
-    let token = sessions
-        .create_session("42", SessionData::new(), None)
-        .await
-        .expect("create");
-    let read = sessions.get_session(&token).await.expect("read");
-    assert_eq!(read.map(|s| s.user_id), Some("42".to_owned()));
+    common::cache_local_tier_and_sessions_work(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_sentinel_primary_under_load_surfaces_no_error_and_sessions_fail_closed() {
     let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
-    let config = tuned(sentinel.config());
-    let store = RedisStore::connect(&config)
-        .await
-        .expect("connect through Sentinel");
-    let cache = Cache::builder(store.clone()).config(&config).build();
-    let sessions = SessionManager::new(store.clone(), SessionConfig::from_config(&config));
-    let token = sessions
-        .create_session("u", SessionData::new(), None)
-        .await
-        .expect("create");
-    let runs = Arc::new(AtomicU64::new(0));
-    let load = Load::start(&cache, &runs);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    replicated(&store, "the session").await;
-
+    let mut scene = Scene::start(&tuned(sentinel.config())).await;
+    replicated(&scene.store, "the session").await;
     let old = sentinel.primary().expect("the primary");
-    let killed = Instant::now();
-    sentinel.kill(old).expect("SIGKILL the primary");
-    let before = load.calls.load(Ordering::Relaxed);
-    let (promoted, failover, during, (denied, sessions_back), cached) = switch(
-        || sentinel.wait_for_failover(old, Duration::from_secs(30)),
-        |_| true,
-        &load,
-        &sessions,
-        &token,
-        &cache,
-        &store,
-        killed,
-        before,
-    )
-    .await;
-    let slowest = load.finish().await;
-    assert_ne!(promoted, old);
-    assert!(during > 0, "cached calls were answered during the switch");
-    let after = sessions
+    let switch = scene
+        .switch(
+            || sentinel.kill(old).expect("SIGKILL the primary"),
+            || sentinel.wait_for_failover(old, Duration::from_secs(30)),
+            |_| true,
+        )
+        .await;
+    assert_ne!(switch.promoted, old);
+    scene.report("sentinel failover (kill)", &switch).await;
+    let after = scene
+        .sessions
         .create_session("u", SessionData::new(), None)
         .await
         .expect("sessions work after the switch, same manager");
-    assert!(sessions.get_session(&after).await.expect("read").is_some());
-    let stats = cache.stats();
-    println!(
-        "sentinel failover (kill): promoted after {failover:?}; {during} cached calls during it, 0 errors \
-         surfaced, slowest {slowest:?}; sessions denied {denied} reads then answered at \
-         {sessions_back:?}; caching resumed at {cached:?} (store errors {}, trips {})",
-        stats.errors, stats.circuit_trips
+    assert!(
+        scene
+            .sessions
+            .get_session(&after)
+            .await
+            .expect("read")
+            .is_some()
     );
 }
 
@@ -282,112 +312,57 @@ async fn killing_the_sentinel_primary_under_load_surfaces_no_error_and_sessions_
 async fn a_frozen_sentinel_primary_is_left_for_the_promoted_replica() {
     let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
     let config = tuned(sentinel.config());
-    let store = RedisStore::connect(&config)
-        .await
-        .expect("connect through Sentinel");
-    let cache = Cache::builder(store.clone()).config(&config).build();
-    let sessions = SessionManager::new(store.clone(), SessionConfig::from_config(&config));
-    let token = sessions
-        .create_session("u", SessionData::new(), None)
-        .await
-        .expect("create");
-    let runs = Arc::new(AtomicU64::new(0));
-    let load = Load::start(&cache, &runs);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    replicated(&store, "the session").await;
-
+    let mut scene = Scene::start(&config).await;
+    replicated(&scene.store, "the session").await;
     let old = sentinel.primary().expect("the primary");
-    let frozen = Instant::now();
-    sentinel.pause(old).expect("SIGSTOP the primary");
-    let before = load.calls.load(Ordering::Relaxed);
-    let (promoted, failover, during, (denied, sessions_back), cached) = switch(
-        || sentinel.wait_for_failover(old, Duration::from_secs(30)),
-        |_| true,
-        &load,
-        &sessions,
-        &token,
-        &cache,
-        &store,
-        frozen,
-        before,
-    )
-    .await;
-    let slowest = load.finish().await;
+    let switch = scene
+        .switch(
+            || sentinel.pause(old).expect("SIGSTOP the primary"),
+            || sentinel.wait_for_failover(old, Duration::from_secs(30)),
+            |_| true,
+        )
+        .await;
+    scene.report("sentinel failover (freeze)", &switch).await;
     sentinel.resume(old).expect("SIGCONT");
-    assert_ne!(promoted, old);
+    assert_ne!(switch.promoted, old);
     // Nothing answers from a frozen server: the store must leave it on a timeout, not on
     // the next health check (`REDIS_HEALTH_CHECK_INTERVAL`, 30 s here).
     assert_eq!(config.health_check_interval, Duration::from_secs(30));
     assert!(
-        cached < failover + Duration::from_secs(10),
-        "the store stayed on the frozen primary: caching resumed {cached:?} after the freeze, \
-         the replica was promoted after {failover:?}"
-    );
-    assert!(during > 0, "cached calls were answered during the switch");
-    println!(
-        "sentinel failover (freeze): promoted after {failover:?}; {during} cached calls during \
-         it, 0 errors surfaced, slowest {slowest:?}; sessions denied {denied} reads then \
-         answered at {sessions_back:?}; caching resumed at {cached:?}"
+        switch.cached < switch.failover + Duration::from_secs(10),
+        "the store stayed on the frozen primary: caching resumed {:?} after the freeze, \
+         the replica was promoted after {:?}",
+        switch.cached,
+        switch.failover
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_cluster_primary_with_a_replica_under_load_surfaces_no_error() {
     let cluster = RedisCluster::start_with_replicas().expect("start a cluster with replicas");
-    let config = tuned(cluster.config());
-    let store = RedisStore::connect(&config)
-        .await
-        .expect("connect to the cluster");
-    let cache = Cache::builder(store.clone()).config(&config).build();
-    let sessions = SessionManager::new(store.clone(), SessionConfig::from_config(&config));
-    // The node to kill holds this session (a user's sessions share a slot) and some of the
+    let mut scene = Scene::start(&tuned(cluster.config())).await;
+    // The node to kill holds the session (a user's sessions share a slot) and some of the
     // cached keys.
-    let token = sessions
-        .create_session("u", SessionData::new(), None)
-        .await
-        .expect("create");
-    let old = cluster.node_of(&format!("{{{}}}", &token.expose()[5..37]));
+    let old = cluster.node_of(&format!("{{{}}}", &scene.token.expose()[5..37]));
     assert!(
         (0..50).any(|id| cluster.node_of(&format!("failover:{id}")) == old),
         "cached keys live on the node killed"
     );
-    let runs = Arc::new(AtomicU64::new(0));
-    let load = Load::start(&cache, &runs);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     tokio::task::block_in_place(|| cluster.wait_replicated(Duration::from_secs(10)))
         .expect("the replicas catch up");
-
-    let killed = Instant::now();
-    cluster.kill(old).expect("SIGKILL the primary");
-    let before = load.calls.load(Ordering::Relaxed);
-    let (promoted, failover, during, (denied, sessions_back), cached) = switch(
-        || cluster.wait_for_failover(old, Duration::from_secs(30)),
-        {
-            let on_old: std::collections::HashSet<String> = (0..2000)
-                .map(|n| format!("failover:probe:{n}"))
-                .filter(|key| cluster.node_of(key) == old)
-                .collect();
-            move |key| on_old.contains(key)
-        },
-        &load,
-        &sessions,
-        &token,
-        &cache,
-        &store,
-        killed,
-        before,
-    )
-    .await;
-    let slowest = load.finish().await;
-    assert_ne!(promoted, old);
-    assert!(during > 0, "cached calls were answered during the switch");
-    let stats = cache.stats();
-    println!(
-        "cluster failover (kill): promoted after {failover:?}; {during} cached calls during it, \
-         0 errors surfaced, slowest {slowest:?}; sessions denied {denied} reads then answered \
-         at {sessions_back:?}; caching resumed at {cached:?} (store errors {}, trips {})",
-        stats.errors, stats.circuit_trips
-    );
+    let on_old: std::collections::HashSet<String> = (0..2000)
+        .map(|n| format!("failover:probe:{n}"))
+        .filter(|key| cluster.node_of(key) == old)
+        .collect();
+    let switch = scene
+        .switch(
+            || cluster.kill(old).expect("SIGKILL the primary"),
+            || cluster.wait_for_failover(old, Duration::from_secs(30)),
+            move |key| on_old.contains(key),
+        )
+        .await;
+    assert_ne!(switch.promoted, old);
+    scene.report("cluster failover (kill)", &switch).await;
 }
 
 #[tokio::test]
@@ -493,5 +468,45 @@ async fn local_tiers_resubscribe_on_the_new_sentinel_primary() {
         "local tiers back on the new primary {resubscribed:?} after the kill; an invalidation \
          reached the other instance in {:?}",
         written.elapsed()
+    );
+}
+
+/// `ROLE` calls the primary has answered: redis-rs checks with `ROLE` that the server the
+/// Sentinels name is a primary, once per search (the Sentinels themselves use `INFO`).
+fn primary_searches(sentinel: &RedisSentinel) -> u64 {
+    let primary = sentinel.ports()[sentinel.primary().expect("the primary")];
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &primary.to_string(), "INFO", "commandstats"])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_role:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_ask_the_sentinels_once() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let before = primary_searches(&sentinel);
+    let store = RedisStore::connect_lazy(&sentinel.config()).expect("a lazy store");
+    let cache = Cache::builder(store).build();
+    let writes: Vec<_> = (0..32u32)
+        .map(|i| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.set(&format!("k{i}"), &i, Ttl::Short).await })
+        })
+        .collect();
+    for write in writes {
+        write.await.expect("no panic").expect("written");
+    }
+    let searches = primary_searches(&sentinel) - before;
+    println!("32 concurrent first requests: {searches} ROLE checks");
+    // One search checks the primary once per Sentinel it heard from at most (three here);
+    // 32 searches would check it at least 32 times.
+    assert!(
+        (1..=3).contains(&searches),
+        "one caller searches, the others wait for its answer: {searches} checks"
     );
 }

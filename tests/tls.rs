@@ -2,9 +2,8 @@
 //! with certificates made at test time; an untrusted server certificate, a missing client
 //! certificate and misconfigured TLS settings are clear configuration errors.
 
-use std::time::{Duration, Instant};
+mod common;
 
-use cachemere::cache_session::{SessionConfig, SessionData, SessionManager};
 use cachemere::testing::{RedisCluster, RedisServer, TlsFiles};
 use cachemere::{Cache, Config, Error, RedisStore, Ttl};
 
@@ -18,27 +17,7 @@ fn named(err: &Error) -> Option<&'static str> {
 
 async fn cache_and_sessions_work(config: &Config) {
     let store = RedisStore::connect(config).await.expect("connect over TLS");
-    let cache = Cache::builder(store.clone())
-        .local_cache(1 << 20, Duration::from_secs(60))
-        .build();
-    let started = Instant::now();
-    while cache.local_cache_active() != Some(true) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the local tier's subscription never came up over TLS"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cache.set("k", &7u32, Ttl::Long).await.expect("set");
-    assert_eq!(cache.get::<u32>("k").await.expect("get"), Some(7));
-
-    let sessions = SessionManager::new(store, SessionConfig::default().secret("tls test"));
-    let token = sessions
-        .create_session("42", SessionData::new(), None)
-        .await
-        .expect("create a session");
-    let session = sessions.get_session(token.expose()).await.expect("read");
-    assert_eq!(session.map(|s| s.user_id), Some("42".to_owned()));
+    common::cache_local_tier_and_sessions_work(store).await;
 }
 
 #[tokio::test]
