@@ -15,7 +15,7 @@ use crate::degrade::{Lenient, Strict};
 use crate::encryption::EncryptionKeys;
 use crate::error::{Error, Result};
 use crate::flight::Flights;
-use crate::frame::{Builtin, Format};
+use crate::frame::{Builtin, Early, Format, Stamp};
 use crate::health::HealthReport;
 use crate::local::Local;
 use crate::log::ErrorLog;
@@ -379,7 +379,7 @@ impl CacheBuilder {
 
     fn plain_json_refuses(&self, name: &'static str, window: Duration) -> Result<()> {
         match self.builtin {
-            Some(Builtin::Json) => Err(plain_json_refusal(name, window)),
+            Some(Builtin::Json) => Err(plain_json_refusal(name, format!("{window:?}"))),
             _ => Ok(()),
         }
     }
@@ -632,28 +632,41 @@ impl Cache {
 
     /// Encodes a value for the store and gives the ttl to write it with: the class's ttl,
     /// plus the fail-safe `window` when there is one (the value is then stamped fresh until
-    /// the ttl ends).
+    /// the ttl ends). A computed value (`took` its computation time) written with early
+    /// refresh on is stamped with its expiry and that time.
     pub(crate) fn prepare<T: Serialize + ?Sized>(
         &self,
         full_key: &str,
         value: &T,
-        ttl: Ttl,
+        options: &SetOptions,
         window: Option<Duration>,
+        took: Option<Duration>,
     ) -> Result<(Vec<u8>, Duration)> {
-        let ttl = self.ttl_for(full_key, ttl)?;
-        let Some(window) = window else {
-            return Ok((self.inner.format.encode(full_key, value)?, ttl));
+        let ttl = self.ttl_for(full_key, options.ttl_class())?;
+        let early = match (options.early_refresh_beta(), took) {
+            (Some(beta), Some(took)) => Some(early_refresh_cost(beta, took)?),
+            _ => None,
         };
-        if self.inner.format.builtin == Some(Builtin::Json) {
-            return Err(plain_json_refusal("stale_for", window));
+        if window.is_none() && early.is_none() {
+            return Ok((self.inner.format.encode(full_key, value)?, ttl));
         }
-        let fresh_for = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let fresh_until = now_millis().saturating_add(fresh_for);
-        let bytes = self
-            .inner
-            .format
-            .encode_fresh_until(full_key, value, Some(fresh_until))?;
-        Ok((bytes, ttl.saturating_add(window)))
+        if self.inner.format.builtin == Some(Builtin::Json) {
+            return Err(match window {
+                Some(window) => plain_json_refusal("stale_for", format!("{window:?}")),
+                None => plain_json_refusal("early_refresh", "true".into()),
+            });
+        }
+        let expires_at =
+            now_millis().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let stamp = Stamp {
+            fresh_until: window.map(|_| expires_at),
+            early: early.map(|took_ms| Early {
+                expires_at,
+                took_ms,
+            }),
+        };
+        let bytes = self.inner.format.encode_stamped(full_key, value, stamp)?;
+        Ok((bytes, ttl.saturating_add(window.unwrap_or_default())))
     }
 
     fn jittered(&self, ttl: Duration) -> Duration {
@@ -676,17 +689,17 @@ impl Cache {
     }
 
     pub(crate) fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
-        self.decode_fresh_until(key, bytes).map(|(value, _)| value)
+        self.decode_stamped(key, bytes).map(|(value, _)| value)
     }
 
-    /// Decodes a value and the time it is fresh until (ms since the Unix epoch), if stamped.
+    /// Decodes a value and its stamp.
     #[inline(always)]
-    pub(crate) fn decode_fresh_until<T: DeserializeOwned>(
+    pub(crate) fn decode_stamped<T: DeserializeOwned>(
         &self,
         key: &str,
         bytes: &[u8],
-    ) -> Option<(T, Option<u64>)> {
-        match self.inner.format.decode_fresh_until(key, bytes) {
+    ) -> Option<(T, Stamp)> {
+        match self.inner.format.decode_stamped(key, bytes) {
             Ok(decoded) => Some(decoded),
             Err(err) => {
                 self.inner.counters.count(Event::DecodeFailure, 1);
@@ -756,8 +769,7 @@ impl Cache {
     ) -> Result<()> {
         let options = options.into();
         let full = self.full_key(key);
-        let (bytes, ttl) =
-            self.prepare(&full, value, options.ttl_class(), options.stale_window())?;
+        let (bytes, ttl) = self.prepare(&full, value, &options, options.stale_window(), None)?;
         self.store_encoded(&full, &bytes, ttl, options.tag_names())
             .await
     }
@@ -1307,15 +1319,28 @@ pub async fn check_redis_connection(cache: &Cache) -> bool {
     cache.health_check().await.healthy
 }
 
-fn plain_json_refusal(name: &'static str, window: Duration) -> Error {
+fn plain_json_refusal(name: &'static str, value: String) -> Error {
     Error::Config {
         name,
-        value: format!("{window:?}"),
-        reason: "the Json codec writes plain JSON for other languages to read, and the \
-                 fail-safe would add a binary freshness header to every value; use Bincode \
-                 (or another codec) for a fail-safe cache"
-            .into(),
+        value,
+        reason: format!(
+            "the Json codec writes plain JSON for other languages to read, and `{name}` would \
+             add a binary header (a freshness stamp) to every value; use Bincode (or another \
+             codec) for it"
+        ),
     }
+}
+
+/// An early-refresh computation time in whole milliseconds, once `beta` is checked.
+fn early_refresh_cost(beta: f64, took: Duration) -> Result<u32> {
+    if !(beta.is_finite() && beta > 0.0) {
+        return Err(Error::Config {
+            name: "beta",
+            value: beta.to_string(),
+            reason: "early refresh needs a finite beta above 0 (1.0 unless tuned)".into(),
+        });
+    }
+    Ok(u32::try_from(took.as_millis()).unwrap_or(u32::MAX))
 }
 
 /// Wall-clock time in milliseconds since the Unix epoch (fail-safe freshness stamps).

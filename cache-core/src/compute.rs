@@ -13,11 +13,12 @@ use crate::cache::{Cache, now_millis};
 use crate::degrade::{Lenient, Strict, Strictness};
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Outcome, Role, Shared, follow};
-use crate::random::random_token;
+use crate::frame::{Early, Stamp};
+use crate::random::{random_token, random_u64};
 use crate::store::KeyTtl;
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
-use crate::typed::{Entry, Typed};
+use crate::typed::{Decoded, Entry, Typed};
 
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
@@ -91,6 +92,8 @@ where
 enum Fetched<T> {
     /// The value, decoded, and as stored.
     Hit(T, Raw),
+    /// A hit whose read decided to refresh the value early.
+    Refresh(T, Raw),
     /// A fail-safe value past its ttl: a miss, kept in case the recomputation fails.
     Stale(T, Raw),
     Miss,
@@ -99,12 +102,130 @@ enum Fetched<T> {
 }
 
 impl<T> Fetched<T> {
-    /// A hit, or a stale value once its freshness stamp has passed.
-    fn of((value, fresh_until): (T, Option<u64>), bytes: Raw) -> Fetched<T> {
-        match fresh_until {
-            Some(at) if at <= now_millis() => Fetched::Stale(value, bytes),
+    /// A hit; a stale value once its freshness stamp has passed; given an early-refresh
+    /// `beta`, a hit that refreshes, as the value's early stamp decides.
+    #[inline(always)]
+    fn of((value, stamp): Decoded<T>, bytes: Raw, beta: Option<f64>) -> Fetched<T> {
+        if stamp == Stamp::default() {
+            return Fetched::Hit(value, bytes);
+        }
+        Fetched::stamped(value, stamp, bytes, beta)
+    }
+
+    #[inline(never)]
+    fn stamped(value: T, stamp: Stamp, bytes: Raw, beta: Option<f64>) -> Fetched<T> {
+        let now = now_millis();
+        if stamp.fresh_until.is_some_and(|at| at <= now) {
+            return Fetched::Stale(value, bytes);
+        }
+        match (beta, stamp.early) {
+            (Some(beta), Some(early)) if refreshes_early(now, early, beta) => {
+                Fetched::Refresh(value, bytes)
+            }
             _ => Fetched::Hit(value, bytes),
         }
+    }
+
+    /// Whether this is a usable value (a hit, refreshing or not).
+    fn is_hit(&self) -> bool {
+        matches!(self, Fetched::Hit(..) | Fetched::Refresh(..))
+    }
+}
+
+/// XFetch: refresh once `now - took * beta * ln(u) >= expires_at`, `u` uniform in (0, 1].
+fn refreshes_early(now: u64, early: Early, beta: f64) -> bool {
+    if now >= early.expires_at {
+        return true;
+    }
+    let u = ((random_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    let ahead = f64::from(early.took_ms) * beta * -u.ln();
+    ahead >= (early.expires_at - now) as f64
+}
+
+/// A computation handed to a get-or-set: run in the call, or, for an early refresh, as its
+/// own task when it owns what it needs.
+pub(crate) trait Factory<P: Plan>: Sized {
+    type Fut: Future<Output = P::Output>;
+
+    fn call(self) -> Self::Fut;
+
+    /// Starts an early refresh of `full_key` as its own task; gives the factory and the plan
+    /// back when it cannot outlive the call (or no tokio runtime runs).
+    fn detach(
+        self,
+        cache: &Cache,
+        full_key: &str,
+        options: &SetOptions,
+        plan: P,
+        current: Arc<Vec<u8>>,
+    ) -> Option<(Self, P)>;
+}
+
+/// A factory that may borrow from its caller: it runs in the call.
+pub(crate) struct Inline<F>(pub(crate) F);
+
+impl<P, F, Fut> Factory<P> for Inline<F>
+where
+    P: Plan,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = P::Output>,
+{
+    type Fut = Fut;
+
+    fn call(self) -> Fut {
+        (self.0)()
+    }
+
+    fn detach(
+        self,
+        _: &Cache,
+        _: &str,
+        _: &SetOptions,
+        plan: P,
+        _: Arc<Vec<u8>>,
+    ) -> Option<(Self, P)> {
+        Some((self, plan))
+    }
+}
+
+/// A factory whose future owns what it needs: an early refresh runs that future as its own
+/// task.
+pub(crate) struct Detached<F>(pub(crate) F);
+
+impl<P, F, Fut> Factory<P> for Detached<F>
+where
+    P: Plan + Send + 'static,
+    P::Output: Send + 'static,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = P::Output> + Send + 'static,
+{
+    type Fut = Fut;
+
+    fn call(self) -> Fut {
+        (self.0)()
+    }
+
+    fn detach(
+        self,
+        cache: &Cache,
+        full_key: &str,
+        options: &SetOptions,
+        plan: P,
+        current: Arc<Vec<u8>>,
+    ) -> Option<(Self, P)> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Some((self, plan));
+        };
+        // Futures do nothing until polled: making it here starts no computation.
+        let computation = (self.0)();
+        let (cache, full, options) = (cache.clone(), full_key.to_owned(), options.clone());
+        runtime.spawn(async move {
+            let factory = Inline(move || computation);
+            cache
+                .refresh(&full, &options, plan, factory, &current)
+                .await;
+        });
+        None
     }
 }
 
@@ -211,13 +332,14 @@ impl Cache {
         Fut: Future<Output = T>,
     {
         let plan = Whole(PhantomData);
+        let factory = Inline(factory);
         if self.inner.strict {
             return self
-                .compute::<Strict, _, _, _>(key, options.into(), plan, factory)
+                .compute::<Strict, _, _>(key, options.into(), plan, factory)
                 .await;
         }
         match self
-            .compute::<Lenient, _, _, _>(key, options.into(), plan, factory)
+            .compute::<Lenient, _, _>(key, options.into(), plan, factory)
             .await
         {
             Ok(value) => Ok(value),
@@ -257,7 +379,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        self.compute_lenient(key, options.into(), Fallible(PhantomData), factory)
+        self.compute_lenient(key, options.into(), Fallible(PhantomData), Inline(factory))
             .await
     }
 
@@ -303,18 +425,22 @@ impl Cache {
             self.full_key(key).into_owned(),
             options.clone(),
         );
+        // The computation starts when the future is first polled, so that an early refresh
+        // (which makes the future, then decides) starts nothing it does not run.
         let factory = move || {
             let computation = factory();
-            let (sender, receiver) = tokio::sync::oneshot::channel();
-            tokio::spawn(async move {
-                let value = computation.await;
-                if let Err(value) = sender.send(value) {
-                    let prepared = cache.prepare(&full, &value, background.ttl_class(), window);
-                    drop(value);
-                    cache.store_prepared(&full, prepared, &background).await;
-                }
-            });
             async move {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let value = computation.await;
+                    if let Err(value) = sender.send(value) {
+                        let took = Some(started.elapsed());
+                        let prepared = cache.prepare(&full, &value, &background, window, took);
+                        drop(value);
+                        cache.store_prepared(&full, prepared, &background).await;
+                    }
+                });
                 match tokio::time::timeout(hard, receiver).await {
                     Ok(Ok(value)) => Ok(value),
                     Ok(Err(_)) => Err(Unavailable::Failed),
@@ -323,7 +449,7 @@ impl Cache {
             }
         };
         match self
-            .compute_lenient(key, options, Fallible(PhantomData), factory)
+            .compute_lenient(key, options, Fallible(PhantomData), Detached(factory))
             .await
         {
             Ok(value) => Ok(value),
@@ -357,20 +483,15 @@ impl Cache {
     }
 
     /// Runs a computation whose store failures are degraded whatever the cache's mode.
-    pub(crate) async fn compute_lenient<P, F, Fut>(
+    pub(crate) async fn compute_lenient<P: Plan, F: Factory<P>>(
         &self,
         key: &str,
         options: SetOptions,
         plan: P,
         factory: F,
-    ) -> P::Output
-    where
-        P: Plan,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = P::Output>,
-    {
+    ) -> P::Output {
         match self
-            .compute::<Lenient, _, _, _>(key, options, plan, factory)
+            .compute::<Lenient, _, _>(key, options, plan, factory)
             .await
         {
             Ok(output) => output,
@@ -397,48 +518,37 @@ impl Cache {
     /// A get-or-set in its span ([`operation_span`](Cache::operation_span)). With no
     /// subscriber listening the computation runs as it is; only a listened-to span wraps it
     /// (boxed, so that the plain path's future does not grow).
-    async fn compute<S, P, F, Fut>(
+    async fn compute<S: Strictness, P: Plan, F: Factory<P>>(
         &self,
         key: &str,
         options: SetOptions,
         plan: P,
         factory: F,
-    ) -> std::result::Result<P::Output, S::Error>
-    where
-        S: Strictness,
-        P: Plan,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = P::Output>,
-    {
+    ) -> std::result::Result<P::Output, S::Error> {
         let span = self.operation_span(key);
         if span.is_disabled() {
             return self
-                .compute_in::<S, P, F, Fut>(key, options, plan, factory, &span)
+                .compute_in::<S, P, F>(key, options, plan, factory, &span)
                 .await;
         }
         let traced = self
-            .compute_in::<S, P, F, Fut>(key, options, plan, factory, &span)
+            .compute_in::<S, P, F>(key, options, plan, factory, &span)
             .instrument(span.clone());
         Box::pin(traced).await
     }
 
-    async fn compute_in<S, P, F, Fut>(
+    async fn compute_in<S: Strictness, P: Plan, F: Factory<P>>(
         &self,
         key: &str,
         options: SetOptions,
         plan: P,
         factory: F,
         span: &tracing::Span,
-    ) -> std::result::Result<P::Output, S::Error>
-    where
-        S: Strictness,
-        P: Plan,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = P::Output>,
-    {
+    ) -> std::result::Result<P::Output, S::Error> {
         let full = self.full_key(key);
         let window = options.stale_window().or(self.inner.fail_safe);
-        let first = self.fetch::<S, P::Value>(&full, plan.typed()).await?;
+        let beta = options.early_refresh_beta();
+        let first = self.fetch::<S, P::Value>(&full, plan.typed(), beta).await?;
         let fallback = match first {
             Fetched::Hit(value, bytes) => {
                 span.record("outcome", "hit");
@@ -448,6 +558,22 @@ impl Cache {
                 }
                 return Ok(P::hit(value));
             }
+            Fetched::Refresh(value, bytes) => {
+                span.record("outcome", "hit");
+                self.record_read(true);
+                let current = bytes.into_shared();
+                if window.is_some() {
+                    self.remember(&full, Raw::Shared(Arc::clone(&current)))
+                        .await;
+                }
+                let Some((factory, plan)) =
+                    factory.detach(self, &full, &options, plan, Arc::clone(&current))
+                else {
+                    return Ok(P::hit(value));
+                };
+                let refreshed = Box::pin(self.refresh(&full, &options, plan, factory, &current));
+                return Ok(refreshed.await.unwrap_or_else(|| P::hit(value)));
+            }
             Fetched::Stale(value, bytes) => Some((value, bytes)),
             Fetched::Failed if window.is_some() => self.recall::<P::Value>(&full).await,
             Fetched::Miss | Fetched::Failed => None,
@@ -456,13 +582,11 @@ impl Cache {
         self.record_read(false);
         // Boxed so that the hit path's future stays small: a hit neither builds nor moves
         // the state of a computation.
-        Box::pin(
-            self.compute_missed::<S, P, F, Fut>(&full, options, window, plan, factory, fallback),
-        )
-        .await
+        Box::pin(self.compute_missed::<S, P, F>(&full, options, window, plan, factory, fallback))
+            .await
     }
 
-    async fn compute_missed<S, P, F, Fut>(
+    async fn compute_missed<S: Strictness, P: Plan, F: Factory<P>>(
         &self,
         full: &str,
         options: SetOptions,
@@ -470,13 +594,7 @@ impl Cache {
         plan: P,
         factory: F,
         mut fallback: Option<(P::Value, Raw)>,
-    ) -> std::result::Result<P::Output, S::Error>
-    where
-        S: Strictness,
-        P: Plan,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = P::Output>,
-    {
+    ) -> std::result::Result<P::Output, S::Error> {
         loop {
             let leader = match self.inner.flights.join(full) {
                 Role::Leader(leader) => leader,
@@ -492,7 +610,7 @@ impl Cache {
                     };
                     return Ok(match shared {
                         Some(output) => output,
-                        None => self.timed(factory()).await,
+                        None => self.timed(factory.call()).await,
                     });
                 }
             };
@@ -506,9 +624,10 @@ impl Cache {
                 },
                 false => None,
             };
+            let started = options.early_refresh_beta().map(|_| Instant::now());
             let output = match (self.inner.factory_timeout, fallback.take()) {
                 (Some(limit), Some(stale)) => {
-                    match tokio::time::timeout(limit, self.timed(factory())).await {
+                    match tokio::time::timeout(limit, self.timed(factory.call())).await {
                         Ok(output) => {
                             fallback = Some(stale);
                             output
@@ -518,16 +637,17 @@ impl Cache {
                 }
                 (_, stale) => {
                     fallback = stale;
-                    self.timed(factory()).await
+                    self.timed(factory.call()).await
                 }
             };
+            let took = started.map(|started| started.elapsed());
             let written = match plan.verdict(&output) {
                 Verdict::Store(value) => {
-                    self.share_and_store::<S, _>(&leader, full, value, Some(&options), window)
+                    self.share_and_store::<S, _>(&leader, full, value, Some(&options), window, took)
                         .await
                 }
                 Verdict::Share(value) => {
-                    self.share_and_store::<S, _>(&leader, full, value, None, window)
+                    self.share_and_store::<S, _>(&leader, full, value, None, window, None)
                         .await
                 }
                 Verdict::Fail(failure) => match fallback {
@@ -544,6 +664,108 @@ impl Cache {
                 lock.release().await;
             }
             return written.map(|()| output);
+        }
+    }
+
+    /// Recomputes a value that is still current (early refresh): once per key in this
+    /// process, and with [`SetOptions::lock`] once across the processes sharing the store.
+    /// Nothing is computed when the stored value is no longer `current` (another caller
+    /// refreshed it). Returns the computed output; `None` when nothing was computed or the
+    /// computation failed, and the current value stays in place.
+    async fn refresh<P: Plan, F: Factory<P>>(
+        &self,
+        full: &str,
+        options: &SetOptions,
+        plan: P,
+        factory: F,
+        current: &[u8],
+    ) -> Option<P::Output> {
+        // A leader that publishes nothing lets the callers that missed meanwhile (the value
+        // deleted, say) compete to compute, as when a leader is cancelled.
+        let Role::Leader(leader) = self.inner.flights.join(full) else {
+            return None;
+        };
+        let lock = match options.locks() {
+            true => Some(self.try_lock(full).await?),
+            false => None,
+        };
+        let computed = match self.still_stored(full, current).await {
+            true => Some(
+                self.refresh_now(&leader, full, options, plan, factory)
+                    .await,
+            ),
+            false => None,
+        };
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        computed.flatten()
+    }
+
+    async fn refresh_now<P: Plan, F: Factory<P>>(
+        &self,
+        leader: &Leader<'_>,
+        full: &str,
+        options: &SetOptions,
+        plan: P,
+        factory: F,
+    ) -> Option<P::Output> {
+        self.inner.counters.count(Event::EarlyRefresh, 1);
+        tracing::debug!("refreshing a value before it expires");
+        let window = options.stale_window().or(self.inner.fail_safe);
+        let started = Instant::now();
+        let output = self.timed(factory.call()).await;
+        let took = Some(started.elapsed());
+        let prepared = match plan.verdict(&output) {
+            Verdict::Store(value) => Some(self.prepare(full, value, options, window, took)),
+            Verdict::Share(_) => None,
+            Verdict::Fail(_) => {
+                self.inner.counters.count(Event::EarlyRefreshFailure, 1);
+                tracing::debug!("an early refresh failed; the current value stays");
+                return None;
+            }
+        };
+        if let Some(prepared) = prepared {
+            let _ = self
+                .share_prepared::<Lenient>(leader, full, prepared, Some(options), window)
+                .await;
+        }
+        Some(output)
+    }
+
+    /// Takes the distributed lock of `full_key` if it is free.
+    async fn try_lock(&self, full_key: &str) -> Option<HeldLock> {
+        let token = random_token();
+        let lock_key = Cache::lock_key(full_key);
+        let acquired = self.counted(
+            self.inner
+                .guarded
+                .set_if_absent(&lock_key, &token, self.inner.lock_wait)
+                .await,
+        );
+        match acquired {
+            Ok(true) => Some(HeldLock {
+                cache: self.clone(),
+                key: full_key.to_owned(),
+                token,
+                released: false,
+            }),
+            Ok(false) => None,
+            Err(err) => {
+                let _ = self.degrade::<Lenient>("SET NX", &lock_key, err);
+                None
+            }
+        }
+    }
+
+    /// Whether the store still holds `bytes` under `full_key`.
+    async fn still_stored(&self, full_key: &str, bytes: &[u8]) -> bool {
+        match self.counted(self.inner.guarded.get(full_key).await) {
+            Ok(found) => found.is_some_and(|stored| stored == bytes),
+            Err(err) => {
+                let _ = self.degrade::<Lenient>("GET", full_key, err);
+                false
+            }
         }
     }
 
@@ -609,6 +831,7 @@ impl Cache {
 
     /// Encodes a computed value for the waiting callers and, given options, writes it.
     /// Failures are logged and counted unless strict; the waiting callers then compute alone.
+    /// `took` is the computation's time, for early refresh.
     async fn share_and_store<S: Strictness, T: Serialize + ?Sized>(
         &self,
         leader: &Leader<'_>,
@@ -616,15 +839,29 @@ impl Cache {
         value: &T,
         options: Option<&SetOptions>,
         window: Option<Duration>,
+        took: Option<Duration>,
     ) -> std::result::Result<(), S::Error> {
         let prepared = match options {
-            Some(options) => self.prepare(full_key, value, options.ttl_class(), window),
+            Some(options) => self.prepare(full_key, value, options, window, took),
             None => self
                 .inner
                 .format
                 .encode(full_key, value)
                 .map(|bytes| (bytes, Duration::ZERO)),
         };
+        self.share_prepared::<S>(leader, full_key, prepared, options, window)
+            .await
+    }
+
+    /// [`share_and_store`](Cache::share_and_store) once the value is encoded.
+    async fn share_prepared<S: Strictness>(
+        &self,
+        leader: &Leader<'_>,
+        full_key: &str,
+        prepared: Result<(Vec<u8>, Duration)>,
+        options: Option<&SetOptions>,
+        window: Option<Duration>,
+    ) -> std::result::Result<(), S::Error> {
         let (bytes, ttl) = match prepared {
             Ok(prepared) => prepared,
             Err(err) => {
@@ -657,19 +894,21 @@ impl Cache {
         &self,
         full_key: &str,
     ) -> std::result::Result<Option<T>, S::Error> {
-        Ok(match self.fetch::<S, T>(full_key, None).await? {
-            Fetched::Hit(value, _) => Some(value),
+        Ok(match self.fetch::<S, T>(full_key, None, None).await? {
+            Fetched::Hit(value, _) | Fetched::Refresh(value, _) => Some(value),
             Fetched::Stale(..) | Fetched::Miss | Fetched::Failed => None,
         })
     }
 
     /// Reads `full_key` and returns the value with its stored bytes; a store failure is a
     /// miss unless strict, and bytes that do not decode are deleted and count as a miss.
-    /// Given `typed`, an in-process hit copies the decoded value the store keeps.
+    /// Given `typed`, an in-process hit copies the decoded value the store keeps. Given an
+    /// early-refresh `beta`, a hit may decide to refresh ([`Fetched::Refresh`]).
     async fn fetch<S: Strictness, T: DeserializeOwned>(
         &self,
         full_key: &str,
         typed: Option<Typed<T>>,
+        beta: Option<f64>,
     ) -> std::result::Result<Fetched<T>, S::Error> {
         if self.inner.recovery.hides(full_key) {
             return Ok(Fetched::Miss);
@@ -681,12 +920,16 @@ impl Cache {
             let Some(entry) = found else {
                 return Ok(Fetched::Miss);
             };
-            let Some(decoded) = entry.read(typed, |bytes| self.decode_fresh_until(full_key, bytes))
+            let Some(decoded) = entry.read(typed, |bytes| self.decode_stamped(full_key, bytes))
             else {
                 self.discard(full_key).await;
                 return Ok(Fetched::Miss);
             };
-            return Ok(Fetched::of(decoded, Raw::Shared(Arc::clone(&entry.bytes))));
+            return Ok(Fetched::of(
+                decoded,
+                Raw::Shared(Arc::clone(&entry.bytes)),
+                beta,
+            ));
         }
         let local = self
             .inner
@@ -696,11 +939,11 @@ impl Cache {
         if let Some(local) = local
             && let Some(entry) = local.get(full_key).await
             && let Some(decoded) = match typed {
-                Some(typed) => entry.read(typed, |bytes| self.decode_fresh_until(full_key, bytes)),
-                None => self.decode_fresh_until(full_key, &entry.bytes),
+                Some(typed) => entry.read(typed, |bytes| self.decode_stamped(full_key, bytes)),
+                None => self.decode_stamped(full_key, &entry.bytes),
             }
-            && let fetched @ Fetched::Hit(..) =
-                Fetched::of(decoded, Raw::Shared(Arc::clone(&entry.bytes)))
+            && let fetched = Fetched::of(decoded, Raw::Shared(Arc::clone(&entry.bytes)), beta)
+            && fetched.is_hit()
         {
             return Ok(fetched);
         }
@@ -731,7 +974,7 @@ impl Cache {
         let Some((bytes, ttl)) = found else {
             return Ok(Fetched::Miss);
         };
-        let Some(decoded) = self.decode_fresh_until(full_key, &bytes) else {
+        let Some(decoded) = self.decode_stamped(full_key, &bytes) else {
             self.discard(full_key).await;
             return Ok(Fetched::Miss);
         };
@@ -739,6 +982,7 @@ impl Cache {
             (Some(local), Some(KeyTtl::ExpiresIn(ttl)))
                 if decoded
                     .1
+                    .fresh_until
                     .is_none_or(|fresh_until| fresh_until > now_millis()) =>
             {
                 let entry = Arc::new(Entry::new(bytes));
@@ -748,7 +992,7 @@ impl Cache {
             }
             _ => Raw::Owned(bytes),
         };
-        Ok(Fetched::of(decoded, bytes))
+        Ok(Fetched::of(decoded, bytes, beta))
     }
 
     fn lock_key(full_key: &str) -> String {
@@ -779,7 +1023,9 @@ impl Cache {
                         token,
                         released: false,
                     };
-                    if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key, None).await? {
+                    if let Fetched::Hit(value, bytes) =
+                        self.fetch::<S, T>(full_key, None, None).await?
+                    {
                         held.release().await;
                         return Ok(Led::Found(value, bytes));
                     }
@@ -791,7 +1037,7 @@ impl Cache {
                     return Ok(Led::Compute(None));
                 }
             }
-            if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key, None).await? {
+            if let Fetched::Hit(value, bytes) = self.fetch::<S, T>(full_key, None, None).await? {
                 return Ok(Led::Found(value, bytes));
             }
             if Instant::now() >= deadline {
@@ -807,5 +1053,39 @@ impl Cache {
         if let Err(err) = released {
             let _ = self.degrade::<Lenient>("DELETE IF EQUALS", &lock_key, err);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share_refreshing(now: u64, expires_at: u64, took_ms: u32, beta: f64) -> f64 {
+        let early = Early {
+            expires_at,
+            took_ms,
+        };
+        let draws = 20_000;
+        let refreshed = (0..draws)
+            .filter(|_| refreshes_early(now, early, beta))
+            .count();
+        refreshed as f64 / f64::from(draws)
+    }
+
+    #[test]
+    fn xfetch_refreshes_with_the_probability_of_the_paper() {
+        // P(refresh) = P(-ln u >= gap / (took * beta)) = exp(-gap / (took * beta)).
+        let share = share_refreshing(1_000, 1_050, 50, 1.0);
+        assert!((0.34..0.40).contains(&share), "{share}");
+        let share = share_refreshing(1_000, 1_100, 50, 2.0);
+        assert!((0.34..0.40).contains(&share), "{share}");
+        let share = share_refreshing(1_000, 1_025, 50, 1.0);
+        assert!((0.57..0.64).contains(&share), "{share}");
+        // far from expiry: practically never; at or past it: always
+        assert_eq!(share_refreshing(0, 60_000, 50, 1.0), 0.0);
+        assert_eq!(share_refreshing(1_050, 1_050, 50, 1.0), 1.0);
+        assert_eq!(share_refreshing(2_000, 1_050, 0, 1.0), 1.0);
+        // a free computation is never refreshed ahead
+        assert_eq!(share_refreshing(1_049, 1_050, 0, 1.0), 0.0);
     }
 }

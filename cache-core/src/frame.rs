@@ -5,6 +5,12 @@
 //! then begins with its little-endian `u32` decompressed length). Anything else is read as
 //! plain JSON, which is what [`Json`](crate::codec::Json) writes so that other languages can
 //! share the keys.
+//!
+//! Optional stamps follow the header, in flag order, all little-endian:
+//! - bit 1: the time the value is fresh until (`u64`, ms since the Unix epoch), for the
+//!   fail-safe (`stale_for`);
+//! - bit 2: for early refresh, the time the value expires (`u64`, ms since the Unix epoch)
+//!   and how long it took to compute (`u32`, ms).
 
 use std::any::TypeId;
 use std::sync::Arc;
@@ -21,8 +27,44 @@ const VERSION: u8 = 1;
 const HEADER_LEN: usize = 4;
 const FLAG_LZ4: u8 = 0b0000_0001;
 const FLAG_FRESH_UNTIL: u8 = 0b0000_0010;
-const KNOWN_FLAGS: u8 = FLAG_LZ4 | FLAG_FRESH_UNTIL;
+const FLAG_EARLY: u8 = 0b0000_0100;
+const KNOWN_FLAGS: u8 = FLAG_LZ4 | FLAG_FRESH_UNTIL | FLAG_EARLY;
 const FRESH_UNTIL_LEN: usize = 8;
+
+/// What a stored value says of its own lifetime, beside the value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// Fresh until then (ms since the Unix epoch), stale after (the fail-safe window).
+    pub(crate) fresh_until: Option<u64>,
+    /// Written for early refresh.
+    pub(crate) early: Option<Early>,
+}
+
+/// What early refresh needs to know of a value: when it expires and what it cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Early {
+    /// When the value expires (ms since the Unix epoch).
+    pub(crate) expires_at: u64,
+    /// How long its computation took (ms).
+    pub(crate) took_ms: u32,
+}
+
+impl Stamp {
+    fn flags(self) -> u8 {
+        let mut flags = 0;
+        if self.fresh_until.is_some() {
+            flags |= FLAG_FRESH_UNTIL;
+        }
+        if self.early.is_some() {
+            flags |= FLAG_EARLY;
+        }
+        flags
+    }
+
+    fn is_empty(self) -> bool {
+        self.fresh_until.is_none() && self.early.is_none()
+    }
+}
 
 /// A stored value's header, read.
 #[derive(Clone, Copy)]
@@ -31,16 +73,16 @@ enum Frame<'b> {
     Plain,
     Framed {
         payload: &'b [u8],
-        fresh_until: Option<u64>,
+        stamp: Stamp,
         compressed: bool,
     },
 }
 
 impl Frame<'_> {
-    fn fresh_until(self) -> Option<u64> {
+    fn stamp(self) -> Stamp {
         match self {
-            Frame::Plain => None,
-            Frame::Framed { fresh_until, .. } => fresh_until,
+            Frame::Plain => Stamp::default(),
+            Frame::Framed { stamp, .. } => stamp,
         }
     }
 }
@@ -122,29 +164,28 @@ fn trailing(bytes: usize) -> String {
 
 impl Format {
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Vec<u8>> {
-        self.encode_fresh_until(key, value, None)
+        self.encode_stamped(key, value, Stamp::default())
     }
 
-    /// Encodes a value that is fresh until `fresh_until` (ms since the Unix epoch) and stale
-    /// after it; such values are always framed, whatever the codec.
-    pub(crate) fn encode_fresh_until<T: Serialize + ?Sized>(
+    /// Encodes a value with its stamp (see the module docs); stamped values are always
+    /// framed, whatever the codec.
+    pub(crate) fn encode_stamped<T: Serialize + ?Sized>(
         &self,
         key: &str,
         value: &T,
-        fresh_until: Option<u64>,
+        stamp: Stamp,
     ) -> Result<Vec<u8>> {
-        let framed = self.codec.framed() || fresh_until.is_some();
+        let framed = self.codec.framed() || !stamp.is_empty();
         let mut out = Vec::with_capacity(64);
         let mut prefix = 0;
         if framed {
-            let flags = if fresh_until.is_some() {
-                FLAG_FRESH_UNTIL
-            } else {
-                0
-            };
-            out.extend_from_slice(&[MAGIC, VERSION, self.codec_id, flags]);
-            if let Some(at) = fresh_until {
+            out.extend_from_slice(&[MAGIC, VERSION, self.codec_id, stamp.flags()]);
+            if let Some(at) = stamp.fresh_until {
                 out.extend_from_slice(&at.to_le_bytes());
+            }
+            if let Some(early) = stamp.early {
+                out.extend_from_slice(&early.expires_at.to_le_bytes());
+                out.extend_from_slice(&early.took_ms.to_le_bytes());
             }
             prefix = out.len();
         }
@@ -175,16 +216,16 @@ impl Format {
 
     #[cfg(test)]
     pub(crate) fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T> {
-        self.decode_fresh_until(key, bytes).map(|(value, _)| value)
+        self.decode_stamped(key, bytes).map(|(value, _)| value)
     }
 
-    /// Decodes a value and the time it is fresh until, if it was written with one.
+    /// Decodes a value and its stamp.
     #[inline(always)]
-    pub(crate) fn decode_fresh_until<T: DeserializeOwned>(
+    pub(crate) fn decode_stamped<T: DeserializeOwned>(
         &self,
         key: &str,
         bytes: &[u8],
-    ) -> Result<(T, Option<u64>)> {
+    ) -> Result<(T, Stamp)> {
         match &self.encryption {
             None => self.decode_plain(key, bytes),
             Some(keys) => self.decode_sealed(key, bytes, keys),
@@ -198,7 +239,7 @@ impl Format {
         key: &str,
         bytes: &[u8],
         keys: &EncryptionKeys,
-    ) -> Result<(T, Option<u64>)> {
+    ) -> Result<(T, Stamp)> {
         match keys.open_or_why(key.as_bytes(), bytes) {
             Ok(plain) => self.decode_plain(key, &plain),
             Err(reason) => Err(corrupt(key, reason)),
@@ -206,11 +247,7 @@ impl Format {
     }
 
     #[inline(always)]
-    fn decode_plain<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        bytes: &[u8],
-    ) -> Result<(T, Option<u64>)> {
+    fn decode_plain<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<(T, Stamp)> {
         // The header is read apart from the value, and every failure is built out of line:
         // the hit path moves the decoded value once.
         let frame = match self.frame(bytes) {
@@ -230,7 +267,7 @@ impl Format {
             },
         };
         match decoded {
-            Ok(value) => Ok((value, frame.fresh_until())),
+            Ok(value) => Ok((value, frame.stamp())),
             Err(reason) => Err(self.undecodable(key, frame, reason)),
         }
     }
@@ -251,17 +288,30 @@ impl Format {
             return Err(self.unreadable_header(version, codec_id, flags));
         }
         let mut payload = &bytes[HEADER_LEN..];
-        let mut fresh_until = None;
+        let mut stamp = Stamp::default();
         if flags & FLAG_FRESH_UNTIL != 0 {
             let Some((at, rest)) = payload.split_first_chunk::<FRESH_UNTIL_LEN>() else {
                 return Err("truncated freshness stamp".into());
             };
-            fresh_until = Some(u64::from_le_bytes(*at));
+            stamp.fresh_until = Some(u64::from_le_bytes(*at));
+            payload = rest;
+        }
+        if flags & FLAG_EARLY != 0 {
+            let Some((expires_at, Some((took_ms, rest)))) = payload
+                .split_first_chunk::<8>()
+                .map(|(at, rest)| (at, rest.split_first_chunk::<4>()))
+            else {
+                return Err("truncated early-refresh stamp".into());
+            };
+            stamp.early = Some(Early {
+                expires_at: u64::from_le_bytes(*expires_at),
+                took_ms: u32::from_le_bytes(*took_ms),
+            });
             payload = rest;
         }
         Ok(Frame::Framed {
             payload,
-            fresh_until,
+            stamp,
             compressed: flags & FLAG_LZ4 != 0,
         })
     }
@@ -383,23 +433,36 @@ mod tests {
     }
 
     #[test]
-    fn freshness_stamps_survive_compression_and_frame_json_too() {
+    fn stamps_survive_compression_and_frame_json_too() {
+        let early = Early {
+            expires_at: 1_764_300_001_000,
+            took_ms: 50,
+        };
+        let stamps = [
+            (FLAG_FRESH_UNTIL, Some(1_764_300_000_123), None),
+            (FLAG_EARLY, None, Some(early)),
+            (
+                FLAG_FRESH_UNTIL | FLAG_EARLY,
+                Some(1_764_300_000_123),
+                Some(early),
+            ),
+        ];
         for f in [format(Bincode, Some(16)), format(Json, Some(16))] {
-            let value: Vec<String> = (0..50).map(|i| format!("item {i}")).collect();
-            let bytes = f
-                .encode_fresh_until("k", &value, Some(1_764_300_000_123))
-                .unwrap();
-            assert_eq!(bytes[0], MAGIC);
-            assert_eq!(
-                bytes[3] & (FLAG_FRESH_UNTIL | FLAG_LZ4),
-                FLAG_FRESH_UNTIL | FLAG_LZ4
-            );
-            let (back, fresh_until) = f.decode_fresh_until::<Vec<String>>("k", &bytes).unwrap();
-            assert_eq!((back, fresh_until), (value, Some(1_764_300_000_123)));
-            assert!(
-                f.decode_fresh_until::<Vec<String>>("k", &bytes[..6])
-                    .is_err()
-            );
+            for (flags, fresh_until, early) in stamps {
+                let stamp = Stamp { fresh_until, early };
+                let value: Vec<String> = (0..50).map(|i| format!("item {i}")).collect();
+                let bytes = f.encode_stamped("k", &value, stamp).unwrap();
+                assert_eq!(bytes[0], MAGIC);
+                assert_eq!(bytes[3], flags | FLAG_LZ4);
+                let back = f.decode_stamped::<Vec<String>>("k", &bytes).unwrap();
+                assert_eq!(back, (value, stamp));
+                for cut in [5, 8, 13, 16] {
+                    assert!(
+                        f.decode_stamped::<Vec<String>>("k", &bytes[..cut]).is_err(),
+                        "{flags:#04x} cut at {cut}"
+                    );
+                }
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
-use crate::compute::{Plan, Verdict};
+use crate::compute::{Detached, Inline, Plan, Verdict};
 use crate::degrade::Lenient;
 use crate::key::escape_glob;
 use crate::ttl::SetOptions;
@@ -114,6 +114,12 @@ impl Site {
             options,
         }
     }
+
+    /// Turns early refresh on with this `beta` (`early_refresh = true`).
+    pub fn early_refresh(mut self, beta: f64) -> Site {
+        self.options = self.options.beta(beta);
+        self
+    }
 }
 
 /// `#[cache_result]` on a function returning `T` or `Option<T>`: the whole value is cached
@@ -129,7 +135,29 @@ where
     };
     let plan = WholeIf(store_if, typed);
     site.cache
-        .compute_lenient(&site.key, site.options, plan, || body)
+        .compute_lenient(&site.key, site.options, plan, Inline(|| body))
+        .await
+}
+
+/// [`cached`] with `early_refresh = true`: the body may run as its own task, after the call
+/// returned, so it owns what it needs.
+pub async fn cached_early<T, S, F>(
+    site: Option<Site>,
+    store_if: S,
+    body: F,
+    typed: Option<Typed<T>>,
+) -> T
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    S: FnOnce(&T) -> bool + Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let Some(site) = site else {
+        return body.await;
+    };
+    let plan = WholeIf(store_if, typed);
+    site.cache
+        .compute_lenient(&site.key, site.options, plan, Detached(|| body))
         .await
 }
 
@@ -152,7 +180,29 @@ where
     };
     let plan = OkIf(store_if, typed, PhantomData);
     site.cache
-        .compute_lenient(&site.key, site.options, plan, || body)
+        .compute_lenient(&site.key, site.options, plan, Inline(|| body))
+        .await
+}
+
+/// [`cached_result`] with `early_refresh = true` (see [`cached_early`]).
+pub async fn cached_result_early<R, S, F>(
+    site: Option<Site>,
+    store_if: S,
+    body: F,
+    typed: Option<Typed<R::Ok>>,
+) -> R
+where
+    R: Fallible + Send + 'static,
+    R::Ok: Serialize + DeserializeOwned,
+    S: FnOnce(&R::Ok) -> bool + Send + 'static,
+    F: Future<Output = R> + Send + 'static,
+{
+    let Some(site) = site else {
+        return body.await;
+    };
+    let plan = OkIf(store_if, typed, PhantomData);
+    site.cache
+        .compute_lenient(&site.key, site.options, plan, Detached(|| body))
         .await
 }
 

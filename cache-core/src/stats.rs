@@ -25,6 +25,11 @@ pub struct CacheStats {
     pub local_hits: u64,
     /// Stale values served by the fail-safe because a computation failed or timed out.
     pub stale_served: u64,
+    /// Values recomputed before they expired by early refresh (see
+    /// [`SetOptions::early_refresh`](crate::SetOptions::early_refresh)).
+    pub early_refreshes: u64,
+    /// Early refreshes whose computation failed: the current value kept being served.
+    pub early_refresh_failures: u64,
     /// Store operations skipped because the circuit breaker was open (not counted as errors).
     pub short_circuits: u64,
     /// Times the circuit breaker opened.
@@ -63,6 +68,8 @@ pub(crate) struct Counters {
     pub(crate) stampede_joins: AtomicU64,
     pub(crate) decode_failures: AtomicU64,
     pub(crate) stale_served: AtomicU64,
+    pub(crate) early_refreshes: AtomicU64,
+    pub(crate) early_refresh_failures: AtomicU64,
     /// Where the same events go as metrics.
     pub(crate) meter: Meter,
 }
@@ -78,6 +85,8 @@ impl Counters {
             stampede_joins: AtomicU64::new(0),
             decode_failures: AtomicU64::new(0),
             stale_served: AtomicU64::new(0),
+            early_refreshes: AtomicU64::new(0),
+            early_refresh_failures: AtomicU64::new(0),
             meter,
         }
     }
@@ -93,6 +102,8 @@ impl Counters {
             Event::StampedeJoin => &self.stampede_joins,
             Event::DecodeFailure => &self.decode_failures,
             Event::StaleServed => &self.stale_served,
+            Event::EarlyRefresh => &self.early_refreshes,
+            Event::EarlyRefreshFailure => &self.early_refresh_failures,
             // counted where they happen (local tier, breaker, recovery)
             Event::LocalHit
             | Event::ShortCircuit
@@ -123,6 +134,8 @@ impl Counters {
             stampede_joins: read(&self.stampede_joins),
             decode_failures: read(&self.decode_failures),
             stale_served: read(&self.stale_served),
+            early_refreshes: read(&self.early_refreshes),
+            early_refresh_failures: read(&self.early_refresh_failures),
             local_hits: 0,
             short_circuits: 0,
             circuit_trips: 0,
@@ -142,6 +155,8 @@ impl Counters {
             &self.stampede_joins,
             &self.decode_failures,
             &self.stale_served,
+            &self.early_refreshes,
+            &self.early_refresh_failures,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

@@ -22,6 +22,8 @@ pub(crate) enum Event {
     StampedeJoin,
     DecodeFailure,
     StaleServed,
+    EarlyRefresh,
+    EarlyRefreshFailure,
     ShortCircuit,
     CircuitTrip,
     RecoveredInvalidation,
@@ -40,6 +42,8 @@ impl Event {
             Event::StampedeJoin => "cachemere.cache.stampede_joins",
             Event::DecodeFailure => "cachemere.cache.decode_failures",
             Event::StaleServed => "cachemere.cache.stale_served",
+            Event::EarlyRefresh => "cachemere.cache.early_refreshes",
+            Event::EarlyRefreshFailure => "cachemere.cache.early_refresh_failures",
             Event::ShortCircuit => "cachemere.cache.short_circuits",
             Event::CircuitTrip => "cachemere.cache.circuit_trips",
             Event::RecoveredInvalidation => "cachemere.cache.recovered_invalidations",
@@ -101,7 +105,7 @@ struct Handles {
 }
 
 #[cfg(feature = "metrics")]
-const EVENTS: [Event; 12] = [
+const EVENTS: [Event; 14] = [
     Event::Hit,
     Event::LocalHit,
     Event::Miss,
@@ -110,6 +114,8 @@ const EVENTS: [Event; 12] = [
     Event::StampedeJoin,
     Event::DecodeFailure,
     Event::StaleServed,
+    Event::EarlyRefresh,
+    Event::EarlyRefreshFailure,
     Event::ShortCircuit,
     Event::CircuitTrip,
     Event::RecoveredInvalidation,

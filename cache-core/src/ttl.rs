@@ -83,7 +83,20 @@ pub struct SetOptions {
     tags: Vec<String>,
     lock: bool,
     stale_for: Option<Duration>,
+    early: Option<Beta>,
 }
+
+/// The XFetch `beta` of early refresh, compared by its bits (so that `SetOptions` is `Eq`).
+#[derive(Debug, Clone, Copy)]
+struct Beta(f64);
+
+impl PartialEq for Beta {
+    fn eq(&self, other: &Beta) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Beta {}
 
 impl SetOptions {
     /// Options with this ttl, no tags and no lock.
@@ -119,6 +132,55 @@ impl SetOptions {
     pub fn stale_for(mut self, window: Duration) -> SetOptions {
         self.stale_for = Some(window);
         self
+    }
+
+    /// Refreshes the value early, in the background, before it expires (probabilistic early
+    /// expiration, XFetch: Vattani, Chierichetti and Lowenstein, VLDB 2015).
+    ///
+    /// A computed value records how long its computation took. Each read of it then decides
+    /// at random to refresh it, with a probability that grows as expiry nears and with the
+    /// cost of the computation: a read at time `now` refreshes when
+    /// `now - took * beta * ln(rand()) >= expiry`. The read that decides returns the current
+    /// value at once, and the value is recomputed once per key in this process (and, with
+    /// [`lock`](SetOptions::lock), once across the processes sharing the store) while the
+    /// other callers keep reading the current value. A refresh that fails leaves the current
+    /// value to be served until its ttl.
+    ///
+    /// Where the refresh runs: [`Cache::get_or_refresh`](crate::Cache::get_or_refresh) and
+    /// `#[cache_result(early_refresh = true)]` run it as its own task;
+    /// [`Cache::get_or_set`](crate::Cache::get_or_set), whose factory may borrow from its
+    /// caller, runs it in the call that decided (that one caller waits; the others do not).
+    /// It applies to computed values: [`Cache::set`](crate::Cache::set) writes no computation
+    /// time. A cache using the [`Json`](crate::Json) codec refuses it (the stamp is binary).
+    ///
+    /// ```
+    /// use cache_core::{SetOptions, Ttl};
+    ///
+    /// let options = SetOptions::new(Ttl::Short).early_refresh(true);
+    /// assert_eq!(options.early_refresh_beta(), Some(1.0));
+    /// assert_eq!(options.beta(2.0).early_refresh_beta(), Some(2.0));
+    /// ```
+    pub fn early_refresh(mut self, on: bool) -> SetOptions {
+        self.early = match on {
+            true => Some(self.early.unwrap_or(Beta(1.0))),
+            false => None,
+        };
+        self
+    }
+
+    /// Turns [early refresh](SetOptions::early_refresh) on with this `beta` (1.0 unless
+    /// set): above 1 refreshes earlier, below 1 later. It must be finite and above 0; any
+    /// other value is refused when a computed value is written (an [`Error::Config`]).
+    ///
+    /// [`Error::Config`]: crate::Error::Config
+    pub fn beta(mut self, beta: f64) -> SetOptions {
+        self.early = Some(Beta(beta));
+        self
+    }
+
+    /// The early-refresh `beta`, when early refresh is on.
+    pub fn early_refresh_beta(&self) -> Option<f64> {
+        self.early.map(|beta| beta.0)
     }
 
     /// The fail-safe window, when one is set.

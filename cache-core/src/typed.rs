@@ -8,8 +8,10 @@ use std::sync::{Arc, OnceLock};
 
 type Kept = Box<dyn Any + Send + Sync>;
 
-/// A value decoded, with its freshness stamp (see `frame`).
-pub(crate) type Decoded<T> = (T, Option<u64>);
+use crate::frame::Stamp;
+
+/// A value decoded, with its stamp (see `frame`).
+pub(crate) type Decoded<T> = (T, Stamp);
 
 /// Stored bytes, and the value they decode to once a typed read has decoded them: the
 /// in-process store's string values and the local tier's copies.
@@ -36,8 +38,8 @@ impl Entry {
         if let Some(kept) = self.decoded.get() {
             return (typed.copy)(&**kept).or_else(|| decode(&self.bytes));
         }
-        let (value, fresh_until) = decode(&self.bytes)?;
-        match self.decoded.set((typed.keep)(value, fresh_until)) {
+        let (value, stamp) = decode(&self.bytes)?;
+        match self.decoded.set((typed.keep)(value, stamp)) {
             Ok(()) => self.decoded.get().and_then(|kept| (typed.copy)(&**kept)),
             Err(ours) => (typed.copy)(&*ours),
         }
@@ -56,7 +58,7 @@ impl fmt::Debug for Entry {
 /// How to keep a decoded `T` in process and copy it out: made only for types that are
 /// `Clone + Send + Sync + 'static`, where the type is known (in `#[cache_result]`'s expansion).
 pub struct Typed<T> {
-    keep: fn(T, Option<u64>) -> Kept,
+    keep: fn(T, Stamp) -> Kept,
     copy: fn(&(dyn Any + Send + Sync)) -> Option<Decoded<T>>,
     _type: PhantomData<fn() -> T>,
 }
@@ -79,7 +81,7 @@ impl<T: Clone + Send + Sync + 'static> Typed<T> {
     /// Keeps values of `T`, copied out with `Clone`.
     pub fn new() -> Typed<T> {
         Typed {
-            keep: |value, fresh_until| Box::new((value, fresh_until)),
+            keep: |value, stamp| Box::new((value, stamp)),
             copy: |kept| kept.downcast_ref::<Decoded<T>>().cloned(),
             _type: PhantomData,
         }
@@ -106,15 +108,15 @@ mod tests {
                 .ok()?
                 .parse::<u32>()
                 .ok()
-                .map(|v| (v, None))
+                .map(|v| (v, Stamp::default()))
         };
         assert_eq!(
             entry.read(Typed::<u32>::new(), &mut decode),
-            Some((7, None))
+            Some((7, Stamp::default()))
         );
         assert_eq!(
             entry.read(Typed::<u32>::new(), &mut decode),
-            Some((7, None))
+            Some((7, Stamp::default()))
         );
         assert_eq!(decodes, 1);
     }
@@ -124,15 +126,20 @@ mod tests {
         let entry = Entry::new(b"7".to_vec());
         let parse = |bytes: &[u8]| std::str::from_utf8(bytes).ok()?.parse::<u32>().ok();
         assert_eq!(
-            entry.read(Typed::<u32>::new(), |b| parse(b).map(|v| (v, None))),
-            Some((7, None))
+            entry.read(Typed::<u32>::new(), |b| parse(b)
+                .map(|v| (v, Stamp::default()))),
+            Some((7, Stamp::default()))
         );
         let mut decodes = 0;
+        let stamp = Stamp {
+            fresh_until: Some(1),
+            early: None,
+        };
         let as_u64 = entry.read(Typed::<u64>::new(), |b| {
             decodes += 1;
-            parse(b).map(|v| (u64::from(v), Some(1)))
+            parse(b).map(|v| (u64::from(v), stamp))
         });
-        assert_eq!((as_u64, decodes), (Some((7, Some(1))), 1));
+        assert_eq!((as_u64, decodes), (Some((7, stamp)), 1));
     }
 
     #[test]
@@ -141,7 +148,8 @@ mod tests {
         let parse = |bytes: &[u8]| std::str::from_utf8(bytes).ok()?.parse::<u32>().ok();
         for _ in 0..2 {
             assert_eq!(
-                entry.read(Typed::<u32>::new(), |b| parse(b).map(|v| (v, None))),
+                entry.read(Typed::<u32>::new(), |b| parse(b)
+                    .map(|v| (v, Stamp::default()))),
                 None
             );
         }
