@@ -265,6 +265,38 @@ async fn report(cache: &Cache, id: u32, fail: bool) -> Result<String, DbError> {
     }
 }
 
+/// Early refresh: the body may run as its own task, so it owns what it uses (`cache` is a
+/// reference, used only to name the cache, and not captured).
+#[cache_result("early:{id}", cache = cache, ttl = Duration::from_millis(600), early_refresh = true, beta = 1.0)]
+async fn early_grade(
+    cache: &Cache,
+    id: u32,
+    calls: Arc<Calls>,
+    fail: bool,
+) -> Result<usize, DbError> {
+    slow_grade(id, calls, fail).await
+}
+
+/// Every read decides to refresh (beta 1e6 on a 50 ms body).
+#[cache_result("eager:{id}", cache = cache, ttl = Duration::from_millis(800), early_refresh = true, beta = 1e6)]
+async fn eager_grade(
+    cache: &Cache,
+    id: u32,
+    calls: Arc<Calls>,
+    fail: bool,
+) -> Result<usize, DbError> {
+    slow_grade(id, calls, fail).await
+}
+
+async fn slow_grade(id: u32, calls: Arc<Calls>, fail: bool) -> Result<usize, DbError> {
+    let call = calls.tick();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    match fail {
+        true => Err(DbError(format!("grade {id}: database down"))),
+        false => Ok(call),
+    }
+}
+
 macro_rules! behaviour_suite {
     ($backend:ident, $fixture:path) => {
         mod $backend {
@@ -558,6 +590,80 @@ macro_rules! behaviour_suite {
                 assert!(
                     move_user(&f.cache, "1", 1, false).await.is_ok(),
                     "failed invalidations are logged, not returned"
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn early_refresh_runs_the_body_in_the_background_before_expiry() {
+                let f = fixture().await;
+                let calls = Arc::new(Calls::default());
+                assert_eq!(early_grade(&f.cache, 1, calls.clone(), false).await, Ok(1));
+                f.cache.reset_stats();
+                let readers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let (cache, calls) = (f.cache.clone(), calls.clone());
+                        // spawned: the expanded future is `Send`
+                        tokio::spawn(async move {
+                            let until = std::time::Instant::now() + Duration::from_millis(2_000);
+                            let mut seen = Vec::new();
+                            while std::time::Instant::now() < until {
+                                seen.push(
+                                    early_grade(&cache, 1, calls.clone(), false).await.unwrap(),
+                                );
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            seen
+                        })
+                    })
+                    .collect();
+                let mut seen = Vec::new();
+                for reader in readers {
+                    seen.extend(reader.await.unwrap());
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let stats = f.cache.stats();
+                assert_eq!(stats.misses, 0, "no caller waited for the body: {stats:?}");
+                assert!(
+                    calls.count() >= 4,
+                    "600 ms values over 2 s: {} bodies",
+                    calls.count()
+                );
+                assert_eq!(
+                    stats.early_refreshes as usize,
+                    calls.count() - 1,
+                    "{stats:?}"
+                );
+                assert!(
+                    seen.iter().any(|&call| call > 1),
+                    "callers received refreshed values"
+                );
+            }
+
+            #[tokio::test]
+            async fn a_failing_early_refresh_serves_the_current_value_until_its_ttl() {
+                let f = fixture().await;
+                let calls = Arc::new(Calls::default());
+                assert_eq!(eager_grade(&f.cache, 2, calls.clone(), false).await, Ok(1));
+                for _ in 0..3 {
+                    assert_eq!(eager_grade(&f.cache, 2, calls.clone(), true).await, Ok(1));
+                    tokio::time::sleep(Duration::from_millis(80)).await;
+                }
+                let stats = f.cache.stats();
+                assert_eq!(
+                    (stats.early_refreshes, stats.early_refresh_failures),
+                    (3, 3),
+                    "{stats:?}"
+                );
+                assert_eq!(
+                    calls.count(),
+                    4,
+                    "each refresh ran the body once, in the background"
+                );
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                assert_eq!(
+                    eager_grade(&f.cache, 2, calls.clone(), true).await,
+                    Err(DbError("grade 2: database down".into())),
+                    "past its ttl the value is gone"
                 );
             }
 

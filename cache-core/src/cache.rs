@@ -1331,7 +1331,7 @@ fn plain_json_refusal(name: &'static str, value: String) -> Error {
     }
 }
 
-/// An early-refresh computation time in whole milliseconds, once `beta` is checked.
+/// An early-refresh computation time in milliseconds, rounded up, once `beta` is checked.
 fn early_refresh_cost(beta: f64, took: Duration) -> Result<u32> {
     if !(beta.is_finite() && beta > 0.0) {
         return Err(Error::Config {
@@ -1340,7 +1340,7 @@ fn early_refresh_cost(beta: f64, took: Duration) -> Result<u32> {
             reason: "early refresh needs a finite beta above 0 (1.0 unless tuned)".into(),
         });
     }
-    Ok(u32::try_from(took.as_millis()).unwrap_or(u32::MAX))
+    Ok(u32::try_from(took.as_micros().div_ceil(1000)).unwrap_or(u32::MAX))
 }
 
 /// Wall-clock time in milliseconds since the Unix epoch (fail-safe freshness stamps).

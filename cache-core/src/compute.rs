@@ -190,19 +190,61 @@ where
 
 /// A factory whose future owns what it needs: an early refresh runs that future as its own
 /// task.
-pub(crate) struct Detached<F>(pub(crate) F);
+///
+/// What the task needs (`Send + 'static`) is checked once, in [`Detached::new`], and kept as
+/// a function pointer: as where-clauses of the `Factory` impl, those bounds made every
+/// future awaiting a detached computation `Send` for one lifetime only (rustc's
+/// "implementation of `Send` is not general enough").
+pub(crate) struct Detached<F, P, Fut> {
+    factory: F,
+    spawn: fn(Cache, String, SetOptions, P, Fut, Arc<Vec<u8>>),
+}
 
-impl<P, F, Fut> Factory<P> for Detached<F>
+impl<F, P, Fut> Detached<F, P, Fut>
 where
     P: Plan + Send + 'static,
     P::Output: Send + 'static,
     F: FnOnce() -> Fut,
     Fut: Future<Output = P::Output> + Send + 'static,
 {
+    pub(crate) fn new(factory: F) -> Detached<F, P, Fut> {
+        Detached {
+            factory,
+            spawn: spawn_refresh::<P, Fut>,
+        }
+    }
+}
+
+fn spawn_refresh<P, Fut>(
+    cache: Cache,
+    full: String,
+    options: SetOptions,
+    plan: P,
+    computation: Fut,
+    current: Arc<Vec<u8>>,
+) where
+    P: Plan + Send + 'static,
+    P::Output: Send + 'static,
+    Fut: Future<Output = P::Output> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let factory = Inline(move || computation);
+        cache
+            .refresh(&full, &options, plan, factory, &current)
+            .await;
+    });
+}
+
+impl<P, F, Fut> Factory<P> for Detached<F, P, Fut>
+where
+    P: Plan,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = P::Output>,
+{
     type Fut = Fut;
 
     fn call(self) -> Fut {
-        (self.0)()
+        (self.factory)()
     }
 
     fn detach(
@@ -213,18 +255,19 @@ where
         plan: P,
         current: Arc<Vec<u8>>,
     ) -> Option<(Self, P)> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return Some((self, plan));
-        };
+        }
         // Futures do nothing until polled: making it here starts no computation.
-        let computation = (self.0)();
-        let (cache, full, options) = (cache.clone(), full_key.to_owned(), options.clone());
-        runtime.spawn(async move {
-            let factory = Inline(move || computation);
-            cache
-                .refresh(&full, &options, plan, factory, &current)
-                .await;
-        });
+        let computation = (self.factory)();
+        (self.spawn)(
+            cache.clone(),
+            full_key.to_owned(),
+            options.clone(),
+            plan,
+            computation,
+            current,
+        );
         None
     }
 }
@@ -449,7 +492,7 @@ impl Cache {
             }
         };
         match self
-            .compute_lenient(key, options, Fallible(PhantomData), Detached(factory))
+            .compute_lenient(key, options, Fallible(PhantomData), Detached::new(factory))
             .await
         {
             Ok(value) => Ok(value),
@@ -1087,5 +1130,36 @@ mod tests {
         assert_eq!(share_refreshing(2_000, 1_050, 0, 1.0), 1.0);
         // a free computation is never refreshed ahead
         assert_eq!(share_refreshing(1_049, 1_050, 0, 1.0), 0.0);
+    }
+}
+
+/// Callers spawn these futures (web handlers, `tokio::spawn`): they must be `Send` for every
+/// lifetime, which rustc checks only where a future is awaited inside another.
+#[cfg(test)]
+mod send_check {
+    use super::*;
+    use crate::{MemoryStore, Ttl};
+    use std::pin::Pin;
+
+    fn assert_send<T: Send>(_: T) {}
+
+    type Boxed = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = u64> + Send>> + Send>;
+
+    fn factory() -> Boxed {
+        Box::new(|| Box::pin(async { 1u64 }))
+    }
+
+    #[test]
+    fn get_or_set_futures_are_send_inside_other_futures() {
+        let cache = Cache::builder(MemoryStore::new()).build();
+        let early = SetOptions::new(Ttl::Default).early_refresh(true);
+        let (a, b, c) = (cache.clone(), cache.clone(), cache);
+        let second = Duration::from_secs(1);
+        assert_send(async move { a.get_or_refresh("k", early, second, factory()).await });
+        assert_send(async move { b.get_or_set("k", Ttl::Default, factory()).await });
+        assert_send(async move {
+            c.try_get_or_set("k", Ttl::Default, || async { Ok::<u8, String>(1) })
+                .await
+        });
     }
 }

@@ -157,7 +157,7 @@ where
     };
     let plan = WholeIf(store_if, typed);
     site.cache
-        .compute_lenient(&site.key, site.options, plan, Detached(|| body))
+        .compute_lenient(&site.key, site.options, plan, Detached::new(|| body))
         .await
 }
 
@@ -202,7 +202,7 @@ where
     };
     let plan = OkIf(store_if, typed, PhantomData);
     site.cache
-        .compute_lenient(&site.key, site.options, plan, Detached(|| body))
+        .compute_lenient(&site.key, site.options, plan, Detached::new(|| body))
         .await
 }
 

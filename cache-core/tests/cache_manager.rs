@@ -68,6 +68,98 @@ fn counting_factory(
     }
 }
 
+/// What a run of readers on one hot key saw.
+struct Hammered {
+    /// Factory runs.
+    calls: usize,
+    /// The most factory runs at one time, across every cache.
+    max_concurrent: usize,
+    /// Values the readers received.
+    values: Vec<u64>,
+}
+
+/// `tasks` readers per cache call `read` on one key for `run`, 10 ms apart, once the first
+/// cache has computed the key (value 0) and every cache's stats are reset; the factory
+/// takes `compute` and returns its call number.
+async fn hammer<R, Fut>(
+    caches: &[Cache],
+    tasks: usize,
+    run: Duration,
+    compute: Duration,
+    read: R,
+) -> Hammered
+where
+    R: Fn(
+            Cache,
+            Box<
+                dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>
+                    + Send,
+            >,
+        ) -> Fut
+        + Clone
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = u64> + Send + 'static,
+{
+    let warm = read.clone()(
+        caches[0].clone(),
+        Box::new(move || {
+            Box::pin(async move {
+                tokio::time::sleep(compute).await;
+                0
+            })
+        }),
+    )
+    .await;
+    assert_eq!(warm, 0);
+    for cache in caches {
+        cache.reset_stats();
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let until = Instant::now() + run;
+    let readers: Vec<_> = caches
+        .iter()
+        .flat_map(|cache| std::iter::repeat_n(cache.clone(), tasks))
+        .map(|cache| {
+            let (calls, running, max, read) =
+                (calls.clone(), running.clone(), max.clone(), read.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while Instant::now() < until {
+                    let (calls, running, max) = (calls.clone(), running.clone(), max.clone());
+                    let factory = Box::new(move || {
+                        Box::pin(async move {
+                            let call = calls.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            max.fetch_max(now, Ordering::SeqCst);
+                            tokio::time::sleep(compute).await;
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            call
+                        })
+                            as std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>
+                    });
+                    seen.push(read(cache.clone(), factory).await);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut values = Vec::new();
+    for reader in readers {
+        values.extend(reader.await.expect("a reader panicked"));
+    }
+    // let a refresh still running finish before counting
+    tokio::time::sleep(compute * 3).await;
+    Hammered {
+        calls: calls.load(Ordering::SeqCst),
+        max_concurrent: max.load(Ordering::SeqCst),
+        values,
+    }
+}
+
 macro_rules! manager_suite {
     ($backend:ident, $fixture:path) => {
         mod $backend {
@@ -254,6 +346,116 @@ macro_rules! manager_suite {
                     other => panic!("{other:?}"),
                 }
                 assert_eq!(cache.get::<u8>("window").await.unwrap(), Some(1), "fresh for its ttl");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn early_refresh_recomputes_in_the_background_and_nobody_waits() {
+                let f = $fixture().await;
+                let options = SetOptions::new(Duration::from_millis(600)).early_refresh(true);
+                let read = move |cache: Cache, factory| {
+                    let options = options.clone();
+                    async move {
+                        cache.get_or_refresh("hot", options, Duration::from_secs(5), factory).await.unwrap()
+                    }
+                };
+                let seen = hammer(&[f.cache.clone()], 8, Duration::from_millis(2_500), Duration::from_millis(100), read).await;
+                let stats = f.cache.stats();
+                assert_eq!(stats.misses, 0, "no read waited for a computation: {stats:?}");
+                assert!(seen.calls >= 4, "600 ms values over 2.5 s were refreshed: {} calls", seen.calls);
+                assert_eq!(seen.max_concurrent, 1, "one refresh at a time in a process");
+                assert_eq!(stats.early_refreshes as usize, seen.calls, "{stats:?}");
+                assert!(seen.values.iter().any(|&v| v > 1), "readers received refreshed values");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn early_refresh_in_get_or_set_runs_in_the_deciding_call_only() {
+                let f = $fixture().await;
+                let options = SetOptions::new(Duration::from_millis(600)).early_refresh(true);
+                let read = move |cache: Cache, factory: Box<dyn FnOnce() -> _ + Send>| {
+                    let options = options.clone();
+                    async move { cache.get_or_set("inline", options, factory).await.unwrap() }
+                };
+                let seen = hammer(&[f.cache.clone()], 8, Duration::from_millis(2_500), Duration::from_millis(100), read).await;
+                let stats = f.cache.stats();
+                assert_eq!(stats.misses, 0, "{stats:?}");
+                assert!(seen.calls >= 4, "{} calls", seen.calls);
+                assert_eq!(seen.max_concurrent, 1);
+                assert_eq!(stats.early_refreshes as usize, seen.calls, "{stats:?}");
+                assert_eq!(stats.stampede_joins, 0, "nobody waited on the refreshing caller");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn early_refresh_with_lock_computes_once_across_processes() {
+                let f = $fixture().await;
+                let other = Cache::builder_shared(f.store.clone()).build();
+                let options = SetOptions::new(Duration::from_millis(600)).early_refresh(true).beta(2.0).lock(true);
+                let read = move |cache: Cache, factory| {
+                    let options = options.clone();
+                    async move {
+                        cache.get_or_refresh("shared", options, Duration::from_secs(5), factory).await.unwrap()
+                    }
+                };
+                let caches = [f.cache.clone(), other.clone()];
+                let seen = hammer(&caches, 6, Duration::from_millis(2_500), Duration::from_millis(100), read).await;
+                let refreshes = f.cache.stats().early_refreshes + other.stats().early_refreshes;
+                assert!(seen.calls >= 4, "{} calls", seen.calls);
+                assert_eq!(seen.max_concurrent, 1, "two processes refreshed one key at once");
+                assert_eq!(refreshes as usize, seen.calls, "{:?} {:?}", f.cache.stats(), other.stats());
+                assert_eq!(f.cache.stats().misses + other.stats().misses, 0);
+            }
+
+            #[tokio::test]
+            async fn a_failed_early_refresh_keeps_serving_the_current_value() {
+                let f = $fixture().await;
+                let options = SetOptions::new(Duration::from_millis(800)).early_refresh(true).beta(1e6);
+                let first = f
+                    .cache
+                    .try_get_or_set("flaky", options.clone(), || async {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<u32, String>(1)
+                    })
+                    .await;
+                assert_eq!(first, Ok(1));
+                // beta 1e6 on a 20 ms computation: every read decides to refresh
+                for _ in 0..3 {
+                    let read = f
+                        .cache
+                        .try_get_or_set("flaky", options.clone(), || async { Err::<u32, _>("db down".to_owned()) })
+                        .await;
+                    assert_eq!(read, Ok(1), "the current value, not the refresh's error");
+                }
+                let stats = f.cache.stats();
+                assert_eq!((stats.early_refreshes, stats.early_refresh_failures), (3, 3), "{stats:?}");
+                assert_eq!(f.cache.get::<u32>("flaky").await.unwrap(), Some(1), "still stored");
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                let expired = f
+                    .cache
+                    .try_get_or_set("flaky", options.clone(), || async { Err::<u32, _>("db down".to_owned()) })
+                    .await;
+                assert_eq!(expired, Err("db down".to_owned()), "served until its ttl, not after");
+                let refreshed = f
+                    .cache
+                    .try_get_or_set("flaky", options, || async { Ok::<u32, String>(2) })
+                    .await;
+                assert_eq!(refreshed, Ok(2));
+            }
+
+            #[tokio::test]
+            async fn early_refresh_is_refused_by_a_json_cache_and_checks_beta() {
+                let f = $fixture().await;
+                let json = Cache::builder_shared(f.store.clone()).codec(cache_core::Json).build();
+                let early = SetOptions::new(Ttl::Default).early_refresh(true);
+                let value = json.get_or_set("plain", early.clone(), || async { 7u32 }).await.unwrap();
+                assert_eq!(value, 7);
+                assert_eq!(f.store.get("plain").await.unwrap(), None, "nothing non-JSON is written");
+                for beta in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+                    let value = f.cache.get_or_set("beta", early.clone().beta(beta), || async { 1u32 }).await.unwrap();
+                    assert_eq!(value, 1);
+                    assert_eq!(f.store.get("beta").await.unwrap(), None, "beta {beta} refused");
+                }
+                let strict = Cache::builder_shared(f.store.clone()).strict(true).build();
+                let refused = strict.get_or_set("beta", early.beta(0.0), || async { 1u32 }).await;
+                assert!(matches!(refused, Err(cache_core::Error::Config { name: "beta", .. })), "{refused:?}");
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

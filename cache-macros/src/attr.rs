@@ -17,6 +17,8 @@ const CACHE_RESULT_OPTIONS: &[&str] = &[
     "cache_none",
     "lock",
     "stale_for",
+    "early_refresh",
+    "beta",
     "key_args",
     "crate",
 ];
@@ -36,6 +38,8 @@ pub(crate) struct CacheResultArgs {
     pub(crate) cache_none: Option<LitBool>,
     pub(crate) lock: bool,
     pub(crate) stale_for: Option<LitInt>,
+    /// `early_refresh = true`: its `beta`.
+    pub(crate) early_refresh: Option<f64>,
     pub(crate) key_args: Option<KeyArgs>,
     pub(crate) krate: Option<syn::Path>,
 }
@@ -146,7 +150,7 @@ impl Parse for CacheResultArgs {
         let mut ttl = TtlArg::Default;
         let (mut cache, mut condition, mut unless, mut cache_none) = (None, None, None, None);
         let (mut tags, mut lock, mut key_args, mut krate) = (Vec::new(), false, None, None);
-        let mut stale_for = None;
+        let (mut stale_for, mut early_refresh, mut beta) = (None, None, None);
         let mut options = Options {
             attribute: "cache_result",
             valid: CACHE_RESULT_OPTIONS,
@@ -201,10 +205,23 @@ impl Parse for CacheResultArgs {
                         .is_some_and(|lit| lit.value)
                 }
                 "stale_for" => stale_for = errors.keep(seconds("stale_for", &value)),
+                "early_refresh" => {
+                    early_refresh = errors
+                        .keep(boolean("early_refresh", &value))
+                        .filter(|lit| lit.value)
+                }
+                "beta" => beta = errors.keep(beta_value(&value)).map(|beta| (value, beta)),
                 "key_args" => key_args = errors.keep(key_args_list(&value)),
                 _ => krate = errors.keep(crate_path(&value)),
             }
         }
+        if let (None, Some((value, _))) = (&early_refresh, &beta) {
+            errors.spanned(
+                value,
+                "`beta` tunes early refresh, which is off: add `early_refresh = true`",
+            );
+        }
+        let early_refresh = early_refresh.map(|_| beta.map_or(1.0, |(_, beta)| beta));
         if !positional && errors.is_empty() {
             errors.push(syn::Error::new(
                 input.span(),
@@ -223,6 +240,7 @@ impl Parse for CacheResultArgs {
             cache_none,
             lock,
             stale_for,
+            early_refresh,
             key_args,
             krate,
         })
@@ -302,6 +320,9 @@ fn cache_result_renamed(name: &str) -> Option<String> {
         }
         "codec" | "serializer" => "the codec is set on the cache: `Cache::builder(store).codec(Json)`".into(),
         "before" => "`before` is an option of `#[invalidate_cache]`".into(),
+        "early" | "refresh_ahead" | "refresh_early" | "eager_refresh" | "xfetch" => {
+            "write `early_refresh = true` (and `beta = 1.0` to tune)".into()
+        }
         _ => return None,
     })
 }
@@ -313,7 +334,8 @@ fn invalidate_cache_renamed(name: &str) -> Option<String> {
         }
         "after" => "invalidation runs after a successful call by default; `before = true` runs it before the call".into(),
         "all_entries" => "invalidate every key with a pattern template, like \"user:*\"".into(),
-        "expire" | "ttl" | "class" | "condition" | "unless" | "cache_none" | "lock" => {
+        "expire" | "ttl" | "class" | "condition" | "unless" | "cache_none" | "lock"
+        | "stale_for" | "early_refresh" | "beta" => {
             format!("`{name}` is an option of `#[cache_result]`; `#[invalidate_cache]` takes {}", listed(INVALIDATE_CACHE_OPTIONS.iter().copied()))
         }
         _ => return None,
@@ -359,6 +381,24 @@ fn seconds(option: &str, value: &Expr) -> syn::Result<LitInt> {
         )),
         Ok(_) => Ok(lit.clone()),
         Err(_) => Err(wrong()),
+    }
+}
+
+fn beta_value(value: &Expr) -> syn::Result<f64> {
+    let wrong = || {
+        syn::Error::new_spanned(
+            value,
+            "`beta` takes a number above 0, like `beta = 1.0` (above 1 refreshes earlier, below 1 later)",
+        )
+    };
+    let beta = match literal(value) {
+        Some(Lit::Float(lit)) => lit.base10_parse::<f64>().map_err(|_| wrong())?,
+        Some(Lit::Int(lit)) => lit.base10_parse::<f64>().map_err(|_| wrong())?,
+        _ => return Err(wrong()),
+    };
+    match beta.is_finite() && beta > 0.0 {
+        true => Ok(beta),
+        false => Err(wrong()),
     }
 }
 

@@ -93,6 +93,9 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
     if let Some(error) = function.uncacheable_output() {
         errors.push(error);
     }
+    if args.early_refresh.is_some() {
+        function.check_owned_arguments(&mut errors);
+    }
     let shape = function.shape();
     if let Some(cache_none) = &args.cache_none
         && shape != Shape::Option
@@ -132,10 +135,11 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
         Some(seconds) => quote!(::core::option::Option::Some(#seconds)),
         None => quote!(::core::option::Option::None),
     };
+    let early = args.early_refresh.map(|beta| quote!(.early_refresh(#beta)));
     let site = quote! {
         match #handle {
             ::core::option::Option::Some(__cache_cache) => ::core::option::Option::Some(
-                #krate::__private::Site::new(__cache_cache, #key, #ttl, #lock, #tags, #stale_for),
+                #krate::__private::Site::new(__cache_cache, #key, #ttl, #lock, #tags, #stale_for)#early,
             ),
             ::core::option::Option::None => ::core::option::Option::None,
         }
@@ -158,13 +162,18 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
         true => quote!(true),
         false => quote!(#(#approvals)&&*),
     };
+    // With early refresh the body may run as its own task, after the call returned.
+    let (cached, cached_result) = match args.early_refresh {
+        Some(_) => (quote!(cached_early), quote!(cached_result_early)),
+        None => (quote!(cached), quote!(cached_result)),
+    };
     let (run, value) = match shape {
         Shape::Result => (
-            quote_spanned!(output.span()=> #krate::__private::cached_result::<#output, _, _>),
+            quote_spanned!(output.span()=> #krate::__private::#cached_result::<#output, _, _>),
             quote_spanned!(output.span()=> <#output as #krate::__private::Fallible>::Ok),
         ),
         Shape::Plain | Shape::Option => (
-            quote_spanned!(output.span()=> #krate::__private::cached::<#output, _, _>),
+            quote_spanned!(output.span()=> #krate::__private::#cached::<#output, _, _>),
             quote!(#output),
         ),
     };
@@ -190,7 +199,7 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
 }
 
 /// Whether a type names a lifetime other than `'static` (`'_` included).
-fn names_a_lifetime(tokens: TokenStream) -> bool {
+pub(crate) fn names_a_lifetime(tokens: TokenStream) -> bool {
     let mut tokens = tokens.into_iter().peekable();
     while let Some(token) = tokens.next() {
         match token {

@@ -1,4 +1,5 @@
 use proc_macro2::TokenStream;
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{
     Block, Expr, FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Stmt,
@@ -79,6 +80,44 @@ impl Function {
             .sig
             .receiver()
             .filter(|receiver| receiver.reference.is_none() && receiver.colon_token.is_none())
+    }
+
+    /// With early refresh the body runs after the call returned, as its own task: it may
+    /// not borrow. Reports each borrowed receiver or argument the body uses (an argument
+    /// used only for the key or the cache is not captured).
+    pub(crate) fn check_owned_arguments(&self, errors: &mut Errors) {
+        let why = "`early_refresh = true` may run the body after the call returned, as its own task, so it cannot borrow";
+        let body = self.body().to_token_stream();
+        for input in &self.item.sig.inputs {
+            match input {
+                FnArg::Receiver(receiver)
+                    if (receiver.reference.is_some() || borrows(&receiver.ty))
+                        && mentions(body.clone(), "self") =>
+                {
+                    errors.spanned(
+                        receiver,
+                        format!(
+                            "{why}: the body uses `self`, which is borrowed; take `self: Arc<Self>`, or cache a function of owned values"
+                        ),
+                    );
+                }
+                FnArg::Typed(typed) if borrows(&typed.ty) => {
+                    let Pat::Ident(pat) = &*typed.pat else {
+                        continue;
+                    };
+                    if mentions(body.clone(), &pat.ident.to_string()) {
+                        errors.spanned(
+                            &typed.ty,
+                            format!(
+                                "{why}: the body uses `{}`, which is borrowed; take it by value (a `String`, an `Arc<T>`)",
+                                pat.ident
+                            ),
+                        );
+                    }
+                }
+                FnArg::Receiver(_) | FnArg::Typed(_) => {}
+            }
+        }
     }
 
     pub(crate) fn shape(&self) -> Shape {
@@ -256,6 +295,25 @@ fn last_segment(ty: &Type) -> Option<String> {
         Type::Paren(paren) => last_segment(&paren.elem),
         _ => None,
     }
+}
+
+/// Whether a type is a reference or names a lifetime other than `'static`.
+fn borrows(ty: &Type) -> bool {
+    matches!(ty, Type::Reference(_)) || crate::expand::names_a_lifetime(ty.to_token_stream())
+}
+
+/// Whether `name` appears in `tokens`: as an identifier, or captured by a format string
+/// (`"{name}"`, `"{name:?}"`).
+fn mentions(tokens: TokenStream, name: &str) -> bool {
+    tokens.into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Ident(ident) => ident == name,
+        proc_macro2::TokenTree::Group(group) => mentions(group.stream(), name),
+        proc_macro2::TokenTree::Literal(literal) => {
+            let text = literal.to_string();
+            text.contains(&format!("{{{name}}}")) || text.contains(&format!("{{{name}:"))
+        }
+        proc_macro2::TokenTree::Punct(_) => false,
+    })
 }
 
 pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
