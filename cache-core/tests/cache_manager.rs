@@ -358,7 +358,7 @@ macro_rules! manager_suite {
                         cache.get_or_refresh("hot", options, Duration::from_secs(5), factory).await.unwrap()
                     }
                 };
-                let seen = hammer(&[f.cache.clone()], 8, Duration::from_millis(2_500), Duration::from_millis(100), read).await;
+                let seen = hammer(std::slice::from_ref(&f.cache), 8, Duration::from_millis(2_500), Duration::from_millis(100), read).await;
                 let stats = f.cache.stats();
                 assert_eq!(stats.misses, 0, "no read waited for a computation: {stats:?}");
                 assert!(seen.calls >= 4, "600 ms values over 2.5 s were refreshed: {} calls", seen.calls);
@@ -375,7 +375,7 @@ macro_rules! manager_suite {
                     let options = options.clone();
                     async move { cache.get_or_set("inline", options, factory).await.unwrap() }
                 };
-                let seen = hammer(&[f.cache.clone()], 8, Duration::from_millis(2_500), Duration::from_millis(100), read).await;
+                let seen = hammer(std::slice::from_ref(&f.cache), 8, Duration::from_millis(2_500), Duration::from_millis(100), read).await;
                 let stats = f.cache.stats();
                 assert_eq!(stats.misses, 0, "{stats:?}");
                 assert!(seen.calls >= 4, "{} calls", seen.calls);
