@@ -784,6 +784,35 @@ impl Cache {
     ) -> Result<()> {
         self.record_tags(&[full_key.to_owned()], ttl, tags).await?;
         self.counted(self.inner.guarded.set(full_key, bytes, ttl).await)?;
+        self.written(full_key, bytes, ttl).await;
+        Ok(())
+    }
+
+    /// Like [`store_encoded`](Cache::store_encoded), only if the store still holds `expected`
+    /// under `full_key`; returns whether it was written.
+    pub(crate) async fn replace_encoded(
+        &self,
+        full_key: &str,
+        expected: &[u8],
+        bytes: &[u8],
+        ttl: Duration,
+        tags: &[String],
+    ) -> Result<bool> {
+        self.record_tags(&[full_key.to_owned()], ttl, tags).await?;
+        let replaced = self.counted(
+            self.inner
+                .guarded
+                .replace_if_equals(full_key, expected, bytes, ttl)
+                .await,
+        )?;
+        if replaced {
+            self.written(full_key, bytes, ttl).await;
+        }
+        Ok(replaced)
+    }
+
+    /// Counts a write and tells the local tiers of it.
+    async fn written(&self, full_key: &str, bytes: &[u8], ttl: Duration) {
         self.inner.counters.count(Event::Set, 1);
         if let Some(local) = &self.inner.local {
             self.announce(&[full_key.to_owned()], &[]).await;
@@ -797,7 +826,6 @@ impl Cache {
                 )
                 .await;
         }
-        Ok(())
     }
 
     /// Drops the local copies of `keys` and of keys matching `patterns` here and, through a

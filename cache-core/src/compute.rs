@@ -733,10 +733,10 @@ impl Cache {
             false => None,
         };
         let computed = match self.still_stored(full, current).await {
-            true => Some(
-                self.refresh_now(&leader, full, options, plan, factory)
-                    .await,
-            ),
+            true => {
+                let refreshed = self.refresh_now(&leader, full, options, plan, factory, current);
+                Some(refreshed.await)
+            }
             false => None,
         };
         if let Some(lock) = lock {
@@ -752,6 +752,7 @@ impl Cache {
         options: &SetOptions,
         plan: P,
         factory: F,
+        current: &[u8],
     ) -> Option<P::Output> {
         self.inner.counters.count(Event::EarlyRefresh, 1);
         tracing::debug!("refreshing a value before it expires");
@@ -760,18 +761,35 @@ impl Cache {
         let output = self.timed(factory.call()).await;
         let took = Some(started.elapsed());
         let prepared = match plan.verdict(&output) {
-            Verdict::Store(value) => Some(self.prepare(full, value, options, window, took)),
-            Verdict::Share(_) => None,
+            Verdict::Store(value) => self.prepare(full, value, options, window, took),
+            Verdict::Share(_) => return Some(output),
             Verdict::Fail(_) => {
                 self.inner.counters.count(Event::EarlyRefreshFailure, 1);
                 tracing::debug!("an early refresh failed; the current value stays");
                 return None;
             }
         };
-        if let Some(prepared) = prepared {
-            let _ = self
-                .share_prepared::<Lenient>(leader, full, prepared, Some(options), window)
-                .await;
+        let written = match prepared {
+            Ok((bytes, ttl)) => self
+                .replace_encoded(full, current, &bytes, ttl, options.tag_names())
+                .await
+                .map(|replaced| replaced.then_some(bytes)),
+            Err(err) => Err(err),
+        };
+        match written {
+            // Callers that missed meanwhile get it; a refresh that found the value gone or
+            // changed (an invalidation) publishes nothing, and they compute afresh.
+            Ok(Some(bytes)) => {
+                let bytes = Arc::new(bytes);
+                leader.publish(Outcome::Encoded(Arc::clone(&bytes)));
+                if window.is_some() {
+                    self.inner.last_good.insert(full.to_owned(), bytes).await;
+                }
+            }
+            Ok(None) => tracing::debug!("the value changed while it was refreshed; not written"),
+            Err(err) => {
+                let _ = self.degrade::<Lenient>("SET", full, err);
+            }
         }
         Some(output)
     }

@@ -441,6 +441,41 @@ macro_rules! manager_suite {
             }
 
             #[tokio::test]
+            async fn an_invalidation_during_an_early_refresh_is_not_undone_by_it() {
+                let f = $fixture().await;
+                let db = Arc::new(AtomicUsize::new(1));
+                let options = SetOptions::new(Duration::from_secs(5)).early_refresh(true).beta(1e6);
+                let read = |db: Arc<AtomicUsize>| {
+                    let options = options.clone();
+                    let cache = f.cache.clone();
+                    async move {
+                        cache
+                            .get_or_refresh("grades", options, Duration::from_secs(5), move || async move {
+                                let value = db.load(Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                value
+                            })
+                            .await
+                            .unwrap()
+                    }
+                };
+                assert_eq!(read(db.clone()).await, 1);
+                // every read refreshes (beta 1e6): this one starts a refresh that reads 1
+                assert_eq!(read(db.clone()).await, 1);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                db.store(2, Ordering::SeqCst);
+                f.cache.delete("grades").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                assert_eq!(f.cache.stats().early_refreshes, 1);
+                assert_eq!(
+                    f.cache.get::<usize>("grades").await.unwrap(),
+                    None,
+                    "the refresh computed before the invalidation wrote its old value back"
+                );
+                assert_eq!(read(db.clone()).await, 2, "the next read computes afresh");
+            }
+
+            #[tokio::test]
             async fn early_refresh_is_refused_by_a_json_cache_and_checks_beta() {
                 let f = $fixture().await;
                 let json = Cache::builder_shared(f.store.clone()).codec(cache_core::Json).build();

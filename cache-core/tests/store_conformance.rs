@@ -125,6 +125,26 @@ macro_rules! store_conformance {
             }
 
             #[tokio::test]
+            async fn replace_if_equals_writes_only_over_the_expected_bytes() {
+                let f = store().await;
+                f.store.set("r", b"old\x00\xff", MINUTE).await.unwrap();
+                let short = Duration::from_millis(300);
+                assert!(!f.store.replace_if_equals("r", b"other", b"new", short).await.unwrap());
+                assert_eq!(f.store.get("r").await.unwrap(), Some(b"old\x00\xff".to_vec()));
+                assert!(f.store.replace_if_equals("r", b"old\x00\xff", b"new", short).await.unwrap());
+                assert_eq!(f.store.get("r").await.unwrap(), Some(b"new".to_vec()));
+                match f.store.ttl("r").await.unwrap() {
+                    KeyTtl::ExpiresIn(left) => assert!(left <= short, "{left:?}"),
+                    other => panic!("the new ttl applies: {other:?}"),
+                }
+                assert!(!f.store.replace_if_equals("absent", b"", b"new", MINUTE).await.unwrap());
+                assert_eq!(f.store.get("absent").await.unwrap(), None, "a missing key stays missing");
+                tokio::time::sleep(Duration::from_millis(450)).await;
+                assert!(!f.store.replace_if_equals("r", b"new", b"newer", MINUTE).await.unwrap());
+                assert_eq!(f.store.get("r").await.unwrap(), None, "an expired key is not revived");
+            }
+
+            #[tokio::test]
             async fn expire_changes_the_ttl_of_existing_keys_only() {
                 let f = store().await;
                 f.store.set("k", b"v", MINUTE).await.unwrap();

@@ -225,6 +225,20 @@ impl Guarded {
         .await
     }
 
+    pub(crate) async fn replace_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.run(
+            "REPLACE IF EQUALS",
+            self.requests.replace_if_equals(key, expected, value, ttl),
+        )
+        .await
+    }
+
     pub(crate) async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
         self.run("TAG", self.requests.tag(tag_key, members, ttl))
             .await

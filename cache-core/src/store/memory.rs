@@ -536,6 +536,24 @@ impl Store for MemoryStore {
         .await
     }
 
+    async fn replace_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.modify(key, |live| {
+            Ok(match live.map(|slot| &slot.value) {
+                Some(Value::Bytes(entry)) if *entry.bytes == *expected => {
+                    (Change::Put(Slot::new(Value::bytes(value), ttl)), true)
+                }
+                _ => (Change::Keep, false),
+            })
+        })
+        .await
+    }
+
     async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
         if members.is_empty() {
             return Ok(());

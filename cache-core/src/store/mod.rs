@@ -146,6 +146,18 @@ pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
     /// This is the token-checked release step of a lock.
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool>;
 
+    /// Overwrites a key with a plain `value` expiring after `ttl`, only if it holds exactly
+    /// `expected`, atomically; returns whether it was written. Early refresh writes with it,
+    /// so that a value deleted (invalidated) or rewritten while it was being recomputed is
+    /// not overwritten by the recomputation.
+    async fn replace_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool>;
+
     /// Records that `members` (store keys) carry the tag whose index lives at `tag_key`, each
     /// for `ttl`. Entries whose ttl has passed are pruned, and the index itself lives exactly
     /// as long as its longest-lived entry, so it never outgrows the live keys it tracks.

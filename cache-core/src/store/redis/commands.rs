@@ -10,7 +10,7 @@ use redis::FromRedisValue;
 use tokio::sync::mpsc;
 
 use super::bus::{BUS_PING, Bus};
-use super::scripts::{DELETE_IF_EQUALS, TAG, TAKE_TAGGED};
+use super::scripts::{DELETE_IF_EQUALS, REPLACE_IF_EQUALS, TAG, TAKE_TAGGED};
 use super::{Link, RedisStore};
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
@@ -252,6 +252,19 @@ impl Store for RedisStore {
         invocation.arg(expected);
         let removed: u64 = self.invoke("DELETE IF EQUALS", key, &invocation).await?;
         Ok(removed > 0)
+    }
+
+    async fn replace_if_equals(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let mut invocation = REPLACE_IF_EQUALS.key(key);
+        invocation.arg(expected).arg(value).arg(ttl_millis(ttl));
+        let replaced: u64 = self.invoke("REPLACE IF EQUALS", key, &invocation).await?;
+        Ok(replaced > 0)
     }
 
     async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {

@@ -15,6 +15,18 @@ return 0
     )
 });
 
+pub(super) static REPLACE_IF_EQUALS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+    return 1
+end
+return 0
+",
+    )
+});
+
 /// Tag index: a sorted set of member keys scored by their expiry time (server clock, ms).
 pub(super) static TAG: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
