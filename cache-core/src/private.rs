@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
-use crate::compute::{Detached, Inline, Plan, Verdict};
+use crate::compute::{Detached, Factory, Inline, Plan, Verdict};
 use crate::degrade::Lenient;
 use crate::key::escape_glob;
 use crate::ttl::SetOptions;
@@ -124,86 +124,80 @@ impl Site {
 
 /// `#[cache_result]` on a function returning `T` or `Option<T>`: the whole value is cached
 /// when `store_if` approves it.
-pub async fn cached<T, S, F>(site: Option<Site>, store_if: S, body: F, typed: Option<Typed<T>>) -> T
+pub fn cached<T, S, F>(
+    site: Option<Site>,
+    store_if: S,
+    body: F,
+    typed: Option<Typed<T>>,
+) -> impl Future<Output = T>
 where
     T: Serialize + DeserializeOwned,
     S: FnOnce(&T) -> bool,
     F: Future<Output = T>,
 {
-    let Some(site) = site else {
-        return body.await;
-    };
-    let plan = WholeIf(store_if, typed);
-    site.cache
-        .compute_lenient(&site.key, site.options, plan, Inline(|| body))
-        .await
+    run(site, WholeIf(store_if, typed), Inline(|| body))
 }
 
 /// [`cached`] with `early_refresh = true`: the body may run as its own task, after the call
 /// returned, so it owns what it needs.
-pub async fn cached_early<T, S, F>(
+pub fn cached_early<T, S, F>(
     site: Option<Site>,
     store_if: S,
     body: F,
     typed: Option<Typed<T>>,
-) -> T
+) -> impl Future<Output = T>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
     S: FnOnce(&T) -> bool + Send + 'static,
     F: Future<Output = T> + Send + 'static,
 {
-    let Some(site) = site else {
-        return body.await;
-    };
-    let plan = WholeIf(store_if, typed);
-    site.cache
-        .compute_lenient(&site.key, site.options, plan, Detached::new(|| body))
-        .await
+    run(site, WholeIf(store_if, typed), Detached::new(|| body))
 }
 
 /// `#[cache_result]` on a function returning `Result<T, E>`: `Ok` values approved by
 /// `store_if` are cached; errors are returned untouched and never cached.
-pub async fn cached_result<R, S, F>(
+pub fn cached_result<R, S, F>(
     site: Option<Site>,
     store_if: S,
     body: F,
     typed: Option<Typed<R::Ok>>,
-) -> R
+) -> impl Future<Output = R>
 where
     R: Fallible,
     R::Ok: Serialize + DeserializeOwned,
     S: FnOnce(&R::Ok) -> bool,
     F: Future<Output = R>,
 {
-    let Some(site) = site else {
-        return body.await;
-    };
-    let plan = OkIf(store_if, typed, PhantomData);
-    site.cache
-        .compute_lenient(&site.key, site.options, plan, Inline(|| body))
-        .await
+    run(site, OkIf(store_if, typed, PhantomData), Inline(|| body))
 }
 
 /// [`cached_result`] with `early_refresh = true` (see [`cached_early`]).
-pub async fn cached_result_early<R, S, F>(
+pub fn cached_result_early<R, S, F>(
     site: Option<Site>,
     store_if: S,
     body: F,
     typed: Option<Typed<R::Ok>>,
-) -> R
+) -> impl Future<Output = R>
 where
     R: Fallible + Send + 'static,
     R::Ok: Serialize + DeserializeOwned,
     S: FnOnce(&R::Ok) -> bool + Send + 'static,
     F: Future<Output = R> + Send + 'static,
 {
-    let Some(site) = site else {
-        return body.await;
-    };
     let plan = OkIf(store_if, typed, PhantomData);
-    site.cache
-        .compute_lenient(&site.key, site.options, plan, Detached::new(|| body))
-        .await
+    run(site, plan, Detached::new(|| body))
+}
+
+/// Runs the body through the site's cache, or on its own without one.
+async fn run<P: Plan, F: Factory<P>>(site: Option<Site>, plan: P, factory: F) -> P::Output {
+    match site {
+        Some(site) => {
+            site.cache
+                .compute_lenient(&site.key, site.options, plan, factory)
+                .await
+        }
+        None => factory.call().await,
+    }
 }
 
 /// A `Result`-shaped return type.
