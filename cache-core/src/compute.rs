@@ -12,81 +12,18 @@ use tracing::Instrument;
 use crate::cache::{Cache, now_millis};
 use crate::degrade::{Lenient, Strict, Strictness};
 use crate::error::{Error, Result};
-use crate::flight::{Leader, Outcome, Role, Shared, follow};
-use crate::frame::{Early, Stamp};
-use crate::random::{random_token, random_u64};
+use crate::flight::{Leader, Outcome, Role, follow};
+use crate::frame::Stamp;
+use crate::lock::HeldLock;
+use crate::plan::{Fallible, Plan, Verdict, Whole};
+use crate::random::random_token;
+use crate::refresh::{Detached, Factory, Inline, refreshes_early};
 use crate::store::KeyTtl;
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
 use crate::typed::{Decoded, Entry, Typed};
 
 const LOCK_POLL: Duration = Duration::from_millis(20);
-
-/// How a computation's output relates to the cached value.
-pub(crate) trait Plan {
-    /// What the caller receives.
-    type Output;
-    /// What is stored.
-    type Value: Serialize + DeserializeOwned;
-    fn hit(value: Self::Value) -> Self::Output;
-    fn verdict(self, output: &Self::Output) -> Verdict<'_, Self::Value>;
-    /// Turns a failure shared by the leader back into an output, if this plan shares failures.
-    fn failure(_shared: &Shared) -> Option<Self::Output> {
-        None
-    }
-    /// How to keep the decoded value in process, if its type allows.
-    fn typed(&self) -> Option<Typed<Self::Value>> {
-        None
-    }
-}
-
-/// What becomes of a freshly computed output.
-pub(crate) enum Verdict<'o, V> {
-    /// Cache it and hand it to the waiting callers.
-    Store(&'o V),
-    /// Hand it to the waiting callers without caching it.
-    Share(&'o V),
-    /// A failure: the waiting callers receive it if it is shared, or compute on their own.
-    Fail(Option<Shared>),
-}
-
-/// The output is the value, always cached.
-pub(crate) struct Whole<T>(PhantomData<fn() -> T>);
-
-impl<T: Serialize + DeserializeOwned> Plan for Whole<T> {
-    type Output = T;
-    type Value = T;
-    fn hit(value: T) -> T {
-        value
-    }
-    fn verdict(self, output: &T) -> Verdict<'_, T> {
-        Verdict::Store(output)
-    }
-}
-
-/// `Ok` is cached; `Err` is shared with the waiting callers and not cached.
-pub(crate) struct Fallible<T, E>(PhantomData<fn() -> (T, E)>);
-
-impl<T, E> Plan for Fallible<T, E>
-where
-    T: Serialize + DeserializeOwned,
-    E: Clone + Send + Sync + 'static,
-{
-    type Output = std::result::Result<T, E>;
-    type Value = T;
-    fn hit(value: T) -> Self::Output {
-        Ok(value)
-    }
-    fn verdict(self, output: &Self::Output) -> Verdict<'_, T> {
-        match output {
-            Ok(value) => Verdict::Store(value),
-            Err(error) => Verdict::Fail(Some(Arc::new(error.clone()))),
-        }
-    }
-    fn failure(shared: &Shared) -> Option<Self::Output> {
-        shared.downcast_ref::<E>().cloned().map(Err)
-    }
-}
 
 /// What a read of the store found.
 enum Fetched<T> {
@@ -132,146 +69,6 @@ impl<T> Fetched<T> {
     }
 }
 
-/// XFetch: refresh once `now - took * beta * ln(u) >= expires_at`, `u` uniform in (0, 1].
-fn refreshes_early(now: u64, early: Early, beta: f64) -> bool {
-    if now >= early.expires_at {
-        return true;
-    }
-    let u = ((random_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-    let ahead = f64::from(early.took_ms) * beta * -u.ln();
-    ahead >= (early.expires_at - now) as f64
-}
-
-/// A computation handed to a get-or-set: run in the call, or, for an early refresh, as its
-/// own task when it owns what it needs.
-pub(crate) trait Factory<P: Plan>: Sized {
-    type Fut: Future<Output = P::Output>;
-
-    fn call(self) -> Self::Fut;
-
-    /// Starts an early refresh of `full_key` as its own task; gives the factory and the plan
-    /// back when it cannot outlive the call (or no tokio runtime runs).
-    fn detach(
-        self,
-        cache: &Cache,
-        full_key: &str,
-        options: &SetOptions,
-        plan: P,
-        current: Arc<Vec<u8>>,
-    ) -> Option<(Self, P)>;
-}
-
-/// A factory that may borrow from its caller: it runs in the call.
-pub(crate) struct Inline<F>(pub(crate) F);
-
-impl<P, F, Fut> Factory<P> for Inline<F>
-where
-    P: Plan,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = P::Output>,
-{
-    type Fut = Fut;
-
-    fn call(self) -> Fut {
-        (self.0)()
-    }
-
-    fn detach(
-        self,
-        _: &Cache,
-        _: &str,
-        _: &SetOptions,
-        plan: P,
-        _: Arc<Vec<u8>>,
-    ) -> Option<(Self, P)> {
-        Some((self, plan))
-    }
-}
-
-/// A factory whose future owns what it needs: an early refresh runs that future as its own
-/// task.
-///
-/// What the task needs (`Send + 'static`) is checked once, in [`Detached::new`], and kept as
-/// a function pointer: as where-clauses of the `Factory` impl, those bounds made every
-/// future awaiting a detached computation `Send` for one lifetime only (rustc's
-/// "implementation of `Send` is not general enough").
-pub(crate) struct Detached<F, P, Fut> {
-    factory: F,
-    spawn: fn(Cache, String, SetOptions, P, Fut, Arc<Vec<u8>>),
-}
-
-impl<F, P, Fut> Detached<F, P, Fut>
-where
-    P: Plan + Send + 'static,
-    P::Output: Send + 'static,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = P::Output> + Send + 'static,
-{
-    pub(crate) fn new(factory: F) -> Detached<F, P, Fut> {
-        Detached {
-            factory,
-            spawn: spawn_refresh::<P, Fut>,
-        }
-    }
-}
-
-fn spawn_refresh<P, Fut>(
-    cache: Cache,
-    full: String,
-    options: SetOptions,
-    plan: P,
-    computation: Fut,
-    current: Arc<Vec<u8>>,
-) where
-    P: Plan + Send + 'static,
-    P::Output: Send + 'static,
-    Fut: Future<Output = P::Output> + Send + 'static,
-{
-    tokio::spawn(async move {
-        let factory = Inline(move || computation);
-        cache
-            .refresh(&full, &options, plan, factory, &current)
-            .await;
-    });
-}
-
-impl<P, F, Fut> Factory<P> for Detached<F, P, Fut>
-where
-    P: Plan,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = P::Output>,
-{
-    type Fut = Fut;
-
-    fn call(self) -> Fut {
-        (self.factory)()
-    }
-
-    fn detach(
-        self,
-        cache: &Cache,
-        full_key: &str,
-        options: &SetOptions,
-        plan: P,
-        current: Arc<Vec<u8>>,
-    ) -> Option<(Self, P)> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Some((self, plan));
-        }
-        // Futures do nothing until polled: making it here starts no computation.
-        let computation = (self.factory)();
-        (self.spawn)(
-            cache.clone(),
-            full_key.to_owned(),
-            options.clone(),
-            plan,
-            computation,
-            current,
-        );
-        None
-    }
-}
-
 /// A value's stored bytes: as read from the store, or shared with the local tier (so that a
 /// local hit copies nothing).
 enum Raw {
@@ -301,41 +98,6 @@ enum Led<T> {
     Found(T, Raw),
     /// This caller must compute, holding the lock if it got it.
     Compute(Option<HeldLock>),
-}
-
-/// The distributed lock of one key, held by this caller. Dropped without
-/// [`release`](HeldLock::release) (the caller's future was cancelled), it is released in the
-/// background at once, so that the waiters in every process take over without waiting for
-/// it to expire.
-struct HeldLock {
-    cache: Cache,
-    key: String,
-    token: [u8; 16],
-    released: bool,
-}
-
-impl HeldLock {
-    async fn release(mut self) {
-        self.released = true;
-        self.cache.release_lock(&self.key, &self.token).await;
-    }
-}
-
-impl Drop for HeldLock {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (cache, key, token) = (
-            self.cache.clone(),
-            std::mem::take(&mut self.key),
-            self.token,
-        );
-        runtime.spawn(async move { cache.release_lock(&key, &token).await });
-    }
 }
 
 impl Cache {
@@ -710,126 +472,6 @@ impl Cache {
         }
     }
 
-    /// Recomputes a value that is still current (early refresh): once per key in this
-    /// process, and with [`SetOptions::lock`] once across the processes sharing the store.
-    /// Nothing is computed when the stored value is no longer `current` (another caller
-    /// refreshed it). Returns the computed output; `None` when nothing was computed or the
-    /// computation failed, and the current value stays in place.
-    async fn refresh<P: Plan, F: Factory<P>>(
-        &self,
-        full: &str,
-        options: &SetOptions,
-        plan: P,
-        factory: F,
-        current: &[u8],
-    ) -> Option<P::Output> {
-        // A leader that publishes nothing lets the callers that missed meanwhile (the value
-        // deleted, say) compete to compute, as when a leader is cancelled.
-        let Role::Leader(leader) = self.inner.flights.join(full) else {
-            return None;
-        };
-        let lock = match options.locks() {
-            true => Some(self.try_lock(full).await?),
-            false => None,
-        };
-        let computed = match self.still_stored(full, current).await {
-            true => {
-                let refreshed = self.refresh_now(&leader, full, options, plan, factory, current);
-                Some(refreshed.await)
-            }
-            false => None,
-        };
-        if let Some(lock) = lock {
-            lock.release().await;
-        }
-        computed.flatten()
-    }
-
-    async fn refresh_now<P: Plan, F: Factory<P>>(
-        &self,
-        leader: &Leader<'_>,
-        full: &str,
-        options: &SetOptions,
-        plan: P,
-        factory: F,
-        current: &[u8],
-    ) -> Option<P::Output> {
-        self.inner.counters.count(Event::EarlyRefresh, 1);
-        tracing::debug!("refreshing a value before it expires");
-        let window = options.stale_window().or(self.inner.fail_safe);
-        let started = Instant::now();
-        let output = self.timed(factory.call()).await;
-        let took = Some(started.elapsed());
-        let prepared = match plan.verdict(&output) {
-            Verdict::Store(value) => self.prepare(full, value, options, window, took),
-            Verdict::Share(_) => return Some(output),
-            Verdict::Fail(_) => {
-                self.inner.counters.count(Event::EarlyRefreshFailure, 1);
-                tracing::debug!("an early refresh failed; the current value stays");
-                return None;
-            }
-        };
-        let written = match prepared {
-            Ok((bytes, ttl)) => self
-                .replace_encoded(full, current, &bytes, ttl, options.tag_names())
-                .await
-                .map(|replaced| replaced.then_some(bytes)),
-            Err(err) => Err(err),
-        };
-        match written {
-            // Callers that missed meanwhile get it; a refresh that found the value gone or
-            // changed (an invalidation) publishes nothing, and they compute afresh.
-            Ok(Some(bytes)) => {
-                let bytes = Arc::new(bytes);
-                leader.publish(Outcome::Encoded(Arc::clone(&bytes)));
-                if window.is_some() {
-                    self.inner.last_good.insert(full.to_owned(), bytes).await;
-                }
-            }
-            Ok(None) => tracing::debug!("the value changed while it was refreshed; not written"),
-            Err(err) => {
-                let _ = self.degrade::<Lenient>("SET", full, err);
-            }
-        }
-        Some(output)
-    }
-
-    /// Takes the distributed lock of `full_key` if it is free.
-    async fn try_lock(&self, full_key: &str) -> Option<HeldLock> {
-        let token = random_token();
-        let lock_key = Cache::lock_key(full_key);
-        let acquired = self.counted(
-            self.inner
-                .guarded
-                .set_if_absent(&lock_key, &token, self.inner.lock_wait)
-                .await,
-        );
-        match acquired {
-            Ok(true) => Some(HeldLock {
-                cache: self.clone(),
-                key: full_key.to_owned(),
-                token,
-                released: false,
-            }),
-            Ok(false) => None,
-            Err(err) => {
-                let _ = self.degrade::<Lenient>("SET NX", &lock_key, err);
-                None
-            }
-        }
-    }
-
-    /// Whether the store still holds `bytes` under `full_key`.
-    async fn still_stored(&self, full_key: &str, bytes: &[u8]) -> bool {
-        match self.counted(self.inner.guarded.get(full_key).await) {
-            Ok(found) => found.is_some_and(|stored| stored == bytes),
-            Err(err) => {
-                let _ = self.degrade::<Lenient>("GET", full_key, err);
-                false
-            }
-        }
-    }
-
     /// An in-process read outside the guarded store, timed for the metrics as the guarded
     /// store times its operations.
     #[cfg(feature = "metrics")]
@@ -848,7 +490,7 @@ impl Cache {
     }
 
     /// Runs a computation, timed for the metrics (`cachemere.cache.factory.duration`).
-    async fn timed<Fut: Future>(&self, computation: Fut) -> Fut::Output {
+    pub(crate) async fn timed<Fut: Future>(&self, computation: Fut) -> Fut::Output {
         let meter = &self.inner.counters.meter;
         let started = meter.times().then(Instant::now);
         let span = tracing::debug_span!("cache.factory", cache.name = self.name());
@@ -1056,10 +698,6 @@ impl Cache {
         Ok(Fetched::of(decoded, bytes, beta))
     }
 
-    fn lock_key(full_key: &str) -> String {
-        format!("{full_key}.{}lock", crate::key::RESERVED)
-    }
-
     /// Takes the lock, or waits for the holder's value; computes without the lock once
     /// `lock_wait` has passed or the store fails.
     async fn lock_or_wait<S: Strictness, T: DeserializeOwned>(
@@ -1106,48 +744,6 @@ impl Cache {
             }
             tokio::time::sleep(LOCK_POLL).await;
         }
-    }
-
-    async fn release_lock(&self, full_key: &str, token: &[u8]) {
-        let lock_key = Cache::lock_key(full_key);
-        let released = self.counted(self.inner.guarded.delete_if_equals(&lock_key, token).await);
-        if let Err(err) = released {
-            let _ = self.degrade::<Lenient>("DELETE IF EQUALS", &lock_key, err);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn share_refreshing(now: u64, expires_at: u64, took_ms: u32, beta: f64) -> f64 {
-        let early = Early {
-            expires_at,
-            took_ms,
-        };
-        let draws = 20_000;
-        let refreshed = (0..draws)
-            .filter(|_| refreshes_early(now, early, beta))
-            .count();
-        refreshed as f64 / f64::from(draws)
-    }
-
-    #[test]
-    fn xfetch_refreshes_with_the_probability_of_the_paper() {
-        // P(refresh) = P(-ln u >= gap / (took * beta)) = exp(-gap / (took * beta)).
-        let share = share_refreshing(1_000, 1_050, 50, 1.0);
-        assert!((0.34..0.40).contains(&share), "{share}");
-        let share = share_refreshing(1_000, 1_100, 50, 2.0);
-        assert!((0.34..0.40).contains(&share), "{share}");
-        let share = share_refreshing(1_000, 1_025, 50, 1.0);
-        assert!((0.57..0.64).contains(&share), "{share}");
-        // far from expiry: practically never; at or past it: always
-        assert_eq!(share_refreshing(0, 60_000, 50, 1.0), 0.0);
-        assert_eq!(share_refreshing(1_050, 1_050, 50, 1.0), 1.0);
-        assert_eq!(share_refreshing(2_000, 1_050, 0, 1.0), 1.0);
-        // a free computation is never refreshed ahead
-        assert_eq!(share_refreshing(1_049, 1_050, 0, 1.0), 0.0);
     }
 }
 
