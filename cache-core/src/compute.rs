@@ -16,7 +16,6 @@ use crate::flight::{Leader, Outcome, Role, follow};
 use crate::frame::Stamp;
 use crate::lock::HeldLock;
 use crate::plan::{Fallible, Plan, Verdict, Whole};
-use crate::random::random_token;
 use crate::refresh::{Detached, Factory, Inline, refreshes_early};
 use crate::store::KeyTtl;
 use crate::telemetry::Event;
@@ -704,24 +703,10 @@ impl Cache {
         &self,
         full_key: &str,
     ) -> std::result::Result<Led<T>, S::Error> {
-        let lock_key = Cache::lock_key(full_key);
-        let token = random_token();
         let deadline = Instant::now() + self.inner.lock_wait;
         loop {
-            let acquired = self.counted(
-                self.inner
-                    .guarded
-                    .set_if_absent(&lock_key, &token, self.inner.lock_wait)
-                    .await,
-            );
-            match acquired {
-                Ok(true) => {
-                    let held = HeldLock {
-                        cache: self.clone(),
-                        key: full_key.to_owned(),
-                        token,
-                        released: false,
-                    };
+            match self.acquire_lock(full_key).await {
+                Ok(Some(held)) => {
                     if let Fetched::Hit(value, bytes) =
                         self.fetch::<S, T>(full_key, None, None).await?
                     {
@@ -730,9 +715,9 @@ impl Cache {
                     }
                     return Ok(Led::Compute(Some(held)));
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(err) => {
-                    self.degrade::<S>("SET NX", &lock_key, err)?;
+                    self.degrade::<S>("SET NX", &Cache::lock_key(full_key), err)?;
                     return Ok(Led::Compute(None));
                 }
             }

@@ -3,6 +3,7 @@
 
 use crate::cache::Cache;
 use crate::degrade::Lenient;
+use crate::error::Result;
 use crate::random::random_token;
 
 /// The distributed lock of one key, held by this caller. Dropped without
@@ -10,10 +11,10 @@ use crate::random::random_token;
 /// background at once, so that the waiters in every process take over without waiting for
 /// it to expire.
 pub(crate) struct HeldLock {
-    pub(crate) cache: Cache,
-    pub(crate) key: String,
-    pub(crate) token: [u8; 16],
-    pub(crate) released: bool,
+    cache: Cache,
+    key: String,
+    token: [u8; 16],
+    released: bool,
 }
 
 impl HeldLock {
@@ -45,8 +46,8 @@ impl Cache {
         format!("{full_key}.{}lock", crate::key::RESERVED)
     }
 
-    /// Takes the distributed lock of `full_key` if it is free.
-    pub(crate) async fn try_lock(&self, full_key: &str) -> Option<HeldLock> {
+    /// Takes the distributed lock of `full_key` if it is free (`None` when it is held).
+    pub(crate) async fn acquire_lock(&self, full_key: &str) -> Result<Option<HeldLock>> {
         let token = random_token();
         let lock_key = Cache::lock_key(full_key);
         let acquired = self.counted(
@@ -54,17 +55,22 @@ impl Cache {
                 .guarded
                 .set_if_absent(&lock_key, &token, self.inner.lock_wait)
                 .await,
-        );
-        match acquired {
-            Ok(true) => Some(HeldLock {
-                cache: self.clone(),
-                key: full_key.to_owned(),
-                token,
-                released: false,
-            }),
-            Ok(false) => None,
+        )?;
+        Ok(acquired.then(|| HeldLock {
+            cache: self.clone(),
+            key: full_key.to_owned(),
+            token,
+            released: false,
+        }))
+    }
+
+    /// [`acquire_lock`](Cache::acquire_lock), a store failure logged and counted as the lock
+    /// not taken.
+    pub(crate) async fn try_lock(&self, full_key: &str) -> Option<HeldLock> {
+        match self.acquire_lock(full_key).await {
+            Ok(held) => held,
             Err(err) => {
-                let _ = self.degrade::<Lenient>("SET NX", &lock_key, err);
+                let _ = self.degrade::<Lenient>("SET NX", &Cache::lock_key(full_key), err);
                 None
             }
         }
