@@ -370,6 +370,11 @@ impl Cache {
                     self.remember(&full, Raw::Shared(Arc::clone(&current)))
                         .await;
                 }
+                // Near expiry most reads decide: those arriving while the refresh runs
+                // neither spawn a task nor wait.
+                if self.inner.flights.is_running(&full) {
+                    return Ok(P::hit(value));
+                }
                 let Some((factory, plan)) =
                     factory.detach(self, &full, &options, plan, Arc::clone(&current))
                 else {

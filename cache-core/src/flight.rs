@@ -46,6 +46,11 @@ impl Flights {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether a computation of `key` is running.
+    pub(crate) fn is_running(&self, key: &str) -> bool {
+        self.lock().contains_key(key)
+    }
+
     pub(crate) fn join(&self, key: &str) -> Role<'_> {
         let mut in_flight = self.lock();
         if let Some(receiver) = in_flight.get(key) {
