@@ -277,8 +277,8 @@ async fn early_grade(
     slow_grade(id, calls, fail).await
 }
 
-/// Every read decides to refresh (beta 1e6 on a 50 ms body).
-#[cache_result("eager:{id}", cache = cache, ttl = Duration::from_millis(800), early_refresh = true, beta = 1e6)]
+/// Every read decides to refresh (beta 1e9 on a 50 ms body).
+#[cache_result("eager:{id}", cache = cache, ttl = Duration::from_millis(800), early_refresh = true, beta = 1e9)]
 async fn eager_grade(
     cache: &Cache,
     id: u32,

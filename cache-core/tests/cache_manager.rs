@@ -407,7 +407,7 @@ macro_rules! manager_suite {
             #[tokio::test]
             async fn a_failed_early_refresh_keeps_serving_the_current_value() {
                 let f = $fixture().await;
-                let options = SetOptions::new(Duration::from_millis(800)).early_refresh(true).beta(1e6);
+                let options = SetOptions::new(Duration::from_millis(800)).early_refresh(true).beta(1e9);
                 let first = f
                     .cache
                     .try_get_or_set("flaky", options.clone(), || async {
@@ -416,7 +416,7 @@ macro_rules! manager_suite {
                     })
                     .await;
                 assert_eq!(first, Ok(1));
-                // beta 1e6 on a 20 ms computation: every read decides to refresh
+                // beta 1e9 on a 20 ms computation: every read decides to refresh
                 for _ in 0..3 {
                     let read = f
                         .cache
@@ -444,7 +444,7 @@ macro_rules! manager_suite {
             async fn an_invalidation_during_an_early_refresh_is_not_undone_by_it() {
                 let f = $fixture().await;
                 let db = Arc::new(AtomicUsize::new(1));
-                let options = SetOptions::new(Duration::from_secs(5)).early_refresh(true).beta(1e6);
+                let options = SetOptions::new(Duration::from_secs(5)).early_refresh(true).beta(1e9);
                 let read = |db: Arc<AtomicUsize>| {
                     let options = options.clone();
                     let cache = f.cache.clone();
@@ -460,7 +460,7 @@ macro_rules! manager_suite {
                     }
                 };
                 assert_eq!(read(db.clone()).await, 1);
-                // every read refreshes (beta 1e6): this one starts a refresh that reads 1
+                // every read refreshes (beta 1e9): this one starts a refresh that reads 1
                 assert_eq!(read(db.clone()).await, 1);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 db.store(2, Ordering::SeqCst);

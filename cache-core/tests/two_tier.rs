@@ -325,3 +325,39 @@ async fn a_fail_safe_value_past_its_ttl_is_not_served_fresh_from_the_local_tier(
         .expect("recompute");
     assert_eq!(value, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_refresh_from_a_local_copy_reaches_the_other_instances() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let (a, b) = (instance(&server).await, instance(&server).await);
+    // beta 1e9 on a 20 ms computation: every read decides to refresh (one in a million
+    // would not, with a 30 s ttl)
+    let options = SetOptions::new(Duration::from_secs(30))
+        .early_refresh(true)
+        .beta(1e9);
+    let hard = Duration::from_secs(5);
+    let first = a
+        .get_or_refresh("hot", options.clone(), hard, || async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            1u32
+        })
+        .await;
+    assert_eq!(first.unwrap(), 1);
+    until_local_hit(&b, "hot", &1u32).await;
+    let local_before = a.stats().local_hits;
+    let served = a
+        .get_or_refresh("hot", options, hard, || async { 2u32 })
+        .await;
+    assert_eq!(served.unwrap(), 1, "the current value, at once");
+    assert_eq!(
+        a.stats().local_hits,
+        local_before + 1,
+        "read from a's local tier"
+    );
+    let took = until(Some(2), || async {
+        b.get::<u32>("hot").await.expect("GET")
+    })
+    .await;
+    assert_eq!(a.stats().early_refreshes, 1);
+    println!("refreshed value seen by the other instance after {took:?}");
+}
