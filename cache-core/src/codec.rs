@@ -91,6 +91,33 @@ pub struct Json;
 
 pub(crate) const BINCODE_CONFIG: bincode::config::Configuration = bincode::config::standard();
 
+/// Values up to this size decode under [`SMALL_VALUE_LIMIT`], larger ones under
+/// [`LARGE_VALUE_LIMIT`].
+const SMALL_VALUE: usize = 16 * 1024;
+/// What decoding a value may claim to allocate. bincode sizes a string or a byte buffer
+/// from its length prefix before reading it, so without a bound one corrupt prefix asks for
+/// exabytes and the allocation failure aborts the process. 256 times the stored size is far
+/// above what a real value decodes to.
+const SMALL_VALUE_LIMIT: usize = 256 * SMALL_VALUE;
+const LARGE_VALUE_LIMIT: usize = 1 << 30;
+
+/// Decodes one bincode value from `bytes`, its allocations bounded (see
+/// [`SMALL_VALUE_LIMIT`]); returns the value and the bytes it used.
+pub(crate) fn decode_bincode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    match bytes.len() <= SMALL_VALUE {
+        true => bincode::serde::decode_from_slice(
+            bytes,
+            BINCODE_CONFIG.with_limit::<SMALL_VALUE_LIMIT>(),
+        ),
+        false => bincode::serde::decode_from_slice(
+            bytes,
+            BINCODE_CONFIG.with_limit::<LARGE_VALUE_LIMIT>(),
+        ),
+    }
+}
+
 impl Codec for Bincode {
     fn id(&self) -> CodecId {
         CodecId(1)
@@ -110,8 +137,19 @@ impl Codec for Bincode {
     }
 
     fn decode<'de>(&self, bytes: &'de [u8], visit: Visit<'_, 'de>) -> Result<(), BoxError> {
-        let ((), read) =
-            bincode::serde::seed_decode_from_slice(VisitSeed(visit), bytes, BINCODE_CONFIG)?;
+        let seed = VisitSeed(visit);
+        let ((), read) = match bytes.len() <= SMALL_VALUE {
+            true => bincode::serde::seed_decode_from_slice(
+                seed,
+                bytes,
+                BINCODE_CONFIG.with_limit::<SMALL_VALUE_LIMIT>(),
+            )?,
+            false => bincode::serde::seed_decode_from_slice(
+                seed,
+                bytes,
+                BINCODE_CONFIG.with_limit::<LARGE_VALUE_LIMIT>(),
+            )?,
+        };
         match bytes.len() - read {
             0 => Ok(()),
             trailing => Err(format!("{trailing} trailing bytes after the value").into()),

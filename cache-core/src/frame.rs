@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{BINCODE_CONFIG, Bincode, Codec, Json};
+use crate::codec::{BINCODE_CONFIG, Bincode, Codec, Json, decode_bincode};
 use crate::encryption::EncryptionKeys;
 use crate::error::{BoxError, Error, Result};
 
@@ -145,13 +145,11 @@ impl Builtin {
     #[inline(always)]
     fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> std::result::Result<T, String> {
         match self {
-            Builtin::Bincode => {
-                match bincode::serde::decode_from_slice::<T, _>(bytes, BINCODE_CONFIG) {
-                    Ok((value, read)) if read == bytes.len() => Ok(value),
-                    Ok((_, read)) => Err(trailing(bytes.len() - read)),
-                    Err(err) => Err(err.to_string()),
-                }
-            }
+            Builtin::Bincode => match decode_bincode::<T>(bytes) {
+                Ok((value, read)) if read == bytes.len() => Ok(value),
+                Ok((_, read)) => Err(trailing(bytes.len() - read)),
+                Err(err) => Err(err.to_string()),
+            },
             Builtin::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
         }
     }
@@ -545,6 +543,24 @@ mod tests {
     }
 
     #[test]
+    fn a_length_prefix_claiming_exabytes_is_a_decode_error_not_an_abort() {
+        // a string whose varint length prefix says 2^62 bytes (bincode: 0xFD + u64 LE)
+        let mut claim = vec![MAGIC, VERSION, 1, 0, 0xFD];
+        claim.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        claim.extend_from_slice(b"tail");
+        let mut large = claim.clone();
+        large.resize(64 * 1024, 0);
+        for f in [format(Bincode, None)] {
+            for bytes in [&claim, &large] {
+                let err = f.decode::<String>("user:1", bytes).unwrap_err();
+                assert!(matches!(err, Error::Decode { .. }), "{err}");
+                let err = decode_with::<String>(&Bincode, &bytes[HEADER_LEN..]).unwrap_err();
+                assert!(!err.is_empty());
+            }
+        }
+    }
+
+    #[test]
     fn value_over_the_maximum_is_refused() {
         let mut f = format(Bincode, None);
         f.max_value_bytes = 10;
@@ -560,5 +576,40 @@ mod tests {
             assert_ne!(first, MAGIC);
         }
         assert!(!MAGIC.is_ascii_digit());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_after_a_header_never_panic(
+            flags in proptest::prelude::any::<u8>(),
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let f = format(Bincode, Some(16));
+            let mut bytes = vec![MAGIC, VERSION, 1, flags];
+            bytes.extend_from_slice(&rest);
+            // decodes or is a decode error naming the key; never a panic
+            if let Err(err) = f.decode_stamped::<Vec<String>>("k", &bytes) {
+                let is_decode = matches!(err, Error::Decode { .. });
+                proptest::prop_assert!(is_decode, "{}", err);
+            }
+        }
+
+        #[test]
+        fn stamped_values_round_trip_and_truncations_fail(
+            fresh_until in proptest::option::of(proptest::prelude::any::<u64>()),
+            early in proptest::option::of((proptest::prelude::any::<u64>(), proptest::prelude::any::<u32>())),
+            value in proptest::collection::vec(".{0,12}", 0..8),
+        ) {
+            let f = format(Bincode, Some(16));
+            let stamp = Stamp {
+                fresh_until,
+                early: early.map(|(expires_at, took_ms)| Early { expires_at, took_ms }),
+            };
+            let bytes = f.encode_stamped("k", &value, stamp).unwrap();
+            proptest::prop_assert_eq!(f.decode_stamped::<Vec<String>>("k", &bytes).unwrap(), (value, stamp));
+            for cut in 0..bytes.len() {
+                proptest::prop_assert!(f.decode_stamped::<Vec<String>>("k", &bytes[..cut]).is_err());
+            }
+        }
     }
 }
