@@ -405,6 +405,41 @@ macro_rules! manager_suite {
             }
 
             #[tokio::test]
+            async fn a_caller_dropped_during_its_early_refresh_leaves_no_lock_or_flight_behind() {
+                let f = $fixture().await;
+                // a lock left behind would block refreshes for lock_wait (10 s)
+                let cache = Cache::builder_shared(f.store.clone()).lock_wait(Duration::from_secs(10)).build();
+                let options = SetOptions::new(Duration::from_secs(30)).early_refresh(true).beta(1e9).lock(true);
+                let slow = |value: u32, delay: Duration| {
+                    move || async move {
+                        tokio::time::sleep(delay).await;
+                        value
+                    }
+                };
+                let first = cache.get_or_set("k", options.clone(), slow(1, Duration::from_millis(20))).await;
+                assert_eq!(first.unwrap(), 1);
+                // every read decides (beta 1e9); get_or_set refreshes in the deciding call,
+                // which gives up after 50 ms of a 10 s computation, holding lock and flight
+                let dropped = tokio::time::timeout(
+                    Duration::from_millis(50),
+                    cache.get_or_set("k", options.clone(), slow(2, Duration::from_secs(10))),
+                )
+                .await;
+                assert!(dropped.is_err(), "the caller was dropped mid-refresh");
+                let started = Instant::now();
+                let mut seen = 1;
+                while seen != 3 && started.elapsed() < Duration::from_secs(1) {
+                    seen = cache.get_or_set("k", options.clone(), slow(3, Duration::from_millis(20))).await.unwrap();
+                    // the lock is released by a task the drop spawned: let it run (an
+                    // in-process store never makes a read wait, so this loop alone never yields)
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                assert_eq!(seen, 3, "a later read refreshed within 1 s: lock and flight were released");
+                assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(3));
+                assert!(cache.stats().early_refreshes >= 2, "{:?}", cache.stats());
+            }
+
+            #[tokio::test]
             async fn a_failed_early_refresh_keeps_serving_the_current_value() {
                 let f = $fixture().await;
                 let options = SetOptions::new(Duration::from_millis(800)).early_refresh(true).beta(1e9);
