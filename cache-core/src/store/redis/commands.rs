@@ -45,7 +45,7 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.query("GET", key, redis::cmd("GET").arg(key)).await
+        self.get_value(key).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {

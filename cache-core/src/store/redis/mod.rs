@@ -170,8 +170,13 @@ pub(super) async fn within<T>(
 ) -> RedisResult<T> {
     match tokio::time::timeout(after, request).await {
         Ok(result) => result,
-        Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        Err(_) => Err(timed_out()),
     }
+}
+
+/// The error of a request that ran out of time (redis-rs's, [`RedisError::is_timeout`]).
+fn timed_out() -> RedisError {
+    std::io::Error::from(std::io::ErrorKind::TimedOut).into()
 }
 
 /// The configuration error behind a failed connection, if that is why it failed: the server

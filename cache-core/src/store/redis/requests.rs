@@ -150,6 +150,12 @@ impl RedisStore {
             // response timeout), as configured at connect.
             Link::Cluster(_) => request.await,
         };
+        self.classify(operation, key, result)
+    }
+
+    /// A request's result with its error classified: a type mismatch, a timeout (under
+    /// Sentinel the primary is asked for again), any other Redis error.
+    fn classify<T>(&self, operation: &'static str, key: &str, result: RedisResult<T>) -> Result<T> {
         match result {
             Ok(value) => Ok(value),
             Err(err) if err.code() == Some("WRONGTYPE") => Err(Error::WrongType {
@@ -169,6 +175,33 @@ impl RedisStore {
             }
             Err(source) => Err(Error::Redis { operation, source }),
         }
+    }
+
+    /// `GET key`, as [`Store::get`] (which calls it), but not boxed, so that a
+    /// [`Cache`](crate::Cache) can await it inline.
+    ///
+    /// On one server it calls `ConnectionManager`'s own method rather than its
+    /// `ConnectionLike` impl, which boxes a future of over a kilobyte per command: the same
+    /// request (reconnection included), built in place under the command timeout. A hit then
+    /// allocates nothing for the request, and passes no large future by value.
+    pub(crate) async fn get_value(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        let Link::Node(node) = &self.connection.0 else {
+            return self.query("GET", key, &cmd).await;
+        };
+        let mut node = node.clone();
+        // `select!` builds both futures where they stay; `timeout(after, request)` would
+        // move the request's kilobyte into its own future first.
+        let reply = tokio::select! {
+            biased;
+            reply = node.send_packed_command(&cmd) => reply,
+            () = tokio::time::sleep(self.command_timeout) => Err(super::timed_out()),
+        };
+        let value = reply
+            .and_then(Value::extract_error)
+            .and_then(|value| Ok(redis::from_redis_value(value)?));
+        self.classify("GET", key, value)
     }
 
     pub(super) async fn query<T: FromRedisValue>(
