@@ -688,7 +688,18 @@ impl Cache {
         result
     }
 
+    #[inline(always)]
     pub(crate) fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
+        match self.inner.format.decode_common(bytes) {
+            Some(value) => Some(value),
+            None => self.decode_in_general(key, bytes),
+        }
+    }
+
+    /// [`decode`](Cache::decode) of what the common case does not cover: stamped,
+    /// compressed, sealed, JSON or custom-codec values, and failures (reported).
+    #[inline(never)]
+    fn decode_in_general<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
         self.decode_stamped(key, bytes).map(|(value, _)| value)
     }
 

@@ -103,6 +103,7 @@ const LARGE_VALUE_LIMIT: usize = 1 << 30;
 
 /// Decodes one bincode value from `bytes`, its allocations bounded (see
 /// [`SMALL_VALUE_LIMIT`]); returns the value and the bytes it used.
+#[inline(always)]
 pub(crate) fn decode_bincode<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(T, usize), bincode::error::DecodeError> {
@@ -111,11 +112,16 @@ pub(crate) fn decode_bincode<T: serde::de::DeserializeOwned>(
             bytes,
             BINCODE_CONFIG.with_limit::<SMALL_VALUE_LIMIT>(),
         ),
-        false => bincode::serde::decode_from_slice(
-            bytes,
-            BINCODE_CONFIG.with_limit::<LARGE_VALUE_LIMIT>(),
-        ),
+        false => decode_large_bincode(bytes),
     }
+}
+
+/// [`decode_bincode`] of a value over [`SMALL_VALUE`], out of the small values' way.
+#[inline(never)]
+fn decode_large_bincode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(bytes, BINCODE_CONFIG.with_limit::<LARGE_VALUE_LIMIT>())
 }
 
 impl Codec for Bincode {

@@ -244,6 +244,27 @@ impl Format {
         }
     }
 
+    /// The common case alone: bincode (built in), not sealed, a header without stamp or
+    /// compression. `None` for anything else, failures included, which the general path
+    /// ([`decode_stamped`](Format::decode_stamped)) then decodes and reports: the hit path
+    /// moves the value once, from bincode's result into the `Option`.
+    #[inline(always)]
+    pub(crate) fn decode_common<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T> {
+        if self.builtin != Some(Builtin::Bincode) || self.encryption.is_some() {
+            return None;
+        }
+        let [MAGIC, VERSION, codec_id, 0, payload @ ..] = bytes else {
+            return None;
+        };
+        if *codec_id != self.codec_id {
+            return None;
+        }
+        match decode_bincode::<T>(payload) {
+            Ok((value, read)) if read == payload.len() => Some(value),
+            _ => None,
+        }
+    }
+
     #[inline(always)]
     fn decode_plain<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<(T, Stamp)> {
         // The header is read apart from the value, and every failure is built out of line:

@@ -38,16 +38,23 @@ impl Cache {
         &self,
         keys: &[K],
     ) -> Result<Vec<Option<T>>> {
-        let full: Vec<std::borrow::Cow<'_, str>> =
-            keys.iter().map(|key| self.full_key(key.as_ref())).collect();
-        let names: Vec<&str> = full.iter().map(|key| key.as_ref()).collect();
+        // Without a prefix the keys are the store's keys: nothing to build per key.
+        let prefixed: Vec<String>;
+        let names: Vec<&str> = match self.inner.prefix.is_empty() {
+            true => keys.iter().map(AsRef::as_ref).collect(),
+            false => {
+                prefixed = self.full_keys(keys);
+                prefixed.iter().map(String::as_str).collect()
+            }
+        };
         let found = self.counted(self.inner.guarded.mget(&names).await)?;
         let mut undecodable = Vec::new();
+        let hiding = self.inner.recovery.is_hiding();
         let values: Vec<Option<T>> = found
             .into_iter()
             .zip(names)
             .map(|(bytes, key)| {
-                if self.inner.recovery.hides(key) {
+                if hiding && self.inner.recovery.hides(key) {
                     return None;
                 }
                 let value = self.decode(key, bytes.as_deref()?);

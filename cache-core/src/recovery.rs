@@ -151,8 +151,13 @@ impl Recovery {
     /// not reached the store yet.
     #[inline]
     pub(crate) fn hides(&self, key: &str) -> bool {
-        (self.pending.load(Ordering::Acquire) != 0 || self.timed_blind.load(Ordering::Acquire))
-            && self.hides_pending(key)
+        self.is_hiding() && self.hides_pending(key)
+    }
+
+    /// Whether any key may be hidden now (`false` on the usual path: nothing pending).
+    #[inline]
+    pub(crate) fn is_hiding(&self) -> bool {
+        self.pending.load(Ordering::Acquire) != 0 || self.timed_blind.load(Ordering::Acquire)
     }
 
     #[cold]

@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
-use redis::FromRedisValue;
 use tokio::sync::mpsc;
 
 use super::bus::{BUS_PING, Bus};
 use super::scripts::{DELETE_IF_EQUALS, REPLACE_IF_EQUALS, TAG, TAKE_TAGGED};
 use super::{Link, RedisStore};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::health::HealthReport;
 use crate::store::{BusEvent, KeyTtl, Store};
 
@@ -84,25 +83,7 @@ impl Store for RedisStore {
     }
 
     async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Link::Cluster(cluster) = &self.connection.0 else {
-            let first = keys[0];
-            return self
-                .query("MGET", first, redis::cmd("MGET").arg(keys))
-                .await;
-        };
-        let replies = self.per_slot("MGET", cluster, keys).await?;
-        let mut values = vec![None; keys.len()];
-        for (indices, reply) in replies {
-            let found = Vec::<Option<Vec<u8>>>::from_redis_value(reply)
-                .map_err(|err| Error::redis("MGET")(err.into()))?;
-            for (index, value) in indices.into_iter().zip(found) {
-                values[index] = value;
-            }
-        }
-        Ok(values)
+        self.mget_values(keys).await
     }
 
     async fn mset(&self, items: &[(String, Vec<u8>, Duration)]) -> Result<()> {

@@ -179,40 +179,64 @@ impl RedisStore {
 
     /// `GET key`, as [`Store::get`] (which calls it), but not boxed, so that a
     /// [`Cache`](crate::Cache) can await it inline.
-    ///
-    /// On one server it calls `ConnectionManager`'s own method rather than its
-    /// `ConnectionLike` impl, which boxes a future of over a kilobyte per command: the same
-    /// request (reconnection included), built in place under the command timeout. A hit then
-    /// allocates nothing for the request, and passes no large future by value.
     pub(crate) async fn get_value(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(key);
-        let Link::Node(node) = &self.connection.0 else {
-            return self.query("GET", key, &cmd).await;
-        };
-        let mut node = node.clone();
-        // `select!` builds both futures where they stay; `timeout(after, request)` would
-        // move the request's kilobyte into its own future first.
-        let reply = tokio::select! {
-            biased;
-            reply = node.send_packed_command(&cmd) => reply,
-            () = tokio::time::sleep(self.command_timeout) => Err(super::timed_out()),
-        };
-        let value = reply
-            .and_then(Value::extract_error)
-            .and_then(|value| Ok(redis::from_redis_value(value)?));
-        self.classify("GET", key, value)
+        self.query("GET", key, &cmd).await
     }
 
+    /// `MGET keys..`, as [`Store::mget`] (which calls it), but not boxed (see
+    /// [`get_value`](RedisStore::get_value)).
+    pub(crate) async fn mget_values(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        let Some(&first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            let mut cmd = redis::cmd("MGET");
+            cmd.arg(keys);
+            return self.query("MGET", first, &cmd).await;
+        };
+        let replies = self.per_slot("MGET", cluster, keys).await?;
+        let mut values = vec![None; keys.len()];
+        for (indices, reply) in replies {
+            let found = Vec::<Option<Vec<u8>>>::from_redis_value(reply)
+                .map_err(|err| Error::redis("MGET")(err.into()))?;
+            for (index, value) in indices.into_iter().zip(found) {
+                values[index] = value;
+            }
+        }
+        Ok(values)
+    }
+
+    /// Runs one command under the command timeout.
+    ///
+    /// On one server it calls `ConnectionManager`'s own method rather than its
+    /// `ConnectionLike` impl, which boxes a future of over a kilobyte per command (above
+    /// glibc's thread cache, so a slow allocation): the same request, reconnection included,
+    /// built in place. `select!` keeps it there; `timeout(after, request)` would move the
+    /// request's state into its own future first.
     pub(super) async fn query<T: FromRedisValue>(
         &self,
         operation: &'static str,
         key: &str,
         cmd: &redis::Cmd,
     ) -> Result<T> {
-        let mut connection = self.connection.clone();
-        self.bounded(operation, key, cmd.query_async(&mut connection))
-            .await
+        let Link::Node(node) = &self.connection.0 else {
+            let mut connection = self.connection.clone();
+            return self
+                .bounded(operation, key, cmd.query_async(&mut connection))
+                .await;
+        };
+        let mut node = node.clone();
+        let reply = tokio::select! {
+            biased;
+            reply = node.send_packed_command(cmd) => reply,
+            () = tokio::time::sleep(self.command_timeout) => Err(super::timed_out()),
+        };
+        let value = reply
+            .and_then(Value::extract_error)
+            .and_then(|value| Ok(redis::from_redis_value(value)?));
+        self.classify(operation, key, value)
     }
 
     pub(super) async fn query_pipe<T: FromRedisValue>(
