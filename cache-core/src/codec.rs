@@ -10,6 +10,8 @@ use std::fmt;
 
 use crate::error::BoxError;
 
+mod borrowed;
+
 pub use erased_serde;
 
 /// The one-byte identifier a codec writes into each value's header.
@@ -91,37 +93,20 @@ pub struct Json;
 
 pub(crate) const BINCODE_CONFIG: bincode::config::Configuration = bincode::config::standard();
 
-/// Values up to this size decode under [`SMALL_VALUE_LIMIT`], larger ones under
-/// [`LARGE_VALUE_LIMIT`].
-const SMALL_VALUE: usize = 16 * 1024;
-/// What decoding a value may claim to allocate. bincode sizes a string or a byte buffer
-/// from its length prefix before reading it, so without a bound one corrupt prefix asks for
-/// exabytes and the allocation failure aborts the process. 256 times the stored size is far
-/// above what a real value decodes to.
-const SMALL_VALUE_LIMIT: usize = 256 * SMALL_VALUE;
-const LARGE_VALUE_LIMIT: usize = 1 << 30;
-
-/// Decodes one bincode value from `bytes`, its allocations bounded (see
-/// [`SMALL_VALUE_LIMIT`]); returns the value and the bytes it used.
+/// Decodes one bincode value from `bytes`; returns the value and the bytes it used.
+///
+/// Strings and byte buffers are read borrowed ([`borrowed`]): bincode would otherwise
+/// allocate the length a prefix claims before reading it, and one corrupt prefix asking for
+/// exabytes would abort the process.
 #[inline(always)]
 pub(crate) fn decode_bincode<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(T, usize), bincode::error::DecodeError> {
-    match bytes.len() <= SMALL_VALUE {
-        true => bincode::serde::decode_from_slice(
-            bytes,
-            BINCODE_CONFIG.with_limit::<SMALL_VALUE_LIMIT>(),
-        ),
-        false => decode_large_bincode(bytes),
-    }
-}
-
-/// [`decode_bincode`] of a value over [`SMALL_VALUE`], out of the small values' way.
-#[inline(never)]
-fn decode_large_bincode<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<(T, usize), bincode::error::DecodeError> {
-    bincode::serde::decode_from_slice(bytes, BINCODE_CONFIG.with_limit::<LARGE_VALUE_LIMIT>())
+    bincode::serde::seed_decode_from_slice(
+        borrowed::Seeded(std::marker::PhantomData::<T>),
+        bytes,
+        BINCODE_CONFIG,
+    )
 }
 
 impl Codec for Bincode {
@@ -143,19 +128,8 @@ impl Codec for Bincode {
     }
 
     fn decode<'de>(&self, bytes: &'de [u8], visit: Visit<'_, 'de>) -> Result<(), BoxError> {
-        let seed = VisitSeed(visit);
-        let ((), read) = match bytes.len() <= SMALL_VALUE {
-            true => bincode::serde::seed_decode_from_slice(
-                seed,
-                bytes,
-                BINCODE_CONFIG.with_limit::<SMALL_VALUE_LIMIT>(),
-            )?,
-            false => bincode::serde::seed_decode_from_slice(
-                seed,
-                bytes,
-                BINCODE_CONFIG.with_limit::<LARGE_VALUE_LIMIT>(),
-            )?,
-        };
+        let seed = borrowed::Seeded(VisitSeed(visit));
+        let ((), read) = bincode::serde::seed_decode_from_slice(seed, bytes, BINCODE_CONFIG)?;
         match bytes.len() - read {
             0 => Ok(()),
             trailing => Err(format!("{trailing} trailing bytes after the value").into()),

@@ -563,22 +563,65 @@ mod tests {
         }
     }
 
+    /// A byte buffer that asks for `deserialize_byte_buf`, as `serde_bytes::ByteBuf` does.
+    #[derive(Debug)]
+    struct ByteBuf(#[allow(dead_code)] Vec<u8>);
+
+    impl<'de> Deserialize<'de> for ByteBuf {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Bytes;
+            impl serde::de::Visitor<'_> for Bytes {
+                type Value = ByteBuf;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, v: &[u8]) -> std::result::Result<ByteBuf, E> {
+                    Ok(ByteBuf(v.to_vec()))
+                }
+            }
+            d.deserialize_byte_buf(Bytes)
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    enum Shape {
+        Named(String),
+        Fields { name: String },
+    }
+
     #[test]
     fn a_length_prefix_claiming_exabytes_is_a_decode_error_not_an_abort() {
-        // a string whose varint length prefix says 2^62 bytes (bincode: 0xFD + u64 LE)
-        let mut claim = vec![MAGIC, VERSION, 1, 0, 0xFD];
-        claim.extend_from_slice(&(1u64 << 62).to_le_bytes());
-        claim.extend_from_slice(b"tail");
-        let mut large = claim.clone();
-        large.resize(64 * 1024, 0);
-        for f in [format(Bincode, None)] {
-            for bytes in [&claim, &large] {
-                let err = f.decode::<String>("user:1", bytes).unwrap_err();
-                assert!(matches!(err, Error::Decode { .. }), "{err}");
-                let err = decode_with::<String>(&Bincode, &bytes[HEADER_LEN..]).unwrap_err();
-                assert!(!err.is_empty());
-            }
+        // a length whose varint prefix says 2^62 (bincode: 0xFD + u64 LE), then a few bytes
+        let mut huge = vec![0xFD];
+        huge.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        huge.extend_from_slice(b"tail");
+        let at = |prefix: &[u8]| [&[MAGIC, VERSION, 1, 0], prefix, &huge].concat();
+        fn refused<T: DeserializeOwned + std::fmt::Debug>(name: &str, bytes: &[u8]) {
+            let f = format(Bincode, None);
+            let err = f.decode::<T>("user:1", bytes).unwrap_err();
+            assert!(matches!(err, Error::Decode { .. }), "{name}: {err}");
+            let err = decode_with::<T>(&Bincode, &bytes[HEADER_LEN..]).unwrap_err();
+            assert!(!err.is_empty(), "{name}");
         }
+        // every place a string or a byte buffer can sit: at the top, in a tuple, an option, a
+        // sequence, a map's key and value, an enum's newtype and struct variants
+        let mut large = at(&[]);
+        large.resize(64 * 1024, 0);
+        refused::<String>("string", &at(&[]));
+        refused::<String>("string, large value", &large);
+        refused::<ByteBuf>("byte buffer", &at(&[]));
+        refused::<(u8, String)>("tuple", &at(&[7]));
+        refused::<Option<String>>("option", &at(&[1]));
+        refused::<Vec<String>>("sequence", &at(&[1]));
+        refused::<Vec<ByteBuf>>("sequence of byte buffers", &at(&[1]));
+        refused::<std::collections::HashMap<String, u8>>("map key", &at(&[1]));
+        refused::<std::collections::HashMap<u8, String>>("map value", &at(&[1, 0]));
+        refused::<Shape>("newtype variant", &at(&[0]));
+        refused::<Shape>("struct variant", &at(&[1]));
+        // sequences and maps themselves: serde caps what a length hint preallocates
+        refused::<Vec<u64>>("sequence length", &at(&[]));
+        refused::<std::collections::HashMap<u64, u64>>("map length", &at(&[]));
     }
 
     #[test]
