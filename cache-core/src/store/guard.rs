@@ -119,6 +119,34 @@ impl Guarded {
         self.settle(operation, started, result)
     }
 
+    /// A hot operation (`GET`, `MGET`): on Redis, with the deadline in the store's handle
+    /// and nobody listening to spans, the request `on_redis` builds is awaited here, in
+    /// place, rather than passed down by value or boxed by the `Store` trait; otherwise the
+    /// store's `general` request runs as [`run`](Guarded::run) runs it.
+    async fn inline<'a, T, R, G>(
+        &'a self,
+        operation: &'static str,
+        on_redis: impl FnOnce(&'a RedisStore) -> R,
+        general: impl FnOnce() -> G,
+    ) -> Result<T>
+    where
+        R: Future<Output = Result<T>>,
+        G: Future<Output = Result<T>>,
+    {
+        let span = self.span(operation);
+        match &self.redis {
+            Some(redis) if self.deadline.is_none() && span.is_disabled() => {
+                let started = self.admit(operation)?;
+                let result = on_redis(redis).await;
+                self.settle(operation, started, result)
+            }
+            _ => {
+                self.bounded_in(operation, self.deadline, general(), span)
+                    .await
+            }
+        }
+    }
+
     /// Lets an operation through the breaker, with the time it starts when it is timed.
     #[inline]
     fn admit(&self, operation: &'static str) -> Result<Option<std::time::Instant>> {
@@ -154,20 +182,12 @@ impl Guarded {
 /// call is one boxed future, the inner store's, rather than two.
 impl Guarded {
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        // On Redis, with the deadline in the store's handle and nobody listening to spans,
-        // the request is awaited here, built in place, rather than passed down by value.
-        let span = self.span("GET");
-        match &self.redis {
-            Some(redis) if self.deadline.is_none() && span.is_disabled() => {
-                let started = self.admit("GET")?;
-                let result = redis.get_value(key).await;
-                self.settle("GET", started, result)
-            }
-            _ => {
-                self.bounded_in("GET", self.deadline, self.requests.get(key), span)
-                    .await
-            }
-        }
+        self.inline(
+            "GET",
+            |redis| redis.get_value(key),
+            || self.requests.get(key),
+        )
+        .await
     }
 
     pub(crate) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
@@ -191,18 +211,12 @@ impl Guarded {
     }
 
     pub(crate) async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        let span = self.span("MGET");
-        match &self.redis {
-            Some(redis) if self.deadline.is_none() && span.is_disabled() => {
-                let started = self.admit("MGET")?;
-                let result = redis.mget_values(keys).await;
-                self.settle("MGET", started, result)
-            }
-            _ => {
-                self.bounded_in("MGET", self.deadline, self.requests.mget(keys), span)
-                    .await
-            }
-        }
+        self.inline(
+            "MGET",
+            |redis| redis.mget_values(keys),
+            || self.requests.mget(keys),
+        )
+        .await
     }
 
     pub(crate) async fn mset(&self, items: &[(String, Vec<u8>, Duration)]) -> Result<()> {
