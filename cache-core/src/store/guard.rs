@@ -179,7 +179,8 @@ impl Guarded {
 }
 
 /// The store's operations, bounded and guarded. Inherent (not a `Store` impl) so that each
-/// call is one boxed future, the inner store's, rather than two.
+/// call is one boxed future, the inner store's, rather than two; `GET` and `MGET` on Redis
+/// are none ([`inline`](Guarded::inline)).
 impl Guarded {
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.inline(
