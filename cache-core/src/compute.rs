@@ -234,6 +234,7 @@ impl Cache {
         let factory = move || {
             let computation = factory();
             async move {
+                let replacing = crate::refresh::replacing(&full);
                 let (sender, receiver) = tokio::sync::oneshot::channel();
                 tokio::spawn(async move {
                     let started = Instant::now();
@@ -242,7 +243,14 @@ impl Cache {
                         let took = Some(started.elapsed());
                         let prepared = cache.prepare(&full, &value, &background, window, took);
                         drop(value);
-                        cache.store_prepared(&full, prepared, &background).await;
+                        cache
+                            .store_prepared(
+                                &full,
+                                prepared,
+                                &background,
+                                replacing.as_deref().map(Vec::as_slice),
+                            )
+                            .await;
                     }
                 });
                 match tokio::time::timeout(hard, receiver).await {
@@ -267,19 +275,29 @@ impl Cache {
         }
     }
 
-    /// Caches the value of a computation whose caller was already answered.
+    /// Caches the value of a computation whose caller was already answered; for an early
+    /// refresh, only over the bytes it refreshed (`replacing`), as the refresh itself writes.
     async fn store_prepared(
         &self,
         full_key: &str,
         prepared: Result<(Vec<u8>, Duration)>,
         options: &SetOptions,
+        replacing: Option<&[u8]>,
     ) {
-        let written = match prepared {
-            Ok((bytes, ttl)) => {
+        let written = match (prepared, replacing) {
+            (Ok((bytes, ttl)), None) => {
                 self.store_encoded(full_key, &bytes, ttl, options.tag_names())
                     .await
             }
-            Err(err) => Err(err),
+            (Ok((bytes, ttl)), Some(current)) => self
+                .replace_encoded(full_key, current, &bytes, ttl, options.tag_names())
+                .await
+                .map(|replaced| {
+                    if !replaced {
+                        tracing::debug!("the value changed while it was refreshed; not written");
+                    }
+                }),
+            (Err(err), _) => Err(err),
         };
         if let Err(err) = written {
             let _ = self.degrade::<Lenient>("SET", full_key, err);

@@ -97,6 +97,23 @@ where
     }
 }
 
+tokio::task_local! {
+    /// The key an early refresh running as its own task ([`spawn_refresh`]) replaces, and
+    /// the stored bytes it replaces.
+    static REFRESHING: (String, Arc<Vec<u8>>);
+}
+
+/// The bytes stored under `full_key` that the early refresh running this computation
+/// replaces, if one does: a computation that outlives its caller
+/// ([`Cache::get_or_refresh`]'s hard timeout) then writes over them only, as the refresh
+/// would have, so that an invalidation made meanwhile is not undone.
+pub(crate) fn replacing(full_key: &str) -> Option<Arc<Vec<u8>>> {
+    REFRESHING
+        .try_with(|(key, current)| (key == full_key).then(|| Arc::clone(current)))
+        .ok()
+        .flatten()
+}
+
 fn spawn_refresh<P, Fut>(
     cache: Cache,
     full: String,
@@ -109,12 +126,13 @@ fn spawn_refresh<P, Fut>(
     P::Output: Send + 'static,
     Fut: Future<Output = P::Output> + Send + 'static,
 {
-    tokio::spawn(async move {
+    let refreshing = (full.clone(), Arc::clone(&current));
+    tokio::spawn(REFRESHING.scope(refreshing, async move {
         let factory = Inline(move || computation);
         cache
             .refresh(&full, &options, plan, factory, &current)
             .await;
-    });
+    }));
 }
 
 impl<P, F, Fut> Factory<P> for Detached<F, P, Fut>

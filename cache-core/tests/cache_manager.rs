@@ -511,6 +511,44 @@ macro_rules! manager_suite {
             }
 
             #[tokio::test]
+            async fn an_invalidation_during_a_refresh_that_outlives_its_hard_timeout_is_not_undone() {
+                // get_or_refresh's computation outlives a hard timeout and caches its value
+                // when done; for an early refresh, only over the value it refreshed
+                let f = $fixture().await;
+                let db = Arc::new(AtomicUsize::new(1));
+                let options = SetOptions::new(Duration::from_secs(5)).early_refresh(true).beta(1e9);
+                let read = |db: Arc<AtomicUsize>, hard: Duration| {
+                    let options = options.clone();
+                    let cache = f.cache.clone();
+                    async move {
+                        cache
+                            .get_or_refresh("grades", options, hard, move || async move {
+                                let value = db.load(Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                value
+                            })
+                            .await
+                            .unwrap()
+                    }
+                };
+                assert_eq!(read(db.clone(), Duration::from_secs(5)).await, 1);
+                // this read starts a refresh that reads 1 and gives up on it after 50 ms
+                assert_eq!(read(db.clone(), Duration::from_millis(50)).await, 1);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                assert_eq!(f.cache.stats().early_refresh_failures, 1, "the refresh timed out");
+                db.store(2, Ordering::SeqCst);
+                f.cache.delete("grades").await.unwrap();
+                // the computation ends about 200 ms after it started, and writes then
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                assert_eq!(
+                    f.cache.get::<usize>("grades").await.unwrap(),
+                    None,
+                    "the refresh's late write put its old value back over the invalidation"
+                );
+                assert_eq!(read(db.clone(), Duration::from_secs(5)).await, 2);
+            }
+
+            #[tokio::test]
             async fn early_refresh_is_refused_by_a_json_cache_and_checks_beta() {
                 let f = $fixture().await;
                 let json = Cache::builder_shared(f.store.clone()).codec(cache_core::Json).build();
