@@ -288,6 +288,17 @@ async fn eager_grade(
     slow_grade(id, calls, fail).await
 }
 
+/// Every read decides to refresh; the body panics when told to.
+#[cache_result("panicky:{id}", cache = cache, ttl = Duration::from_millis(800), early_refresh = true, beta = 1e9)]
+async fn panicky_grade(cache: &Cache, id: u32, calls: Arc<Calls>, panics: bool) -> usize {
+    let call = calls.tick();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    if panics {
+        panic!("grade {id}: the body panicked");
+    }
+    call
+}
+
 async fn slow_grade(id: u32, calls: Arc<Calls>, fail: bool) -> Result<usize, DbError> {
     let call = calls.tick();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -665,6 +676,29 @@ macro_rules! behaviour_suite {
                     Err(DbError("grade 2: database down".into())),
                     "past its ttl the value is gone"
                 );
+            }
+
+            #[tokio::test]
+            async fn a_panicking_early_refresh_is_counted_and_releases_the_key() {
+                let f = fixture().await;
+                let calls = Arc::new(Calls::default());
+                assert_eq!(panicky_grade(&f.cache, 3, calls.clone(), false).await, 1);
+                for _ in 0..3 {
+                    assert_eq!(panicky_grade(&f.cache, 3, calls.clone(), true).await, 1);
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                }
+                let stats = f.cache.stats();
+                assert_eq!(
+                    (stats.early_refreshes, stats.early_refresh_failures),
+                    (3, 3),
+                    "{stats:?}"
+                );
+                assert_eq!(calls.count(), 4, "each panicking refresh ran once");
+                // the panics left no flight behind: the next read refreshes, and that value
+                // is served
+                assert_eq!(panicky_grade(&f.cache, 3, calls.clone(), false).await, 1);
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                assert_eq!(panicky_grade(&f.cache, 3, calls.clone(), false).await, 5);
             }
 
             #[tokio::test]

@@ -2,8 +2,11 @@
 //! computations a get-or-set hands over, which run in the call or as their own task.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures_util::FutureExt;
 
 use crate::cache::Cache;
 use crate::degrade::Lenient;
@@ -221,7 +224,16 @@ impl Cache {
         tracing::debug!("refreshing a value before it expires");
         let window = options.stale_window().or(self.inner.fail_safe);
         let started = Instant::now();
-        let output = self.timed(factory.call()).await;
+        // A panicking computation is a failed refresh too: counted, then the panic goes on.
+        let computed = AssertUnwindSafe(self.timed(factory.call())).catch_unwind();
+        let output = match computed.await {
+            Ok(output) => output,
+            Err(panic) => {
+                self.inner.counters.count(Event::EarlyRefreshFailure, 1);
+                tracing::debug!("an early refresh panicked; the current value stays");
+                std::panic::resume_unwind(panic)
+            }
+        };
         let took = Some(started.elapsed());
         let prepared = match plan.verdict(&output) {
             Verdict::Store(value) => self.prepare(full, value, options, window, took),
