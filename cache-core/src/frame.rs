@@ -583,6 +583,87 @@ mod tests {
         }
     }
 
+    /// Text and bytes whose visitors take only owned values (`visit_string`,
+    /// `visit_byte_buf`), as some hand-written `Deserialize` impls do.
+    #[derive(Debug, PartialEq)]
+    struct OwnedOnly(String, Vec<u8>);
+
+    impl Serialize for OwnedOnly {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            use serde::ser::SerializeTuple;
+            let mut tuple = s.serialize_tuple(2)?;
+            tuple.serialize_element(&self.0)?;
+            tuple.serialize_element(&Bytes(&self.1))?;
+            tuple.end()
+        }
+    }
+
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    struct Owned<T>(T);
+
+    impl<'de> Deserialize<'de> for Owned<String> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Text;
+            // deliberately: the visitor this test exists for takes only owned strings
+            #[allow(clippy::serde_api_misuse)]
+            impl serde::de::Visitor<'_> for Text {
+                type Value = Owned<String>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an owned string")
+                }
+                fn visit_string<E>(self, v: String) -> std::result::Result<Owned<String>, E> {
+                    Ok(Owned(v))
+                }
+            }
+            d.deserialize_string(Text)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Owned<Vec<u8>> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Buffer;
+            impl serde::de::Visitor<'_> for Buffer {
+                type Value = Owned<Vec<u8>>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an owned byte buffer")
+                }
+                fn visit_byte_buf<E>(self, v: Vec<u8>) -> std::result::Result<Owned<Vec<u8>>, E> {
+                    Ok(Owned(v))
+                }
+            }
+            d.deserialize_byte_buf(Buffer)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for OwnedOnly {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            let (Owned(text), Owned(bytes)) = <(Owned<String>, Owned<Vec<u8>>)>::deserialize(d)?;
+            Ok(OwnedOnly(text, bytes))
+        }
+    }
+
+    #[test]
+    fn visitors_that_take_only_owned_strings_and_buffers_still_decode() {
+        // strings are read borrowed (no allocation before the bytes are there), yet a
+        // visitor that asked for an owned value gets one
+        let value = OwnedOnly("héllo ✓ \u{0}".into(), vec![0, 255, 7]);
+        for f in [format(Bincode, None), format(Bincode, Some(0))] {
+            let bytes = f.encode("k", &value).unwrap();
+            assert_eq!(f.decode::<OwnedOnly>("k", &bytes).unwrap(), value);
+            let framed = &bytes[HEADER_LEN..];
+            if bytes[3] == 0 {
+                assert_eq!(decode_with::<OwnedOnly>(&Bincode, framed).unwrap(), value);
+            }
+        }
+    }
+
     #[derive(Debug, Deserialize)]
     #[allow(dead_code)]
     enum Shape {

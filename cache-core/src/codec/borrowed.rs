@@ -23,8 +23,11 @@ use serde::de::{
 /// read borrowed.
 struct Borrowed<D>(D);
 
-/// A visitor that hands [`Borrowed`] accesses to the visitor it wraps.
-struct Visiting<V>(V);
+/// A visitor that hands [`Borrowed`] accesses to the visitor it wraps. With `OWNED`, it
+/// answers a `deserialize_string` / `deserialize_byte_buf` read borrowed: the borrowed text
+/// or bytes reach the wrapped visitor copied, as `visit_string` / `visit_byte_buf`, the
+/// calls it asked for (a visitor may implement only those).
+struct Visiting<V, const OWNED: bool>(V);
 
 /// A seed that deserializes from a [`Borrowed`] deserializer.
 pub(crate) struct Seeded<S>(pub(crate) S);
@@ -34,7 +37,7 @@ macro_rules! forward {
         $(
             #[inline]
             fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
-                self.0.$method($($arg,)* Visiting(visitor))
+                self.0.$method($($arg,)* Visiting::<_, false>(visitor))
             }
         )*
     };
@@ -78,13 +81,13 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowed<D> {
     /// Read borrowed: the visitor copies what is there.
     #[inline]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.0.deserialize_str(Visiting(visitor))
+        self.0.deserialize_str(Visiting::<V, true>(visitor))
     }
 
     /// Read borrowed: the visitor copies what is there.
     #[inline]
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.0.deserialize_bytes(Visiting(visitor))
+        self.0.deserialize_bytes(Visiting::<V, true>(visitor))
     }
 
     #[inline]
@@ -104,7 +107,7 @@ macro_rules! visit {
     };
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Visiting<V> {
+impl<'de, V: Visitor<'de>, const OWNED: bool> Visitor<'de> for Visiting<V, OWNED> {
     type Value = V::Value;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -126,12 +129,40 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visiting<V> {
         visit_f32(f32);
         visit_f64(f64);
         visit_char(char);
-        visit_str(&str);
-        visit_borrowed_str(&'de str);
         visit_string(String);
-        visit_bytes(&[u8]);
-        visit_borrowed_bytes(&'de [u8]);
         visit_byte_buf(Vec<u8>);
+    }
+
+    #[inline]
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<V::Value, E> {
+        match OWNED {
+            true => self.0.visit_string(value.to_owned()),
+            false => self.0.visit_str(value),
+        }
+    }
+
+    #[inline]
+    fn visit_borrowed_str<E: serde::de::Error>(self, value: &'de str) -> Result<V::Value, E> {
+        match OWNED {
+            true => self.0.visit_string(value.to_owned()),
+            false => self.0.visit_borrowed_str(value),
+        }
+    }
+
+    #[inline]
+    fn visit_bytes<E: serde::de::Error>(self, value: &[u8]) -> Result<V::Value, E> {
+        match OWNED {
+            true => self.0.visit_byte_buf(value.to_vec()),
+            false => self.0.visit_bytes(value),
+        }
+    }
+
+    #[inline]
+    fn visit_borrowed_bytes<E: serde::de::Error>(self, value: &'de [u8]) -> Result<V::Value, E> {
+        match OWNED {
+            true => self.0.visit_byte_buf(value.to_vec()),
+            false => self.0.visit_borrowed_bytes(value),
+        }
     }
 
     #[inline]
@@ -250,7 +281,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Borrowed<A> {
 
     #[inline]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
-        self.0.tuple_variant(len, Visiting(visitor))
+        self.0.tuple_variant(len, Visiting::<_, false>(visitor))
     }
 
     #[inline]
@@ -259,6 +290,6 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Borrowed<A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        self.0.struct_variant(fields, Visiting(visitor))
+        self.0.struct_variant(fields, Visiting::<_, false>(visitor))
     }
 }
