@@ -243,3 +243,50 @@ async fn redis_started_after_the_application() {
     assert!(startup < Duration::from_millis(100));
     assert!(uncached < Duration::from_secs(3), "{uncached:?}");
 }
+
+/// Reads that time out on a frozen server leave their requests on the connection; when the
+/// server answers them, those replies must be dropped, not handed to the next reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_timed_out_on_a_frozen_server_leave_no_reply_for_later_reads() {
+    let Setup { server, cache, .. } = Setup::start().await;
+    let ttl = Duration::from_secs(600);
+    let keys = ["a", "b", "ünï", "d"];
+    for (value, key) in keys.iter().enumerate() {
+        cache.set(key, &(value as u32), ttl).await.expect("set");
+    }
+    server.pause().expect("SIGSTOP");
+    let mut timed_out = 0;
+    for key in keys {
+        let started = Instant::now();
+        match cache.get::<u32>(key).await {
+            Err(cachemere::Error::Timeout { .. }) => timed_out += 1,
+            Err(cachemere::Error::CircuitOpen { .. }) => {}
+            other => panic!("a frozen server answered {other:?}"),
+        }
+        assert!(started.elapsed() < DEADLINE * 2, "{:?}", started.elapsed());
+    }
+    assert!(
+        timed_out >= 1,
+        "at least one request was sent and timed out"
+    );
+    server.resume().expect("SIGCONT");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answered = 0;
+    while answered < 200 {
+        assert!(Instant::now() < deadline, "reads did not resume");
+        let index = answered % keys.len();
+        match cache.get::<u32>(keys[index]).await {
+            Ok(found) => {
+                assert_eq!(
+                    found,
+                    Some(index as u32),
+                    "{}: another read's reply",
+                    keys[index]
+                );
+                answered += 1;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
