@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cachemere::encryption::EncryptionKeys;
 use cachemere::testing::RedisServer;
-use cachemere::{Cache, Config, RedisStore, Store, Ttl, cache_result};
+use cachemere::{Cache, Config, Error, Json, RedisStore, Store, Ttl, cache_result};
 use serde::{Deserialize, Serialize};
 
 /// Every plaintext value written below contains this.
@@ -251,6 +251,56 @@ async fn rotating_keys_reads_old_values_and_seals_new_ones_with_the_new_key() {
         old.get::<String>("after").await.expect("a miss"),
         None,
         "sealed with the new key"
+    );
+}
+
+#[tokio::test]
+async fn json_with_encryption_is_refused_unless_asked_for() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let config =
+        Config::from_lookup(|name| (name == "CACHE_ENCRYPTION_KEY").then(|| key.to_owned()))
+            .expect("a key");
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
+    let builder = || Cache::builder(store.clone()).config(&config).codec(Json);
+
+    let refused = builder()
+        .try_build()
+        .expect_err("sealed bytes are not plain JSON");
+    assert!(matches!(refused, Error::Config { .. }), "{refused}");
+    assert!(refused.to_string().contains("encrypt_json"), "{refused}");
+
+    let built = builder().build();
+    let err = built
+        .set("grade:1", &SECRET, Ttl::Short)
+        .await
+        .expect_err("no sealed JSON without opt-in");
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    let computed = built
+        .get_or_set("grade:2", Ttl::Short, || async { SECRET.to_owned() })
+        .await
+        .expect("returned, not cached");
+    assert_eq!(computed, SECRET);
+    assert_eq!(store.get("grade:1").await.expect("get"), None);
+    assert_eq!(store.get("grade:2").await.expect("get"), None);
+
+    let sealed = builder().encrypt_json(true).try_build().expect("opted in");
+    sealed
+        .set("grade:3", &SECRET, Ttl::Short)
+        .await
+        .expect("set");
+    let stored = store.get("grade:3").await.expect("get").expect("stored");
+    assert!(!contains(&stored, SECRET));
+    assert!(serde_json::from_slice::<String>(&stored).is_err());
+    assert_eq!(
+        sealed
+            .get::<String>("grade:3")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some(SECRET)
     );
 }
 

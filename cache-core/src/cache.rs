@@ -137,6 +137,7 @@ pub struct CacheBuilder {
     pending_invalidations: usize,
     name: String,
     encryption: Option<EncryptionKeys>,
+    encrypt_json: bool,
 }
 
 impl CacheBuilder {
@@ -190,8 +191,41 @@ impl CacheBuilder {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// Not with the [`Json`](crate::codec::Json) codec unless you opt in with
+    /// [`encrypt_json`](CacheBuilder::encrypt_json): `Json` promises plain JSON that other
+    /// languages read, and sealed bytes break that promise.
+    /// [`try_build`](CacheBuilder::try_build) refuses the combination with [`Error::Config`];
+    /// [`build`](CacheBuilder::build) logs that error and refuses every write with it (never
+    /// writing the values unencrypted), while reads still open sealed values.
     pub fn encryption(mut self, keys: Option<EncryptionKeys>) -> Self {
         self.encryption = keys;
+        self
+    }
+
+    /// Lets a cache with the [`Json`](crate::codec::Json) codec encrypt its values (default
+    /// `false`): its values are then sealed bytes, no longer plain JSON that other programs
+    /// read. Without it, [`encryption`](CacheBuilder::encryption) with `Json` is refused.
+    ///
+    /// ```
+    /// use cache_core::encryption::EncryptionKeys;
+    /// use cache_core::{Cache, Json, MemoryStore};
+    ///
+    /// let keys = EncryptionKeys::new([[7u8; 32]]);
+    /// let refused = Cache::builder(MemoryStore::new())
+    ///     .codec(Json)
+    ///     .encryption(keys.clone())
+    ///     .try_build();
+    /// assert!(refused.unwrap_err().to_string().contains("plain JSON"));
+    /// let sealed = Cache::builder(MemoryStore::new())
+    ///     .codec(Json)
+    ///     .encryption(keys)
+    ///     .encrypt_json(true)
+    ///     .try_build();
+    /// assert!(sealed.is_ok());
+    /// ```
+    pub fn encrypt_json(mut self, allow: bool) -> Self {
+        self.encrypt_json = allow;
         self
     }
 
@@ -365,7 +399,18 @@ impl CacheBuilder {
         if let Some(window) = self.fail_safe {
             self.plain_json_refuses("fail_safe", window)?;
         }
+        self.sealed_json_refused()?;
         Ok(self.build())
+    }
+
+    /// Refuses encryption with the `Json` codec unless [`encrypt_json`](CacheBuilder::encrypt_json).
+    fn sealed_json_refused(&self) -> Result<()> {
+        match (&self.encryption, self.builtin) {
+            (Some(_), Some(Builtin::Json)) if !self.encrypt_json => {
+                Err(crate::frame::sealed_json_refusal())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The longest a value written with an expiry class lives, jitter and fail-safe window
@@ -392,6 +437,10 @@ impl CacheBuilder {
         {
             tracing::error!(error = %err, "the fail-safe stays off");
             self.fail_safe = None;
+        }
+        let refuse_writes = self.sealed_json_refused().err();
+        if let Some(err) = &refuse_writes {
+            tracing::error!(error = %err, "every write of this cache is refused");
         }
         let meter = Meter::new(&self.name, self.store.backend());
         let guarded = Guarded::new(
@@ -438,6 +487,7 @@ impl CacheBuilder {
                     compress_over: self.compress_over,
                     max_value_bytes: self.max_value_bytes,
                     encryption: self.encryption,
+                    refuse_writes: refuse_writes.is_some(),
                 },
                 prefix: self.prefix,
                 name: self.name,
@@ -511,6 +561,7 @@ impl Cache {
             pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
             name: "default".into(),
             encryption: None,
+            encrypt_json: false,
         }
     }
 

@@ -107,6 +107,8 @@ pub(crate) struct Format {
     pub(crate) max_value_bytes: usize,
     /// Seals stored values when set (`CACHE_ENCRYPTION_KEY`).
     pub(crate) encryption: Option<EncryptionKeys>,
+    /// Every write is refused: encryption was asked of a plain-JSON codec without opt-in.
+    pub(crate) refuse_writes: bool,
 }
 
 /// The codecs this crate ships, known by type.
@@ -155,6 +157,18 @@ impl Builtin {
     }
 }
 
+/// Why a cache refuses to seal plain JSON without opt-in.
+pub(crate) fn sealed_json_refusal() -> Error {
+    Error::Config {
+        name: "encryption",
+        value: "Json codec".into(),
+        reason: "the Json codec writes plain JSON for other languages to read, and encryption \
+                 would store sealed bytes instead; use Bincode (or another codec), or call \
+                 `encrypt_json(true)` to store sealed JSON on purpose"
+            .into(),
+    }
+}
+
 #[cold]
 fn trailing(bytes: usize) -> String {
     format!("{bytes} trailing bytes after the value")
@@ -173,6 +187,9 @@ impl Format {
         value: &T,
         stamp: Stamp,
     ) -> Result<Vec<u8>> {
+        if self.refuse_writes {
+            return Err(sealed_json_refusal());
+        }
         let framed = self.codec.framed() || !stamp.is_empty();
         let mut out = Vec::with_capacity(64);
         let mut prefix = 0;
@@ -440,6 +457,7 @@ mod tests {
             compress_over,
             max_value_bytes: 1 << 20,
             encryption: None,
+            refuse_writes: false,
         }
     }
 
