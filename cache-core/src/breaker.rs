@@ -41,16 +41,17 @@ impl Breaker {
         }
     }
 
-    /// Makes the probe replay `recovery`'s pending invalidations before it closes the
-    /// circuit, so that reads resume only once the store has every invalidation.
-    pub(crate) fn replay_before_closing(&self, recovery: &Arc<Recovery>) {
+    /// Makes the probe start a replay of `recovery`'s pending invalidations when it closes
+    /// the circuit. The circuit does not wait for the replay: on a cluster, an invalidation
+    /// for a node that is down cannot land, and the live nodes must not wait for it. Reads
+    /// of the keys it covers stay misses in this process until it lands.
+    pub(crate) fn replay_on_closing(&self, recovery: &Arc<Recovery>) {
         let _ = self.recovery.set(Arc::downgrade(recovery));
     }
 
-    async fn caught_up(&self) -> bool {
-        match self.recovery.get().and_then(Weak::upgrade) {
-            Some(recovery) => recovery.replay().await,
-            None => true,
+    fn start_replay(&self) {
+        if let Some(recovery) = self.recovery.get().and_then(Weak::upgrade) {
+            tokio::spawn(async move { recovery.replay().await });
         }
     }
 
@@ -130,8 +131,9 @@ impl Breaker {
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(breaker.cooldown).await;
-                if store.answers().await && breaker.caught_up().await {
+                if store.answers().await {
                     breaker.succeeded();
+                    breaker.start_replay();
                     break;
                 }
             }

@@ -362,7 +362,9 @@ impl CacheBuilder {
     ///
     /// An invalidation that fails or is skipped by the open circuit is not lost: it waits in
     /// an in-process queue, de-duplicated, and is replayed in order as soon as the store
-    /// answers (before the circuit closes again). While it waits, this process treats the
+    /// answers (the replay starts when the circuit closes, which does not wait for it: an
+    /// invalidation that cannot land, for a cluster node that is down, never keeps the rest of
+    /// the cache from being served). While it waits, this process treats the
     /// keys it covers as misses (values, hashes, lists and sets alike), in the store and in
     /// the local tier; a pending tag
     /// invalidation makes every read a miss, since only the store knows the tag's keys.
@@ -470,7 +472,7 @@ impl CacheBuilder {
             local.clone(),
             meter.clone(),
         ));
-        breaker.replay_before_closing(&recovery);
+        breaker.replay_on_closing(&recovery);
         Cache {
             inner: Arc::new(Inner {
                 recovery,
