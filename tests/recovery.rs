@@ -332,3 +332,91 @@ async fn without_a_prefix_an_overflow_misses_every_read_for_the_longest_ttl_and_
         "no sweep of a database the cache shares"
     );
 }
+
+/// `INFO commandstats` calls of `command` so far.
+async fn calls(connection: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(connection)
+        .await
+        .expect("INFO");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A pattern invalidated again while its queued twin's sweep is being replayed is replayed
+/// again: the twin's sweep may already have passed keys that another instance wrote since.
+#[tokio::test]
+async fn an_invalidation_made_while_its_twin_is_replayed_is_not_dropped() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let mut config = config(&server);
+    config.cache_breaker_threshold = 1;
+    config.cache_breaker_cooldown = Duration::from_secs(30);
+    let writer = instance(&config, "p:").await;
+    let other = instance(&config, "p:").await;
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut raw = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    // Keys the sweep must scan past without matching, so that it lasts a while.
+    let fill = redis::Script::new(
+        "for i = ARGV[1], ARGV[1] + 19999 do redis.call('SET', 'unrelated:' .. i, '1') end",
+    );
+    for batch in 0..20 {
+        let _: () = fill
+            .arg(batch * 20_000)
+            .invoke_async(&mut raw)
+            .await
+            .expect("fill");
+    }
+
+    server.pause().expect("freeze");
+    writer
+        .invalidate_pattern("item:*")
+        .await
+        .expect_err("frozen");
+    server.resume().expect("resume");
+    let started = Instant::now();
+    while calls(&mut raw, "scan").await < 150 {
+        assert!(started.elapsed() < CONVERGENCE, "the replay never swept");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for i in 0..60 {
+        other
+            .set(&format!("item:fresh:{i}"), &i, Ttl::Long)
+            .await
+            .expect("another instance writes");
+    }
+    assert_eq!(
+        writer.stats().recovered_invalidations,
+        0,
+        "the replayed sweep ended before the second invalidation: the test proves nothing"
+    );
+    writer
+        .invalidate_pattern("item:*")
+        .await
+        .expect_err("the circuit is still open");
+    let started = Instant::now();
+    while writer.stats().pending_invalidations > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            writer.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut survivors = 0;
+    for i in 0..60 {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(format!("p:item:fresh:{i}"))
+            .query_async(&mut raw)
+            .await
+            .expect("EXISTS");
+        survivors += u32::from(exists);
+    }
+    assert_eq!(survivors, 0, "fresh keys survived the second invalidation");
+}

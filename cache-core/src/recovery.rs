@@ -1,7 +1,7 @@
 //! Invalidations that could not reach the store, kept in order and replayed once it answers,
 //! so that no write's invalidation is ever lost to an outage.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -34,7 +34,12 @@ pub(crate) enum Pending {
 #[derive(Default)]
 struct Queue {
     entries: VecDeque<Pending>,
-    queued: HashSet<Pending>,
+    /// How many copies of each entry wait: one, or two when an equal one came in while the
+    /// first was being applied.
+    queued: HashMap<Pending, usize>,
+    /// The front entries being applied now. An equal invalidation that comes in meanwhile is
+    /// queued again: the replay may already have passed what it must remove.
+    in_flight: HashSet<Pending>,
     patterns: Vec<String>,
     tags: usize,
     overflowed: bool,
@@ -42,21 +47,35 @@ struct Queue {
 
 impl Queue {
     fn push(&mut self, pending: Pending) {
-        if self.queued.contains(&pending) {
+        let copies = self.queued.get(&pending).copied().unwrap_or(0);
+        if copies > usize::from(self.in_flight.contains(&pending)) {
             return;
         }
+        self.push_copy(pending);
+    }
+
+    fn push_copy(&mut self, pending: Pending) {
         match &pending {
             Pending::Pattern(pattern) => self.patterns.push(pattern.clone()),
             Pending::Tag(_) => self.tags += 1,
             _ => {}
         }
-        self.queued.insert(pending.clone());
+        *self.queued.entry(pending.clone()).or_default() += 1;
         self.entries.push_back(pending);
+    }
+
+    fn contains(&self, pending: &Pending) -> bool {
+        self.queued.contains_key(pending)
     }
 
     fn pop_front(&mut self) -> Option<Pending> {
         let pending = self.entries.pop_front()?;
-        self.queued.remove(&pending);
+        if let Some(copies) = self.queued.get_mut(&pending) {
+            *copies -= 1;
+            if *copies == 0 {
+                self.queued.remove(&pending);
+            }
+        }
         match &pending {
             Pending::Pattern(pattern) => {
                 if let Some(at) = self.patterns.iter().position(|p| p == pattern) {
@@ -176,7 +195,7 @@ impl Recovery {
             return true;
         }
         let queue = self.queue();
-        queue.queued.contains(&Pending::Key(key.to_owned()))
+        queue.contains(&Pending::Key(key.to_owned()))
             || queue
                 .patterns
                 .iter()
@@ -241,9 +260,9 @@ impl Recovery {
         let _replaying = self.replaying.lock().await;
         loop {
             let batch: Vec<Pending> = {
-                let queue = self.queue();
+                let mut queue = self.queue();
                 let mut entries = queue.entries.iter();
-                match entries.next() {
+                let batch: Vec<Pending> = match entries.next() {
                     None => return true,
                     Some(first @ Pending::Key(_)) => std::iter::once(first)
                         .chain(entries.take_while(|next| matches!(next, Pending::Key(_))))
@@ -251,10 +270,13 @@ impl Recovery {
                         .cloned()
                         .collect(),
                     Some(first) => vec![first.clone()],
-                }
+                };
+                queue.in_flight = batch.iter().cloned().collect();
+                batch
             };
             let outcome = self.apply(&batch).await;
             let mut queue = self.queue();
+            queue.in_flight.clear();
             let still_first = queue.entries.iter().take(batch.len()).eq(batch.iter());
             match outcome {
                 Ok(()) if !still_first => {}
@@ -272,8 +294,11 @@ impl Recovery {
                     if let Some(rest) = rest.filter(|_| still_first) {
                         queue.pop_front();
                         for pending in rest.into_iter().rev() {
-                            if queue.queued.insert(pending.clone()) {
-                                queue.entries.push_front(pending);
+                            if !queue.contains(&pending) {
+                                queue.push_copy(pending);
+                                if let Some(pending) = queue.entries.pop_back() {
+                                    queue.entries.push_front(pending);
+                                }
                             }
                         }
                         self.publish_state(&queue);
@@ -400,4 +425,36 @@ struct Unapplied {
     error: Error,
     /// What replaces the entry when part of it was applied.
     rest: Option<Vec<Pending>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_equal_invalidation_is_queued_again_only_while_its_twin_is_applied() {
+        let key = || Pending::Key("user:1".into());
+        let mut queue = Queue::default();
+        queue.push(key());
+        queue.push(key());
+        assert_eq!(queue.entries.len(), 1, "a waiting twin covers it");
+
+        queue.in_flight.insert(key());
+        queue.push(key());
+        queue.push(key());
+        assert_eq!(
+            queue.entries.len(),
+            2,
+            "one more copy, after the one being applied"
+        );
+        queue.in_flight.clear();
+
+        assert_eq!(queue.pop_front(), Some(key()));
+        assert!(
+            queue.contains(&key()),
+            "the second copy still hides the key"
+        );
+        assert_eq!(queue.pop_front(), Some(key()));
+        assert!(!queue.contains(&key()));
+    }
 }
