@@ -299,6 +299,17 @@ async fn panicky_grade(cache: &Cache, id: u32, calls: Arc<Calls>, panics: bool) 
     call
 }
 
+/// Every read decides to refresh; the body hangs when told to.
+#[cache_result("hanging:{id}", cache = cache, ttl = Duration::from_secs(60), early_refresh = true, beta = 1e9)]
+async fn hanging_grade(cache: &Cache, id: u32, calls: Arc<Calls>, hangs: bool) -> usize {
+    let call = calls.tick();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    if hangs {
+        std::future::pending::<()>().await;
+    }
+    call
+}
+
 async fn slow_grade(id: u32, calls: Arc<Calls>, fail: bool) -> Result<usize, DbError> {
     let call = calls.tick();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -699,6 +710,46 @@ macro_rules! behaviour_suite {
                 assert_eq!(panicky_grade(&f.cache, 3, calls.clone(), false).await, 1);
                 tokio::time::sleep(Duration::from_millis(60)).await;
                 assert_eq!(panicky_grade(&f.cache, 3, calls.clone(), false).await, 5);
+            }
+
+            #[tokio::test]
+            async fn a_hung_early_refresh_times_out_and_later_misses_do_not_wait_on_it() {
+                let f = fixture().await;
+                let cache = Cache::builder(f.store.clone())
+                    .refresh_timeout(Duration::from_millis(300))
+                    .build();
+                let calls = Arc::new(Calls::default());
+                assert_eq!(hanging_grade(&cache, 4, calls.clone(), false).await, 1);
+                assert_eq!(
+                    hanging_grade(&cache, 4, calls.clone(), true).await,
+                    1,
+                    "the deciding read returns the current value"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                cache.delete("hanging:4").await.expect("delete");
+                let started = std::time::Instant::now();
+                let missed = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    hanging_grade(&cache, 4, calls.clone(), false),
+                )
+                .await
+                .expect("a miss waits on a hung refresh at most its timeout");
+                assert_eq!(missed, 3, "the miss computed the value itself");
+                eprintln!(
+                    "a miss behind a hung refresh answered in {:?}",
+                    started.elapsed()
+                );
+                assert!(
+                    started.elapsed() < Duration::from_secs(1),
+                    "{:?}",
+                    started.elapsed()
+                );
+                let stats = cache.stats();
+                assert_eq!(
+                    (stats.early_refreshes, stats.early_refresh_failures),
+                    (1, 1),
+                    "{stats:?}"
+                );
             }
 
             #[tokio::test]

@@ -29,6 +29,8 @@ use crate::ttl::{SetOptions, Ttl};
 const DEFAULT_COMPRESS_OVER: usize = 1024;
 /// Memory for the fail-safe's in-process copies of last good values.
 const LAST_GOOD_BYTES: u64 = 64 * 1024 * 1024;
+/// The default [`CacheBuilder::refresh_timeout`].
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default [`CacheBuilder::pending_invalidations`].
 pub const DEFAULT_PENDING_INVALIDATIONS: usize = 10_000;
 
@@ -73,6 +75,7 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     pub(crate) fail_safe: Option<Duration>,
     pub(crate) factory_timeout: Option<Duration>,
+    pub(crate) refresh_timeout: Duration,
     pub(crate) local: Option<Arc<Local>>,
     /// The last good bytes of fail-safe keys, for when the store cannot be read.
     pub(crate) last_good: moka::future::Cache<String, Arc<Vec<u8>>>,
@@ -133,6 +136,7 @@ pub struct CacheBuilder {
     breaker_cooldown: Duration,
     fail_safe: Option<Duration>,
     factory_timeout: Option<Duration>,
+    refresh_timeout: Duration,
     local: Option<(u64, Duration)>,
     pending_invalidations: usize,
     name: String,
@@ -273,6 +277,25 @@ impl CacheBuilder {
     /// computation is dropped; without a stale value the computation always runs to the end.
     pub fn factory_timeout(mut self, limit: Option<Duration>) -> Self {
         self.factory_timeout = limit;
+        self
+    }
+
+    /// How long an early refresh may compute (default 10 s, [`DEFAULT_REFRESH_TIMEOUT`]).
+    /// A refresh that runs out is dropped and counted in
+    /// [`CacheStats::early_refresh_failures`]; the current value stays until its ttl. A
+    /// refresh holds its key's single flight, so this is also the longest a miss of that key
+    /// waits on a refresh that hangs before computing the value itself.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # use std::time::Duration;
+    /// let cache = Cache::builder(MemoryStore::new())
+    ///     .refresh_timeout(Duration::from_secs(2))
+    ///     .build();
+    /// # let _ = cache;
+    /// ```
+    pub fn refresh_timeout(mut self, limit: Duration) -> Self {
+        self.refresh_timeout = limit;
         self
     }
 
@@ -503,6 +526,7 @@ impl CacheBuilder {
                 fail_safe: self.fail_safe,
                 local,
                 factory_timeout: self.factory_timeout,
+                refresh_timeout: self.refresh_timeout,
                 last_good: moka::future::Cache::builder()
                     .max_capacity(LAST_GOOD_BYTES)
                     .weigher(|key: &String, bytes: &Arc<Vec<u8>>| {
@@ -559,6 +583,7 @@ impl Cache {
             breaker_cooldown: defaults.cache_breaker_cooldown,
             fail_safe: None,
             factory_timeout: None,
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             local: None,
             pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
             name: "default".into(),

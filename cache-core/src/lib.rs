@@ -77,7 +77,8 @@ pub mod __private {
 pub use cache_macros::{cache_result, invalidate_cache};
 
 pub use crate::cache::{
-    Cache, CacheBuilder, DEFAULT_PENDING_INVALIDATIONS, check_redis_connection,
+    Cache, CacheBuilder, DEFAULT_PENDING_INVALIDATIONS, DEFAULT_REFRESH_TIMEOUT,
+    check_redis_connection,
 };
 pub use crate::codec::{Bincode, Codec, Json};
 pub use crate::config::Config;

@@ -225,9 +225,16 @@ impl Cache {
         let window = options.stale_window().or(self.inner.fail_safe);
         let started = Instant::now();
         // A panicking computation is a failed refresh too: counted, then the panic goes on.
-        let computed = AssertUnwindSafe(self.timed(factory.call())).catch_unwind();
+        let limit = self.inner.refresh_timeout;
+        let computed = AssertUnwindSafe(tokio::time::timeout(limit, self.timed(factory.call())))
+            .catch_unwind();
         let output = match computed.await {
-            Ok(output) => output,
+            Ok(Ok(output)) => output,
+            Ok(Err(_)) => {
+                self.inner.counters.count(Event::EarlyRefreshFailure, 1);
+                tracing::warn!(key = full, after = ?limit, "an early refresh timed out; the current value stays");
+                return None;
+            }
             Err(panic) => {
                 self.inner.counters.count(Event::EarlyRefreshFailure, 1);
                 tracing::debug!("an early refresh panicked; the current value stays");
