@@ -954,10 +954,7 @@ impl Cache {
         for key in keys {
             self.inner.last_good.invalidate(key).await;
         }
-        let removed = match keys {
-            [key] => self.inner.guarded.delete(key).await.map(u64::from),
-            keys => self.inner.guarded.delete_many(keys).await,
-        };
+        let removed = self.unlink_with_records(keys).await;
         match self.counted(removed) {
             Ok(removed) => {
                 self.announce(keys, &[]).await;
@@ -971,6 +968,30 @@ impl Cache {
                 Err(err)
             }
         }
+    }
+
+    /// Removes `keys` and their tag records ([`crate::key::tags_record`]), in one round trip;
+    /// returns how many of `keys` existed. A record that cannot be removed is logged: it
+    /// expires with its key's old ttl.
+    pub(crate) async fn unlink_with_records(&self, keys: &[String]) -> Result<u64> {
+        let Some(first) = keys.first() else {
+            return Ok(0);
+        };
+        let records: Vec<String> = keys
+            .iter()
+            .map(|key| crate::key::tags_record_of(key))
+            .collect();
+        let removing = async {
+            match keys {
+                [key] => self.inner.guarded.delete(key).await.map(u64::from),
+                keys => self.inner.guarded.delete_many(keys).await,
+            }
+        };
+        let (removed, records) = join(removing, self.inner.guarded.delete_many(&records)).await;
+        if let Err(err) = self.counted(records) {
+            let _ = self.degrade::<Lenient>("UNLINK", first, err);
+        }
+        removed
     }
 
     /// Adds `members` (store keys) to the index of every tag in `tags`.
@@ -987,7 +1008,7 @@ impl Cache {
         let names: Vec<Vec<u8>> = tags.iter().map(|tag| tag.clone().into_bytes()).collect();
         let tags_of: Vec<String> = members
             .iter()
-            .map(|member| Cache::tags_of(member))
+            .map(|member| crate::key::tags_record_of(member))
             .collect();
         let indexes = tag_keys
             .iter()
@@ -1004,15 +1025,9 @@ impl Cache {
             .fold(Ok(()), Result::and)
     }
 
-    /// The store key of the set of tags a key was written with, so that a ttl change can
-    /// keep the key in its tags' indexes.
-    fn tags_of(full_key: &str) -> String {
-        format!("{full_key}.{}tags", crate::key::RESERVED)
-    }
-
     /// Moves `full_key`'s entry in each of its tags' indexes to its new expiry.
     async fn retag(&self, full_key: &str, ttl: Duration) -> Result<()> {
-        let tags_of = Cache::tags_of(full_key);
+        let tags_of = crate::key::tags_record_of(full_key);
         let tags = self.counted(self.inner.guarded.smembers(&tags_of).await)?;
         if tags.is_empty() {
             return Ok(());

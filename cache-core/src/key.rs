@@ -26,13 +26,38 @@ pub fn escape_glob(segment: &str) -> String {
 }
 
 /// The marker in every key cachemere keeps for itself: distributed locks
-/// (`<key>.__cachemere:lock`), tag indexes (`<prefix>__cachemere:tag:<tag>`) and the local
-/// tier's channel. A [`Cache`](crate::Cache) refuses to write a key holding it
+/// (`<key>.__cachemere:lock`), tag indexes (`<prefix>__cachemere:tag:<tag>`), the tags a key
+/// was written with ([`tags_record`]) and the local tier's channel. A
+/// [`Cache`](crate::Cache) refuses to write a key holding it
 /// ([`Error::InvalidKey`](crate::Error::InvalidKey)), and pattern sweeps
-/// ([`Store::delete_matching`](crate::Store::delete_matching)) never remove such keys, so a
+/// ([`Store::delete_matching`](crate::Store::delete_matching)) never match such keys, so a
 /// user's `user:*` leaves the lock of `user:1` alone and no user key can collide with an
-/// internal one.
+/// internal one; a swept key's [`tags_record`] goes with it.
 pub const RESERVED: &str = "__cachemere:";
+
+/// The key of the record of the tags `key` was written with (`<key>.__cachemere:tags`), so
+/// that a ttl change can keep the key in its tags' indexes. It goes wherever its key goes:
+/// every removal of a key by a [`Cache`](crate::Cache), and every
+/// [`Store::delete_matching`](crate::Store::delete_matching), removes it too.
+///
+/// ```
+/// use cache_core::key::tags_record;
+///
+/// assert_eq!(tags_record(b"user:1"), b"user:1.__cachemere:tags");
+/// ```
+pub fn tags_record(key: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(key.len() + RESERVED.len() + 5);
+    record.extend_from_slice(key);
+    record.push(b'.');
+    record.extend_from_slice(RESERVED.as_bytes());
+    record.extend_from_slice(b"tags");
+    record
+}
+
+/// [`tags_record`] of a text key.
+pub(crate) fn tags_record_of(key: &str) -> String {
+    format!("{key}.{RESERVED}tags")
+}
 
 /// Whether `key` is one of cachemere's own (it holds [`RESERVED`]).
 ///

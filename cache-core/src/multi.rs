@@ -215,7 +215,7 @@ impl Cache {
         };
         let mut removed = 0;
         for (done, batch) in members.chunks(DELETE_BATCH).enumerate() {
-            match self.counted(self.inner.guarded.delete_many(batch).await) {
+            match self.counted(self.unlink_with_records(batch).await) {
                 Ok(count) => removed += count,
                 Err(err) => {
                     let rest = &members[done * DELETE_BATCH..];

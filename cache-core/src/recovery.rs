@@ -317,7 +317,10 @@ impl Recovery {
                 let members = self.store.take_tagged(tag_key).await.map_err(failed)?;
                 let mut done = 0;
                 for chunk in members.chunks(DELETE_BATCH) {
-                    if let Err(error) = self.bounded(self.store.delete_many(chunk)).await {
+                    if let Err(error) = self
+                        .bounded(self.store.delete_many(&with_records(chunk)))
+                        .await
+                    {
                         let rest = members[done..].iter().cloned().map(Pending::Key).collect();
                         return Err(Unapplied {
                             error,
@@ -362,7 +365,7 @@ impl Recovery {
                         _ => None,
                     })
                     .collect();
-                self.bounded(self.store.delete_many(&keys))
+                self.bounded(self.store.delete_many(&with_records(&keys)))
                     .await
                     .map_err(failed)?;
                 self.announce(&keys, &[]).await.map_err(failed)
@@ -419,6 +422,14 @@ impl Recovery {
             }
         });
     }
+}
+
+/// `keys` followed by their tag records, which go with them.
+fn with_records(keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .cloned()
+        .chain(keys.iter().map(|key| crate::key::tags_record_of(key)))
+        .collect()
 }
 
 struct Unapplied {

@@ -742,6 +742,69 @@ macro_rules! manager_suite {
             }
 
             #[tokio::test]
+            async fn tag_records_go_with_their_keys() {
+                let f = $fixture().await;
+                let tagged = |tag: &str| SetOptions::new(Ttl::Long).tags([tag.to_owned()]);
+                for key in ["by-tag:1", "by-tag:2"] {
+                    f.cache.set(key, &1u8, tagged("t")).await.unwrap();
+                }
+                for key in ["by-pattern:1", "by-pattern:2", "solo", "multi:1", "multi:2"] {
+                    f.cache.set(key, &1u8, tagged("u")).await.unwrap();
+                }
+                let records = |keys: &[&str]| -> Vec<String> {
+                    keys.iter().map(|key| format!("{key}.__cachemere:tags")).collect()
+                };
+                let all = records(&["by-tag:1", "by-tag:2", "by-pattern:1", "by-pattern:2", "solo", "multi:1", "multi:2"]);
+                for record in &all {
+                    assert!(f.store.exists(record).await.unwrap(), "{record} written");
+                }
+                assert_eq!(f.cache.invalidate_tag("t").await.unwrap(), 2);
+                assert_eq!(f.cache.invalidate_pattern("by-pattern:*").await.unwrap(), 2);
+                assert!(f.cache.delete("solo").await.unwrap());
+                assert_eq!(f.cache.delete_multi(&["multi:1", "multi:2"]).await.unwrap(), 2);
+                for record in &all {
+                    assert!(!f.store.exists(record).await.unwrap(), "{record} outlived its key");
+                }
+            }
+
+            /// Writers keep writing tagged values while the tag is invalidated: every value
+            /// acknowledged before `invalidate_tag` started is gone when it returns.
+            #[tokio::test]
+            async fn a_value_acknowledged_before_invalidate_tag_is_never_served_after_it() {
+                let f = $fixture().await;
+                let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let writers: Vec<_> = (0..4)
+                    .map(|writer| {
+                        let (cache, acknowledged, stop) = (f.cache.clone(), acknowledged.clone(), stop.clone());
+                        tokio::spawn(async move {
+                            let mut i = 0u32;
+                            while !stop.load(Ordering::Relaxed) {
+                                let key = format!("live:{writer}:{i}");
+                                let options = SetOptions::new(Ttl::Long).tags(["live"]);
+                                cache.set(&key, &i, options).await.unwrap();
+                                acknowledged.lock().unwrap().push(key);
+                                i += 1;
+                                // the in-process store never makes a writer wait
+                                tokio::task::yield_now().await;
+                            }
+                        })
+                    })
+                    .collect();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let before: Vec<String> = acknowledged.lock().unwrap().clone();
+                f.cache.invalidate_tag("live").await.unwrap();
+                stop.store(true, Ordering::Relaxed);
+                for writer in writers {
+                    writer.await.unwrap();
+                }
+                assert!(!before.is_empty());
+                for key in &before {
+                    assert_eq!(f.cache.get::<u32>(key).await.unwrap(), None, "{key} survived");
+                }
+            }
+
+            #[tokio::test]
             async fn tag_index_lives_as_long_as_its_longest_member() {
                 let f = $fixture().await;
                 let tag_key = "__cachemere:tag:t";

@@ -227,6 +227,20 @@ macro_rules! store_conformance {
             }
 
             #[tokio::test]
+            async fn delete_matching_takes_the_tag_records_of_what_it_removes() {
+                let f = store().await;
+                let record = |key: &str| String::from_utf8(cache_core::key::tags_record(key.as_bytes())).unwrap();
+                for key in ["swept:1", "kept:1"] {
+                    f.store.set(key, b"v", MINUTE).await.unwrap();
+                    f.store.sadd(&record(key), &[b"t".to_vec()], MINUTE).await.unwrap();
+                }
+                assert_eq!(f.store.delete_matching("swept:*").await.unwrap(), 1, "records are not counted");
+                assert!(!f.store.exists(&record("swept:1")).await.unwrap());
+                assert!(f.store.exists(&record("kept:1")).await.unwrap());
+                assert!(f.store.exists("kept:1").await.unwrap());
+            }
+
+            #[tokio::test]
             async fn delete_matching_crosses_scan_batches() {
                 let f = store().await;
                 let items: Vec<(String, Vec<u8>, Duration)> = (0..2500)

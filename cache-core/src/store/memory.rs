@@ -382,6 +382,7 @@ impl Store for MemoryStore {
         let mut removed = 0;
         for key in matching {
             removed += u64::from(self.delete(&key).await?);
+            self.delete(&crate::key::tags_record_of(&key)).await?;
         }
         Ok(removed)
     }

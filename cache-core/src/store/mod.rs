@@ -101,7 +101,10 @@ pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
 
     /// Removes every key matching a Redis glob `pattern` (`*`, `?`, `[...]`, `\` escapes),
     /// by cursored scan, never by `KEYS`; returns how many were removed. Keys holding
-    /// [`key::RESERVED`](crate::key::RESERVED) (cachemere's locks and tag indexes) are skipped.
+    /// [`key::RESERVED`](crate::key::RESERVED) (cachemere's locks and tag indexes) are not
+    /// matched, but each removed key's [`key::tags_record`](crate::key::tags_record) is
+    /// removed with it (not counted): a third-party store must do the same, or tag records
+    /// of swept keys stay until their ttl.
     ///
     /// Build patterns from caller input with [`escape_glob`](crate::key::escape_glob).
     async fn delete_matching(&self, pattern: &str) -> Result<u64>;

@@ -438,12 +438,31 @@ impl RedisStore {
             };
             keys.retain(|key| !crate::key::is_internal(key));
             if !keys.is_empty() {
+                let records: Vec<Vec<u8>> = keys
+                    .iter()
+                    .map(|key| crate::key::tags_record(key))
+                    .collect();
                 removed += match primary {
                     None => {
-                        let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
-                        self.query::<u64>("UNLINK", pattern, &unlink).await?
+                        let unlink = redis::pipe()
+                            .cmd("UNLINK")
+                            .arg(&keys)
+                            .cmd("UNLINK")
+                            .arg(&records)
+                            .to_owned();
+                        let (keys, _records): (u64, u64) =
+                            self.query_pipe("UNLINK", pattern, &unlink).await?;
+                        keys
                     }
-                    Some((cluster, _)) => self.unlink_on(cluster, &keys).await?,
+                    Some((cluster, _)) => {
+                        let (keys, records) = futures_util::future::join(
+                            self.unlink_on(cluster, &keys),
+                            self.unlink_on(cluster, &records),
+                        )
+                        .await;
+                        records?;
+                        keys?
+                    }
                 };
             }
             if next == 0 {
