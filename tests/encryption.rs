@@ -255,6 +255,99 @@ async fn rotating_keys_reads_old_values_and_seals_new_ones_with_the_new_key() {
 }
 
 #[tokio::test]
+async fn sets_and_hashes_survive_a_key_rotation_and_hash_values_stay_in_their_field() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
+    let old = Cache::builder(store.clone()).encryption(key(1)).build();
+    assert_eq!(
+        old.sadd("online", &["ada", "alan"], Ttl::Long)
+            .await
+            .expect("sadd"),
+        2
+    );
+    old.hset("user:42", "name", &"Ada", Ttl::Long)
+        .await
+        .expect("hset");
+    old.hset("user:42", "role", &"student", Ttl::Long)
+        .await
+        .expect("hset");
+
+    let rotated = Cache::builder(store.clone())
+        .encryption(EncryptionKeys::new([[2u8; 32], [1u8; 32]]))
+        .build();
+    assert_eq!(
+        rotated
+            .sadd("online", &["ada"], Ttl::Long)
+            .await
+            .expect("sadd"),
+        0,
+        "a member sealed under the old key is not new"
+    );
+    let mut members: Vec<String> = rotated.smembers("online").await.expect("smembers");
+    members.sort();
+    assert_eq!(members, ["ada", "alan"], "no duplicate");
+    assert_eq!(
+        rotated.srem("online", &["alan"]).await.expect("srem"),
+        1,
+        "a member sealed under the old key is removed"
+    );
+    assert_eq!(
+        rotated
+            .smembers::<String>("online")
+            .await
+            .expect("smembers"),
+        ["ada"]
+    );
+    let mut connection = store.connection();
+    let stored: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
+        .arg("online")
+        .query_async(&mut connection)
+        .await
+        .expect("SMEMBERS");
+    assert_eq!(
+        stored.len(),
+        1,
+        "the old form of the re-added member is gone"
+    );
+
+    assert_eq!(
+        rotated
+            .hget::<String>("user:42", "name")
+            .await
+            .expect("hget")
+            .as_deref(),
+        Some("Ada"),
+        "a field sealed under the old key reads"
+    );
+    let role: Vec<u8> = redis::cmd("HGET")
+        .arg("user:42")
+        .arg("role")
+        .query_async(&mut connection)
+        .await
+        .expect("HGET");
+    let _: () = redis::cmd("HSET")
+        .arg("user:42")
+        .arg("name")
+        .arg(role)
+        .query_async(&mut connection)
+        .await
+        .expect("HSET");
+    assert_eq!(
+        rotated
+            .hget::<String>("user:42", "name")
+            .await
+            .expect("a miss"),
+        None,
+        "sealed bytes moved from another field do not open"
+    );
+    assert_eq!(rotated.stats().decode_failures, 1);
+    let all: Vec<(String, String)> = rotated.hgetall("user:42").await.expect("hgetall");
+    assert_eq!(all, [("role".to_owned(), "student".to_owned())]);
+}
+
+#[tokio::test]
 async fn json_with_encryption_is_refused_unless_asked_for() {
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     let config =

@@ -790,12 +790,23 @@ impl Cache {
     ) -> Option<(T, Stamp)> {
         match self.inner.format.decode_stamped(key, bytes) {
             Ok(decoded) => Some(decoded),
-            Err(err) => {
-                self.inner.counters.count(Event::DecodeFailure, 1);
-                tracing::warn!(key, error = %err, "discarding a cached value that does not decode");
-                None
-            }
+            Err(err) => self.undecodable(key, &err),
         }
+    }
+
+    /// Decodes the value of a hash field, reporting a failure.
+    fn decode_field<T: DeserializeOwned>(&self, key: &str, field: &str, bytes: &[u8]) -> Option<T> {
+        match self.inner.format.decode_field(key, field, bytes) {
+            Ok(value) => Some(value),
+            Err(err) => self.undecodable(key, &err),
+        }
+    }
+
+    #[cold]
+    fn undecodable<T>(&self, key: &str, err: &Error) -> Option<T> {
+        self.inner.counters.count(Event::DecodeFailure, 1);
+        tracing::warn!(key, error = %err, "discarding a cached value that does not decode");
+        None
     }
 
     pub(crate) fn record_read(&self, hit: bool) {
@@ -1147,7 +1158,7 @@ impl Cache {
     ) -> Result<bool> {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
-        let bytes = self.inner.format.encode(&full, value)?;
+        let bytes = self.inner.format.encode_field(&full, field, value)?;
         let added = self.counted(self.inner.guarded.hset(&full, field, &bytes, ttl).await)?;
         self.inner.counters.count(Event::Set, 1);
         Ok(added)
@@ -1173,7 +1184,7 @@ impl Cache {
         let value = match bytes {
             None => None,
             Some(bytes) => {
-                let value = self.decode(&full, &bytes);
+                let value = self.decode_field(&full, field, &bytes);
                 if value.is_none() {
                     let _ = self.counted(self.inner.guarded.hdel(&full, field).await);
                 }
@@ -1205,7 +1216,10 @@ impl Cache {
         let fields = self.counted(self.inner.guarded.hgetall(&full).await)?;
         Ok(fields
             .into_iter()
-            .filter_map(|(field, bytes)| Some((field, self.decode(&full, &bytes)?)))
+            .filter_map(|(field, bytes)| {
+                let value = self.decode_field(&full, &field, &bytes)?;
+                Some((field, value))
+            })
             .collect())
     }
 
@@ -1324,8 +1338,26 @@ impl Cache {
     ) -> Result<u64> {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
-        let encoded = self.encode_all(&full, members)?;
-        self.counted(self.inner.guarded.sadd(&full, &encoded, ttl).await)
+        let mut current = Vec::with_capacity(members.len());
+        let mut earlier = Vec::new();
+        for member in members {
+            let mut forms = self.inner.format.encode_member(&full, member)?.into_iter();
+            current.extend(forms.next());
+            earlier.extend(forms);
+        }
+        let added = self.counted(self.inner.guarded.sadd(&full, &current, ttl).await)?;
+        if earlier.is_empty() {
+            return Ok(added);
+        }
+        // After a key rotation a member may be stored sealed under an old key: it is
+        // replaced, not duplicated, and was not new.
+        match self.counted(self.inner.guarded.srem(&full, &earlier).await) {
+            Ok(replaced) => Ok(added.saturating_sub(replaced)),
+            Err(err) => {
+                let _ = self.degrade::<Lenient>("SREM", &full, err);
+                Ok(added)
+            }
+        }
     }
 
     /// Removes members from a set; returns how many were present.
@@ -1341,8 +1373,11 @@ impl Cache {
     /// ```
     pub async fn srem<T: Serialize>(&self, key: &str, members: &[T]) -> Result<u64> {
         let full = self.full_key(key);
-        let encoded = self.encode_all(&full, members)?;
-        self.counted(self.inner.guarded.srem(&full, &encoded).await)
+        let mut every_form = Vec::with_capacity(members.len());
+        for member in members {
+            every_form.extend(self.inner.format.encode_member(&full, member)?);
+        }
+        self.counted(self.inner.guarded.srem(&full, &every_form).await)
     }
 
     /// Reads every member of a set, in no particular order; members that do not decode are
@@ -1363,8 +1398,11 @@ impl Cache {
             return Ok(Vec::new());
         }
         let members = self.counted(self.inner.guarded.smembers(&full).await)?;
-        Ok(members
-            .iter()
+        Ok(self
+            .inner
+            .format
+            .distinct_members(&full, &members)
+            .into_iter()
             .filter_map(|bytes| self.decode(&full, bytes))
             .collect())
     }

@@ -102,27 +102,17 @@ impl EncryptionKeys {
     /// assert!(keys.open(b"report:8", &sealed).is_err());
     /// # Ok::<(), cache_core::encryption::Unopenable>(())
     /// ```
-    pub fn seal(&self, context: &[u8], mut plain: Vec<u8>) -> Vec<u8> {
-        let sealer = &self.keys[0];
-        let mut mac = sealer.nonces.clone();
-        mac.update(&(context.len() as u64).to_le_bytes());
-        mac.update(context);
-        mac.update(&plain);
-        let digest = mac.finalize().into_bytes();
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&digest[..NONCE_LEN]);
-        let mut sealed = Vec::with_capacity(OVERHEAD + plain.len());
-        sealed.extend_from_slice(&[MAGIC, VERSION]);
-        sealed.extend_from_slice(&sealer.id);
-        sealed.extend_from_slice(&nonce);
-        let tag = sealer
-            .cipher
-            .encrypt_inout_detached(&XNonce::from(nonce), context, plain.as_mut_slice().into())
-            // Only a message over 256 GiB is refused.
-            .unwrap_or_default();
-        sealed.extend_from_slice(&plain);
-        sealed.extend_from_slice(&tag);
-        sealed
+    pub fn seal(&self, context: &[u8], plain: Vec<u8>) -> Vec<u8> {
+        self.keys[0].seal(context, plain)
+    }
+
+    /// `plain` sealed under every key, the sealing one first: the bytes an equal value may
+    /// be stored as after a rotation (Redis set members are found by their bytes).
+    pub(crate) fn seal_under_each(&self, context: &[u8], plain: &[u8]) -> Vec<Vec<u8>> {
+        self.keys
+            .iter()
+            .map(|sealer| sealer.seal(context, plain.to_vec()))
+            .collect()
     }
 
     /// The plaintext of `sealed`, if one of the keys sealed it under `context`.
@@ -187,6 +177,29 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Sealer {
+    fn seal(&self, context: &[u8], mut plain: Vec<u8>) -> Vec<u8> {
+        let sealer = self;
+        let mut mac = sealer.nonces.clone();
+        mac.update(&(context.len() as u64).to_le_bytes());
+        mac.update(context);
+        mac.update(&plain);
+        let digest = mac.finalize().into_bytes();
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&digest[..NONCE_LEN]);
+        let mut sealed = Vec::with_capacity(OVERHEAD + plain.len());
+        sealed.extend_from_slice(&[MAGIC, VERSION]);
+        sealed.extend_from_slice(&sealer.id);
+        sealed.extend_from_slice(&nonce);
+        let tag = sealer
+            .cipher
+            .encrypt_inout_detached(&XNonce::from(nonce), context, plain.as_mut_slice().into())
+            // Only a message over 256 GiB is refused.
+            .unwrap_or_default();
+        sealed.extend_from_slice(&plain);
+        sealed.extend_from_slice(&tag);
+        sealed
+    }
+
     fn new(key: [u8; 32]) -> Sealer {
         let digest = |label: &[u8]| {
             let mut hash = Sha256::new();

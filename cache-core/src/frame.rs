@@ -13,6 +13,7 @@
 //!   and how long it took to compute (`u32`, ms).
 
 use std::any::TypeId;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -92,6 +93,38 @@ fn corrupt(key: &str, reason: String) -> Error {
     Error::Decode {
         key: key.to_owned(),
         reason,
+    }
+}
+
+/// Where stored bytes live. Sealed bytes are bound to it (it is the associated data), so
+/// that bytes moved elsewhere do not open there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Place<'a> {
+    Key(&'a str),
+    Field { key: &'a str, field: &'a str },
+}
+
+impl<'a> Place<'a> {
+    fn key(self) -> &'a str {
+        match self {
+            Place::Key(key) | Place::Field { key, .. } => key,
+        }
+    }
+
+    /// The associated data: the key itself, or for a field, bytes that no key starts with
+    /// (`0xFF` is never in UTF-8 text), the key's length, the key and the field.
+    fn context(self) -> Cow<'a, [u8]> {
+        match self {
+            Place::Key(key) => Cow::Borrowed(key.as_bytes()),
+            Place::Field { key, field } => {
+                let mut context = Vec::with_capacity(10 + key.len() + field.len());
+                context.extend_from_slice(&[0xFF, b'h']);
+                context.extend_from_slice(&(key.len() as u64).to_le_bytes());
+                context.extend_from_slice(key.as_bytes());
+                context.extend_from_slice(field.as_bytes());
+                Cow::Owned(context)
+            }
+        }
     }
 }
 
@@ -187,6 +220,65 @@ impl Format {
         value: &T,
         stamp: Stamp,
     ) -> Result<Vec<u8>> {
+        let plain = self.encode_plain(key, value, stamp)?;
+        self.sealed(Place::Key(key), plain)
+    }
+
+    /// Encodes the value of a hash field: sealed values are bound to the field too, so that
+    /// sealed bytes moved to another field do not open there.
+    pub(crate) fn encode_field<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        field: &str,
+        value: &T,
+    ) -> Result<Vec<u8>> {
+        let plain = self.encode_plain(key, value, Stamp::default())?;
+        self.sealed(Place::Field { key, field }, plain)
+    }
+
+    /// Encodes a set member as every form it may be stored in: sealed under each
+    /// configured key after a rotation (the sealing key's form first), else the one form.
+    /// A set finds its members by their bytes, so removing a member takes every form.
+    pub(crate) fn encode_member<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<Vec<Vec<u8>>> {
+        let plain = self.encode_plain(key, value, Stamp::default())?;
+        let forms = match &self.encryption {
+            None => vec![plain],
+            Some(keys) => keys.seal_under_each(key.as_bytes(), &plain),
+        };
+        forms
+            .into_iter()
+            .map(|form| self.bounded(key, form))
+            .collect()
+    }
+
+    /// The members of a set, each once: after a rotation a member may be stored sealed under
+    /// an old key and the new one, which read as one member. Members that do not open are
+    /// kept (their decoding reports them).
+    pub(crate) fn distinct_members<'m>(&self, key: &str, members: &'m [Vec<u8>]) -> Vec<&'m [u8]> {
+        let Some(keys) = &self.encryption else {
+            return members.iter().map(Vec::as_slice).collect();
+        };
+        let mut seen = std::collections::HashSet::new();
+        members
+            .iter()
+            .filter(|member| match keys.open_or_why(key.as_bytes(), member) {
+                Ok(plain) => seen.insert(plain),
+                Err(_) => true,
+            })
+            .map(Vec::as_slice)
+            .collect()
+    }
+
+    fn encode_plain<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        stamp: Stamp,
+    ) -> Result<Vec<u8>> {
         if self.refuse_writes {
             return Err(sealed_json_refusal());
         }
@@ -216,9 +308,19 @@ impl Format {
         if framed {
             self.compress(&mut out, prefix);
         }
-        if let Some(keys) = &self.encryption {
-            out = keys.seal(key.as_bytes(), out);
-        }
+        Ok(out)
+    }
+
+    /// Seals encoded bytes for `place` when this cache encrypts, and checks their size.
+    fn sealed(&self, place: Place<'_>, plain: Vec<u8>) -> Result<Vec<u8>> {
+        let out = match &self.encryption {
+            Some(keys) => keys.seal(&place.context(), plain),
+            None => plain,
+        };
+        self.bounded(place.key(), out)
+    }
+
+    fn bounded(&self, key: &str, out: Vec<u8>) -> Result<Vec<u8>> {
         if out.len() > self.max_value_bytes {
             return Err(Error::ValueTooLarge {
                 key: key.to_owned(),
@@ -243,21 +345,35 @@ impl Format {
     ) -> Result<(T, Stamp)> {
         match &self.encryption {
             None => self.decode_plain(key, bytes),
-            Some(keys) => self.decode_sealed(key, bytes, keys),
+            Some(keys) => self.decode_sealed(Place::Key(key), bytes, keys),
         }
+    }
+
+    /// Decodes the value of a hash field (see [`encode_field`](Format::encode_field)).
+    pub(crate) fn decode_field<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        field: &str,
+        bytes: &[u8],
+    ) -> Result<T> {
+        let decoded = match &self.encryption {
+            None => self.decode_plain(key, bytes),
+            Some(keys) => self.decode_sealed(Place::Field { key, field }, bytes, keys),
+        };
+        decoded.map(|(value, _)| value)
     }
 
     /// Opens a sealed value, then decodes it.
     #[inline(never)]
     fn decode_sealed<T: DeserializeOwned>(
         &self,
-        key: &str,
+        place: Place<'_>,
         bytes: &[u8],
         keys: &EncryptionKeys,
     ) -> Result<(T, Stamp)> {
-        match keys.open_or_why(key.as_bytes(), bytes) {
-            Ok(plain) => self.decode_plain(key, &plain),
-            Err(reason) => Err(corrupt(key, reason)),
+        match keys.open_or_why(&place.context(), bytes) {
+            Ok(plain) => self.decode_plain(place.key(), &plain),
+            Err(reason) => Err(corrupt(place.key(), reason)),
         }
     }
 
