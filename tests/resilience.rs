@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionToken};
-use cachemere::testing::RedisServer;
+use cachemere::testing::{RedisServer, SilentProxy};
 use cachemere::{Cache, Config, RedisStore, cache_result};
 
 const DEADLINE: Duration = Duration::from_millis(200);
@@ -289,4 +289,67 @@ async fn reads_timed_out_on_a_frozen_server_leave_no_reply_for_later_reads() {
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
+}
+
+/// How long after its connection went silent (half-open, through [`SilentProxy`]) a cache
+/// reads hits again, reading every 20 ms after `idle`; and the misses it read.
+async fn hits_again_after_silence(
+    health_checks: Duration,
+    breaker_threshold: u32,
+    idle: Duration,
+) -> (Duration, u32) {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let proxy = SilentProxy::start(server.port().expect("a private server")).expect("proxy");
+    let mut config = config(&server);
+    config.redis_url = Some(proxy.url());
+    config.health_check_interval = health_checks;
+    config.command_timeout = Duration::from_millis(500);
+    let store = RedisStore::connect(&config).await.expect("connect");
+    let cache = Cache::builder(store)
+        .config(&config)
+        .circuit_breaker(breaker_threshold, COOLDOWN)
+        .build();
+    cache.set("silent", &7u32, None).await.expect("set");
+    proxy.silence();
+    let silenced = Instant::now();
+    tokio::time::sleep(idle).await;
+    let mut misses = 0;
+    loop {
+        if let Ok(Some(7)) = cache.get::<u32>("silent").await {
+            break;
+        }
+        misses += 1;
+        assert!(
+            silenced.elapsed() < Duration::from_secs(10),
+            "still no hit {:?} after the connection went silent ({misses} misses): {:?}",
+            silenced.elapsed(),
+            cache.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = silenced.elapsed();
+    eprintln!(
+        "health checks every {health_checks:?}, breaker after {breaker_threshold}: hits again \
+         {took:?} after the connection went silent ({misses} misses)"
+    );
+    (took, misses)
+}
+
+/// No read during the silence: only the health check can find it.
+#[tokio::test]
+async fn a_timed_out_health_check_replaces_a_silent_connection() {
+    let idle = Duration::from_millis(1500);
+    let (_, misses) = hits_again_after_silence(Duration::from_millis(300), 5, idle).await;
+    assert_eq!(
+        misses, 0,
+        "the first read after the health check timed out is a hit"
+    );
+}
+
+/// No health check in time: the requests' own timeouts find it.
+#[tokio::test]
+async fn request_timeouts_in_a_row_replace_a_silent_connection() {
+    let (took, misses) =
+        hits_again_after_silence(Duration::from_secs(3600), 0, Duration::ZERO).await;
+    assert!(misses <= 3, "{misses} misses, {took:?}");
 }

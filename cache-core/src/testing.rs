@@ -34,10 +34,12 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 mod cluster;
+mod proxy;
 mod sentinel;
 mod tls;
 
 pub use self::cluster::{ClusterLease, RedisCluster};
+pub use self::proxy::SilentProxy;
 pub use self::sentinel::RedisSentinel;
 pub use self::tls::TlsFiles;
 

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
@@ -11,6 +11,7 @@ use redis::{Client, ConnectionInfo, RedisError, RedisFuture, RedisResult, Value}
 
 mod bus;
 mod commands;
+mod node;
 mod requests;
 mod scripts;
 mod sentinel;
@@ -87,7 +88,7 @@ pub struct RedisConnection(Link, Option<Duration>);
 
 #[derive(Clone)]
 enum Link {
-    Node(ConnectionManager),
+    Node(node::NodeLink),
     Cluster(Cluster),
     Sentinel(sentinel::SentinelLink),
 }
@@ -347,9 +348,9 @@ impl RedisStore {
                     .set_number_of_retries(2)
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_secs(2));
-                let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
+                let node = node::NodeLink::new_lazy(client, manager_config)
                     .map_err(|err| invalid_url(err.to_string()))?;
-                (Link::Node(manager), vec![info])
+                (Link::Node(node), vec![info])
             }
             Endpoint::Cluster(seeds) => {
                 let seeds = seeds.into_iter().map(secured).collect::<Result<Vec<_>>>()?;
@@ -451,7 +452,10 @@ impl RedisStore {
 
     /// Pings the server every `interval` (`REDIS_HEALTH_CHECK_INTERVAL`) for as long as the
     /// store is alive. Besides keeping [`last_health`](RedisStore::last_health) current, a
-    /// failed ping makes the connection manager reconnect before the next real command.
+    /// failed ping makes the connection manager reconnect before the next real command, and
+    /// on one server a ping that times out (a connection gone silent without closing)
+    /// replaces the connection with a new one, as [`node::TIMEOUTS_IN_A_ROW`] request
+    /// timeouts in a row do.
     fn spawn_health_checks(&self, interval: Duration) {
         let monitor = Arc::downgrade(&self.monitor);
         let probe = RedisStore {
@@ -466,7 +470,20 @@ impl RedisStore {
                 let Some(monitor) = monitor.upgrade() else {
                     return;
                 };
-                let healthy = probe.ping().await.is_ok();
+                let healthy = match &probe.connection.0 {
+                    Link::Node(node) => {
+                        match probe.query::<()>("PING", "", &redis::cmd("PING")).await {
+                            Ok(()) => true,
+                            Err(err) => {
+                                if err.is_timeout() {
+                                    node.replace("a health check timed out");
+                                }
+                                false
+                            }
+                        }
+                    }
+                    _ => probe.ping().await.is_ok(),
+                };
                 if let (false, Link::Sentinel(primary)) = (healthy, &probe.connection.0) {
                     primary.forget_current();
                 }

@@ -156,6 +156,12 @@ impl RedisStore {
     /// A request's result with its error classified: a type mismatch, a timeout (under
     /// Sentinel the primary is asked for again), any other Redis error.
     fn classify<T>(&self, operation: &'static str, key: &str, result: RedisResult<T>) -> Result<T> {
+        if let Link::Node(node) = &self.connection.0 {
+            match &result {
+                Err(err) if err.is_timeout() => node.timed_out(),
+                _ => node.answered(),
+            }
+        }
         match result {
             Ok(value) => Ok(value),
             Err(err) if err.code() == Some("WRONGTYPE") => Err(Error::WrongType {
@@ -227,7 +233,7 @@ impl RedisStore {
                 .bounded(operation, key, cmd.query_async(&mut connection))
                 .await;
         };
-        let mut node = node.clone();
+        let mut node = node.manager();
         let reply = tokio::select! {
             biased;
             reply = node.send_packed_command(cmd) => reply,
