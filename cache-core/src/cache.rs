@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::breaker::Breaker;
 use crate::codec::{Bincode, Codec};
 use crate::config::Config;
-use crate::degrade::{Lenient, Strict};
+use crate::degrade::{Lenient, Strict, Strictness};
 use crate::encryption::EncryptionKeys;
 use crate::error::{Error, Result};
 use crate::flight::Flights;
@@ -764,6 +764,29 @@ impl Cache {
             self.inner.counters.error();
         }
         result
+    }
+
+    /// Returns a failure in strict mode, or logs it (rate-limited) and carries on. Store
+    /// errors are already counted by `counted`; local ones (encoding, size) are counted here.
+    pub(crate) fn degrade<S: Strictness>(
+        &self,
+        operation: &str,
+        key: &str,
+        err: Error,
+    ) -> std::result::Result<(), S::Error> {
+        if matches!(
+            err,
+            Error::Encode { .. }
+                | Error::ValueTooLarge { .. }
+                | Error::InvalidTtl { .. }
+                | Error::Config { .. }
+        ) {
+            self.inner.counters.error();
+        }
+        if !S::SURFACES {
+            self.inner.errors.store_error(operation, key, &err);
+        }
+        S::fail(err)
     }
 
     #[inline(always)]

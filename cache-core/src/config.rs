@@ -218,7 +218,7 @@ impl Config {
 
         let redis_url = var("REDIS_URL").map(|(_, url)| url);
         if let Some(url) = &redis_url {
-            crate::store::cluster::Endpoint::parse(url).map_err(|reason| Error::Config {
+            crate::store::endpoint::Endpoint::parse(url).map_err(|reason| Error::Config {
                 name: "REDIS_URL",
                 value: redacted_url(url),
                 reason: format!(
@@ -362,34 +362,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// `REDIS_URL` (one URL, or several separated by commas) with every password replaced by
-/// `***`, fit for logs and start-up lines. User names, hosts and databases are kept.
-///
-/// ```
-/// use cache_core::config::redacted_url;
-///
-/// assert_eq!(redacted_url("redis://app:s3cr3t@cache:6379/0"), "redis://app:***@cache:6379/0");
-/// assert_eq!(redacted_url("rediss://:p@ss@h1,redis://h2"), "rediss://:***@h1,redis://h2");
-/// assert_eq!(redacted_url("redis://127.0.0.1/"), "redis://127.0.0.1/");
-/// ```
-pub fn redacted_url(url: &str) -> String {
-    url.split(',')
-        .map(|part| {
-            let (scheme, rest) = match part.split_once("://") {
-                Some((scheme, rest)) => (format!("{scheme}://"), rest),
-                None => (String::new(), part),
-            };
-            match rest.rsplit_once('@') {
-                Some((userinfo, host)) => match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{scheme}{user}:***@{host}"),
-                    None => format!("{scheme}{userinfo}@{host}"),
-                },
-                None => format!("{scheme}{rest}"),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
+pub use crate::store::endpoint::redacted_url;
 
 fn parse_whole_seconds((name, value): (&'static str, String)) -> Result<Duration> {
     match value.parse::<u64>() {

@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 
-use crate::cache::Cache;
 use crate::error::Error;
 
 /// Whether store failures are surfaced ([`Strict`]) or degraded to misses ([`Lenient`]).
@@ -30,30 +29,5 @@ impl Strictness for Lenient {
     const SURFACES: bool = false;
     fn fail(_: Error) -> std::result::Result<(), Infallible> {
         Ok(())
-    }
-}
-
-impl Cache {
-    /// Returns a failure in strict mode, or logs it (rate-limited) and carries on. Store
-    /// errors are already counted by `counted`; local ones (encoding, size) are counted here.
-    pub(crate) fn degrade<S: Strictness>(
-        &self,
-        operation: &str,
-        key: &str,
-        err: Error,
-    ) -> std::result::Result<(), S::Error> {
-        if matches!(
-            err,
-            Error::Encode { .. }
-                | Error::ValueTooLarge { .. }
-                | Error::InvalidTtl { .. }
-                | Error::Config { .. }
-        ) {
-            self.inner.counters.error();
-        }
-        if !S::SURFACES {
-            self.inner.errors.store_error(operation, key, &err);
-        }
-        S::fail(err)
     }
 }

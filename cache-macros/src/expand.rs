@@ -1,4 +1,4 @@
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Block, LitStr};
@@ -181,7 +181,7 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
     // compile time (autoref specialisation: `Clone + Send + Sync + 'static` types are kept).
     // A type naming a lifetime other than `'static` is never kept: the `'static` bound would
     // be a borrow error rather than a fallback.
-    let typed = match names_a_lifetime(output.to_token_stream()) {
+    let typed = match crate::function::names_a_lifetime(output.to_token_stream()) {
         true => quote!(::core::option::Option::None),
         false => quote!({
             use #krate::__private::{DecodeEachTime as _, KeepDecoded as _};
@@ -196,24 +196,6 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
             #run(__cache_site, |__cache_value: &#value| #store_if, __cache_body, #typed).await
         }
     })
-}
-
-/// Whether a type names a lifetime other than `'static` (`'_` included).
-pub(crate) fn names_a_lifetime(tokens: TokenStream) -> bool {
-    let mut tokens = tokens.into_iter().peekable();
-    while let Some(token) = tokens.next() {
-        match token {
-            TokenTree::Punct(punct)
-                if punct.as_char() == '\''
-                    && !matches!(tokens.peek(), Some(TokenTree::Ident(name)) if name == "static") =>
-            {
-                return true;
-            }
-            TokenTree::Group(group) if names_a_lifetime(group.stream()) => return true,
-            _ => {}
-        }
-    }
-    false
 }
 
 fn invalidate_cache_body(args: &InvalidateCacheArgs, function: &Function) -> syn::Result<Block> {
@@ -271,19 +253,4 @@ fn invalidate_cache_body(args: &InvalidateCacheArgs, function: &Function) -> syn
             __cache_output
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::names_a_lifetime;
-    use quote::quote;
-
-    #[test]
-    fn lifetimes_other_than_static_are_found() {
-        assert!(!names_a_lifetime(quote!(Vec<String>)));
-        assert!(!names_a_lifetime(quote!(Result<Cow<'static, str>, E>)));
-        assert!(!names_a_lifetime(quote!(&'static str)));
-        assert!(names_a_lifetime(quote!(Cow<'a, str>)));
-        assert!(names_a_lifetime(quote!(Result<Vec<(u8, Cow<'_, str>)>, E>)));
-    }
 }

@@ -1,4 +1,4 @@
-use proc_macro2::TokenStream;
+use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{
@@ -299,7 +299,7 @@ fn last_segment(ty: &Type) -> Option<String> {
 
 /// Whether a type is a reference or names a lifetime other than `'static`.
 fn borrows(ty: &Type) -> bool {
-    matches!(ty, Type::Reference(_)) || crate::expand::names_a_lifetime(ty.to_token_stream())
+    matches!(ty, Type::Reference(_)) || names_a_lifetime(ty.to_token_stream())
 }
 
 /// Whether `name` appears in `tokens`: as an identifier, or captured by a format string
@@ -417,5 +417,38 @@ fn boxed_future_mut(block: &mut Block) -> Option<&mut Block> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Whether a type names a lifetime other than `'static` (`'_` included).
+pub(crate) fn names_a_lifetime(tokens: TokenStream) -> bool {
+    let mut tokens = tokens.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            TokenTree::Punct(punct)
+                if punct.as_char() == '\''
+                    && !matches!(tokens.peek(), Some(TokenTree::Ident(name)) if name == "static") =>
+            {
+                return true;
+            }
+            TokenTree::Group(group) if names_a_lifetime(group.stream()) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_a_lifetime;
+    use quote::quote;
+
+    #[test]
+    fn lifetimes_other_than_static_are_found() {
+        assert!(!names_a_lifetime(quote!(Vec<String>)));
+        assert!(!names_a_lifetime(quote!(Result<Cow<'static, str>, E>)));
+        assert!(!names_a_lifetime(quote!(&'static str)));
+        assert!(names_a_lifetime(quote!(Cow<'a, str>)));
+        assert!(names_a_lifetime(quote!(Result<Vec<(u8, Cow<'_, str>)>, E>)));
     }
 }

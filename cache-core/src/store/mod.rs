@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::health::HealthReport;
 
 pub(crate) mod cluster;
+pub(crate) mod endpoint;
 pub(crate) mod guard;
 mod memory;
 mod redis;

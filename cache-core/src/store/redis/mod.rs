@@ -18,7 +18,8 @@ mod sentinel;
 #[cfg(feature = "tls")]
 mod tls;
 
-use super::cluster::{Cluster, Endpoint, Topology};
+use super::cluster::{Cluster, Topology};
+use super::endpoint::Endpoint;
 use crate::config::Config;
 use crate::error::{Error, Result};
 

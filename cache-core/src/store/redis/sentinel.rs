@@ -16,7 +16,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisFuture, Value};
 
-use crate::store::cluster::SentinelEndpoint;
+use crate::store::endpoint::SentinelEndpoint;
 
 /// Time after a failed search for the primary during which requests fail without searching.
 const RESOLVE_PAUSE: Duration = Duration::from_millis(100);
