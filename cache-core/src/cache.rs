@@ -15,7 +15,7 @@ use crate::degrade::{Lenient, Strict, Strictness};
 use crate::encryption::EncryptionKeys;
 use crate::error::{Error, Result};
 use crate::flight::Flights;
-use crate::frame::{Builtin, Early, Format, Stamp};
+use crate::frame::{Builtin, Format, Stamp};
 use crate::health::HealthReport;
 use crate::local::Local;
 use crate::log::ErrorLog;
@@ -25,6 +25,7 @@ use crate::store::guard::Guarded;
 use crate::store::{KeyTtl, MemoryStore, RedisStore, Store};
 use crate::telemetry::{Event, Meter};
 use crate::ttl::{SetOptions, Ttl};
+use crate::write::Condition;
 
 const DEFAULT_COMPRESS_OVER: usize = 1024;
 /// Memory for the fail-safe's in-process copies of last good values.
@@ -69,7 +70,7 @@ pub(crate) struct Inner {
     default_ttl: Duration,
     short_ttl: Duration,
     long_ttl: Duration,
-    jitter_percent: u8,
+    pub(crate) jitter_percent: u8,
     pub(crate) strict: bool,
     pub(crate) lock_wait: Duration,
     pub(crate) counters: Counters,
@@ -449,7 +450,10 @@ impl CacheBuilder {
 
     fn plain_json_refuses(&self, name: &'static str, window: Duration) -> Result<()> {
         match self.builtin {
-            Some(Builtin::Json) => Err(plain_json_refusal(name, format!("{window:?}"))),
+            Some(Builtin::Json) => Err(crate::write::plain_json_refusal(
+                name,
+                format!("{window:?}"),
+            )),
             _ => Ok(()),
         }
     }
@@ -690,71 +694,6 @@ impl Cache {
         }
     }
 
-    /// The ttl of a write to `key`, which must not be an internal key.
-    pub(crate) fn ttl_for(&self, key: &str, ttl: impl Into<Ttl>) -> Result<Duration> {
-        if crate::key::is_internal(key.as_bytes()) {
-            return Err(Error::InvalidKey {
-                key: key.to_owned(),
-                reason: "`__cachemere:` is reserved for cachemere's locks and tag indexes",
-            });
-        }
-        let duration = self.resolve_ttl(ttl);
-        if duration < Duration::from_millis(1) {
-            return Err(Error::InvalidTtl {
-                key: key.to_owned(),
-                ttl: duration,
-            });
-        }
-        Ok(self.jittered(duration))
-    }
-
-    /// Encodes a value for the store and gives the ttl to write it with: the class's ttl,
-    /// plus the fail-safe `window` when there is one (the value is then stamped fresh until
-    /// the ttl ends). A computed value (`took` its computation time) written with early
-    /// refresh on is stamped with its expiry and that time.
-    pub(crate) fn prepare<T: Serialize + ?Sized>(
-        &self,
-        full_key: &str,
-        value: &T,
-        options: &SetOptions,
-        window: Option<Duration>,
-        took: Option<Duration>,
-    ) -> Result<(Vec<u8>, Duration)> {
-        let ttl = self.ttl_for(full_key, options.ttl_class())?;
-        let early = match (options.early_refresh_beta(), took) {
-            (Some(beta), Some(took)) => Some(early_refresh_cost(beta, took)?),
-            _ => None,
-        };
-        if window.is_none() && early.is_none() {
-            return Ok((self.inner.format.encode(full_key, value)?, ttl));
-        }
-        if self.inner.format.builtin == Some(Builtin::Json) {
-            return Err(match window {
-                Some(window) => plain_json_refusal("stale_for", format!("{window:?}")),
-                None => plain_json_refusal("early_refresh", "true".into()),
-            });
-        }
-        let expires_at =
-            now_millis().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let stamp = Stamp {
-            fresh_until: window.map(|_| expires_at),
-            early: early.map(|took_ms| Early {
-                expires_at,
-                took_ms,
-            }),
-        };
-        let bytes = self.inner.format.encode_stamped(full_key, value, stamp)?;
-        Ok((bytes, ttl.saturating_add(window.unwrap_or_default())))
-    }
-
-    fn jittered(&self, ttl: Duration) -> Duration {
-        if self.inner.jitter_percent == 0 {
-            return ttl;
-        }
-        let fraction = (crate::random::random_u64() % 10_001) as f64 / 10_000.0;
-        ttl.mul_f64(1.0 + fraction * f64::from(self.inner.jitter_percent) / 100.0)
-    }
-
     /// Counts a store error and passes it on.
     pub(crate) fn counted<T>(&self, result: Result<T>) -> Result<T> {
         if result
@@ -892,63 +831,10 @@ impl Cache {
     ) -> Result<()> {
         let options = options.into();
         let full = self.full_key(key);
-        let (bytes, ttl) = self.prepare(&full, value, &options, options.stale_window(), None)?;
-        self.store_encoded(&full, &bytes, ttl, options.tag_names())
+        let prepared = self.prepare(&full, value, &options, options.stale_window(), None)?;
+        self.commit(&[prepared], options.tag_names(), Condition::Always)
             .await
-    }
-
-    /// Writes encoded bytes, recording tags first so that a tagged value is never untracked.
-    pub(crate) async fn store_encoded(
-        &self,
-        full_key: &str,
-        bytes: &[u8],
-        ttl: Duration,
-        tags: &[String],
-    ) -> Result<()> {
-        self.record_tags(&[full_key.to_owned()], ttl, tags).await?;
-        self.counted(self.inner.guarded.set(full_key, bytes, ttl).await)?;
-        self.written(full_key, bytes, ttl).await;
-        Ok(())
-    }
-
-    /// Like [`store_encoded`](Cache::store_encoded), only if the store still holds `expected`
-    /// under `full_key`; returns whether it was written.
-    pub(crate) async fn replace_encoded(
-        &self,
-        full_key: &str,
-        expected: &[u8],
-        bytes: &[u8],
-        ttl: Duration,
-        tags: &[String],
-    ) -> Result<bool> {
-        self.record_tags(&[full_key.to_owned()], ttl, tags).await?;
-        let replaced = self.counted(
-            self.inner
-                .guarded
-                .replace_if_equals(full_key, expected, bytes, ttl)
-                .await,
-        )?;
-        if replaced {
-            self.written(full_key, bytes, ttl).await;
-        }
-        Ok(replaced)
-    }
-
-    /// Counts a write and tells the local tiers of it.
-    async fn written(&self, full_key: &str, bytes: &[u8], ttl: Duration) {
-        self.inner.counters.count(Event::Set, 1);
-        if let Some(local) = &self.inner.local {
-            self.announce(&[full_key.to_owned()], &[]).await;
-            let written_at = std::time::Instant::now();
-            local
-                .put(
-                    full_key,
-                    Arc::new(crate::typed::Entry::new(bytes.to_vec())),
-                    ttl,
-                    written_at,
-                )
-                .await;
-        }
+            .map(drop)
     }
 
     /// Drops the local copies of `keys` and of keys matching `patterns` here and, through a
@@ -1510,30 +1396,6 @@ impl Cache {
 /// ```
 pub async fn check_redis_connection(cache: &Cache) -> bool {
     cache.health_check().await.healthy
-}
-
-fn plain_json_refusal(name: &'static str, value: String) -> Error {
-    Error::Config {
-        name,
-        value,
-        reason: format!(
-            "the Json codec writes plain JSON for other languages to read, and `{name}` would \
-             add a binary header (a freshness stamp) to every value; use Bincode (or another \
-             codec) for it"
-        ),
-    }
-}
-
-/// An early-refresh computation time in milliseconds, rounded up, once `beta` is checked.
-fn early_refresh_cost(beta: f64, took: Duration) -> Result<u32> {
-    if !(beta.is_finite() && beta > 0.0) {
-        return Err(Error::Config {
-            name: "beta",
-            value: beta.to_string(),
-            reason: "early refresh needs a finite beta above 0 (1.0 unless tuned)".into(),
-        });
-    }
-    Ok(u32::try_from(took.as_micros().div_ceil(1000)).unwrap_or(u32::MAX))
 }
 
 /// Wall-clock time in milliseconds since the Unix epoch (fail-safe freshness stamps).

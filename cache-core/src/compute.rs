@@ -21,6 +21,7 @@ use crate::store::KeyTtl;
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
 use crate::typed::{Decoded, Entry, Typed};
+use crate::write::{Condition, Prepared};
 
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
@@ -280,27 +281,24 @@ impl Cache {
     async fn store_prepared(
         &self,
         full_key: &str,
-        prepared: Result<(Vec<u8>, Duration)>,
+        prepared: Result<Prepared>,
         options: &SetOptions,
         replacing: Option<&[u8]>,
     ) {
-        let written = match (prepared, replacing) {
-            (Ok((bytes, ttl)), None) => {
-                self.store_encoded(full_key, &bytes, ttl, options.tag_names())
+        let condition = replacing.map_or(Condition::Always, Condition::Replacing);
+        let written = match prepared {
+            Ok(prepared) => {
+                self.commit(&[prepared], options.tag_names(), condition)
                     .await
             }
-            (Ok((bytes, ttl)), Some(current)) => self
-                .replace_encoded(full_key, current, &bytes, ttl, options.tag_names())
-                .await
-                .map(|replaced| {
-                    if !replaced {
-                        tracing::debug!("the value changed while it was refreshed; not written");
-                    }
-                }),
-            (Err(err), _) => Err(err),
+            Err(err) => Err(err),
         };
-        if let Err(err) = written {
-            let _ = self.degrade::<Lenient>("SET", full_key, err);
+        match written {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!("the value changed while it was refreshed; not written"),
+            Err(err) => {
+                let _ = self.degrade::<Lenient>("SET", full_key, err);
+            }
         }
     }
 
@@ -566,50 +564,31 @@ impl Cache {
         window: Option<Duration>,
         took: Option<Duration>,
     ) -> std::result::Result<(), S::Error> {
-        let prepared = match options {
-            Some(options) => self.prepare(full_key, value, options, window, took),
-            None => self
-                .inner
-                .format
-                .encode(full_key, value)
-                .map(|bytes| (bytes, Duration::ZERO)),
+        let Some(options) = options else {
+            return match self.inner.format.encode(full_key, value) {
+                Ok(bytes) => {
+                    leader.publish(Outcome::Encoded(Arc::new(bytes)));
+                    Ok(())
+                }
+                Err(err) => {
+                    leader.publish(Outcome::Alone);
+                    self.degrade::<S>("SET", full_key, err)
+                }
+            };
         };
-        self.share_prepared::<S>(leader, full_key, prepared, options, window)
-            .await
-    }
-
-    /// [`share_and_store`](Cache::share_and_store) once the value is encoded.
-    async fn share_prepared<S: Strictness>(
-        &self,
-        leader: &Leader<'_>,
-        full_key: &str,
-        prepared: Result<(Vec<u8>, Duration)>,
-        options: Option<&SetOptions>,
-        window: Option<Duration>,
-    ) -> std::result::Result<(), S::Error> {
-        let (bytes, ttl) = match prepared {
+        let prepared = match self.prepare(full_key, value, options, window, took) {
             Ok(prepared) => prepared,
             Err(err) => {
                 leader.publish(Outcome::Alone);
                 return self.degrade::<S>("SET", full_key, err);
             }
         };
-        let bytes = Arc::new(bytes);
-        leader.publish(Outcome::Encoded(Arc::clone(&bytes)));
-        let Some(options) = options else {
-            return Ok(());
-        };
-        if window.is_some() {
-            self.inner
-                .last_good
-                .insert(full_key.to_owned(), Arc::clone(&bytes))
-                .await;
-        }
+        leader.publish(Outcome::Encoded(Arc::clone(&prepared.bytes)));
         match self
-            .store_encoded(full_key, &bytes, ttl, options.tag_names())
+            .commit(&[prepared], options.tag_names(), Condition::Always)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(err) => self.degrade::<S>("SET", full_key, err),
         }
     }

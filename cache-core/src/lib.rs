@@ -66,6 +66,7 @@ mod telemetry;
 pub mod testing;
 mod ttl;
 mod typed;
+mod write;
 
 #[doc(hidden)]
 pub mod __private {

@@ -1,7 +1,5 @@
 //! Multi-key operations and invalidation.
 
-use std::time::Duration;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -11,6 +9,7 @@ use crate::key::escape_glob;
 use crate::recovery::Pending;
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
+use crate::write::{Condition, Prepared};
 
 const DELETE_BATCH: usize = 1000;
 
@@ -97,32 +96,16 @@ impl Cache {
         if items.is_empty() {
             return Ok(());
         }
-        let encoded = items
+        let prepared = items
             .iter()
             .map(|(key, value)| {
-                let full = self.full_key(key.as_ref()).into_owned();
-                let ttl = self.ttl_for(&full, options.ttl_class())?;
-                let bytes = self.inner.format.encode(&full, value)?;
-                Ok((full, bytes, ttl))
+                let full = self.full_key(key.as_ref());
+                self.prepare(&full, value, &options, options.stale_window(), None)
             })
-            .collect::<Result<Vec<(String, Vec<u8>, Duration)>>>()?;
-        if !options.tag_names().is_empty() {
-            let members: Vec<String> = encoded.iter().map(|(key, _, _)| key.clone()).collect();
-            let longest = encoded
-                .iter()
-                .map(|(_, _, ttl)| *ttl)
-                .max()
-                .unwrap_or_default();
-            self.record_tags(&members, longest, options.tag_names())
-                .await?;
-        }
-        self.counted(self.inner.guarded.mset(&encoded).await)?;
-        self.inner.counters.count(Event::Set, encoded.len() as u64);
-        if self.inner.local.is_some() {
-            let keys: Vec<String> = encoded.into_iter().map(|(key, _, _)| key).collect();
-            self.announce(&keys, &[]).await;
-        }
-        Ok(())
+            .collect::<Result<Vec<Prepared>>>()?;
+        self.commit(&prepared, options.tag_names(), Condition::Always)
+            .await
+            .map(drop)
     }
 
     /// Removes several keys in one round trip (`UNLINK`); returns how many existed.

@@ -16,6 +16,7 @@ use crate::plan::{Plan, Verdict};
 use crate::random::random_u64;
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
+use crate::write::Condition;
 
 /// XFetch: refresh once `now - took * beta * ln(u) >= expires_at`, `u` uniform in (0, 1].
 pub(crate) fn refreshes_early(now: u64, early: Early, beta: f64) -> bool {
@@ -252,22 +253,22 @@ impl Cache {
             }
         };
         let written = match prepared {
-            Ok((bytes, ttl)) => self
-                .replace_encoded(full, current, &bytes, ttl, options.tag_names())
+            Ok(prepared) => {
+                let bytes = Arc::clone(&prepared.bytes);
+                self.commit(
+                    &[prepared],
+                    options.tag_names(),
+                    Condition::Replacing(current),
+                )
                 .await
-                .map(|replaced| replaced.then_some(bytes)),
+                .map(|replaced| replaced.then_some(bytes))
+            }
             Err(err) => Err(err),
         };
         match written {
             // Callers that missed meanwhile get it; a refresh that found the value gone or
             // changed (an invalidation) publishes nothing, and they compute afresh.
-            Ok(Some(bytes)) => {
-                let bytes = Arc::new(bytes);
-                leader.publish(Outcome::Encoded(Arc::clone(&bytes)));
-                if window.is_some() {
-                    self.inner.last_good.insert(full.to_owned(), bytes).await;
-                }
-            }
+            Ok(Some(bytes)) => leader.publish(Outcome::Encoded(bytes)),
             Ok(None) => tracing::debug!("the value changed while it was refreshed; not written"),
             Err(err) => {
                 let _ = self.degrade::<Lenient>("SET", full, err);

@@ -22,8 +22,13 @@ pub(crate) struct Entry {
 
 impl Entry {
     pub(crate) fn new(bytes: Vec<u8>) -> Entry {
+        Entry::shared(Arc::new(bytes))
+    }
+
+    /// An entry of bytes shared with their writer.
+    pub(crate) fn shared(bytes: Arc<Vec<u8>>) -> Entry {
         Entry {
-            bytes: Arc::new(bytes),
+            bytes,
             decoded: OnceLock::new(),
         }
     }

@@ -1,0 +1,216 @@
+//! The one write path. Every value a [`Cache`] writes (`set`, `set_multi`, a computed
+//! value, an early refresh, a late `get_or_refresh` computation, the macros) goes through
+//! [`Cache::prepare`] (key check, codec, frame and stamp, seal) and [`Cache::commit`] (tag
+//! index, store write, announce, local tier, last good), so that a rule of one of those
+//! stages holds for every write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cache::{Cache, now_millis};
+use crate::error::{Error, Result};
+use crate::frame::{Builtin, Early, Stamp};
+use crate::telemetry::Event;
+use crate::ttl::{SetOptions, Ttl};
+use crate::typed::Entry;
+
+/// A value ready to be written: its store key, bytes and ttl.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub(crate) key: String,
+    pub(crate) bytes: Arc<Vec<u8>>,
+    pub(crate) ttl: Duration,
+    /// Kept as the fail-safe's last good value once written.
+    fail_safe: bool,
+}
+
+impl Prepared {
+    fn new(key: &str, bytes: Vec<u8>, ttl: Duration, fail_safe: bool) -> Prepared {
+        Prepared {
+            key: key.to_owned(),
+            bytes: Arc::new(bytes),
+            ttl,
+            fail_safe,
+        }
+    }
+}
+
+/// When a [`commit`](Cache::commit) writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Condition<'a> {
+    Always,
+    /// Only over these stored bytes (an early refresh, which must not undo an invalidation
+    /// made while it computed).
+    Replacing(&'a [u8]),
+}
+
+impl Cache {
+    /// The ttl of a write to `key`, which must not be an internal key.
+    pub(crate) fn ttl_for(&self, key: &str, ttl: impl Into<Ttl>) -> Result<Duration> {
+        if crate::key::is_internal(key.as_bytes()) {
+            return Err(Error::InvalidKey {
+                key: key.to_owned(),
+                reason: "`__cachemere:` is reserved for cachemere's locks and tag indexes",
+            });
+        }
+        let duration = self.resolve_ttl(ttl);
+        if duration < Duration::from_millis(1) {
+            return Err(Error::InvalidTtl {
+                key: key.to_owned(),
+                ttl: duration,
+            });
+        }
+        Ok(self.jittered(duration))
+    }
+
+    /// Key check, codec, frame and stamp, seal: a value ready for [`commit`](Cache::commit),
+    /// with the ttl to write it with: the class's ttl,
+    /// plus the fail-safe `window` when there is one (the value is then stamped fresh until
+    /// the ttl ends). A computed value (`took` its computation time) written with early
+    /// refresh on is stamped with its expiry and that time.
+    pub(crate) fn prepare<T: Serialize + ?Sized>(
+        &self,
+        full_key: &str,
+        value: &T,
+        options: &SetOptions,
+        window: Option<Duration>,
+        took: Option<Duration>,
+    ) -> Result<Prepared> {
+        let ttl = self.ttl_for(full_key, options.ttl_class())?;
+        let early = match (options.early_refresh_beta(), took) {
+            (Some(beta), Some(took)) => Some(early_refresh_cost(beta, took)?),
+            _ => None,
+        };
+        if window.is_none() && early.is_none() {
+            let bytes = self.inner.format.encode(full_key, value)?;
+            return Ok(Prepared::new(full_key, bytes, ttl, false));
+        }
+        if self.inner.format.builtin == Some(Builtin::Json) {
+            return Err(match window {
+                Some(window) => plain_json_refusal("stale_for", format!("{window:?}")),
+                None => plain_json_refusal("early_refresh", "true".into()),
+            });
+        }
+        let expires_at =
+            now_millis().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let stamp = Stamp {
+            fresh_until: window.map(|_| expires_at),
+            early: early.map(|took_ms| Early {
+                expires_at,
+                took_ms,
+            }),
+        };
+        let bytes = self.inner.format.encode_stamped(full_key, value, stamp)?;
+        let ttl = ttl.saturating_add(window.unwrap_or_default());
+        Ok(Prepared::new(full_key, bytes, ttl, window.is_some()))
+    }
+
+    fn jittered(&self, ttl: Duration) -> Duration {
+        if self.inner.jitter_percent == 0 {
+            return ttl;
+        }
+        let fraction = (crate::random::random_u64() % 10_001) as f64 / 10_000.0;
+        ttl.mul_f64(1.0 + fraction * f64::from(self.inner.jitter_percent) / 100.0)
+    }
+
+    /// Writes prepared values, tagged with `tags`: the tag index first (a tagged value is
+    /// never untracked), then the store (one `SET`, a compare-and-set, or one `MSET` for
+    /// several), then the notice to other processes' local tiers, this process's local tier,
+    /// and the fail-safe's last good copy. Returns whether the values were written (`false`
+    /// only when a [`Condition::Replacing`] write found other bytes).
+    pub(crate) async fn commit(
+        &self,
+        writes: &[Prepared],
+        tags: &[String],
+        condition: Condition<'_>,
+    ) -> Result<bool> {
+        if !tags.is_empty() {
+            let members: Vec<String> = writes.iter().map(|write| write.key.clone()).collect();
+            let longest = writes
+                .iter()
+                .map(|write| write.ttl)
+                .max()
+                .unwrap_or_default();
+            self.record_tags(&members, longest, tags).await?;
+        }
+        let guarded = &self.inner.guarded;
+        let written = match (writes, condition) {
+            ([], _) => return Ok(true),
+            ([one], Condition::Always) => guarded
+                .set(&one.key, &one.bytes, one.ttl)
+                .await
+                .map(|()| true),
+            ([one], Condition::Replacing(expected)) => {
+                guarded
+                    .replace_if_equals(&one.key, expected, &one.bytes, one.ttl)
+                    .await
+            }
+            (many, Condition::Always) => {
+                let items: Vec<(String, Vec<u8>, Duration)> = many
+                    .iter()
+                    .map(|write| (write.key.clone(), write.bytes.to_vec(), write.ttl))
+                    .collect();
+                guarded.mset(&items).await.map(|()| true)
+            }
+            (_, Condition::Replacing(_)) => Err(Error::Config {
+                name: "condition",
+                value: "replacing".into(),
+                reason: "a compare-and-set writes one value".into(),
+            }),
+        };
+        // A computed value is the last good one whether or not the store took it (the store
+        // may be what is failing); a conditional write that lost its race is not.
+        if matches!(written, Ok(true)) || matches!(condition, Condition::Always) {
+            self.remember_written(writes).await;
+        }
+        if !self.counted(written)? {
+            return Ok(false);
+        }
+        self.inner.counters.count(Event::Set, writes.len() as u64);
+        if let Some(local) = &self.inner.local {
+            let keys: Vec<String> = writes.iter().map(|write| write.key.clone()).collect();
+            self.announce(&keys, &[]).await;
+            let written_at = std::time::Instant::now();
+            for write in writes {
+                let entry = Arc::new(Entry::shared(Arc::clone(&write.bytes)));
+                local.put(&write.key, entry, write.ttl, written_at).await;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn remember_written(&self, writes: &[Prepared]) {
+        for write in writes.iter().filter(|write| write.fail_safe) {
+            self.inner
+                .last_good
+                .insert(write.key.clone(), Arc::clone(&write.bytes))
+                .await;
+        }
+    }
+}
+
+pub(crate) fn plain_json_refusal(name: &'static str, value: String) -> Error {
+    Error::Config {
+        name,
+        value,
+        reason: format!(
+            "the Json codec writes plain JSON for other languages to read, and `{name}` would \
+             add a binary header (a freshness stamp) to every value; use Bincode (or another \
+             codec) for it"
+        ),
+    }
+}
+
+/// An early-refresh computation time in milliseconds, rounded up, once `beta` is checked.
+fn early_refresh_cost(beta: f64, took: Duration) -> Result<u32> {
+    if !(beta.is_finite() && beta > 0.0) {
+        return Err(Error::Config {
+            name: "beta",
+            value: beta.to_string(),
+            reason: "early refresh needs a finite beta above 0 (1.0 unless tuned)".into(),
+        });
+    }
+    Ok(u32::try_from(took.as_micros().div_ceil(1000)).unwrap_or(u32::MAX))
+}
