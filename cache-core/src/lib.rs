@@ -27,6 +27,24 @@
 //! # }
 //! ```
 //!
+//! # How a value goes through a cache
+//!
+//! Every operation of [`Cache`] (get, set, get-or-set, get-or-refresh, multi-key,
+//! collections, the macro runtime) passes through the same stages, each owned by one file
+//! (under `src/`), so that a rule of a stage holds for every operation:
+//!
+//! | stage | file |
+//! |---|---|
+//! | key check (reserved names, ttl class, jitter) | `cache/write.rs` (`prepare`) |
+//! | codec, frame and stamp (fail-safe, early refresh), seal (encryption) | `frame.rs`, `codec.rs`, `encryption.rs` |
+//! | tag index, then the store write (one `SET`, compare-and-set or `MSET`) | `cache/write.rs` (`commit`), `cache/tags.rs` |
+//! | deadline and circuit breaker on every store call | `store/guard.rs`, `breaker.rs` |
+//! | announce to other processes' local tiers, this process's local tier | `cache/invalidate.rs` (`announce`), `local.rs` |
+//! | last good copy (fail-safe) | `cache/write.rs` (`commit`) |
+//! | read: pending invalidations, local tier, store, open, stamp, decode | `cache/compute.rs` (`fetch`), `cache/read.rs`, `recovery.rs` |
+//! | invalidation and its replay when the store cannot take it | `cache/invalidate.rs`, `recovery.rs` |
+//! | single flight, lock, early refresh | `flight.rs`, `cache/lock.rs`, `cache/refresh.rs` |
+//!
 //! # Features
 //! - `macros`: the [`cache_result`] and [`invalidate_cache`] attribute macros (when used
 //!   through `cache_core` rather than `cachemere`, pass `crate = "cache_core"`).
@@ -39,7 +57,6 @@
 mod breaker;
 mod cache;
 pub mod codec;
-mod compute;
 pub mod config;
 mod degrade;
 pub mod encryption;
@@ -50,14 +67,11 @@ mod global;
 mod health;
 pub mod key;
 mod local;
-mod lock;
 mod log;
-mod multi;
 mod plan;
 mod private;
 mod random;
 mod recovery;
-mod refresh;
 mod stats;
 pub mod store;
 mod telemetry;
@@ -66,7 +80,6 @@ mod telemetry;
 pub mod testing;
 mod ttl;
 mod typed;
-mod write;
 
 #[doc(hidden)]
 pub mod __private {
@@ -77,10 +90,10 @@ pub mod __private {
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use cache_macros::{cache_result, invalidate_cache};
 
-pub use crate::cache::{
-    Cache, CacheBuilder, DEFAULT_PENDING_INVALIDATIONS, DEFAULT_REFRESH_TIMEOUT,
-    check_redis_connection,
+pub use crate::cache::builder::{
+    CacheBuilder, DEFAULT_PENDING_INVALIDATIONS, DEFAULT_REFRESH_TIMEOUT,
 };
+pub use crate::cache::{Cache, check_redis_connection};
 pub use crate::codec::{Bincode, Codec, Json};
 pub use crate::config::Config;
 pub use crate::error::{BoxError, Error, Result};

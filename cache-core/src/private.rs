@@ -11,10 +11,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
+use crate::cache::refresh::{Detached, Factory, Inline};
 use crate::degrade::Lenient;
 use crate::key::escape_glob;
 use crate::plan::{Plan, Verdict};
-use crate::refresh::{Detached, Factory, Inline};
 use crate::ttl::SetOptions;
 
 pub use crate::ttl::Ttl;

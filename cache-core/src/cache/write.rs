@@ -47,6 +47,35 @@ pub(crate) enum Condition<'a> {
 }
 
 impl Cache {
+    /// Writes a value that expires after `ttl` (a [`Duration`], an expiry class, `None` for
+    /// the default class, or [`SetOptions`] to add tags).
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, SetOptions, Ttl};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// cache.set("analytics:daily", &vec![1, 2, 3], Ttl::Short).await?;
+    /// cache.set("grading:result:7", &"A+", Duration::from_secs(86_400)).await?;
+    /// cache.set("class:students:3", &["ada", "alan"], None).await?;
+    /// cache.set("user:profile:42", &"Ada", SetOptions::new(Ttl::Long).tags(["user:42"])).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        options: impl Into<SetOptions>,
+    ) -> Result<()> {
+        let options = options.into();
+        let full = self.full_key(key);
+        let prepared = self.prepare(&full, value, &options, options.stale_window(), None)?;
+        self.commit(&[prepared], options.tag_names(), Condition::Always)
+            .await
+            .map(drop)
+    }
+
     /// The ttl of a write to `key`, which must not be an internal key.
     pub(crate) fn ttl_for(&self, key: &str, ttl: impl Into<Ttl>) -> Result<Duration> {
         if crate::key::is_internal(key.as_bytes()) {

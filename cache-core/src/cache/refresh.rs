@@ -9,6 +9,7 @@ use std::time::Instant;
 use futures_util::FutureExt;
 
 use crate::cache::Cache;
+use crate::cache::write::Condition;
 use crate::degrade::Lenient;
 use crate::flight::{Leader, Outcome, Role};
 use crate::frame::Early;
@@ -16,7 +17,6 @@ use crate::plan::{Plan, Verdict};
 use crate::random::random_u64;
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
-use crate::write::Condition;
 
 /// XFetch: refresh once `now - took * beta * ln(u) >= expires_at`, `u` uniform in (0, 1].
 pub(crate) fn refreshes_early(now: u64, early: Early, beta: f64) -> bool {
@@ -178,7 +178,7 @@ where
 
 impl Cache {
     /// Recomputes a value that is still current (early refresh): once per key in this
-    /// process, and with [`SetOptions::lock`] once across the processes sharing the store.
+    /// process, and with [`SetOptions::lock`](crate::SetOptions::lock) once across the processes sharing the store.
     /// Nothing is computed when the stored value is no longer `current` (another caller
     /// refreshed it). Returns the computed output; `None` when nothing was computed or the
     /// computation failed, and the current value stays in place.

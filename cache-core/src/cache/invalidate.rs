@@ -1,111 +1,119 @@
-//! Multi-key operations and invalidation.
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+//! Invalidation: keys, patterns and tags removed from the store and every local tier, and
+//! kept for replay when the store cannot take them (see `recovery.rs`).
 
 use crate::cache::Cache;
-use crate::error::Result;
+use crate::cache::multi::DELETE_BATCH;
+use crate::degrade::Lenient;
+use crate::error::{Error, Result};
 use crate::key::escape_glob;
 use crate::recovery::Pending;
 use crate::telemetry::Event;
-use crate::ttl::SetOptions;
-use crate::write::{Condition, Prepared};
-
-const DELETE_BATCH: usize = 1000;
+use futures_util::future::join;
 
 impl Cache {
-    fn full_keys<K: AsRef<str>>(&self, keys: &[K]) -> Vec<String> {
-        keys.iter()
-            .map(|key| self.full_key(key.as_ref()).into_owned())
-            .collect()
+    /// Drops the local copies of `keys` and of keys matching `patterns` here and, through a
+    /// notice on the store's bus, in every other process.
+    pub(crate) async fn announce(&self, keys: &[String], patterns: &[String]) {
+        let Some(local) = &self.inner.local else {
+            return;
+        };
+        local.forget(keys, patterns).await;
+        let notice = local.notice(keys, patterns);
+        let published = self.counted(self.inner.guarded.publish(&local.channel, &notice).await);
+        if let Err(err) = published {
+            self.keep_if_retryable(&err, || {
+                [Pending::Notice {
+                    keys: keys.to_vec(),
+                    patterns: patterns.to_vec(),
+                }]
+            });
+            let _ = self.degrade::<Lenient>("PUBLISH", &local.channel, err);
+        }
     }
 
-    /// Reads several values in one round trip (`MGET`); the result has one entry per key, in
-    /// order. Values that do not decode are misses, and are deleted and counted.
-    ///
-    /// ```
-    /// # use cache_core::{Cache, MemoryStore, Ttl};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
-    /// # let cache = Cache::builder(MemoryStore::new()).build();
-    /// cache.set_multi(&[("key1", 1u32), ("key3", 3)], Ttl::Default).await?;
-    /// let values = cache.get_multi::<u32, _>(&["key1", "key2", "key3"]).await?;
-    /// assert_eq!(values, [Some(1), None, Some(3)]);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn get_multi<T: DeserializeOwned, K: AsRef<str>>(
+    /// Keeps invalidations for replay when `err` says the store may take them later.
+    pub(crate) fn keep_if_retryable<I: IntoIterator<Item = Pending>>(
         &self,
-        keys: &[K],
-    ) -> Result<Vec<Option<T>>> {
-        // Without a prefix the keys are the store's keys: nothing to build per key.
-        let prefixed: Vec<String>;
-        let names: Vec<&str> = match self.inner.prefix.is_empty() {
-            true => keys.iter().map(AsRef::as_ref).collect(),
-            false => {
-                prefixed = self.full_keys(keys);
-                prefixed.iter().map(String::as_str).collect()
+        err: &Error,
+        pending: impl FnOnce() -> I,
+    ) {
+        if err.is_transient() || matches!(err, Error::CircuitOpen { .. }) {
+            self.inner.recovery.keep(pending());
+        }
+    }
+
+    /// Removes `keys` from the store, this process's tiers and every other process's local
+    /// tier; keys the store cannot remove now are kept and removed once it answers.
+    pub(crate) async fn invalidate_keys(&self, keys: &[String]) -> Result<u64> {
+        for key in keys {
+            self.inner.last_good.invalidate(key).await;
+        }
+        let removed = self.unlink_with_records(keys).await;
+        match self.counted(removed) {
+            Ok(removed) => {
+                self.announce(keys, &[]).await;
+                Ok(removed)
+            }
+            Err(err) => {
+                if let Some(local) = &self.inner.local {
+                    local.forget(keys, &[]).await;
+                }
+                self.keep_if_retryable(&err, || keys.iter().cloned().map(Pending::Key));
+                Err(err)
+            }
+        }
+    }
+
+    /// Removes `keys` and their tag records ([`crate::key::tags_record`]), in one round trip;
+    /// returns how many of `keys` existed. A record that cannot be removed is logged: it
+    /// expires with its key's old ttl.
+    pub(crate) async fn unlink_with_records(&self, keys: &[String]) -> Result<u64> {
+        let Some(first) = keys.first() else {
+            return Ok(0);
+        };
+        let records: Vec<String> = keys
+            .iter()
+            .map(|key| crate::key::tags_record_of(key))
+            .collect();
+        let removing = async {
+            match keys {
+                [key] => self.inner.guarded.delete(key).await.map(u64::from),
+                keys => self.inner.guarded.delete_many(keys).await,
             }
         };
-        let found = self.counted(self.inner.guarded.mget(&names).await)?;
-        let mut undecodable = Vec::new();
-        let hiding = self.inner.recovery.is_hiding();
-        let values: Vec<Option<T>> = found
-            .into_iter()
-            .zip(names)
-            .map(|(bytes, key)| {
-                if hiding && self.inner.recovery.hides(key) {
-                    return None;
-                }
-                let value = self.decode(key, bytes.as_deref()?);
-                if value.is_none() {
-                    undecodable.push(key.to_owned());
-                }
-                value
-            })
-            .collect();
-        let hits = values.iter().filter(|value| value.is_some()).count() as u64;
-        self.inner.counters.count(Event::Hit, hits);
-        self.inner
-            .counters
-            .count(Event::Miss, values.len() as u64 - hits);
-        if !undecodable.is_empty() {
-            let _ = self.counted(self.inner.guarded.delete_many(&undecodable).await);
+        let (removed, records) = join(removing, self.inner.guarded.delete_many(&records)).await;
+        if let Err(err) = self.counted(records) {
+            let _ = self.degrade::<Lenient>("UNLINK", first, err);
         }
-        Ok(values)
+        removed
     }
 
-    /// Writes several values with the same ttl class and tags, in one pipeline. With
-    /// [`ttl_jitter`](crate::CacheBuilder::ttl_jitter), each key draws its own jitter.
+    /// Removes a key; returns whether it existed.
+    ///
+    /// When the store cannot be reached (an error, a timeout, the open circuit), the error is
+    /// returned and the removal is not lost: it is replayed as soon as the store answers,
+    /// and this process reads the key as a miss until then (see
+    /// [`CacheBuilder::pending_invalidations`](crate::CacheBuilder::pending_invalidations)). The same holds for
+    /// [`delete_multi`](Cache::delete_multi), [`invalidate_pattern`](Cache::invalidate_pattern),
+    /// [`invalidate_tag`](Cache::invalidate_tag) and `#[invalidate_cache]`.
     ///
     /// ```
-    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # use cache_core::{Cache, MemoryStore};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
     /// # let cache = Cache::builder(MemoryStore::new()).build();
-    /// let data = [("key1", "value1"), ("key2", "value2")];
-    /// cache.set_multi(&data, Ttl::Default).await?;
-    /// assert_eq!(cache.stats().sets, 2);
+    /// cache.set("k", &1, None).await?;
+    /// assert!(cache.delete("k").await?);
+    /// assert!(!cache.delete("k").await?);
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn set_multi<K: AsRef<str>, T: Serialize>(
-        &self,
-        items: &[(K, T)],
-        options: impl Into<SetOptions>,
-    ) -> Result<()> {
-        let options = options.into();
-        if items.is_empty() {
-            return Ok(());
-        }
-        let prepared = items
-            .iter()
-            .map(|(key, value)| {
-                let full = self.full_key(key.as_ref());
-                self.prepare(&full, value, &options, options.stale_window(), None)
-            })
-            .collect::<Result<Vec<Prepared>>>()?;
-        self.commit(&prepared, options.tag_names(), Condition::Always)
-            .await
-            .map(drop)
+    #[tracing::instrument(name = "cache.invalidate", level = "debug", skip_all, fields(cache.name = self.name(), kind = "key"))]
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let removed = self
+            .invalidate_keys(&[self.full_key(key).into_owned()])
+            .await?;
+        self.inner.counters.count(Event::Delete, removed);
+        Ok(removed > 0)
     }
 
     /// Removes several keys in one round trip (`UNLINK`); returns how many existed.
@@ -170,7 +178,7 @@ impl Cache {
         }
     }
 
-    /// Removes every live value written with `tag` (see [`SetOptions::tags`]); returns how
+    /// Removes every live value written with `tag` (see [`SetOptions::tags`](crate::SetOptions::tags)); returns how
     /// many were removed. Values that expired on their own are simply gone already.
     ///
     /// ```

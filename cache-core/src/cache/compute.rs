@@ -9,19 +9,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use crate::cache::lock::HeldLock;
+use crate::cache::refresh::{Detached, Factory, Inline, refreshes_early};
+use crate::cache::write::{Condition, Prepared};
 use crate::cache::{Cache, now_millis};
 use crate::degrade::{Lenient, Strict, Strictness};
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Outcome, Role, follow};
 use crate::frame::Stamp;
-use crate::lock::HeldLock;
 use crate::plan::{Fallible, Plan, Verdict, Whole};
-use crate::refresh::{Detached, Factory, Inline, refreshes_early};
 use crate::store::KeyTtl;
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
 use crate::typed::{Decoded, Entry, Typed};
-use crate::write::{Condition, Prepared};
 
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
@@ -106,7 +106,7 @@ impl Cache {
     /// Concurrent misses on one key in this process run `factory` once: the other callers
     /// wait and decode the computed value (so `T` need not be `Clone`). A caller that is
     /// cancelled while computing hands the job to one of the waiters. With
-    /// [`SetOptions::lock`], processes sharing the store also compute a key once (waiting at
+    /// [`SetOptions::lock`](crate::SetOptions::lock), processes sharing the store also compute a key once (waiting at
     /// most [`CacheBuilder::lock_wait`](crate::CacheBuilder::lock_wait)).
     ///
     /// Store errors and timeouts count as misses and failed writes are logged (rate-limited)
@@ -194,7 +194,7 @@ impl Cache {
     /// than [`factory_timeout`](crate::CacheBuilder::factory_timeout), the stale value is
     /// returned at once and the computation finishes in the background, caching its value when
     /// done (a soft timeout). Without a stale value the call waits at most `hard`, then fails
-    /// with [`Error::Timeout`] while the computation still completes and caches its value.
+    /// with [`Error::Timeout`](crate::Error::Timeout) while the computation still completes and caches its value.
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore, Ttl};
@@ -235,7 +235,7 @@ impl Cache {
         let factory = move || {
             let computation = factory();
             async move {
-                let replacing = crate::refresh::replacing(&full);
+                let replacing = crate::cache::refresh::replacing(&full);
                 let (sender, receiver) = tokio::sync::oneshot::channel();
                 tokio::spawn(async move {
                     let started = Instant::now();
