@@ -1,7 +1,7 @@
 //! Bad input, on Redis, on a Redis Cluster and in process: each gets a clear error or a
 //! documented safe behaviour, and nothing is lost or widened.
 
-use cachemere::testing::{ClusterLease, RedisCluster, RedisServer};
+use cache_testing::{ClusterLease, RedisCluster, RedisServer};
 use cachemere::{Cache, Error, Json, MemoryStore, RedisStore, Ttl, cache_result};
 
 async fn caches() -> (Vec<(&'static str, Cache)>, (RedisServer, ClusterLease)) {

@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cache_testing::RedisCluster;
 use cachemere::cache_session::{
     SessionConfig, SessionData, SessionManager, SessionPatch, SessionToken,
 };
-use cachemere::testing::RedisCluster;
 use cachemere::{Cache, RedisStore, cache_result};
 
 #[cache_result("profile:{id}", cache = cache, expire = 60)]

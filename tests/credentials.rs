@@ -4,7 +4,7 @@
 
 mod common;
 
-use cachemere::testing::RedisServer;
+use cache_testing::RedisServer;
 use cachemere::{Cache, Config, Error, RedisStore, Ttl};
 
 const PASSWORD: &str = "s3cret-Pa55word";
@@ -111,7 +111,7 @@ fn malformed_urls_with_passwords_do_not_show_them() {
 
 #[tokio::test]
 async fn an_acl_user_works_on_a_cluster() {
-    let cluster = cachemere::testing::RedisCluster::lease().expect("a test cluster");
+    let cluster = cache_testing::RedisCluster::lease().expect("a test cluster");
     let ports = cluster.ports();
     for port in &ports {
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");

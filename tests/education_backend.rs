@@ -11,8 +11,8 @@ mod app;
 use std::time::Duration;
 
 use app::{AppState, Backend};
+use cache_testing::RedisServer;
 use cachemere::RedisStore;
-use cachemere::testing::RedisServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

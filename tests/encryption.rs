@@ -8,8 +8,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cache_testing::RedisServer;
 use cachemere::encryption::EncryptionKeys;
-use cachemere::testing::RedisServer;
 use cachemere::{Cache, Config, Error, Json, RedisStore, Store, Ttl, cache_result};
 use serde::{Deserialize, Serialize};
 

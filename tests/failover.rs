@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cache_testing::{RedisCluster, RedisSentinel};
 use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionToken};
-use cachemere::testing::{RedisCluster, RedisSentinel};
 use cachemere::{Cache, Config, RedisStore, Store, Ttl, cache_result};
 
 const DEADLINE: Duration = Duration::from_millis(200);

@@ -221,7 +221,7 @@ async fn a_corrupt_value_is_a_miss_not_kept() {
 
 #[tokio::test]
 async fn the_local_tier_keeps_decoded_values_too() {
-    let server = cachemere::testing::RedisServer::start_private().expect("start redis-server");
+    let server = cache_testing::RedisServer::start_private().expect("start redis-server");
     let store = cachemere::RedisStore::connect(&server.config())
         .await
         .expect("connect");

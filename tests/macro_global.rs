@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cachemere::testing::RedisServer;
+use cache_testing::RedisServer;
 use cachemere::{Cache, RedisStore, cache_result, invalidate_cache};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cachemere::testing::{ClusterLease, RedisCluster, RedisServer};
+use cache_testing::{ClusterLease, RedisCluster, RedisServer};
 use cachemere::{Cache, KeyTtl, RedisStore, cache_result, invalidate_cache};
 use serde::{Deserialize, Serialize};
 

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use app::{AppState, Backend};
+use cache_testing::RedisServer;
 use cachemere::RedisStore;
-use cachemere::testing::RedisServer;
 use reqwest::StatusCode;
 use serde_json::json;
 

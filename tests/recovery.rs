@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cachemere::testing::RedisServer;
+use cache_testing::RedisServer;
 use cachemere::{Cache, Config, RedisStore, SetOptions, Ttl, cache_result, invalidate_cache};
 
 const DEADLINE: Duration = Duration::from_millis(200);

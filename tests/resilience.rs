@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cache_testing::{RedisServer, SilentProxy};
 use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionToken};
-use cachemere::testing::{RedisServer, SilentProxy};
 use cachemere::{Cache, Config, RedisStore, cache_result};
 
 const DEADLINE: Duration = Duration::from_millis(200);

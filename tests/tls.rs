@@ -4,7 +4,7 @@
 
 mod common;
 
-use cachemere::testing::{RedisCluster, RedisServer, TlsFiles};
+use cache_testing::{RedisCluster, RedisServer, TlsFiles};
 use cachemere::{Cache, Config, Error, RedisStore, Ttl};
 
 /// The variable a configuration error names.

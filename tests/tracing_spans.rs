@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cache_testing::RedisServer;
 use cachemere::cache_session::{SessionConfig, SessionData, SessionManager};
-use cachemere::testing::RedisServer;
 use cachemere::{Cache, RedisStore, cache_result};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};

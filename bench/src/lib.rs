@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use cache_core::testing::RedisServer;
+use cache_testing::RedisServer;
 use cache_core::{Cache, RedisStore, cache_result};
 use cached::macros::concurrent_cached;
 use redis::AsyncCommands;
@@ -184,7 +184,7 @@ impl std::fmt::Display for BenchError {
 /// A private three-primary cluster holding 100 profiles twice: through a cachemere cache, and
 /// as plain bincode for a hand-written redis-rs cluster connection.
 pub struct ClusterBench {
-    pub cluster: cache_core::testing::RedisCluster,
+    pub cluster: cache_testing::RedisCluster,
     pub cache: Cache,
     pub raw: redis::cluster_async::ClusterConnection,
     pub keys: Vec<String>,
@@ -193,7 +193,7 @@ pub struct ClusterBench {
 
 impl ClusterBench {
     pub async fn start() -> ClusterBench {
-        let cluster = cache_core::testing::RedisCluster::start().expect("start a redis cluster");
+        let cluster = cache_testing::RedisCluster::start().expect("start a redis cluster");
         let store = RedisStore::connect(&cluster.config())
             .await
             .expect("connect to the cluster");

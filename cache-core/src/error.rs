@@ -114,9 +114,7 @@ pub enum Error {
         /// What would be accepted.
         reason: String,
     },
-    /// The test harness could not start or control `redis-server`.
-    #[cfg(feature = "testing")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+    /// The test kit (`cache-testing`) could not start or control `redis-server`.
     #[error("redis test server: {reason}")]
     Harness {
         /// What went wrong and how to fix it.

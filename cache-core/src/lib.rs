@@ -48,9 +48,6 @@
 //! # Features
 //! - `macros`: the [`cache_result`] and [`invalidate_cache`] attribute macros (when used
 //!   through `cache_core` rather than `cachemere`, pass `crate = "cache_core"`).
-//! - `testing`: [`testing::RedisServer`], a private `redis-server` for tests, and
-//!   [`testing::RedisCluster`], a private three-primary Redis Cluster, both with fault
-//!   injection (kill, pause, restart).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -75,9 +72,6 @@ mod recovery;
 mod stats;
 pub mod store;
 mod telemetry;
-#[cfg(feature = "testing")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
-pub mod testing;
 mod ttl;
 mod typed;
 

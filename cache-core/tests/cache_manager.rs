@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::key::escape_glob;
-use cache_core::testing::RedisServer;
 use cache_core::{Cache, KeyTtl, MemoryStore, RedisStore, SetOptions, Store, Ttl};
+use cache_testing::RedisServer;
 
 struct Fixture {
     cache: Cache,
@@ -30,7 +30,7 @@ async fn redis_fixture() -> Fixture {
 }
 
 async fn cluster_fixture() -> Fixture {
-    let cluster = cache_core::testing::RedisCluster::lease().expect("start a redis cluster");
+    let cluster = cache_testing::RedisCluster::lease().expect("start a redis cluster");
     let store: Arc<dyn Store> = Arc::new(
         RedisStore::connect(&cluster.config())
             .await

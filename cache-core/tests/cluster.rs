@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use cache_core::testing::RedisCluster;
 use cache_core::{Cache, RedisStore, SetOptions, Store, Ttl};
+use cache_testing::RedisCluster;
 
 const MINUTE: Duration = Duration::from_secs(60);
 

@@ -17,7 +17,7 @@ struct Fixture {
 }
 
 async fn redis_fixture() -> Fixture {
-    let server = cache_core::testing::RedisServer::start().expect("start redis-server");
+    let server = cache_testing::RedisServer::start().expect("start redis-server");
     let store = RedisStore::connect(&server.config())
         .await
         .expect("connect to the test server");
@@ -29,7 +29,7 @@ async fn redis_fixture() -> Fixture {
 
 #[cfg(feature = "tls")]
 async fn tls_fixture() -> Fixture {
-    let server = cache_core::testing::RedisServer::start_tls().expect("start a TLS redis-server");
+    let server = cache_testing::RedisServer::start_tls().expect("start a TLS redis-server");
     let store = RedisStore::connect(&server.config())
         .await
         .expect("connect to the test server over TLS");
@@ -40,7 +40,7 @@ async fn tls_fixture() -> Fixture {
 }
 
 async fn cluster_fixture() -> Fixture {
-    let cluster = cache_core::testing::RedisCluster::lease().expect("start a redis cluster");
+    let cluster = cache_testing::RedisCluster::lease().expect("start a redis cluster");
     let store = RedisStore::connect(&cluster.config())
         .await
         .expect("connect to the test cluster");

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use cache_core::testing::{RedisCluster, RedisServer};
 use cache_core::{Cache, Config, RedisStore, SetOptions, Ttl};
+use cache_testing::{RedisCluster, RedisServer};
 
 async fn instance(server: &RedisServer) -> Cache {
     instance_on(&server.config()).await

@@ -4,11 +4,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use cache_core::testing::{ClusterLease, RedisCluster, RedisServer};
 use cache_session::{
     Error, MemoryStore, RedisStore, SessionConfig, SessionData, SessionManager, SessionPatch,
     SessionService, SessionState, SessionStore, SessionToken, ValidationError,
 };
+use cache_testing::{ClusterLease, RedisCluster, RedisServer};
 
 struct Fixture {
     store: Box<dyn Fn() -> SessionStore + Send + Sync>,

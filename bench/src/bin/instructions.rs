@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cache_core::testing::RedisServer;
+use cache_testing::RedisServer;
 use cache_core::{Cache, MemoryStore, RedisStore, cache_result};
 use cache_session::{SessionConfig, SessionData, SessionManager};
 use cached::macros::concurrent_cached;

@@ -49,6 +49,34 @@ pub enum BusEvent {
 ///
 /// Every method is one round trip to the backend. Methods that take several keys do the work
 /// in one command or pipeline, whatever the number of keys.
+///
+/// # Implementing a store
+///
+/// A third-party store is a full backend of [`Cache`](crate::Cache): every stage of the
+/// cache (codec, stamps, encryption, tags through [`tag`](Store::tag) and
+/// [`take_tagged`](Store::take_tagged), early refresh through
+/// [`replace_if_equals`](Store::replace_if_equals), the fail-safe, the recovery queue, the
+/// circuit breaker) runs on top of these methods, and the deadline of each operation is put
+/// around them by the cache when [`with_deadline`](Store::with_deadline) returns `None`.
+/// Run the conformance suite of `cache-core/tests/store_conformance.rs` against it. What it
+/// must do beyond the method docs:
+///
+/// - [`delete_matching`](Store::delete_matching) never matches keys holding
+///   [`key::RESERVED`](crate::key::RESERVED), and removes the
+///   [`key::tags_record`](crate::key::tags_record) of each key it removes;
+/// - [`answers`](Store::answers) must be cheap: the breaker's probe calls it every cool-down.
+///
+/// What it does not get, because the cache recognises the built-in stores by type:
+///
+/// - the in-process fast path of [`MemoryStore`] (a hit copies the decoded value it keeps
+///   instead of decoding bytes);
+/// - the allocation-free hit path of [`RedisStore`] (`GET` and `MGET` awaited in place rather
+///   than through this trait's boxed futures: about 1,000 instructions per hit);
+/// - the local tier ([`CacheBuilder::local_cache`](crate::CacheBuilder::local_cache)), unless
+///   the store implements [`publish`](Store::publish) and [`subscribe`](Store::subscribe).
+///
+/// [`in_process`](Store::in_process) returning `true` tells the cache to put no deadline on
+/// the store's operations: only for a store that cannot wait on a network.
 #[async_trait]
 pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
     /// A short name for the backend (`"redis"`, `"memory"`), for logs and health reports.

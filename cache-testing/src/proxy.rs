@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::error::Result;
+use cache_core::Result;
 
 const POLL: Duration = Duration::from_millis(20);
 
@@ -17,7 +17,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// usual. Dropping the proxy closes everything.
 ///
 /// ```no_run
-/// use cache_core::testing::{RedisServer, SilentProxy};
+/// use cache_testing::{RedisServer, SilentProxy};
 ///
 /// # fn demo() -> cache_core::Result<()> {
 /// let server = RedisServer::start_private()?;

@@ -1,4 +1,9 @@
-//! A private `redis-server` for tests (feature `testing`).
+//! The test kit of [cachemere](https://docs.rs/cachemere), for your own tests: real Redis
+//! servers, clusters and Sentinels that a test starts itself, and the faults to break them
+//! with (kill, freeze, restart, a connection gone silent).
+//!
+//! Add it as a dev-dependency (`cache-testing = "0.1"`); it needs `redis-server` and
+//! `redis-cli` on the `PATH` (Debian/Ubuntu: `apt-get install redis-server`).
 //!
 //! [`RedisServer::start`] launches `redis-server` on a free loopback port with no persistence
 //! and a temporary directory, waits until it answers `PING`, and kills it when dropped. The
@@ -13,7 +18,8 @@
 //! which tests must not write into by accident.
 //!
 //! ```no_run
-//! use cache_core::{RedisStore, testing::RedisServer};
+//! use cache_core::RedisStore;
+//! use cache_testing::RedisServer;
 //!
 //! # async fn demo() -> cache_core::Result<()> {
 //! let server = RedisServer::start()?;
@@ -30,8 +36,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::error::{Error, Result};
+use cache_core::{Config, Error, Result};
 
 mod cluster;
 mod proxy;
@@ -383,12 +388,11 @@ impl Drop for Owned {
 
 /// A [`Config`] for `url` with 1 s connect and command timeouts.
 fn fast_failing(url: String) -> Config {
-    Config {
-        redis_url: Some(url),
-        connect_timeout: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(1),
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.redis_url = Some(url);
+    config.connect_timeout = Duration::from_secs(1);
+    config.command_timeout = Duration::from_secs(1);
+    config
 }
 
 /// Sends `SIG<signal>` to a process.

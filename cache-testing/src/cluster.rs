@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::{INSTALL_HINT, TlsFiles, fast_failing, free_port, harness, send_signal};
-use crate::config::Config;
-use crate::error::{Error, Result};
-use crate::store::cluster::slot;
+use cache_core::Config;
+use cache_core::key::hash_slot as slot;
+use cache_core::{Error, Result};
 
 const PRIMARIES: usize = 3;
 const BUS_OFFSET: u16 = 10000;
@@ -30,7 +30,8 @@ const START_ATTEMPTS: usize = 5;
 /// runs under a shell that kills it when the test's end of its standard input closes).
 ///
 /// ```no_run
-/// use cache_core::{RedisStore, Store, testing::RedisCluster};
+/// use cache_core::{RedisStore, Store};
+/// use cache_testing::RedisCluster;
 /// use std::time::Duration;
 ///
 /// # async fn demo() -> cache_core::Result<()> {

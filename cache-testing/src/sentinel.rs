@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{Supervised, cli, failure};
 use super::{RedisServer, fast_failing, free_port, harness};
-use crate::config::Config;
-use crate::error::Result;
+use cache_core::Config;
+use cache_core::Result;
 
 /// The service name the Sentinels watch.
 const SERVICE: &str = "cachemere";
@@ -19,7 +19,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// promote the replica.
 ///
 /// ```no_run
-/// use cache_core::{RedisStore, testing::RedisSentinel};
+/// use cache_core::RedisStore;
+/// use cache_testing::RedisSentinel;
 /// use std::time::Duration;
 ///
 /// # async fn demo() -> cache_core::Result<()> {

@@ -8,14 +8,14 @@ use rcgen::{
 };
 
 use super::harness;
-use crate::error::{Error, Result};
+use cache_core::{Error, Result};
 
 /// A fresh certificate authority, a server certificate it signed for `127.0.0.1` and
 /// `localhost`, and a client certificate it signed (for mutual TLS), as PEM files in a
 /// temporary directory that is removed when this is dropped.
 ///
 /// ```no_run
-/// use cache_core::testing::TlsFiles;
+/// use cache_testing::TlsFiles;
 ///
 /// # fn demo() -> cache_core::Result<()> {
 /// let files = TlsFiles::generate()?;
