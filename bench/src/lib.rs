@@ -2,8 +2,8 @@
 
 use std::sync::OnceLock;
 
-use cache_testing::RedisServer;
 use cache_core::{Cache, RedisStore, cache_result};
+use cache_testing::RedisServer;
 use cached::macros::concurrent_cached;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};

@@ -9,9 +9,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cache_testing::RedisServer;
 use cache_core::{Cache, MemoryStore, RedisStore, cache_result};
 use cache_session::{SessionConfig, SessionData, SessionManager};
+use cache_testing::RedisServer;
 use cached::macros::concurrent_cached;
 use cachemere_bench::{BenchError, CACHED_URL, bincode_bytes, bincode_value};
 use redis::AsyncCommands;
