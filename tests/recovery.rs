@@ -420,3 +420,31 @@ async fn an_invalidation_made_while_its_twin_is_replayed_is_not_dropped() {
     }
     assert_eq!(survivors, 0, "fresh keys survived the second invalidation");
 }
+
+/// Every read of a key whose delete waits for the store is absent, `exists` and `ttl`
+/// included, and answers without going to the store.
+#[tokio::test]
+async fn every_read_of_a_key_with_a_pending_delete_is_absent() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let mut config = config(&server);
+    config.cache_breaker_threshold = 1;
+    config.cache_breaker_cooldown = Duration::from_secs(30);
+    let cache = instance(&config, "p:").await;
+    cache.set("k", &1u32, Ttl::Long).await.expect("set");
+    cache.hset("h", "f", &1u32, Ttl::Long).await.expect("hset");
+    server.pause().expect("freeze");
+    cache.delete("k").await.expect_err("frozen");
+    cache.delete("h").await.expect_err("the circuit is open");
+    assert_eq!(cache.stats().pending_invalidations, 2);
+    let started = Instant::now();
+    assert!(!cache.exists("k").await.expect("hidden, not an error"));
+    assert_eq!(
+        cache.ttl("k").await.expect("hidden"),
+        cachemere::KeyTtl::Missing
+    );
+    assert_eq!(cache.get::<u32>("k").await.expect("hidden"), None);
+    assert_eq!(cache.hget::<u32>("h", "f").await.expect("hidden"), None);
+    assert!(cache.hgetall::<u32>("h").await.expect("hidden").is_empty());
+    assert!(started.elapsed() < DEADLINE, "{:?}", started.elapsed());
+    server.resume().expect("resume");
+}

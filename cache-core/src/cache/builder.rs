@@ -320,7 +320,7 @@ impl CacheBuilder {
     /// answers (the replay starts when the circuit closes, which does not wait for it: an
     /// invalidation that cannot land, for a cluster node that is down, never keeps the rest of
     /// the cache from being served). While it waits, this process treats the
-    /// keys it covers as misses (values, hashes, lists and sets alike), in the store and in
+    /// keys it covers as misses (values, hashes, lists and sets alike; `exists` is false and `ttl` is `Missing`), in the store and in
     /// the local tier; a pending tag
     /// invalidation makes every read a miss, since only the store knows the tag's keys.
     /// Counted in [`CacheStats::pending_invalidations`](crate::CacheStats::pending_invalidations) and

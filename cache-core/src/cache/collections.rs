@@ -50,11 +50,9 @@ impl Cache {
     /// ```
     pub async fn hget<T: DeserializeOwned>(&self, key: &str, field: &str) -> Result<Option<T>> {
         let full = self.full_key(key);
-        if self.inner.recovery.hides(&full) {
-            self.record_read(false);
-            return Ok(None);
-        }
-        let bytes = self.counted(self.inner.guarded.hget(&full, field).await)?;
+        let bytes = self
+            .read_stored(&full, None, self.inner.guarded.hget(&full, field))
+            .await?;
         let value = match bytes {
             None => None,
             Some(bytes) => {
@@ -84,10 +82,9 @@ impl Cache {
     /// ```
     pub async fn hgetall<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<(String, T)>> {
         let full = self.full_key(key);
-        if self.inner.recovery.hides(&full) {
-            return Ok(Vec::new());
-        }
-        let fields = self.counted(self.inner.guarded.hgetall(&full).await)?;
+        let fields = self
+            .read_stored(&full, Vec::new(), self.inner.guarded.hgetall(&full))
+            .await?;
         Ok(fields
             .into_iter()
             .filter_map(|(field, bytes)| {
@@ -184,14 +181,14 @@ impl Cache {
         stop: i64,
     ) -> Result<Vec<T>> {
         let full = self.full_key(key);
-        if self.inner.recovery.hides(&full) {
-            return Ok(Vec::new());
-        }
-        let items = self.counted(self.inner.guarded.lrange(&full, start, stop).await)?;
-        Ok(items
-            .iter()
-            .filter_map(|bytes| self.decode(&full, bytes))
-            .collect())
+        let items = self
+            .read_stored(
+                &full,
+                Vec::new(),
+                self.inner.guarded.lrange(&full, start, stop),
+            )
+            .await?;
+        Ok(self.decode_each(&full, items.iter().map(Vec::as_slice)))
     }
 
     /// Adds members to a set and refreshes its ttl; returns how many were new.
@@ -268,16 +265,10 @@ impl Cache {
     /// ```
     pub async fn smembers<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<T>> {
         let full = self.full_key(key);
-        if self.inner.recovery.hides(&full) {
-            return Ok(Vec::new());
-        }
-        let members = self.counted(self.inner.guarded.smembers(&full).await)?;
-        Ok(self
-            .inner
-            .format
-            .distinct_members(&full, &members)
-            .into_iter()
-            .filter_map(|bytes| self.decode(&full, bytes))
-            .collect())
+        let members = self
+            .read_stored(&full, Vec::new(), self.inner.guarded.smembers(&full))
+            .await?;
+        let distinct = self.inner.format.distinct_members(&full, &members);
+        Ok(self.decode_each(&full, distinct))
     }
 }

@@ -614,7 +614,7 @@ impl Cache {
         typed: Option<Typed<T>>,
         beta: Option<f64>,
     ) -> std::result::Result<Fetched<T>, S::Error> {
-        if self.inner.recovery.hides(full_key) {
+        if self.hidden(full_key) {
             return Ok(Fetched::Miss);
         }
         if let (Some(typed), Some(memory)) = (typed, &self.inner.memory)

@@ -209,7 +209,9 @@ impl Cache {
     /// # }
     /// ```
     pub async fn exists(&self, key: &str) -> Result<bool> {
-        self.counted(self.inner.guarded.exists(&self.full_key(key)).await)
+        let full = self.full_key(key);
+        self.read_stored(&full, false, self.inner.guarded.exists(&full))
+            .await
     }
 
     /// Gives an existing key a new ttl; returns whether the key existed. A tagged key stays
@@ -247,7 +249,9 @@ impl Cache {
     /// # }
     /// ```
     pub async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.counted(self.inner.guarded.ttl(&self.full_key(key)).await)
+        let full = self.full_key(key);
+        self.read_stored(&full, KeyTtl::Missing, self.inner.guarded.ttl(&full))
+            .await
     }
 
     /// A snapshot of this cache's counters.

@@ -46,12 +46,11 @@ impl Cache {
         };
         let found = self.counted(self.inner.guarded.mget(&names).await)?;
         let mut undecodable = Vec::new();
-        let hiding = self.inner.recovery.is_hiding();
         let values: Vec<Option<T>> = found
             .into_iter()
             .zip(names)
             .map(|(bytes, key)| {
-                if hiding && self.inner.recovery.hides(key) {
+                if self.hidden(key) {
                     return None;
                 }
                 let value = self.decode(key, bytes.as_deref()?);

@@ -1,5 +1,8 @@
-//! Reading a value: decoding its bytes (a failure is a miss, counted and deleted) and the
-//! plain `get`. The get-or-set read path is in `compute.rs`.
+//! The read stages every read shares: a key that a pending invalidation may cover reads as
+//! absent ([`Cache::hidden`]), the store read is counted ([`Cache::read_stored`]), and bytes
+//! that do not decode are a miss, counted ([`Cache::decode`]). `get`, `exists`, `ttl`, the
+//! collections and `get_multi` use them; the get-or-set read (`compute.rs`'s `fetch`) starts
+//! with the same [`hidden`](Cache::hidden) and adds the local tier and the stamps.
 
 use serde::de::DeserializeOwned;
 
@@ -10,6 +13,42 @@ use crate::frame::Stamp;
 use crate::telemetry::Event;
 
 impl Cache {
+    /// Whether a read of `full_key` must be absent because an invalidation that may cover it
+    /// has not reached the store yet (see
+    /// [`CacheBuilder::pending_invalidations`](crate::CacheBuilder::pending_invalidations)).
+    #[inline]
+    pub(crate) fn hidden(&self, full_key: &str) -> bool {
+        self.inner.recovery.hides(full_key)
+    }
+
+    /// Reads `full_key` from the store through the shared stages: `absent` without a round
+    /// trip when the key is [`hidden`](Cache::hidden), else `read`'s result, its error
+    /// counted.
+    pub(crate) async fn read_stored<R>(
+        &self,
+        full_key: &str,
+        absent: R,
+        read: impl Future<Output = Result<R>>,
+    ) -> Result<R> {
+        if self.hidden(full_key) {
+            return Ok(absent);
+        }
+        self.counted(read.await)
+    }
+
+    /// Decodes each of several stored values of `full_key` (list items, set members),
+    /// skipping and counting those that do not decode.
+    pub(crate) fn decode_each<'b, T: DeserializeOwned>(
+        &self,
+        full_key: &str,
+        values: impl IntoIterator<Item = &'b [u8]>,
+    ) -> Vec<T> {
+        values
+            .into_iter()
+            .filter_map(|bytes| self.decode(full_key, bytes))
+            .collect()
+    }
+
     #[inline(always)]
     pub(crate) fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Option<T> {
         match self.inner.format.decode_common(bytes) {
