@@ -1280,3 +1280,48 @@ async fn background_health_checks_follow_the_server() {
     server.restart().unwrap();
     assert!(observed(true).await, "never noticed the server came back");
 }
+
+/// An early-refresh value whose ttl `expire()` lengthened is refreshed by its new expiry, not
+/// its first stamp (the store's countdown decides, not the writer's clock).
+async fn early_refresh_follows_a_lengthened_ttl(f: Fixture) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let options = || SetOptions::new(Duration::from_millis(800)).early_refresh(true);
+    let read = || {
+        f.cache.get_or_set(
+            "stretched",
+            options(),
+            counting_factory(&calls, 7, Duration::from_millis(20)),
+        )
+    };
+    assert_eq!(read().await.unwrap(), 7);
+    assert!(
+        f.cache
+            .expire("stretched", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for _ in 0..20 {
+        assert_eq!(read().await.unwrap(), 7);
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "refreshed by its first stamp: {:?}",
+        f.cache.stats()
+    );
+    match f.cache.ttl("stretched").await.unwrap() {
+        KeyTtl::ExpiresIn(left) => assert!(left > Duration::from_secs(50), "{left:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn early_refresh_follows_a_lengthened_ttl_on_redis() {
+    early_refresh_follows_a_lengthened_ttl(redis_fixture().await).await;
+}
+
+#[tokio::test]
+async fn early_refresh_follows_a_lengthened_ttl_on_a_cluster() {
+    early_refresh_follows_a_lengthened_ttl(cluster_fixture().await).await;
+}

@@ -38,6 +38,24 @@ enum Fetched<T> {
     Failed,
 }
 
+/// What an early-refresh read needs: its `beta`, and the fail-safe window the value's store
+/// ttl carries past its freshness.
+#[derive(Debug, Clone, Copy)]
+struct EarlyRead {
+    beta: f64,
+    window: Duration,
+}
+
+impl EarlyRead {
+    /// When, by this process's clock, a value the store keeps for `left` more stops being
+    /// fresh: the store's own countdown, so neither the writer's clock nor a later
+    /// `expire()` skews the decision.
+    fn expires_at(self, left: Duration) -> u64 {
+        let fresh_for = left.saturating_sub(self.window);
+        now_millis().saturating_add(u64::try_from(fresh_for.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
 impl<T> Fetched<T> {
     /// A hit; a stale value once its freshness stamp has passed; given an early-refresh
     /// `beta`, a hit that refreshes, as the value's early stamp decides.
@@ -368,7 +386,13 @@ impl Cache {
         let full = self.full_key(key);
         let window = options.stale_window().or(self.inner.fail_safe);
         let beta = options.early_refresh_beta();
-        let first = self.fetch::<S, P::Value>(&full, plan.typed(), beta).await?;
+        let early = beta.map(|beta| EarlyRead {
+            beta,
+            window: window.unwrap_or_default(),
+        });
+        let first = self
+            .fetch::<S, P::Value>(&full, plan.typed(), early)
+            .await?;
         let fallback = match first {
             Fetched::Hit(value, bytes) => {
                 span.record("outcome", "hit");
@@ -612,8 +636,9 @@ impl Cache {
         &self,
         full_key: &str,
         typed: Option<Typed<T>>,
-        beta: Option<f64>,
+        early: Option<EarlyRead>,
     ) -> std::result::Result<Fetched<T>, S::Error> {
+        let beta = early.map(|early| early.beta);
         if self.hidden(full_key) {
             return Ok(Fetched::Miss);
         }
@@ -653,14 +678,16 @@ impl Cache {
         }
         // Only the local tier needs the time of the read (to age the copy it keeps).
         let read_at = local.map(|_| Instant::now());
-        let found = match local {
-            Some(_) => self
+        // The local tier needs the store's ttl (to age its copy), and early refresh (to decide
+        // by the store's own countdown rather than by the writer's clock).
+        let found = match local.is_some() || early.is_some() {
+            true => self
                 .inner
                 .guarded
                 .get_with_ttl(full_key)
                 .await
                 .map(|found| found.map(|(bytes, ttl)| (bytes, Some(ttl)))),
-            None => self
+            false => self
                 .inner
                 .guarded
                 .get(full_key)
@@ -678,10 +705,15 @@ impl Cache {
         let Some((bytes, ttl)) = found else {
             return Ok(Fetched::Miss);
         };
-        let Some(decoded) = self.decode_stamped(full_key, &bytes) else {
+        let Some(mut decoded) = self.decode_stamped(full_key, &bytes) else {
             self.discard(full_key).await;
             return Ok(Fetched::Miss);
         };
+        if let (Some(early), Some(KeyTtl::ExpiresIn(left)), Some(stamp)) =
+            (early, ttl, decoded.1.early.as_mut())
+        {
+            stamp.expires_at = early.expires_at(left);
+        }
         let bytes = match (local, ttl) {
             (Some(local), Some(KeyTtl::ExpiresIn(ttl)))
                 if decoded
