@@ -1293,7 +1293,7 @@ async fn early_refresh_follows_a_lengthened_ttl(f: Fixture) {
             counting_factory(&calls, 7, Duration::from_millis(20)),
         )
     };
-    assert_eq!(read().await.unwrap(), 7);
+    assert_eq!(read().await.expect("read"), 7);
     assert!(
         f.cache
             .expire("stretched", Duration::from_secs(60))
@@ -1302,7 +1302,7 @@ async fn early_refresh_follows_a_lengthened_ttl(f: Fixture) {
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
     for _ in 0..20 {
-        assert_eq!(read().await.unwrap(), 7);
+        assert_eq!(read().await.expect("read"), 7);
     }
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -1310,7 +1310,7 @@ async fn early_refresh_follows_a_lengthened_ttl(f: Fixture) {
         "refreshed by its first stamp: {:?}",
         f.cache.stats()
     );
-    match f.cache.ttl("stretched").await.unwrap() {
+    match f.cache.ttl("stretched").await.expect("ttl") {
         KeyTtl::ExpiresIn(left) => assert!(left > Duration::from_secs(50), "{left:?}"),
         other => panic!("{other:?}"),
     }
