@@ -1298,7 +1298,7 @@ async fn early_refresh_follows_a_lengthened_ttl(f: Fixture) {
         f.cache
             .expire("stretched", Duration::from_secs(60))
             .await
-            .unwrap()
+            .expect("redis")
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
     for _ in 0..20 {
