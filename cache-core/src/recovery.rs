@@ -317,10 +317,7 @@ impl Recovery {
                 let members = self.store.take_tagged(tag_key).await.map_err(failed)?;
                 let mut done = 0;
                 for chunk in members.chunks(DELETE_BATCH) {
-                    if let Err(error) = self
-                        .bounded(self.store.delete_many(&with_records(chunk)))
-                        .await
-                    {
+                    if let Err(error) = self.unlink(chunk).await {
                         let rest = members[done..].iter().cloned().map(Pending::Key).collect();
                         return Err(Unapplied {
                             error,
@@ -365,12 +362,29 @@ impl Recovery {
                         _ => None,
                     })
                     .collect();
-                self.bounded(self.store.delete_many(&with_records(&keys)))
-                    .await
-                    .map_err(failed)?;
+                self.unlink(&keys).await.map_err(failed)?;
                 self.announce(&keys, &[]).await.map_err(failed)
             }
         }
+    }
+
+    /// Removes `keys` and, alongside, their tag records. Only the keys decide the outcome: a
+    /// record on a cluster node that is down must not keep a replayed key waiting (it
+    /// expires with its key's old ttl).
+    async fn unlink(&self, keys: &[String]) -> Result<()> {
+        let records: Vec<String> = keys
+            .iter()
+            .map(|key| crate::key::tags_record_of(key))
+            .collect();
+        let (removed, records) = futures_util::future::join(
+            self.bounded(self.store.delete_many(keys)),
+            self.bounded(self.store.delete_many(&records)),
+        )
+        .await;
+        if let Err(err) = records {
+            tracing::debug!(error = %err, "replaying invalidations: tag records not removed");
+        }
+        removed.map(drop)
     }
 
     async fn announce(&self, keys: &[String], patterns: &[String]) -> Result<()> {
@@ -422,14 +436,6 @@ impl Recovery {
             }
         });
     }
-}
-
-/// `keys` followed by their tag records, which go with them.
-fn with_records(keys: &[String]) -> Vec<String> {
-    keys.iter()
-        .cloned()
-        .chain(keys.iter().map(|key| crate::key::tags_record_of(key)))
-        .collect()
 }
 
 struct Unapplied {

@@ -393,3 +393,48 @@ async fn the_breaker_closes_again_for_the_live_slots(queue_an_invalidation: bool
         "the live slots are served again"
     );
 }
+
+/// A delete queued while the circuit is open, of a key on a live node whose tag record lives
+/// on a dead one: the replay removes the key and does not wait for the record's node.
+#[tokio::test]
+async fn a_replayed_delete_does_not_wait_for_its_tag_record_on_a_dead_node() {
+    let cluster = RedisCluster::start().expect("start a redis cluster");
+    let store = RedisStore::connect(&cluster.config())
+        .await
+        .expect("connect to the test cluster");
+    let cache = Cache::builder(store.clone())
+        .circuit_breaker(3, Duration::from_millis(200))
+        .build();
+    let key = (0..)
+        .map(|i| format!("tagged:{i}"))
+        .find(|key| {
+            cluster.node_of(key) == 0 && cluster.node_of(&format!("{key}.__cachemere:tags")) == 1
+        })
+        .expect("a key on node 0 with its record on node 1");
+    let lost: Vec<String> = (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|key| cluster.node_of(key) == 1)
+        .take(5)
+        .collect();
+    cache
+        .set(&key, &1u8, SetOptions::new(MINUTE).tags(["t"]))
+        .await
+        .expect("set");
+    cluster.kill(1).expect("kill node 1");
+    for lost in &lost {
+        let _ = cache.get::<u8>(lost).await;
+    }
+    cache.delete(&key).await.expect_err("the circuit is open");
+    assert_eq!(cache.stats().pending_invalidations, 1);
+
+    let started = std::time::Instant::now();
+    while cache.stats().pending_invalidations > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the replay waits for the dead node: {:?}",
+            cache.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.get(&key).await.expect("node 0 answers"), None);
+}
