@@ -259,7 +259,8 @@ impl Format {
     /// an old key and the new one, which read as one member. Members that do not open are
     /// kept (their decoding reports them).
     pub(crate) fn distinct_members<'m>(&self, key: &str, members: &'m [Vec<u8>]) -> Vec<&'m [u8]> {
-        let Some(keys) = &self.encryption else {
+        // Under one key a member seals to one form: only a rotation makes two.
+        let Some(keys) = self.encryption.as_ref().filter(|keys| keys.len() > 1) else {
             return members.iter().map(Vec::as_slice).collect();
         };
         let mut seen = std::collections::HashSet::new();
