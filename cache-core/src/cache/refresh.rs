@@ -227,11 +227,20 @@ impl Cache {
         let started = Instant::now();
         // A panicking computation is a failed refresh too: counted, then the panic goes on.
         let limit = self.inner.refresh_timeout;
-        let computed = AssertUnwindSafe(tokio::time::timeout(limit, self.timed(factory.call())))
-            .catch_unwind();
+        // Outside a tokio runtime (an in-process store needs none) there is no timer to
+        // bound it with.
+        let bounded = tokio::runtime::Handle::try_current().is_ok();
+        let computation = self.timed(factory.call());
+        let computed = AssertUnwindSafe(async move {
+            match bounded {
+                true => tokio::time::timeout(limit, computation).await.ok(),
+                false => Some(computation.await),
+            }
+        })
+        .catch_unwind();
         let output = match computed.await {
-            Ok(Ok(output)) => output,
-            Ok(Err(_)) => {
+            Ok(Some(output)) => output,
+            Ok(None) => {
                 self.inner.counters.count(Event::EarlyRefreshFailure, 1);
                 tracing::warn!(key = full, after = ?limit, "an early refresh timed out; the current value stays");
                 return None;
