@@ -155,6 +155,9 @@ impl Cache {
         tags: &[String],
         condition: Condition<'_>,
     ) -> Result<bool> {
+        if writes.is_empty() {
+            return Ok(true);
+        }
         if !tags.is_empty() {
             let members: Vec<String> = writes.iter().map(|write| write.key.clone()).collect();
             let longest = writes
@@ -166,7 +169,7 @@ impl Cache {
         }
         let guarded = &self.inner.guarded;
         let written = match (writes, condition) {
-            ([], _) => return Ok(true),
+            ([], _) => Ok(true),
             ([one], Condition::Always) => guarded
                 .set(&one.key, &one.bytes, one.ttl)
                 .await
