@@ -301,6 +301,47 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{MemoryStore, Ttl};
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::Duration;
+
+    /// A minimal executor that is not tokio's.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut context = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+                return output;
+            }
+            std::thread::park();
+        }
+    }
+
+    #[test]
+    fn an_early_refresh_outside_a_tokio_runtime_runs_without_a_timer() {
+        let cache = Cache::builder(MemoryStore::new()).build();
+        // every read decides to refresh a value that took a few milliseconds
+        let options = || SetOptions::new(Ttl::Long).early_refresh(true).beta(1e9);
+        let first = block_on(cache.get_or_set("k", options(), || async {
+            std::thread::sleep(Duration::from_millis(3));
+            1u32
+        }));
+        assert_eq!(first.expect("computed"), 1);
+        let refreshed = block_on(cache.get_or_set("k", options(), || async { 2u32 }));
+        assert_eq!(
+            refreshed.expect("refreshed"),
+            2,
+            "the deciding call ran the refresh"
+        );
+        assert_eq!(cache.stats().early_refreshes, 1);
+    }
 
     fn share_refreshing(now: u64, expires_at: u64, took_ms: u32, beta: f64) -> f64 {
         let early = Early {
