@@ -216,7 +216,9 @@ impl CacheBuilder {
     /// A refresh that runs out is dropped and counted in
     /// [`CacheStats::early_refresh_failures`](crate::CacheStats::early_refresh_failures); the current value stays until its ttl. A
     /// refresh holds its key's single flight, so this is also the longest a miss of that key
-    /// waits on a refresh that hangs before computing the value itself.
+    /// waits on a refresh that hangs before computing the value itself. The bound needs a
+    /// tokio runtime with its timer (`#[tokio::main]` has one); under another executor (an
+    /// in-process store needs no runtime) refreshes run unbounded.
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore};
