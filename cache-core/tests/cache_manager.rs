@@ -250,6 +250,11 @@ macro_rules! manager_suite {
                 assert_eq!(ok, Ok(1));
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 assert_eq!(cache.get::<u32>("fs").await.unwrap(), None, "a stale value is a miss to get");
+                assert_eq!(
+                    cache.get_multi::<u32, _>(&["fs"]).await.unwrap(),
+                    [None],
+                    "and to get_multi, which reads through the same stages"
+                );
                 let failed = cache
                     .try_get_or_set("fs", short, || async { Err::<u32, _>("db down".to_owned()) })
                     .await;

@@ -179,6 +179,36 @@ macro_rules! store_conformance {
             }
 
             #[tokio::test]
+            async fn mget_with_ttl_keeps_order_gaps_and_each_ttl() {
+                let f = store().await;
+                let items = vec![
+                    ("{a}1".to_owned(), b"1".to_vec(), Duration::from_secs(5)),
+                    ("b2".to_owned(), b"2".to_vec(), MINUTE),
+                    ("{a}3".to_owned(), Vec::new(), MINUTE),
+                ];
+                f.store.mset(&items).await.unwrap();
+                let found = f
+                    .store
+                    .mget_with_ttl(&["{a}1", "gap", "b2", "{a}3", "c-\u{e9}\u{1F600}"])
+                    .await
+                    .unwrap();
+                let within = |ttl: &KeyTtl, most: Duration| {
+                    matches!(ttl, KeyTtl::ExpiresIn(left)
+                        if *left <= most && *left > most - Duration::from_secs(2))
+                };
+                assert_eq!(found.len(), 5);
+                let (value, ttl) = found[0].as_ref().expect("{a}1");
+                assert!(value == b"1" && within(ttl, Duration::from_secs(5)), "{ttl:?}");
+                assert!(found[1].is_none());
+                let (value, ttl) = found[2].as_ref().expect("b2");
+                assert!(value == b"2" && within(ttl, MINUTE), "{ttl:?}");
+                let (value, ttl) = found[3].as_ref().expect("{a}3");
+                assert!(value.is_empty() && within(ttl, MINUTE), "{ttl:?}");
+                assert!(found[4].is_none());
+                assert!(f.store.mget_with_ttl(&[]).await.unwrap().is_empty());
+            }
+
+            #[tokio::test]
             async fn mset_applies_each_ttl() {
                 let f = store().await;
                 let items = vec![

@@ -361,3 +361,107 @@ async fn an_early_refresh_from_a_local_copy_reaches_the_other_instances() {
     assert_eq!(a.stats().early_refreshes, 1);
     println!("refreshed value seen by the other instance after {took:?}");
 }
+
+/// `calls` of `command` in the server's `INFO commandstats`.
+async fn command_calls(server: &RedisServer, command: &str) -> u64 {
+    let client = redis::Client::open(server.url()).expect("a client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("a call count"))
+}
+
+/// Reads `keys` with `get_multi` until every one of them is answered by the local tier.
+async fn until_all_local(cache: &Cache, keys: &[&str], expected: &[Option<u32>]) {
+    let started = Instant::now();
+    loop {
+        let before = cache.stats().local_hits;
+        let values = cache.get_multi::<u32, _>(keys).await.expect("MGET");
+        assert_eq!(values, expected);
+        if cache.stats().local_hits - before == keys.len() as u64 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "get_multi never served every key locally"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_multi_goes_through_the_local_tier() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let (a, b) = (instance(&server).await, instance(&server).await);
+    a.set_multi(&[("m1", 1u32), ("m2", 2), ("m3", 3)], Ttl::Long)
+        .await
+        .expect("set_multi");
+    until_all_local(&b, &["m1", "m2", "m3"], &[Some(1), Some(2), Some(3)]).await;
+
+    // Kept keys cost nothing; the store is asked only for the others, in one MGET.
+    let (mgets, gets) = (
+        command_calls(&server, "mget").await,
+        command_calls(&server, "get").await,
+    );
+    let before = b.stats().local_hits;
+    let values = b
+        .get_multi::<u32, _>(&["m1", "m4", "m2", "m3"])
+        .await
+        .expect("MGET");
+    assert_eq!(values, [Some(1), None, Some(2), Some(3)]);
+    assert_eq!(b.stats().local_hits - before, 3);
+    assert_eq!(command_calls(&server, "mget").await - mgets, 1, "one MGET");
+    assert_eq!(command_calls(&server, "get").await, gets, "no GET per key");
+
+    // Another instance's write reaches the copies get_multi keeps.
+    a.set("m2", &20u32, Ttl::Long).await.expect("set");
+    let took = until(Some(20), || async {
+        b.get_multi::<u32, _>(&["m1", "m2"]).await.expect("MGET")[1]
+    })
+    .await;
+    println!("get_multi saw another instance's write after {took:?}");
+    a.delete("m3").await.expect("delete");
+    until(None, || async {
+        b.get_multi::<u32, _>(&["m3"]).await.expect("MGET")[0]
+    })
+    .await;
+
+    // A copy kept by get_multi never outlives the store's ttl (10 s locally, 300 ms in Redis).
+    a.set("short", &5u32, Duration::from_millis(300))
+        .await
+        .expect("set");
+    until_all_local(&b, &["short"], &[Some(5)]).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        b.get_multi::<u32, _>(&["short"]).await.expect("MGET"),
+        [None],
+        "the local copy outlived the store's ttl"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_get_multi_goes_through_the_local_tier() {
+    let cluster = RedisCluster::lease().expect("start a redis cluster");
+    let a = instance_on(&seeds(&cluster, &[0, 1, 2])).await;
+    let b = instance_on(&seeds(&cluster, &[1, 2, 0])).await;
+    let keys: Vec<String> = (0..30).map(|i| format!("spread:{i}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let items: Vec<(&str, u32)> = keys.iter().zip(0..).map(|(&k, i)| (k, i)).collect();
+    a.set_multi(&items, Ttl::Long).await.expect("set_multi");
+    let expected: Vec<Option<u32>> = (0..30).map(Some).collect();
+    until_all_local(&b, &keys, &expected).await;
+    a.set("spread:7", &700u32, Ttl::Long).await.expect("set");
+    until(Some(700), || async {
+        b.get_multi::<u32, _>(&keys).await.expect("MGET")[7]
+    })
+    .await;
+}

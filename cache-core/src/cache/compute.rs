@@ -9,99 +9,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use crate::cache::Cache;
 use crate::cache::lock::HeldLock;
-use crate::cache::refresh::{Detached, Factory, Inline, refreshes_early};
+use crate::cache::read::{EarlyRead, Fetched, Raw};
+use crate::cache::refresh::{Detached, Factory, Inline};
 use crate::cache::write::{Condition, Prepared};
-use crate::cache::{Cache, now_millis};
 use crate::degrade::{Lenient, Strict, Strictness};
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Outcome, Role, follow};
-use crate::frame::Stamp;
 use crate::plan::{Fallible, Plan, Verdict, Whole};
-use crate::store::KeyTtl;
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
-use crate::typed::{Decoded, Entry, Typed};
 
 const LOCK_POLL: Duration = Duration::from_millis(20);
-
-/// What a read of the store found.
-enum Fetched<T> {
-    /// The value, decoded, and as stored.
-    Hit(T, Raw),
-    /// A hit whose read decided to refresh the value early.
-    Refresh(T, Raw),
-    /// A fail-safe value past its ttl: a miss, kept in case the recomputation fails.
-    Stale(T, Raw),
-    Miss,
-    /// The store failed (degraded, so not an error to the caller).
-    Failed,
-}
-
-/// What an early-refresh read needs: its `beta`, and the fail-safe window the value's store
-/// ttl carries past its freshness.
-#[derive(Debug, Clone, Copy)]
-struct EarlyRead {
-    beta: f64,
-    window: Duration,
-}
-
-impl EarlyRead {
-    /// When, by this process's clock, a value the store keeps for `left` more stops being
-    /// fresh: the store's own countdown, so neither the writer's clock nor a later
-    /// `expire()` skews the decision.
-    fn expires_at(self, left: Duration) -> u64 {
-        let fresh_for = left.saturating_sub(self.window);
-        now_millis().saturating_add(u64::try_from(fresh_for.as_millis()).unwrap_or(u64::MAX))
-    }
-}
-
-impl<T> Fetched<T> {
-    /// A hit; a stale value once its freshness stamp has passed; given an early-refresh
-    /// `beta`, a hit that refreshes, as the value's early stamp decides.
-    #[inline(always)]
-    fn of((value, stamp): Decoded<T>, bytes: Raw, beta: Option<f64>) -> Fetched<T> {
-        if stamp == Stamp::default() {
-            return Fetched::Hit(value, bytes);
-        }
-        Fetched::stamped(value, stamp, bytes, beta)
-    }
-
-    #[inline(never)]
-    fn stamped(value: T, stamp: Stamp, bytes: Raw, beta: Option<f64>) -> Fetched<T> {
-        let now = now_millis();
-        if stamp.fresh_until.is_some_and(|at| at <= now) {
-            return Fetched::Stale(value, bytes);
-        }
-        match (beta, stamp.early) {
-            (Some(beta), Some(early)) if refreshes_early(now, early, beta) => {
-                Fetched::Refresh(value, bytes)
-            }
-            _ => Fetched::Hit(value, bytes),
-        }
-    }
-
-    /// Whether this is a usable value (a hit, refreshing or not).
-    fn is_hit(&self) -> bool {
-        matches!(self, Fetched::Hit(..) | Fetched::Refresh(..))
-    }
-}
-
-/// A value's stored bytes: as read from the store, or shared with the local tier (so that a
-/// local hit copies nothing).
-enum Raw {
-    Owned(Vec<u8>),
-    Shared(Arc<Vec<u8>>),
-}
-
-impl Raw {
-    fn into_shared(self) -> Arc<Vec<u8>> {
-        match self {
-            Raw::Owned(bytes) => Arc::new(bytes),
-            Raw::Shared(bytes) => bytes,
-        }
-    }
-}
 
 /// Why a background computation gave no value to its caller.
 #[derive(Debug, Clone, Copy)]
@@ -516,23 +436,6 @@ impl Cache {
         }
     }
 
-    /// An in-process read outside the guarded store, timed for the metrics as the guarded
-    /// store times its operations.
-    #[cfg(feature = "metrics")]
-    async fn timed_read<T>(&self, read: impl Future<Output = Result<T>>) -> Result<T> {
-        let meter = &self.inner.counters.meter;
-        let started = Instant::now();
-        let result = read.await;
-        meter.store_operation("GET", Some(started.elapsed()), result.as_ref().err());
-        result
-    }
-
-    /// Without metrics, the read itself (no extra future around it).
-    #[cfg(not(feature = "metrics"))]
-    fn timed_read<F: Future>(&self, read: F) -> F {
-        read
-    }
-
     /// Runs a computation, timed for the metrics (`cachemere.cache.factory.duration`).
     pub(crate) async fn timed<Fut: Future>(&self, computation: Fut) -> Fut::Output {
         let meter = &self.inner.counters.meter;
@@ -615,120 +518,6 @@ impl Cache {
             Ok(_) => Ok(()),
             Err(err) => self.degrade::<S>("SET", full_key, err),
         }
-    }
-
-    /// Reads and decodes `full_key`; a store failure is a miss unless strict.
-    pub(crate) async fn read_or_degrade<S: Strictness, T: DeserializeOwned>(
-        &self,
-        full_key: &str,
-    ) -> std::result::Result<Option<T>, S::Error> {
-        Ok(match self.fetch::<S, T>(full_key, None, None).await? {
-            Fetched::Hit(value, _) | Fetched::Refresh(value, _) => Some(value),
-            Fetched::Stale(..) | Fetched::Miss | Fetched::Failed => None,
-        })
-    }
-
-    /// Reads `full_key` and returns the value with its stored bytes; a store failure is a
-    /// miss unless strict, and bytes that do not decode are deleted and count as a miss.
-    /// Given `typed`, an in-process hit copies the decoded value the store keeps. Given an
-    /// early-refresh `beta`, a hit may decide to refresh ([`Fetched::Refresh`]).
-    async fn fetch<S: Strictness, T: DeserializeOwned>(
-        &self,
-        full_key: &str,
-        typed: Option<Typed<T>>,
-        early: Option<EarlyRead>,
-    ) -> std::result::Result<Fetched<T>, S::Error> {
-        let beta = early.map(|early| early.beta);
-        if self.hidden(full_key) {
-            return Ok(Fetched::Miss);
-        }
-        if let (Some(typed), Some(memory)) = (typed, &self.inner.memory)
-            // an error (a key of another type) takes the general path, which reports it
-            && let Ok(found) = self.timed_read(memory.entry(full_key)).await
-        {
-            let Some(entry) = found else {
-                return Ok(Fetched::Miss);
-            };
-            let Some(decoded) = entry.read(typed, |bytes| self.decode_stamped(full_key, bytes))
-            else {
-                self.discard(full_key).await;
-                return Ok(Fetched::Miss);
-            };
-            return Ok(Fetched::of(
-                decoded,
-                Raw::Shared(Arc::clone(&entry.bytes)),
-                beta,
-            ));
-        }
-        let local = self
-            .inner
-            .local
-            .as_deref()
-            .filter(|local| local.is_active());
-        if let Some(local) = local
-            && let Some(entry) = local.get(full_key).await
-            && let Some(decoded) = match typed {
-                Some(typed) => entry.read(typed, |bytes| self.decode_stamped(full_key, bytes)),
-                None => self.decode_stamped(full_key, &entry.bytes),
-            }
-            && let fetched = Fetched::of(decoded, Raw::Shared(Arc::clone(&entry.bytes)), beta)
-            && fetched.is_hit()
-        {
-            return Ok(fetched);
-        }
-        // Only the local tier needs the time of the read (to age the copy it keeps).
-        let read_at = local.map(|_| Instant::now());
-        // The local tier needs the store's ttl (to age its copy), and early refresh (to decide
-        // by the store's own countdown rather than by the writer's clock).
-        let found = match local.is_some() || early.is_some() {
-            true => self
-                .inner
-                .guarded
-                .get_with_ttl(full_key)
-                .await
-                .map(|found| found.map(|(bytes, ttl)| (bytes, Some(ttl)))),
-            false => self
-                .inner
-                .guarded
-                .get(full_key)
-                .await
-                .map(|found| found.map(|bytes| (bytes, None))),
-        };
-        let found = match self.counted(found) {
-            Ok(found) => found,
-            Err(err) => {
-                return self
-                    .degrade::<S>("GET", full_key, err)
-                    .map(|()| Fetched::Failed);
-            }
-        };
-        let Some((bytes, ttl)) = found else {
-            return Ok(Fetched::Miss);
-        };
-        let Some(mut decoded) = self.decode_stamped(full_key, &bytes) else {
-            self.discard(full_key).await;
-            return Ok(Fetched::Miss);
-        };
-        if let (Some(early), Some(KeyTtl::ExpiresIn(left)), Some(stamp)) =
-            (early, ttl, decoded.1.early.as_mut())
-        {
-            stamp.expires_at = early.expires_at(left);
-        }
-        let bytes = match (local, ttl) {
-            (Some(local), Some(KeyTtl::ExpiresIn(ttl)))
-                if decoded
-                    .1
-                    .fresh_until
-                    .is_none_or(|fresh_until| fresh_until > now_millis()) =>
-            {
-                let entry = Arc::new(Entry::new(bytes));
-                let read_at = read_at.unwrap_or_else(Instant::now);
-                local.put(full_key, Arc::clone(&entry), ttl, read_at).await;
-                Raw::Shared(Arc::clone(&entry.bytes))
-            }
-            _ => Raw::Owned(bytes),
-        };
-        Ok(Fetched::of(decoded, bytes, beta))
     }
 
     /// Takes the lock, or waits for the holder's value; computes without the lock once

@@ -4,7 +4,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
+use crate::cache::read::Fetched;
 use crate::cache::write::{Condition, Prepared};
+use crate::degrade::Strict;
 use crate::error::Result;
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
@@ -19,7 +21,11 @@ impl Cache {
     }
 
     /// Reads several values in one round trip (`MGET`); the result has one entry per key, in
-    /// order. Values that do not decode are misses, and are deleted and counted.
+    /// order. Values that do not decode are misses, and are deleted and counted. Each key
+    /// goes through the same read stages as [`get`](Cache::get): a key with a pending
+    /// invalidation is absent, the local tier answers what it holds (only the other keys are
+    /// read from the store) and keeps a copy of what the store returns, and a fail-safe value
+    /// past its ttl is a miss.
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore, Ttl};
@@ -44,30 +50,17 @@ impl Cache {
                 prefixed.iter().map(String::as_str).collect()
             }
         };
-        let found = self.counted(self.inner.guarded.mget(&names).await)?;
-        let mut undecodable = Vec::new();
-        let values: Vec<Option<T>> = found
+        let values: Vec<Option<T>> = self
+            .fetch_many::<Strict, T>(&names, None)
+            .await?
             .into_iter()
-            .zip(names)
-            .map(|(bytes, key)| {
-                if self.hidden(key) {
-                    return None;
-                }
-                let value = self.decode(key, bytes.as_deref()?);
-                if value.is_none() {
-                    undecodable.push(key.to_owned());
-                }
-                value
-            })
+            .map(Fetched::into_value)
             .collect();
         let hits = values.iter().filter(|value| value.is_some()).count() as u64;
         self.inner.counters.count(Event::Hit, hits);
         self.inner
             .counters
             .count(Event::Miss, values.len() as u64 - hits);
-        if !undecodable.is_empty() {
-            let _ = self.counted(self.inner.guarded.delete_many(&undecodable).await);
-        }
         Ok(values)
     }
 

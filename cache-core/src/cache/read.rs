@@ -1,16 +1,121 @@
-//! The read stages every read shares: a key that a pending invalidation may cover reads as
-//! absent ([`Cache::hidden`]), the store read is counted ([`Cache::read_stored`]), and bytes
-//! that do not decode are a miss, counted ([`Cache::decode`]). `get`, `exists`, `ttl`, the
-//! collections and `get_multi` use them; the get-or-set read (`compute.rs`'s `fetch`) starts
-//! with the same [`hidden`](Cache::hidden) and adds the local tier and the stamps.
+//! The read path. Every read goes through these stages, for one key or many:
+//!
+//! 1. [`hidden`](Cache::hidden): a key that a pending invalidation may cover reads as absent;
+//! 2. the in-process store's typed entry (a get-or-set hit copies the decoded value);
+//! 3. the local tier ([`CacheBuilder::local_cache`](crate::CacheBuilder::local_cache));
+//! 4. the store (`GET`, or one `MGET` for many keys; with the key's ttl when the local tier
+//!    or early refresh needs it), its errors counted and degraded;
+//! 5. [`open`](Cache::open): decode, unseal and read the stamp; bytes that do not decode
+//!    are a miss, counted, and [discarded](Cache::discard);
+//! 6. the stamp's verdict (fresh, stale for the fail-safe, due for an early refresh), and a
+//!    copy kept in the local tier.
+//!
+//! [`fetch`](Cache::fetch) runs them for one key (`get`, get-or-set) and
+//! [`fetch_many`](Cache::fetch_many) for several (`get_multi`); the collections, `exists`
+//! and `ttl` use stages 1, 4 and 5 ([`read_stored`](Cache::read_stored),
+//! [`decode_each`](Cache::decode_each), [`decode_field`](Cache::decode_field)).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::cache::Cache;
-use crate::degrade::Strict;
+use crate::cache::refresh::refreshes_early;
+use crate::cache::{Cache, now_millis};
+use crate::degrade::{Strict, Strictness};
 use crate::error::{Error, Result};
 use crate::frame::Stamp;
+use crate::local::Local;
+use crate::store::KeyTtl;
 use crate::telemetry::Event;
+use crate::typed::{Decoded, Entry, Typed};
+
+/// What a read of the store found.
+pub(super) enum Fetched<T> {
+    /// The value, decoded, and as stored.
+    Hit(T, Raw),
+    /// A hit whose read decided to refresh the value early.
+    Refresh(T, Raw),
+    /// A fail-safe value past its ttl: a miss, kept in case the recomputation fails.
+    Stale(T, Raw),
+    Miss,
+    /// The store failed (degraded, so not an error to the caller).
+    Failed,
+}
+
+/// What an early-refresh read needs: its `beta`, and the fail-safe window the value's store
+/// ttl carries past its freshness.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EarlyRead {
+    pub(super) beta: f64,
+    pub(super) window: Duration,
+}
+
+impl EarlyRead {
+    /// When, by this process's clock, a value the store keeps for `left` more stops being
+    /// fresh: the store's own countdown, so neither the writer's clock nor a later
+    /// `expire()` skews the decision.
+    fn expires_at(self, left: Duration) -> u64 {
+        let fresh_for = left.saturating_sub(self.window);
+        now_millis().saturating_add(u64::try_from(fresh_for.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+impl<T> Fetched<T> {
+    /// A hit; a stale value once its freshness stamp has passed; given an early-refresh
+    /// `beta`, a hit that refreshes, as the value's early stamp decides.
+    #[inline(always)]
+    pub(super) fn of((value, stamp): Decoded<T>, bytes: Raw, beta: Option<f64>) -> Fetched<T> {
+        if stamp == Stamp::default() {
+            return Fetched::Hit(value, bytes);
+        }
+        Fetched::stamped(value, stamp, bytes, beta)
+    }
+
+    #[inline(never)]
+    fn stamped(value: T, stamp: Stamp, bytes: Raw, beta: Option<f64>) -> Fetched<T> {
+        let now = now_millis();
+        if stamp.fresh_until.is_some_and(|at| at <= now) {
+            return Fetched::Stale(value, bytes);
+        }
+        match (beta, stamp.early) {
+            (Some(beta), Some(early)) if refreshes_early(now, early, beta) => {
+                Fetched::Refresh(value, bytes)
+            }
+            _ => Fetched::Hit(value, bytes),
+        }
+    }
+
+    /// The usable value (a hit, refreshing or not), if any.
+    pub(super) fn into_value(self) -> Option<T> {
+        match self {
+            Fetched::Hit(value, _) | Fetched::Refresh(value, _) => Some(value),
+            Fetched::Stale(..) | Fetched::Miss | Fetched::Failed => None,
+        }
+    }
+
+    /// Whether this is a usable value (a hit, refreshing or not).
+    pub(super) fn is_hit(&self) -> bool {
+        matches!(self, Fetched::Hit(..) | Fetched::Refresh(..))
+    }
+}
+
+/// A value's stored bytes: as read from the store, or shared with the local tier (so that a
+/// local hit copies nothing).
+pub(super) enum Raw {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Raw {
+    pub(super) fn into_shared(self) -> Arc<Vec<u8>> {
+        match self {
+            Raw::Owned(bytes) => Arc::new(bytes),
+            Raw::Shared(bytes) => bytes,
+        }
+    }
+}
 
 impl Cache {
     /// Whether a read of `full_key` must be absent because an invalidation that may cover it
@@ -124,13 +229,278 @@ impl Cache {
         Ok(value)
     }
 
-    pub(crate) async fn discard(&self, full_key: &str) {
+    /// Decodes a value and its stamp, the common case (no stamp) first.
+    #[inline(always)]
+    fn decode_with_stamp<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Option<Decoded<T>> {
+        match self.inner.format.decode_common(bytes) {
+            Some(value) => Some((value, Stamp::default())),
+            None => self.decode_stamped(key, bytes),
+        }
+    }
+
+    /// The local tier, while it may serve reads (subscribed to the invalidation notices).
+    #[inline]
+    fn local_tier(&self) -> Option<&Local> {
+        self.inner
+            .local
+            .as_deref()
+            .filter(|local| local.is_active())
+    }
+
+    /// Reads and decodes `full_key`; a store failure is a miss unless strict.
+    pub(crate) async fn read_or_degrade<S: Strictness, T: DeserializeOwned>(
+        &self,
+        full_key: &str,
+    ) -> std::result::Result<Option<T>, S::Error> {
+        Ok(self.fetch::<S, T>(full_key, None, None).await?.into_value())
+    }
+
+    /// Reads `full_key` through every stage of the read path and returns the value with its
+    /// stored bytes; a store failure is [`Fetched::Failed`] unless strict. Given `typed`, an
+    /// in-process hit copies the decoded value the store keeps. Given an early-refresh read,
+    /// a hit may decide to refresh ([`Fetched::Refresh`]).
+    pub(super) async fn fetch<S: Strictness, T: DeserializeOwned>(
+        &self,
+        full_key: &str,
+        typed: Option<Typed<T>>,
+        early: Option<EarlyRead>,
+    ) -> std::result::Result<Fetched<T>, S::Error> {
+        let beta = early.map(|early| early.beta);
+        if self.hidden(full_key) {
+            return Ok(Fetched::Miss);
+        }
+        if let (Some(typed), Some(memory)) = (typed, &self.inner.memory)
+            // an error (a key of another type) takes the general path, which reports it
+            && let Ok(found) = self.timed_read(memory.entry(full_key)).await
+        {
+            let Some(entry) = found else {
+                return Ok(Fetched::Miss);
+            };
+            let Some(decoded) = entry.read(typed, |bytes| self.decode_stamped(full_key, bytes))
+            else {
+                self.discard(&[full_key]).await;
+                return Ok(Fetched::Miss);
+            };
+            return Ok(Fetched::of(
+                decoded,
+                Raw::Shared(Arc::clone(&entry.bytes)),
+                beta,
+            ));
+        }
+        let local = self.local_tier();
+        if let Some(local) = local
+            && let Some(fetched) = self.read_local(local, full_key, typed, beta).await
+        {
+            return Ok(fetched);
+        }
+        // Only the local tier needs the time of the read (to age the copy it keeps).
+        let read_at = local.map(|_| Instant::now());
+        // The local tier needs the store's ttl (to age its copy), and early refresh (to decide
+        // by the store's own countdown rather than by the writer's clock).
+        let found = match local.is_some() || early.is_some() {
+            true => self
+                .inner
+                .guarded
+                .get_with_ttl(full_key)
+                .await
+                .map(|found| found.map(|(bytes, ttl)| (bytes, Some(ttl)))),
+            false => self
+                .inner
+                .guarded
+                .get(full_key)
+                .await
+                .map(|found| found.map(|bytes| (bytes, None))),
+        };
+        let found = match self.counted(found) {
+            Ok(found) => found,
+            Err(err) => {
+                return self
+                    .degrade::<S>("GET", full_key, err)
+                    .map(|()| Fetched::Failed);
+            }
+        };
+        let Some((bytes, ttl)) = found else {
+            return Ok(Fetched::Miss);
+        };
+        let Some(decoded) = self.decode_stamped(full_key, &bytes) else {
+            self.discard(&[full_key]).await;
+            return Ok(Fetched::Miss);
+        };
+        Ok(self
+            .open(full_key, decoded, bytes, ttl, early, local, read_at)
+            .await)
+    }
+
+    /// [`fetch`](Cache::fetch) for several keys: the stages run per key, and the keys that
+    /// neither stage 1 nor the local tier answer are read from the store in one `MGET` (one
+    /// per slot on a cluster, pipelined per primary). Undecodable values are discarded in one
+    /// request. The result has one entry per key, in order.
+    pub(super) async fn fetch_many<S: Strictness, T: DeserializeOwned>(
+        &self,
+        full_keys: &[&str],
+        early: Option<EarlyRead>,
+    ) -> std::result::Result<Vec<Fetched<T>>, S::Error> {
+        let beta = early.map(|early| early.beta);
+        let local = self.local_tier();
+        let mut fetched: Vec<Fetched<T>> = Vec::with_capacity(full_keys.len());
+        let mut wanted: Vec<usize> = Vec::new();
+        for (index, &key) in full_keys.iter().enumerate() {
+            if self.hidden(key) {
+                fetched.push(Fetched::Miss);
+                continue;
+            }
+            if let Some(local) = local
+                && let Some(found) = self.read_local(local, key, None, beta).await
+            {
+                fetched.push(found);
+                continue;
+            }
+            fetched.push(Fetched::Miss);
+            wanted.push(index);
+        }
+        if wanted.is_empty() {
+            return Ok(fetched);
+        }
+        let read_at = local.map(|_| Instant::now());
+        // Without a local tier or hidden keys, the keys as given: no list to build.
+        let names: Vec<&str>;
+        let names: &[&str] = match wanted.len() == full_keys.len() {
+            true => full_keys,
+            false => {
+                names = wanted.iter().map(|&index| full_keys[index]).collect();
+                &names
+            }
+        };
+        let found = match local.is_some() || early.is_some() {
+            true => self.inner.guarded.mget_with_ttl(names).await.map(|found| {
+                found
+                    .into_iter()
+                    .map(|found| found.map(|(bytes, ttl)| (bytes, Some(ttl))))
+                    .collect()
+            }),
+            false => self.inner.guarded.mget(names).await.map(|found| {
+                found
+                    .into_iter()
+                    .map(|found| found.map(|bytes| (bytes, None)))
+                    .collect::<Vec<_>>()
+            }),
+        };
+        let found = match self.counted(found) {
+            Ok(found) => found,
+            Err(err) => {
+                self.degrade::<S>("MGET", names[0], err)?;
+                for index in wanted {
+                    fetched[index] = Fetched::Failed;
+                }
+                return Ok(fetched);
+            }
+        };
+        let mut undecodable = Vec::new();
+        for (index, found) in wanted.into_iter().zip(found) {
+            let Some((bytes, ttl)) = found else {
+                continue;
+            };
+            let key = full_keys[index];
+            let Some(decoded) = self.decode_with_stamp(key, &bytes) else {
+                undecodable.push(key);
+                continue;
+            };
+            fetched[index] = self
+                .open(key, decoded, bytes, ttl, early, local, read_at)
+                .await;
+        }
+        if !undecodable.is_empty() {
+            self.discard(&undecodable).await;
+        }
+        Ok(fetched)
+    }
+
+    /// Stage 3: the local tier's copy of `full_key`, if it is a usable value (a stale one
+    /// goes to the store, which may hold a fresher value).
+    async fn read_local<T: DeserializeOwned>(
+        &self,
+        local: &Local,
+        full_key: &str,
+        typed: Option<Typed<T>>,
+        beta: Option<f64>,
+    ) -> Option<Fetched<T>> {
+        let entry = local.get(full_key).await?;
+        let decoded = match typed {
+            Some(typed) => entry.read(typed, |bytes| self.decode_stamped(full_key, bytes)),
+            None => self.decode_stamped(full_key, &entry.bytes),
+        }?;
+        let fetched = Fetched::of(decoded, Raw::Shared(Arc::clone(&entry.bytes)), beta);
+        fetched.is_hit().then_some(fetched)
+    }
+
+    /// Stage 6 for a value read from the store: the early-refresh stamp follows the store's
+    /// countdown (`ttl`), a fresh value is kept in the local tier (unless an invalidation
+    /// overtook the read, made at `read_at`), and the stamp gives its verdict.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    async fn open<T>(
+        &self,
+        full_key: &str,
+        mut decoded: Decoded<T>,
+        bytes: Vec<u8>,
+        ttl: Option<KeyTtl>,
+        early: Option<EarlyRead>,
+        local: Option<&Local>,
+        read_at: Option<Instant>,
+    ) -> Fetched<T> {
+        if let (Some(early), Some(KeyTtl::ExpiresIn(left)), Some(stamp)) =
+            (early, ttl, decoded.1.early.as_mut())
+        {
+            stamp.expires_at = early.expires_at(left);
+        }
+        let bytes = match (local, ttl) {
+            (Some(local), Some(KeyTtl::ExpiresIn(ttl)))
+                if decoded
+                    .1
+                    .fresh_until
+                    .is_none_or(|fresh_until| fresh_until > now_millis()) =>
+            {
+                let entry = Arc::new(Entry::new(bytes));
+                let read_at = read_at.unwrap_or_else(Instant::now);
+                local.put(full_key, Arc::clone(&entry), ttl, read_at).await;
+                Raw::Shared(Arc::clone(&entry.bytes))
+            }
+            _ => Raw::Owned(bytes),
+        };
+        Fetched::of(decoded, bytes, early.map(|early| early.beta))
+    }
+
+    /// Removes values that do not decode, from the local tier and the store (one request);
+    /// a failure is logged and counted, never returned (the read is a miss either way).
+    pub(crate) async fn discard(&self, full_keys: &[&str]) {
+        let owned: Vec<String> = full_keys.iter().map(|&key| key.to_owned()).collect();
         if let Some(local) = &self.inner.local {
-            local.forget(&[full_key.to_owned()], &[]).await;
+            local.forget(&owned, &[]).await;
         }
-        if let Err(err) = self.inner.guarded.delete(full_key).await {
+        if let Err(err) = self.inner.guarded.delete_many(&owned).await {
             self.inner.counters.error();
-            tracing::warn!(key = full_key, error = %err, "could not delete an undecodable value");
+            tracing::warn!(keys = ?full_keys, error = %err, "could not delete undecodable values");
         }
+    }
+
+    /// An in-process read outside the guarded store, timed for the metrics as the guarded
+    /// store times its operations.
+    #[cfg(feature = "metrics")]
+    async fn timed_read<T>(&self, read: impl Future<Output = Result<T>>) -> Result<T> {
+        let meter = &self.inner.counters.meter;
+        let started = Instant::now();
+        let result = read.await;
+        meter.store_operation("GET", Some(started.elapsed()), result.as_ref().err());
+        result
+    }
+
+    /// Without metrics, the read itself (no extra future around it).
+    #[cfg(not(feature = "metrics"))]
+    fn timed_read<F: Future>(&self, read: F) -> F {
+        read
     }
 }

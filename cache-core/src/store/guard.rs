@@ -332,6 +332,13 @@ impl Guarded {
         self.run("GET", self.requests.get_with_ttl(key)).await
     }
 
+    pub(crate) async fn mget_with_ttl(
+        &self,
+        keys: &[&str],
+    ) -> Result<Vec<Option<(Vec<u8>, KeyTtl)>>> {
+        self.run("MGET", self.requests.mget_with_ttl(keys)).await
+    }
+
     pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
         self.run("PUBLISH", self.requests.publish(channel, message))
             .await

@@ -217,6 +217,21 @@ pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
         }
     }
 
+    /// Reads several values and their remaining lifetimes; the result has one entry per key,
+    /// in order. The default reads the values in one [`mget`](Store::mget), then the
+    /// lifetime of each value found with [`ttl`](Store::ttl); a backend that can pipeline
+    /// should do it all in one round trip, as [`RedisStore`] does.
+    async fn mget_with_ttl(&self, keys: &[&str]) -> Result<Vec<Option<(Vec<u8>, KeyTtl)>>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for (key, bytes) in keys.iter().zip(self.mget(keys).await?) {
+            found.push(match bytes {
+                Some(bytes) => Some((bytes, self.ttl(key).await?)),
+                None => None,
+            });
+        }
+        Ok(found)
+    }
+
     /// Sends `message` to every subscriber of `channel` in any process sharing the store
     /// (Redis `PUBLISH`). Stores without a message bus do nothing.
     async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {

@@ -269,6 +269,10 @@ impl Store for RedisStore {
         Ok(bytes.map(|bytes| (bytes, key_ttl(millis))))
     }
 
+    async fn mget_with_ttl(&self, keys: &[&str]) -> Result<Vec<Option<(Vec<u8>, KeyTtl)>>> {
+        self.mget_with_ttl_values(keys).await
+    }
+
     async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
         self.query(
             "PUBLISH",

@@ -8,13 +8,13 @@ use futures_util::future::join_all;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{FromRedisValue, RedisError, RedisResult, Value};
 
-use super::commands::ttl_millis;
+use super::commands::{key_ttl, ttl_millis};
 use super::scripts::WRITE_WITH_TTL;
 use super::{Link, RedisStore, SCAN_BATCH};
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
-use crate::store::Store;
 use crate::store::cluster::{self, Cluster};
+use crate::store::{KeyTtl, Store};
 
 impl RedisStore {
     /// Runs a Lua script under the store's command timeout, with the store's error mapping;
@@ -212,6 +212,80 @@ impl RedisStore {
             }
         }
         Ok(values)
+    }
+
+    /// `MGET keys..` and a `PTTL` of each key in one round trip: one pipeline on a server,
+    /// one `MGET` per slot and the `PTTL`s beside it, pipelined per primary, on a cluster.
+    pub(super) async fn mget_with_ttl_values(
+        &self,
+        keys: &[&str],
+    ) -> Result<Vec<Option<(Vec<u8>, KeyTtl)>>> {
+        let Some(&first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        let pttl = |key: &str| redis::cmd("PTTL").arg(key).to_owned();
+        let (values, ttls): (Vec<Option<Vec<u8>>>, Vec<Value>) = match &self.connection.0 {
+            Link::Cluster(cluster) => {
+                let groups = cluster::by_slot(keys);
+                let mut commands: Vec<(u16, redis::Cmd)> = groups
+                    .iter()
+                    .map(|(slot, indices)| {
+                        let mut cmd = redis::cmd("MGET");
+                        for &index in indices {
+                            cmd.arg(keys[index]);
+                        }
+                        (*slot, cmd)
+                    })
+                    .collect();
+                commands.extend(
+                    keys.iter()
+                        .map(|key| (cluster::slot(key.as_bytes()), pttl(key))),
+                );
+                let mut replies = self
+                    .bounded("MGET", first, cluster.scatter(&commands))
+                    .await?;
+                let ttls = replies.split_off(groups.len());
+                let mut values = vec![None; keys.len()];
+                for ((_, indices), reply) in groups.into_iter().zip(replies) {
+                    let found = Vec::<Option<Vec<u8>>>::from_redis_value(reply)
+                        .map_err(|err| Error::redis("MGET")(err.into()))?;
+                    for (index, value) in indices.into_iter().zip(found) {
+                        values[index] = value;
+                    }
+                }
+                (values, ttls)
+            }
+            Link::Node(_) | Link::Sentinel(_) => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("MGET").arg(keys);
+                for key in keys {
+                    pipe.add_command(pttl(key));
+                }
+                let mut replies: Vec<Value> = self.query_pipe("MGET", first, &pipe).await?;
+                let ttls = replies.split_off(1.min(replies.len()));
+                let values = match replies.pop() {
+                    Some(reply) => Vec::<Option<Vec<u8>>>::from_redis_value(reply)
+                        .map_err(|err| Error::redis("MGET")(err.into()))?,
+                    None => Vec::new(),
+                };
+                (values, ttls)
+            }
+        };
+        if values.len() != keys.len() || ttls.len() != keys.len() {
+            return Err(Error::redis("MGET")(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "a reply of another length than the keys asked for",
+            ))));
+        }
+        values
+            .into_iter()
+            .zip(ttls)
+            .map(|(value, ttl)| {
+                let millis =
+                    i64::from_redis_value(ttl).map_err(|err| Error::redis("PTTL")(err.into()))?;
+                Ok(value.map(|bytes| (bytes, key_ttl(millis))))
+            })
+            .collect()
     }
 
     /// Runs one command under the command timeout.
