@@ -21,6 +21,9 @@ pub(crate) enum Outcome {
     Failed(Shared),
     /// Nothing to share: each follower computes on its own.
     Alone,
+    /// The source has no value for the key (a batch loader left it out): a batch follower
+    /// takes it as absent, a single-key follower computes on its own.
+    Absent,
 }
 
 #[derive(Default)]

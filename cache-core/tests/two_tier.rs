@@ -362,24 +362,6 @@ async fn an_early_refresh_from_a_local_copy_reaches_the_other_instances() {
     println!("refreshed value seen by the other instance after {took:?}");
 }
 
-/// `calls` of `command` in the server's `INFO commandstats`.
-async fn command_calls(server: &RedisServer, command: &str) -> u64 {
-    let client = redis::Client::open(server.url()).expect("a client");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut connection)
-        .await
-        .expect("INFO commandstats");
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |calls| calls.parse().expect("a call count"))
-}
-
 /// Reads `keys` with `get_multi` until every one of them is answered by the local tier.
 async fn until_all_local(cache: &Cache, keys: &[&str], expected: &[Option<u32>]) {
     let started = Instant::now();
@@ -408,10 +390,8 @@ async fn get_multi_goes_through_the_local_tier() {
     until_all_local(&b, &["m1", "m2", "m3"], &[Some(1), Some(2), Some(3)]).await;
 
     // Kept keys cost nothing; the store is asked only for the others, in one MGET.
-    let (mgets, gets) = (
-        command_calls(&server, "mget").await,
-        command_calls(&server, "get").await,
-    );
+    let calls = |command| server.command_calls(command).expect("INFO commandstats");
+    let (mgets, gets) = (calls("mget"), calls("get"));
     let before = b.stats().local_hits;
     let values = b
         .get_multi::<u32, _>(&["m1", "m4", "m2", "m3"])
@@ -419,8 +399,8 @@ async fn get_multi_goes_through_the_local_tier() {
         .expect("MGET");
     assert_eq!(values, [Some(1), None, Some(2), Some(3)]);
     assert_eq!(b.stats().local_hits - before, 3);
-    assert_eq!(command_calls(&server, "mget").await - mgets, 1, "one MGET");
-    assert_eq!(command_calls(&server, "get").await, gets, "no GET per key");
+    assert_eq!(calls("mget") - mgets, 1, "one MGET");
+    assert_eq!(calls("get"), gets, "no GET per key");
 
     // Another instance's write reaches the copies get_multi keeps.
     a.set("m2", &20u32, Ttl::Long).await.expect("set");

@@ -206,6 +206,34 @@ impl RedisServer {
         }
     }
 
+    /// How many times the server ran `command` (`calls` in `INFO commandstats`, 0 if never),
+    /// read with `redis-cli`: count round trips in a test instead of timing them.
+    ///
+    /// ```no_run
+    /// # fn main() -> cache_core::Result<()> {
+    /// let server = cache_testing::RedisServer::start_private()?;
+    /// let before = server.command_calls("mget")?;
+    /// // ... run the code under test ...
+    /// assert_eq!(server.command_calls("mget")? - before, 1, "one MGET");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn command_calls(&self, command: &str) -> Result<u64> {
+        let owned = self.owned("read the command statistics of")?;
+        let output = Command::new("redis-cli")
+            .args(["-p", &owned.port.to_string(), "INFO", "commandstats"])
+            .output()
+            .map_err(harness("could not run redis-cli (is it on the PATH?)"))?;
+        let info = String::from_utf8_lossy(&output.stdout);
+        let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
+        Ok(info
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// A [`Config`] for this server with short timeouts (1 s connect, 1 s command), so that
     /// failing tests fail fast. For a [TLS](RedisServer::start_tls) server it trusts the test
     /// authority, and presents the client certificate when the server requires one.

@@ -374,7 +374,7 @@ impl Cache {
                             self.decode::<P::Value>(full, &bytes).map(P::hit)
                         }
                         Some(Outcome::Failed(failure)) => P::failure(&failure),
-                        Some(Outcome::Alone) => None,
+                        Some(Outcome::Alone | Outcome::Absent) => None,
                         None => continue,
                     };
                     return Ok(match shared {
@@ -466,7 +466,7 @@ impl Cache {
     }
 
     /// Keeps the last good bytes of a fail-safe key in process.
-    async fn remember(&self, full_key: &str, bytes: Raw) {
+    pub(super) async fn remember(&self, full_key: &str, bytes: Raw) {
         self.inner
             .last_good
             .insert(full_key.to_owned(), bytes.into_shared())

@@ -25,6 +25,7 @@ use crate::store::guard::Guarded;
 use crate::store::{KeyTtl, MemoryStore, Store};
 use crate::ttl::Ttl;
 
+mod batch;
 pub(crate) mod builder;
 mod collections;
 mod compute;

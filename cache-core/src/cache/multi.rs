@@ -51,11 +51,8 @@ impl Cache {
             }
         };
         let values: Vec<Option<T>> = self
-            .fetch_many::<Strict, T>(&names, None)
-            .await?
-            .into_iter()
-            .map(Fetched::into_value)
-            .collect();
+            .fetch_many::<Strict, T, _>(&names, None, Fetched::into_value)
+            .await?;
         let hits = values.iter().filter(|value| value.is_some()).count() as u64;
         self.inner.counters.count(Event::Hit, hits);
         self.inner

@@ -88,6 +88,7 @@ impl<T> Fetched<T> {
     }
 
     /// The usable value (a hit, refreshing or not), if any.
+    #[inline(always)]
     pub(super) fn into_value(self) -> Option<T> {
         match self {
             Fetched::Hit(value, _) | Fetched::Refresh(value, _) => Some(value),
@@ -330,37 +331,44 @@ impl Cache {
             self.discard(&[full_key]).await;
             return Ok(Fetched::Miss);
         };
-        Ok(self
-            .open(full_key, decoded, bytes, ttl, early, local, read_at)
-            .await)
+        Ok(match local {
+            None => Cache::verdict(decoded, Raw::Owned(bytes), ttl, early),
+            Some(_) => {
+                self.open(full_key, decoded, bytes, ttl, early, local, read_at)
+                    .await
+            }
+        })
     }
 
     /// [`fetch`](Cache::fetch) for several keys: the stages run per key, and the keys that
     /// neither stage 1 nor the local tier answer are read from the store in one `MGET` (one
     /// per slot on a cluster, pipelined per primary). Undecodable values are discarded in one
-    /// request. The result has one entry per key, in order.
-    pub(super) async fn fetch_many<S: Strictness, T: DeserializeOwned>(
+    /// request. The result has one entry per key, in order, each `Fetched` turned into what
+    /// the caller keeps by `keep` (so that a caller that keeps only the value builds no list
+    /// of `Fetched`).
+    pub(super) async fn fetch_many<S: Strictness, T: DeserializeOwned, O>(
         &self,
         full_keys: &[&str],
         early: Option<EarlyRead>,
-    ) -> std::result::Result<Vec<Fetched<T>>, S::Error> {
+        keep: impl Fn(Fetched<T>) -> O,
+    ) -> std::result::Result<Vec<O>, S::Error> {
         let beta = early.map(|early| early.beta);
         let local = self.local_tier();
-        let mut fetched: Vec<Fetched<T>> = Vec::with_capacity(full_keys.len());
+        let mut fetched: Vec<O> = Vec::with_capacity(full_keys.len());
         let mut wanted: Vec<usize> = Vec::new();
         for (index, &key) in full_keys.iter().enumerate() {
-            if self.hidden(key) {
-                fetched.push(Fetched::Miss);
-                continue;
-            }
-            if let Some(local) = local
+            let hidden = self.hidden(key);
+            if !hidden
+                && let Some(local) = local
                 && let Some(found) = self.read_local(local, key, None, beta).await
             {
-                fetched.push(found);
+                fetched.push(keep(found));
                 continue;
             }
-            fetched.push(Fetched::Miss);
-            wanted.push(index);
+            fetched.push(keep(Fetched::Miss));
+            if !hidden {
+                wanted.push(index);
+            }
         }
         if wanted.is_empty() {
             return Ok(fetched);
@@ -375,30 +383,38 @@ impl Cache {
                 &names
             }
         };
-        let found = match local.is_some() || early.is_some() {
-            true => self.inner.guarded.mget_with_ttl(names).await.map(|found| {
-                found
-                    .into_iter()
-                    .map(|found| found.map(|(bytes, ttl)| (bytes, Some(ttl))))
-                    .collect()
-            }),
-            false => self.inner.guarded.mget(names).await.map(|found| {
-                found
-                    .into_iter()
-                    .map(|found| found.map(|bytes| (bytes, None)))
-                    .collect::<Vec<_>>()
-            }),
+        // One of the two is read: with the ttls when the local tier or early refresh need
+        // them.
+        let (mut plain, mut with_ttl) = (Vec::new(), Vec::new());
+        let read = match local.is_some() || early.is_some() {
+            true => self
+                .inner
+                .guarded
+                .mget_with_ttl(names)
+                .await
+                .map(|found| with_ttl = found),
+            false => self
+                .inner
+                .guarded
+                .mget(names)
+                .await
+                .map(|found| plain = found),
         };
-        let found = match self.counted(found) {
-            Ok(found) => found,
-            Err(err) => {
-                self.degrade::<S>("MGET", names[0], err)?;
-                for index in wanted {
-                    fetched[index] = Fetched::Failed;
-                }
-                return Ok(fetched);
+        if let Err(err) = self.counted(read) {
+            self.degrade::<S>("MGET", names[0], err)?;
+            for index in wanted {
+                fetched[index] = keep(Fetched::Failed);
             }
-        };
+            return Ok(fetched);
+        }
+        let found = plain
+            .into_iter()
+            .map(|found| found.map(|bytes| (bytes, None)))
+            .chain(
+                with_ttl
+                    .into_iter()
+                    .map(|found| found.map(|(bytes, ttl)| (bytes, Some(ttl)))),
+            );
         let mut undecodable = Vec::new();
         for (index, found) in wanted.into_iter().zip(found) {
             let Some((bytes, ttl)) = found else {
@@ -409,9 +425,13 @@ impl Cache {
                 undecodable.push(key);
                 continue;
             };
-            fetched[index] = self
-                .open(key, decoded, bytes, ttl, early, local, read_at)
-                .await;
+            fetched[index] = keep(match local {
+                None => Cache::verdict(decoded, Raw::Owned(bytes), ttl, early),
+                Some(_) => {
+                    self.open(key, decoded, bytes, ttl, early, local, read_at)
+                        .await
+                }
+            });
         }
         if !undecodable.is_empty() {
             self.discard(&undecodable).await;
@@ -437,26 +457,20 @@ impl Cache {
         fetched.is_hit().then_some(fetched)
     }
 
-    /// Stage 6 for a value read from the store: the early-refresh stamp follows the store's
-    /// countdown (`ttl`), a fresh value is kept in the local tier (unless an invalidation
-    /// overtook the read, made at `read_at`), and the stamp gives its verdict.
-    #[inline(always)]
+    /// Stage 6 for a value read from the store: a fresh value is kept in the local tier
+    /// (unless an invalidation overtook the read, made at `read_at`), then
+    /// [`verdict`](Cache::verdict).
     #[allow(clippy::too_many_arguments)]
     async fn open<T>(
         &self,
         full_key: &str,
-        mut decoded: Decoded<T>,
+        decoded: Decoded<T>,
         bytes: Vec<u8>,
         ttl: Option<KeyTtl>,
         early: Option<EarlyRead>,
         local: Option<&Local>,
         read_at: Option<Instant>,
     ) -> Fetched<T> {
-        if let (Some(early), Some(KeyTtl::ExpiresIn(left)), Some(stamp)) =
-            (early, ttl, decoded.1.early.as_mut())
-        {
-            stamp.expires_at = early.expires_at(left);
-        }
         let bytes = match (local, ttl) {
             (Some(local), Some(KeyTtl::ExpiresIn(ttl)))
                 if decoded
@@ -471,6 +485,24 @@ impl Cache {
             }
             _ => Raw::Owned(bytes),
         };
+        Cache::verdict(decoded, bytes, ttl, early)
+    }
+
+    /// The stamp's verdict on a value read from the store (fresh, stale, due for an early
+    /// refresh), its early-refresh stamp following the store's countdown (`ttl`) rather than
+    /// the writer's clock.
+    #[inline(always)]
+    fn verdict<T>(
+        mut decoded: Decoded<T>,
+        bytes: Raw,
+        ttl: Option<KeyTtl>,
+        early: Option<EarlyRead>,
+    ) -> Fetched<T> {
+        if let (Some(early), Some(KeyTtl::ExpiresIn(left)), Some(stamp)) =
+            (early, ttl, decoded.1.early.as_mut())
+        {
+            stamp.expires_at = early.expires_at(left);
+        }
         Fetched::of(decoded, bytes, early.map(|early| early.beta))
     }
 

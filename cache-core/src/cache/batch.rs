@@ -1,0 +1,266 @@
+//! Batch get-or-set: many keys, one read, one loader call, one write, through the same read
+//! stages ([`fetch_many`](Cache::fetch_many)), single flight and write path
+//! ([`prepare`](Cache::prepare), [`commit`](Cache::commit)) as a single key.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::Cache;
+use crate::cache::read::Fetched;
+use crate::cache::write::{Condition, Prepared};
+use crate::degrade::{Lenient, Strict, Strictness};
+use crate::error::Result;
+use crate::flight::{Leader, Outcome, Role, follow};
+use crate::telemetry::Event;
+use crate::ttl::SetOptions;
+
+/// A key still without a value.
+struct Wanted<I> {
+    id: I,
+    full: String,
+    /// Whether it may wait on another caller's computation (not after that caller gave up
+    /// on it).
+    may_follow: bool,
+}
+
+impl Cache {
+    /// Reads the values of many ids at once; the ids whose values are not cached are loaded
+    /// with **one** call of `loader`, and its values are cached and returned.
+    ///
+    /// `key` gives each id's cache key. The cached values are read in one `MGET` (on a
+    /// cluster one per slot, pipelined per primary), `loader` receives only the missing ids,
+    /// and what it returns is written in one pipeline. Every key goes through the stages of a
+    /// single [`get_or_set`](Cache::get_or_set): the local tier, encryption, ttl classes,
+    /// jitter, tags and the fail-safe apply per key, and single flight is shared with the
+    /// single-key calls: an id that another caller (a `get_or_set`, or another batch) is
+    /// already computing is waited on, not loaded twice.
+    ///
+    /// The result maps each id that has a value to it. An id that `loader` leaves out has
+    /// no value: it is absent from the result and nothing is cached for it. To remember that
+    /// an id has no value (negative caching, like the macros' `cache_none`), make the value
+    /// an `Option` and return `None` for it. Ids that `loader` returns but was not asked
+    /// for are ignored.
+    ///
+    /// `loader` is called once, with every id that is neither cached nor being computed by
+    /// another caller; it is called again only for ids whose other caller gave up (was
+    /// cancelled, or could not share its value), and not at all when every value is cached.
+    /// The loader cannot fail, so a fail-safe value past its ttl is a miss here (it is kept
+    /// for the single-key calls); the distributed [`lock`](SetOptions::lock) is not taken
+    /// per key.
+    ///
+    /// Store errors count as misses and failed writes are logged and counted; in
+    /// [strict](crate::CacheBuilder::strict) mode they are returned instead.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # use std::collections::HashMap;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// async fn names_from_db(ids: Vec<u64>) -> HashMap<u64, String> {
+    ///     ids.into_iter().filter(|id| *id != 404).map(|id| (id, format!("user {id}"))).collect()
+    /// }
+    /// cache.set("user:name:1", &"Ada", Ttl::Default).await?;
+    /// let names = cache
+    ///     .get_or_set_multi([1, 2, 404], |id| format!("user:name:{id}"), Ttl::Default, names_from_db)
+    ///     .await?;
+    /// assert_eq!(names[&1], "Ada");
+    /// assert_eq!(names[&2], "user 2");
+    /// assert!(!names.contains_key(&404));
+    /// assert_eq!((cache.stats().hits, cache.stats().misses), (1, 2));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_or_set_multi<I, T, K, F, Fut, L>(
+        &self,
+        ids: impl IntoIterator<Item = I>,
+        key: K,
+        options: impl Into<SetOptions>,
+        loader: F,
+    ) -> Result<HashMap<I, T>>
+    where
+        I: Eq + Hash + Clone,
+        T: Serialize + DeserializeOwned,
+        K: Fn(&I) -> String,
+        F: FnMut(Vec<I>) -> Fut,
+        Fut: Future<Output = L>,
+        L: IntoIterator<Item = (I, T)>,
+    {
+        let options = options.into();
+        if self.inner.strict {
+            return self
+                .batch::<Strict, _, _, _, _, _, _>(ids, key, options, loader)
+                .await;
+        }
+        match self
+            .batch::<Lenient, _, _, _, _, _, _>(ids, key, options, loader)
+            .await
+        {
+            Ok(found) => Ok(found),
+            Err(never) => match never {},
+        }
+    }
+
+    async fn batch<S: Strictness, I, T, K, F, Fut, L>(
+        &self,
+        ids: impl IntoIterator<Item = I>,
+        key: K,
+        options: SetOptions,
+        mut loader: F,
+    ) -> std::result::Result<HashMap<I, T>, S::Error>
+    where
+        I: Eq + Hash + Clone,
+        T: Serialize + DeserializeOwned,
+        K: Fn(&I) -> String,
+        F: FnMut(Vec<I>) -> Fut,
+        Fut: Future<Output = L>,
+        L: IntoIterator<Item = (I, T)>,
+    {
+        let mut seen = HashSet::new();
+        let ids: Vec<I> = ids
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        drop(seen);
+        let fulls: Vec<String> = ids
+            .iter()
+            .map(|id| self.full_key(&key(id)).into_owned())
+            .collect();
+        let names: Vec<&str> = fulls.iter().map(String::as_str).collect();
+        let window = options.stale_window().or(self.inner.fail_safe);
+        let fetched = self
+            .fetch_many::<S, T, _>(&names, None, |fetched| fetched)
+            .await?;
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut pending = Vec::new();
+        for ((id, full), fetched) in ids.into_iter().zip(fulls).zip(fetched) {
+            match fetched {
+                Fetched::Hit(value, bytes) | Fetched::Refresh(value, bytes) => {
+                    if window.is_some() {
+                        self.remember(&full, bytes).await;
+                    }
+                    found.insert(id, value);
+                }
+                Fetched::Stale(..) | Fetched::Miss | Fetched::Failed => pending.push(Wanted {
+                    id,
+                    full,
+                    may_follow: true,
+                }),
+            }
+        }
+        self.inner.counters.count(Event::Hit, found.len() as u64);
+        self.inner.counters.count(Event::Miss, pending.len() as u64);
+        while !pending.is_empty() {
+            pending = self
+                .load_missing::<S, _, _, _, _, _>(pending, &options, &mut loader, &mut found)
+                .await?;
+        }
+        Ok(found)
+    }
+
+    /// One round of a batch's misses: leads the keys nobody computes (one loader call, one
+    /// write), then waits for the others; returns the keys whose leader gave up.
+    async fn load_missing<S: Strictness, I, T, F, Fut, L>(
+        &self,
+        pending: Vec<Wanted<I>>,
+        options: &SetOptions,
+        loader: &mut F,
+        found: &mut HashMap<I, T>,
+    ) -> std::result::Result<Vec<Wanted<I>>, S::Error>
+    where
+        I: Eq + Hash + Clone,
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Vec<I>) -> Fut,
+        Fut: Future<Output = L>,
+        L: IntoIterator<Item = (I, T)>,
+    {
+        let mut leading: Vec<(Wanted<I>, Option<Leader<'_>>)> = Vec::new();
+        let mut following = Vec::new();
+        for wanted in pending {
+            if !wanted.may_follow {
+                leading.push((wanted, None));
+                continue;
+            }
+            match self.inner.flights.join(&wanted.full) {
+                Role::Leader(leader) => leading.push((wanted, Some(leader))),
+                Role::Follower(receiver) => {
+                    self.inner.counters.count(Event::StampedeJoin, 1);
+                    following.push((wanted, receiver));
+                }
+            }
+        }
+        // Leaders publish before any wait, so that two batches each waiting on the other's
+        // keys cannot deadlock.
+        if !leading.is_empty() {
+            let ask = leading
+                .iter()
+                .map(|(wanted, _)| wanted.id.clone())
+                .collect();
+            let mut loaded: HashMap<I, T> = self.timed(loader(ask)).await.into_iter().collect();
+            let window = options.stale_window().or(self.inner.fail_safe);
+            let mut writes: Vec<Prepared> = Vec::with_capacity(loaded.len());
+            let mut failure = None;
+            for (wanted, leader) in &leading {
+                let Some(value) = loaded.remove(&wanted.id) else {
+                    if let Some(leader) = leader {
+                        leader.publish(Outcome::Absent);
+                    }
+                    continue;
+                };
+                match self.prepare(&wanted.full, &value, options, window, None) {
+                    Ok(prepared) => {
+                        if let Some(leader) = leader {
+                            leader.publish(Outcome::Encoded(Arc::clone(&prepared.bytes)));
+                        }
+                        writes.push(prepared);
+                    }
+                    Err(err) => {
+                        if let Some(leader) = leader {
+                            leader.publish(Outcome::Alone);
+                        }
+                        failure.get_or_insert((wanted.full.clone(), err));
+                    }
+                }
+                found.insert(wanted.id.clone(), value);
+            }
+            let written = self
+                .commit(&writes, options.tag_names(), Condition::Always)
+                .await;
+            // The flights end once the values are in the store, so that a later miss reads
+            // them there.
+            drop(leading);
+            if let Some((full, err)) = failure {
+                self.degrade::<S>("SET", &full, err)?;
+            }
+            if let Err(err) = written {
+                let first = writes.first().map_or("", |write| write.key.as_str());
+                self.degrade::<S>("SET", first, err)?;
+            }
+        }
+        let mut again = Vec::new();
+        for (mut wanted, receiver) in following {
+            match follow(receiver).await {
+                Some(Outcome::Encoded(bytes)) => {
+                    if let Some(value) = self.decode::<T>(&wanted.full, &bytes) {
+                        found.insert(wanted.id, value);
+                    } else {
+                        wanted.may_follow = false;
+                        again.push(wanted);
+                    }
+                }
+                Some(Outcome::Absent) => {}
+                Some(Outcome::Failed(_) | Outcome::Alone) => {
+                    wanted.may_follow = false;
+                    again.push(wanted);
+                }
+                // the leader was cancelled: lead or follow again
+                None => again.push(wanted),
+            }
+        }
+        Ok(again)
+    }
+}
