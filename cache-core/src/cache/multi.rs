@@ -4,7 +4,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
-use crate::cache::read::Fetched;
 use crate::cache::write::{Condition, Prepared};
 use crate::degrade::Strict;
 use crate::error::Result;
@@ -51,7 +50,7 @@ impl Cache {
             }
         };
         let values: Vec<Option<T>> = self
-            .fetch_many::<Strict, T, _>(&names, None, Fetched::into_value)
+            .fetch_many::<Strict, T, Option<T>>(&names, None)
             .await?;
         let hits = values.iter().filter(|value| value.is_some()).count() as u64;
         self.inner.counters.count(Event::Hit, hits);

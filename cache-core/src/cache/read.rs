@@ -102,6 +102,46 @@ impl<T> Fetched<T> {
     }
 }
 
+/// What a caller of [`Cache::fetch_many`] keeps of each [`Fetched`]: all of it, or only the
+/// usable value (`Option<T>`), built in place on the common hit path.
+pub(super) trait Kept<T> {
+    /// A fresh hit.
+    fn hit(value: T, bytes: Raw) -> Self;
+    fn from_fetched(fetched: Fetched<T>) -> Self;
+}
+
+impl<T> Kept<T> for Fetched<T> {
+    #[inline(always)]
+    fn hit(value: T, bytes: Raw) -> Self {
+        Fetched::Hit(value, bytes)
+    }
+
+    #[inline(always)]
+    fn from_fetched(fetched: Fetched<T>) -> Self {
+        fetched
+    }
+}
+
+impl<T> Kept<T> for Option<T> {
+    #[inline(always)]
+    fn hit(value: T, _: Raw) -> Self {
+        Some(value)
+    }
+
+    #[inline(always)]
+    fn from_fetched(fetched: Fetched<T>) -> Self {
+        fetched.into_value()
+    }
+}
+
+/// What [`Cache::open_all`] made of a multi-key read: the results, the keys whose values do
+/// not decode, and the copies for the local tier with their store ttls.
+struct Opened<'k, O> {
+    fetched: Vec<O>,
+    undecodable: Vec<&'k str>,
+    copies: Vec<(&'k str, (Arc<Entry>, Duration))>,
+}
+
 /// A value's stored bytes: as read from the store, or shared with the local tier (so that a
 /// local hit copies nothing).
 pub(super) enum Raw {
@@ -230,19 +270,6 @@ impl Cache {
         Ok(value)
     }
 
-    /// Decodes a value and its stamp, the common case (no stamp) first.
-    #[inline(always)]
-    fn decode_with_stamp<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        bytes: &[u8],
-    ) -> Option<Decoded<T>> {
-        match self.inner.format.decode_common(bytes) {
-            Some(value) => Some((value, Stamp::default())),
-            None => self.decode_stamped(key, bytes),
-        }
-    }
-
     /// The local tier, while it may serve reads (subscribed to the invalidation notices).
     #[inline]
     fn local_tier(&self) -> Option<&Local> {
@@ -343,70 +370,69 @@ impl Cache {
     /// [`fetch`](Cache::fetch) for several keys: the stages run per key, and the keys that
     /// neither stage 1 nor the local tier answer are read from the store in one `MGET` (one
     /// per slot on a cluster, pipelined per primary). Undecodable values are discarded in one
-    /// request. The result has one entry per key, in order, each `Fetched` turned into what
-    /// the caller keeps by `keep` (so that a caller that keeps only the value builds no list
-    /// of `Fetched`).
-    pub(super) async fn fetch_many<S: Strictness, T: DeserializeOwned, O>(
+    /// request. The result has one entry per key, in order: each [`Fetched`], or only what
+    /// the caller keeps of it ([`Kept`]: a caller that keeps the value builds no list of
+    /// `Fetched`).
+    pub(super) async fn fetch_many<S: Strictness, T: DeserializeOwned, O: Kept<T>>(
         &self,
         full_keys: &[&str],
         early: Option<EarlyRead>,
-        keep: impl Fn(Fetched<T>) -> O,
     ) -> std::result::Result<Vec<O>, S::Error> {
         let beta = early.map(|early| early.beta);
         let local = self.local_tier();
-        let mut fetched: Vec<O> = Vec::with_capacity(full_keys.len());
-        let mut wanted: Vec<usize> = Vec::new();
-        for (index, &key) in full_keys.iter().enumerate() {
-            let hidden = self.hidden(key);
-            if !hidden
-                && let Some(local) = local
-                && let Some(found) = self.read_local(local, key, None, beta).await
-            {
-                fetched.push(keep(found));
-                continue;
-            }
-            fetched.push(keep(Fetched::Miss));
-            if !hidden {
-                wanted.push(index);
+        // Stages 1 and 3: the keys they answer, by index; the others go to the store. Until
+        // one is answered, the keys to read are all of them (no list to build).
+        let mut answered: Vec<(usize, Fetched<T>)> = Vec::new();
+        let mut to_read: Vec<&str> = Vec::new();
+        // Neither stage answers anything while nothing is pending and there is no local tier.
+        let answering = local.is_some() || self.inner.recovery.is_hiding();
+        for (index, &key) in full_keys.iter().enumerate().filter(|_| answering) {
+            let answer = match (self.hidden(key), local) {
+                (true, _) => Some(Fetched::Miss),
+                (false, Some(local)) => self.read_local(local, key, None, beta).await,
+                (false, None) => None,
+            };
+            match answer {
+                Some(answer) => {
+                    if answered.is_empty() {
+                        to_read.extend_from_slice(&full_keys[..index]);
+                    }
+                    answered.push((index, answer));
+                }
+                None if !answered.is_empty() => to_read.push(key),
+                None => {}
             }
         }
-        if wanted.is_empty() {
-            return Ok(fetched);
-        }
-        let read_at = local.map(|_| Instant::now());
-        // Without a local tier or hidden keys, the keys as given: no list to build.
-        let names: Vec<&str>;
-        let names: &[&str] = match wanted.len() == full_keys.len() {
+        let to_read: &[&str] = match answered.is_empty() {
             true => full_keys,
-            false => {
-                names = wanted.iter().map(|&index| full_keys[index]).collect();
-                &names
-            }
+            false => &to_read,
         };
-        // One of the two is read: with the ttls when the local tier or early refresh need
-        // them.
+        let read_at = local.map(|_| Instant::now());
+        // Stage 4: one of the two is read, with the ttls when the local tier or early
+        // refresh need them.
         let (mut plain, mut with_ttl) = (Vec::new(), Vec::new());
-        let read = match local.is_some() || early.is_some() {
-            true => self
+        let read = match (to_read.is_empty(), local.is_some() || early.is_some()) {
+            (true, _) => Ok(()),
+            (false, true) => self
                 .inner
                 .guarded
-                .mget_with_ttl(names)
+                .mget_with_ttl(to_read)
                 .await
                 .map(|found| with_ttl = found),
-            false => self
+            (false, false) => self
                 .inner
                 .guarded
-                .mget(names)
+                .mget(to_read)
                 .await
                 .map(|found| plain = found),
         };
-        if let Err(err) = self.counted(read) {
-            self.degrade::<S>("MGET", names[0], err)?;
-            for index in wanted {
-                fetched[index] = keep(Fetched::Failed);
+        let failed = match self.counted(read) {
+            Ok(()) => false,
+            Err(err) => {
+                self.degrade::<S>("MGET", to_read[0], err)?;
+                true
             }
-            return Ok(fetched);
-        }
+        };
         let found = plain
             .into_iter()
             .map(|found| found.map(|bytes| (bytes, None)))
@@ -415,28 +441,72 @@ impl Cache {
                     .into_iter()
                     .map(|found| found.map(|(bytes, ttl)| (bytes, Some(ttl)))),
             );
-        let mut undecodable = Vec::new();
-        for (index, found) in wanted.into_iter().zip(found) {
-            let Some((bytes, ttl)) = found else {
-                continue;
-            };
-            let key = full_keys[index];
-            let Some(decoded) = self.decode_with_stamp(key, &bytes) else {
-                undecodable.push(key);
-                continue;
-            };
-            fetched[index] = keep(match local {
-                None => Cache::verdict(decoded, Raw::Owned(bytes), ttl, early),
-                Some(_) => {
-                    self.open(key, decoded, bytes, ttl, early, local, read_at)
-                        .await
-                }
-            });
+        let Opened {
+            fetched,
+            undecodable,
+            copies,
+        } = self.open_all(full_keys, answered, found, failed, local.is_some(), early);
+        if let (Some(local), Some(read_at)) = (local, read_at) {
+            for (key, (entry, ttl)) in copies {
+                local.put(key, entry, ttl, read_at).await;
+            }
         }
         if !undecodable.is_empty() {
             self.discard(&undecodable).await;
         }
         Ok(fetched)
+    }
+
+    /// Stages 5 and 6 of [`fetch_many`](Cache::fetch_many), in the keys' order: the
+    /// `answered` keys as they were answered, the others from what the store `found` (or
+    /// `failed` to read). A function of its own, without waits, so that the decoding is
+    /// compiled into its loop.
+    fn open_all<'k, T: DeserializeOwned, O: Kept<T>>(
+        &self,
+        full_keys: &[&'k str],
+        answered: Vec<(usize, Fetched<T>)>,
+        mut found: impl Iterator<Item = Option<(Vec<u8>, Option<KeyTtl>)>>,
+        failed: bool,
+        local: bool,
+        early: Option<EarlyRead>,
+    ) -> Opened<'k, O> {
+        let mut answered = answered.into_iter().peekable();
+        let (mut undecodable, mut copies) = (Vec::new(), Vec::new());
+        // Collected rather than pushed: each value is decoded into its place in the list.
+        let fetched = full_keys
+            .iter()
+            .enumerate()
+            .map(|(index, &key)| {
+                if let Some((_, answer)) = answered.next_if(|(at, _)| *at == index) {
+                    return O::from_fetched(answer);
+                }
+                let Some((bytes, ttl)) = found.next().flatten() else {
+                    return O::from_fetched(match failed {
+                        true => Fetched::Failed,
+                        false => Fetched::Miss,
+                    });
+                };
+                // The common case (no stamp: fresh, nothing to refresh) decodes straight
+                // into the value, when there is no local copy to keep.
+                if !local && let Some(value) = self.inner.format.decode_common::<T>(&bytes) {
+                    return O::hit(value, Raw::Owned(bytes));
+                }
+                let Some(decoded) = self.decode_stamped(key, &bytes) else {
+                    undecodable.push(key);
+                    return O::from_fetched(Fetched::Miss);
+                };
+                let (bytes, copy) = Cache::local_copy(local, &decoded, bytes, ttl);
+                if let Some(copy) = copy {
+                    copies.push((key, copy));
+                }
+                O::from_fetched(Cache::verdict(decoded, bytes, ttl, early))
+            })
+            .collect();
+        Opened {
+            fetched,
+            undecodable,
+            copies,
+        }
     }
 
     /// Stage 3: the local tier's copy of `full_key`, if it is a usable value (a stale one
@@ -471,21 +541,36 @@ impl Cache {
         local: Option<&Local>,
         read_at: Option<Instant>,
     ) -> Fetched<T> {
-        let bytes = match (local, ttl) {
-            (Some(local), Some(KeyTtl::ExpiresIn(ttl)))
-                if decoded
-                    .1
-                    .fresh_until
-                    .is_none_or(|fresh_until| fresh_until > now_millis()) =>
+        let (bytes, copy) = Cache::local_copy(local.is_some(), &decoded, bytes, ttl);
+        if let (Some(local), Some((entry, ttl))) = (local, copy) {
+            let read_at = read_at.unwrap_or_else(Instant::now);
+            local.put(full_key, entry, ttl, read_at).await;
+        }
+        Cache::verdict(decoded, bytes, ttl, early)
+    }
+
+    /// The copy of a value read from the store that the local tier may keep, with its store
+    /// ttl: only a fresh value with a ttl, and only with a local tier (`local`).
+    #[inline(always)]
+    fn local_copy<T>(
+        local: bool,
+        decoded: &Decoded<T>,
+        bytes: Vec<u8>,
+        ttl: Option<KeyTtl>,
+    ) -> (Raw, Option<(Arc<Entry>, Duration)>) {
+        match ttl {
+            Some(KeyTtl::ExpiresIn(ttl))
+                if local
+                    && decoded
+                        .1
+                        .fresh_until
+                        .is_none_or(|fresh_until| fresh_until > now_millis()) =>
             {
                 let entry = Arc::new(Entry::new(bytes));
-                let read_at = read_at.unwrap_or_else(Instant::now);
-                local.put(full_key, Arc::clone(&entry), ttl, read_at).await;
-                Raw::Shared(Arc::clone(&entry.bytes))
+                (Raw::Shared(Arc::clone(&entry.bytes)), Some((entry, ttl)))
             }
-            _ => Raw::Owned(bytes),
-        };
-        Cache::verdict(decoded, bytes, ttl, early)
+            _ => (Raw::Owned(bytes), None),
+        }
     }
 
     /// The stamp's verdict on a value read from the store (fresh, stale, due for an early
