@@ -7,7 +7,8 @@
 //! - [`Cache`]: typed values on a store, through a pluggable [`Codec`] ([`Bincode`] by
 //!   default, or plain [`Json`] that other languages can share), with expiry classes
 //!   ([`Ttl`]), statistics and health checks; get-or-set with stampede protection
-//!   ([`Cache::get_or_set`], [`Cache::try_get_or_set`], [`Cache::get_or_refresh`]), multi-key
+//!   ([`Cache::get_or_set`], [`Cache::try_get_or_set`], [`Cache::get_or_refresh`]), and for
+//!   many keys at once with one loader call ([`Cache::get_or_set_multi`]), multi-key
 //!   operations, pattern and tag invalidation.
 //! - Resilience: a deadline on every store operation and a circuit breaker
 //!   ([`CacheBuilder::operation_timeout`], [`CacheBuilder::circuit_breaker`]), a fail-safe that
@@ -41,7 +42,8 @@
 //! | deadline and circuit breaker on every store call | `store/guard.rs`, `breaker.rs` |
 //! | announce to other processes' local tiers, this process's local tier | `cache/invalidate.rs` (`announce`), `local.rs` |
 //! | last good copy (fail-safe) | `cache/write.rs` (`commit`) |
-//! | read: pending invalidations, local tier, store, open, stamp, decode | `cache/compute.rs` (`fetch`), `cache/read.rs`, `recovery.rs` |
+//! | read, for one key (`fetch`) or many (`fetch_many`): pending invalidations, in-process entry, local tier, store, open, stamp | `cache/read.rs`, `recovery.rs` |
+//! | get-or-set of one key (single flight, lock, fail-safe fallback) or many (`get_or_set_multi`: one read, one loader call, one write) | `cache/compute.rs`, `cache/batch.rs` |
 //! | invalidation and its replay when the store cannot take it | `cache/invalidate.rs`, `recovery.rs` |
 //! | single flight, lock, early refresh | `flight.rs`, `cache/lock.rs`, `cache/refresh.rs` |
 //!

@@ -1,6 +1,7 @@
 //! The [`Cache`] handle and the state it shares between its stages. Each operation lives in
 //! the file of its stage (see the crate docs' map): `write.rs` (the one write path),
-//! `read.rs` and `compute.rs` (reads and get-or-set), `invalidate.rs`, `tags.rs`,
+//! `read.rs` (the read stages, for one key or many), `compute.rs` and `batch.rs`
+//! (get-or-set of one key or many), `invalidate.rs`, `tags.rs`,
 //! `collections.rs`, `multi.rs`, `refresh.rs`, `lock.rs`; `builder.rs` configures it. The
 //! state is private to this module and its files.
 
