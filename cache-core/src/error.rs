@@ -40,6 +40,15 @@ pub enum Error {
         /// The key being computed.
         key: String,
     },
+    /// The batch that a [`BatchLoader::load`](crate::BatchLoader::load) joined failed (a
+    /// store error in [strict](crate::CacheBuilder::strict) mode): every load of the batch
+    /// gets this, with the batch's error as its source.
+    #[error("the batch this load joined failed")]
+    BatchFailed {
+        /// The batch's error.
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
     /// The circuit breaker is open after repeated store failures: the store was not asked.
     #[error("{operation} skipped: the store is failing and the circuit is open")]
     CircuitOpen {

@@ -89,7 +89,7 @@ pub use cache_macros::{cache_result, invalidate_cache};
 pub use crate::cache::builder::{
     CacheBuilder, DEFAULT_PENDING_INVALIDATIONS, DEFAULT_REFRESH_TIMEOUT,
 };
-pub use crate::cache::{Cache, check_redis_connection};
+pub use crate::cache::{BatchLoader, Cache, check_redis_connection};
 pub use crate::codec::{Bincode, Codec, Json};
 pub use crate::config::Config;
 pub use crate::error::{BoxError, Error, Result};

@@ -64,7 +64,7 @@ impl Database {
         }
     }
 
-    fn loader(&self) -> impl FnMut(Vec<u32>) -> Load + Send + use<> {
+    fn loader(&self) -> impl Fn(Vec<u32>) -> Load + Send + Sync + use<> {
         let database = self.clone();
         move |ids| {
             let database = database.clone();
@@ -465,4 +465,88 @@ async fn store_errors_degrade_to_loads_unless_strict() {
         refused.is_err(),
         "strict mode returns the store's error: {refused:?}"
     );
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_loads_cost_one_mget_and_one_loader_call() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let cache = Cache::builder(
+        RedisStore::connect(&server.config())
+            .await
+            .expect("connect"),
+    )
+    .build();
+    let cached: Vec<(String, u64)> = (0..1000)
+        .filter(|id| id % 10 != 3)
+        .map(|id| (key(&id), u64::from(id) * 10))
+        .collect();
+    cache
+        .set_multi(&cached, Ttl::Default)
+        .await
+        .expect("set_multi");
+    let database = Database::new(1000, Duration::ZERO);
+    let loader = cache.loader(key, Ttl::Default, database.loader());
+    let mgets = server.command_calls("mget").expect("INFO");
+    let values = futures_util::future::join_all((0..1000).map(|id| loader.load(id))).await;
+    for (id, value) in (0u32..).zip(values) {
+        assert_eq!(value.expect("load"), Some(u64::from(id) * 10));
+    }
+    assert_eq!(
+        server.command_calls("mget").expect("INFO") - mgets,
+        1,
+        "one MGET"
+    );
+    assert_eq!(database.calls().len(), 1, "one loader call");
+    assert_eq!(database.calls()[0].len(), 100, "with the 100 missing ids");
+    assert_eq!(
+        loader.load(1000).await.expect("load"),
+        None,
+        "an id without a value"
+    );
+    println!("1,000 concurrent load(id): 1 MGET, 1 loader call (100 ids)");
+}
+
+#[tokio::test]
+async fn a_dropped_load_does_not_cancel_its_batch_and_failures_reach_every_load() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let config = server.config();
+    let cache = Cache::builder(RedisStore::connect(&config).await.expect("connect")).build();
+    let database = Database::new(1000, Duration::from_millis(50));
+    let loader = cache.loader(key, Ttl::Default, database.loader());
+    // Polled once (it joins the batch), then dropped.
+    let _ = tokio::time::timeout(Duration::ZERO, loader.load(1)).await;
+    assert_eq!(loader.load(2).await.expect("load"), Some(20));
+    assert!(
+        database.loads().get(&1) == Some(&1),
+        "the dropped load's batch ran: {:?}",
+        database.calls()
+    );
+    assert_eq!(cache.get::<u64>("item:1").await.expect("get"), Some(10));
+
+    let panicking = cache.loader(key, Ttl::Default, |_ids: Vec<u32>| async {
+        panic!("the database driver panicked");
+        #[allow(unreachable_code)]
+        Vec::<(u32, u64)>::new()
+    });
+    let failed = panicking.load(7).await;
+    assert!(
+        matches!(&failed, Err(cache_core::Error::ComputationFailed { key }) if key == "item:7"),
+        "{failed:?}"
+    );
+
+    let strict = Cache::builder(RedisStore::connect(&config).await.expect("connect"))
+        .strict(true)
+        .build();
+    let strict_loader = strict.loader(key, Ttl::Default, database.loader());
+    server.stop().expect("stop the server");
+    let (a, b) = tokio::join!(strict_loader.load(3), strict_loader.load(4));
+    for failed in [a, b] {
+        let Err(cache_core::Error::BatchFailed { source }) = &failed else {
+            panic!("every load of the batch fails: {failed:?}");
+        };
+        assert!(
+            source.is_transient() || matches!(**source, cache_core::Error::Redis { .. }),
+            "{source}"
+        );
+    }
 }

@@ -28,9 +28,11 @@ use crate::ttl::Ttl;
 
 mod batch;
 pub(crate) mod builder;
+pub use loader::BatchLoader;
 mod collections;
 mod compute;
 mod invalidate;
+mod loader;
 mod lock;
 mod multi;
 mod read;
