@@ -3,6 +3,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,6 +122,84 @@ impl Site {
         self.options = self.options.beta(beta);
         self
     }
+}
+
+/// Where the values of a batch `#[cache_result(batch(id in ids))]` call live.
+#[derive(Debug)]
+pub struct BatchSite {
+    cache: Cache,
+    options: SetOptions,
+}
+
+impl BatchSite {
+    /// A batch site in `cache`; every id's value gets the same ttl, tags and stale window.
+    pub fn new(cache: Cache, ttl: Ttl, tags: Vec<String>, stale_for: Option<u64>) -> BatchSite {
+        let Site { cache, options, .. } =
+            Site::new(cache, String::new(), ttl, false, tags, stale_for);
+        BatchSite { cache, options }
+    }
+}
+
+/// Fails to compile, at the parameter's type, unless a batch function's other parameter is
+/// `Copy` (a reference, an id): the body may run for a second batch of ids.
+pub fn copied<T: Copy>(_: &T) {}
+
+/// A batch function returning a map of id to value (any `IntoIterator<Item = (I, T)>` that
+/// can be collected from one): `body` loads the ids that are not cached.
+pub async fn cached_map<I, T, M, K, F, Fut>(
+    site: Option<BatchSite>,
+    ids: Vec<I>,
+    key: K,
+    mut body: F,
+) -> M
+where
+    I: Eq + Hash + Clone,
+    T: Serialize + DeserializeOwned,
+    M: IntoIterator<Item = (I, T)> + FromIterator<(I, T)>,
+    K: Fn(&I) -> String,
+    F: FnMut(Vec<I>) -> Fut,
+    Fut: Future<Output = M>,
+{
+    let Some(site) = site else {
+        return body(ids).await;
+    };
+    let found = site.cache.batch_lenient(ids, key, site.options, body).await;
+    found.into_iter().collect()
+}
+
+/// A batch function returning one `Option<T>` per id, in the ids' order.
+pub async fn cached_aligned<I, T, K, F, Fut>(
+    site: Option<BatchSite>,
+    ids: Vec<I>,
+    key: K,
+    mut body: F,
+) -> Vec<Option<T>>
+where
+    I: Eq + Hash + Clone,
+    T: Serialize + DeserializeOwned + Clone,
+    K: Fn(&I) -> String,
+    F: FnMut(Vec<I>) -> Fut,
+    Fut: Future<Output = Vec<Option<T>>>,
+{
+    let Some(site) = site else {
+        return body(ids).await;
+    };
+    let load = |missing: Vec<I>| {
+        let asked = missing.clone();
+        let loading = body(missing);
+        async move {
+            asked
+                .into_iter()
+                .zip(loading.await)
+                .filter_map(|(id, value)| Some((id, value?)))
+                .collect::<Vec<_>>()
+        }
+    };
+    let found = site
+        .cache
+        .batch_lenient(ids.iter().cloned(), key, site.options, load)
+        .await;
+    ids.iter().map(|id| found.get(id).cloned()).collect()
 }
 
 /// `#[cache_result]` on a function returning `T` or `Option<T>`: the whole value is cached

@@ -21,6 +21,7 @@ const CACHE_RESULT_OPTIONS: &[&str] = &[
     "beta",
     "key_args",
     "crate",
+    "batch",
 ];
 
 const INVALIDATE_CACHE_OPTIONS: &[&str] = &["tags", "cache", "before", "key_args", "crate"];
@@ -42,6 +43,15 @@ pub(crate) struct CacheResultArgs {
     pub(crate) early_refresh: Option<f64>,
     pub(crate) key_args: Option<KeyArgs>,
     pub(crate) krate: Option<syn::Path>,
+    pub(crate) batch: Option<BatchArg>,
+}
+
+/// `batch(id in ids)`: the function loads many ids at once; `ids` is the parameter holding
+/// them and `id` names one of them in the key template.
+pub(crate) struct BatchArg {
+    pub(crate) name: Ident,
+    pub(crate) each: Ident,
+    pub(crate) ids: Ident,
 }
 
 /// How long a cached value lives.
@@ -71,10 +81,30 @@ pub(crate) struct KeyArgs {
 enum RawArg {
     Positional(Expr),
     Named { name: Ident, value: Expr },
+    Batch(BatchArg),
 }
 
 impl Parse for RawArg {
     fn parse(input: ParseStream<'_>) -> syn::Result<RawArg> {
+        let fork = input.fork();
+        if fork
+            .call(Ident::parse_any)
+            .is_ok_and(|name| name == "batch")
+            && fork.peek(syn::token::Paren)
+        {
+            let name = input.call(Ident::parse_any)?;
+            let content;
+            syn::parenthesized!(content in input);
+            let each: Ident = content.parse().map_err(|_| batch_form(&name))?;
+            content
+                .parse::<Token![in]>()
+                .map_err(|_| batch_form(&name))?;
+            let ids: Ident = content.parse().map_err(|_| batch_form(&name))?;
+            if !content.is_empty() {
+                return Err(batch_form(&name));
+            }
+            return Ok(RawArg::Batch(BatchArg { name, each, ids }));
+        }
         if input.peek(Ident::peek_any) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
             let name = input.call(Ident::parse_any)?;
             input.parse::<Token![=]>()?;
@@ -151,6 +181,7 @@ impl Parse for CacheResultArgs {
         let (mut cache, mut condition, mut unless, mut cache_none) = (None, None, None, None);
         let (mut tags, mut lock, mut key_args, mut krate) = (Vec::new(), false, None, None);
         let (mut stale_for, mut early_refresh, mut beta) = (None, None, None);
+        let mut batch = None;
         let mut options = Options {
             attribute: "cache_result",
             valid: CACHE_RESULT_OPTIONS,
@@ -173,12 +204,19 @@ impl Parse for CacheResultArgs {
                     continue;
                 }
                 RawArg::Named { name, value } => (name, value),
+                RawArg::Batch(arg) => {
+                    if options.accept(&arg.name) {
+                        batch = Some(arg);
+                    }
+                    continue;
+                }
             };
             if !options.accept(&name) {
                 continue;
             }
             let errors = &mut *options.errors;
             match name.to_string().as_str() {
+                "batch" => errors.push(batch_form(&name)),
                 "expire" => {
                     if let Some(seconds) = errors.keep(seconds("expire", &value)) {
                         ttl = TtlArg::Seconds(seconds);
@@ -243,8 +281,16 @@ impl Parse for CacheResultArgs {
             early_refresh,
             key_args,
             krate,
+            batch,
         })
     }
+}
+
+fn batch_form(name: &Ident) -> syn::Error {
+    syn::Error::new_spanned(
+        name,
+        "write `batch(id in ids)`: `ids` is the parameter holding the ids, `id` names one of them in the key template",
+    )
 }
 
 impl Parse for InvalidateCacheArgs {
@@ -270,6 +316,11 @@ impl Parse for InvalidateCacheArgs {
                     continue;
                 }
                 RawArg::Named { name, value } => (name, value),
+                RawArg::Batch(arg) => {
+                    // reported as an unknown option
+                    options.accept(&arg.name);
+                    continue;
+                }
             };
             if !options.accept(&name) {
                 continue;

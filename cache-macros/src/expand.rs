@@ -3,7 +3,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Block, LitStr};
 
-use crate::attr::{CacheResultArgs, InvalidateCacheArgs, TtlArg};
+use crate::attr::{BatchArg, CacheResultArgs, InvalidateCacheArgs, TtlArg};
 use crate::error::{Errors, with_item};
 use crate::function::{Function, Shape, contains_impl_trait};
 use crate::key::KeyTemplate;
@@ -74,6 +74,9 @@ fn no_stars(templates: &[KeyTemplate], what: &str, errors: &mut Errors) {
 }
 
 fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result<Block> {
+    if let Some(batch) = &args.batch {
+        return batch_body(args, batch, function);
+    }
     let mut errors = Errors::default();
     function.check_templates(&[&args.template], args.key_args.as_ref(), &mut errors);
     function.check_templates(&args.tags.iter().collect::<Vec<_>>(), None, &mut errors);
@@ -120,21 +123,9 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
     let handle = handle(&krate, args.cache.as_ref(), function);
     let key = args.template.to_string_expr(&krate);
     let tags = strings(&krate, &args.tags.iter().collect::<Vec<_>>());
-    let ttl = match &args.ttl {
-        TtlArg::Default => quote!(#krate::__private::Ttl::Default),
-        TtlArg::Seconds(seconds) => {
-            quote!(#krate::__private::Ttl::Exact(::core::time::Duration::from_secs(#seconds)))
-        }
-        TtlArg::Expr(ttl) => {
-            quote_spanned!(ttl.span()=> ::core::convert::Into::<#krate::__private::Ttl>::into(#ttl))
-        }
-        TtlArg::Class(class) => quote!(#krate::__private::Ttl::#class),
-    };
+    let ttl = ttl(args, &krate);
     let lock = args.lock;
-    let stale_for = match &args.stale_for {
-        Some(seconds) => quote!(::core::option::Option::Some(#seconds)),
-        None => quote!(::core::option::Option::None),
-    };
+    let stale_for = stale_for(args);
     let early = args.early_refresh.map(|beta| quote!(.early_refresh(#beta)));
     let site = quote! {
         match #handle {
@@ -194,6 +185,168 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
             let __cache_site = #site;
             let __cache_body = async move #block;
             #run(__cache_site, |__cache_value: &#value| #store_if, __cache_body, #typed).await
+        }
+    })
+}
+
+fn ttl(args: &CacheResultArgs, krate: &TokenStream) -> TokenStream {
+    match &args.ttl {
+        TtlArg::Default => quote!(#krate::__private::Ttl::Default),
+        TtlArg::Seconds(seconds) => {
+            quote!(#krate::__private::Ttl::Exact(::core::time::Duration::from_secs(#seconds)))
+        }
+        TtlArg::Expr(ttl) => {
+            quote_spanned!(ttl.span()=> ::core::convert::Into::<#krate::__private::Ttl>::into(#ttl))
+        }
+        TtlArg::Class(class) => quote!(#krate::__private::Ttl::#class),
+    }
+}
+
+fn stale_for(args: &CacheResultArgs) -> TokenStream {
+    match &args.stale_for {
+        Some(seconds) => quote!(::core::option::Option::Some(#seconds)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// `#[cache_result("user:{id}", batch(id in ids))]`: the body loads the ids that are not
+/// cached, through `get_or_set_multi`.
+fn batch_body(args: &CacheResultArgs, batch: &BatchArg, function: &Function) -> syn::Result<Block> {
+    let mut errors = Errors::default();
+    let BatchArg { name, each, ids } = batch;
+    let ids_ty = function.param_type(ids);
+    if ids_ty.is_none() {
+        errors.spanned(
+            ids,
+            format!(
+                "`batch({each} in {ids})`: `{ids}` names no parameter of `{}`; name the parameter that holds the ids",
+                function.name()
+            ),
+        );
+    }
+    if function.param_type(each).is_some() {
+        errors.spanned(
+            each,
+            format!(
+                "`{each}` is a parameter of `{}`: give the batch's id another name",
+                function.name()
+            ),
+        );
+    }
+    function.check_templates_with(
+        &[&args.template],
+        args.key_args.as_ref(),
+        Some(each),
+        &mut errors,
+    );
+    function.check_templates(&args.tags.iter().collect::<Vec<_>>(), None, &mut errors);
+    if args.template.is_pattern() {
+        errors.spanned(
+            &args.template.lit,
+            "a `#[cache_result]` key cannot contain `*`",
+        );
+    }
+    if !args
+        .template
+        .placeholders()
+        .any(|placeholder| *each == placeholder.root)
+    {
+        errors.spanned(
+            &args.template.lit,
+            format!("a batch key must use `{{{each}}}`: without it every id would share one key"),
+        );
+    }
+    no_stars(&args.tags, "tags", &mut errors);
+    let unsupported = [
+        ("early_refresh", args.early_refresh.is_some()),
+        ("lock", args.lock),
+        ("cache_none", args.cache_none.is_some()),
+        ("unless", args.unless.is_some()),
+    ];
+    for (option, given) in unsupported {
+        if given {
+            errors.spanned(
+                name,
+                format!("`{option}` is not supported with `batch(..)`: a batch caches what its body returns for each id"),
+            );
+        }
+    }
+    if let Some(receiver) = function.self_by_value().or(function.self_by_mut()) {
+        errors.spanned(
+            receiver,
+            "a batch function may run its body twice (for ids another caller gave up on): take `&self`",
+        );
+    }
+    let aligned = match function.output_segments() {
+        (Some(outer), Some(inner)) if outer == "Vec" && inner == "Option" => true,
+        (Some(outer), _) if outer == "Vec" => {
+            errors.spanned(
+                &function.output,
+                "a batch function returning a `Vec` returns `Vec<Option<V>>`: one entry per id, in order",
+            );
+            false
+        }
+        (Some(outer), _) if outer == "Option" || outer == "Result" => {
+            errors.spanned(
+                &function.output,
+                format!("a batch function returns a map of id to value (`HashMap<Id, V>`, `BTreeMap`, ..) or a `Vec<Option<V>>` aligned with the ids, not `{outer}`"),
+            );
+            false
+        }
+        (Some(_), _) => false,
+        (None, _) => {
+            errors.spanned(
+                &function.item.sig,
+                "a batch function returns a map of id to value (`HashMap<Id, V>`, `BTreeMap`, ..) or a `Vec<Option<V>>` aligned with the ids",
+            );
+            false
+        }
+    };
+    errors.finish()?;
+    let Some(ids_ty) = ids_ty else {
+        return Err(syn::Error::new_spanned(ids, "no such parameter"));
+    };
+
+    let krate = runtime(args.krate.as_ref());
+    let handle = handle(&krate, args.cache.as_ref(), function);
+    let key = args.template.to_string_expr(&krate);
+    let tags = strings(&krate, &args.tags.iter().collect::<Vec<_>>());
+    let ttl = ttl(args, &krate);
+    let stale_for = stale_for(args);
+    let site = quote! {
+        match #handle {
+            ::core::option::Option::Some(__cache_cache) => ::core::option::Option::Some(
+                #krate::__private::BatchSite::new(__cache_cache, #ttl, #tags, #stale_for),
+            ),
+            ::core::option::Option::None => ::core::option::Option::None,
+        }
+    };
+    let site = match &args.condition {
+        Some(condition) => quote!(if #condition { #site } else { ::core::option::Option::None }),
+        None => site,
+    };
+    // The body may run for a second batch: the parameters it uses are copied into it.
+    let copies = function
+        .used_params_except(ids)
+        .into_iter()
+        .map(|(ident, ty)| quote_spanned!(ty.span()=> #krate::__private::copied(&#ident);));
+    let runner = match aligned {
+        true => quote!(cached_aligned),
+        false => quote!(cached_map),
+    };
+    let block = function.body();
+    syn::parse2(quote! {
+        {
+            let __cache_site = #site;
+            #(#copies)*
+            let __cache_ids: ::std::vec::Vec<_> =
+                ::core::iter::Iterator::collect(::core::iter::IntoIterator::into_iter(#ids));
+            let __cache_body = move |__cache_missing: ::std::vec::Vec<_>| {
+                #[allow(unused_mut)]
+                let mut #ids: #ids_ty = ::core::iter::FromIterator::from_iter(__cache_missing);
+                async move #block
+            };
+            #krate::__private::#runner(__cache_site, __cache_ids, |#each: &_| #key, __cache_body).await
         }
     })
 }

@@ -120,6 +120,58 @@ impl Function {
         }
     }
 
+    /// The type of the parameter `name`, if the function has one.
+    pub(crate) fn param_type(&self, name: &Ident) -> Option<&Type> {
+        self.typed_params()
+            .find(|(ident, _)| *ident == name)
+            .map(|(_, ty)| ty)
+    }
+
+    /// The parameters other than `except` that the body uses, with their types.
+    pub(crate) fn used_params_except(&self, except: &Ident) -> Vec<(&Ident, &Type)> {
+        let body = self.body().to_token_stream();
+        self.typed_params()
+            .filter(|(ident, _)| *ident != except && mentions(body.clone(), &ident.to_string()))
+            .collect()
+    }
+
+    fn typed_params(&self) -> impl Iterator<Item = (&Ident, &Type)> {
+        self.item.sig.inputs.iter().filter_map(|input| match input {
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(pat) => Some((&pat.ident, &*typed.ty)),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+    }
+
+    /// The receiver, when the method takes `&mut self`.
+    pub(crate) fn self_by_mut(&self) -> Option<&syn::Receiver> {
+        self.item
+            .sig
+            .receiver()
+            .filter(|receiver| receiver.mutability.is_some() && receiver.reference.is_some())
+    }
+
+    /// The last segment of the return type and its first generic argument's last segment
+    /// (`Vec<Option<User>>`: `Vec` and `Option`).
+    pub(crate) fn output_segments(&self) -> (Option<String>, Option<String>) {
+        let Some(Type::Path(path)) = &self.output else {
+            return (None, None);
+        };
+        let Some(segment) = path.path.segments.last() else {
+            return (None, None);
+        };
+        let inner = match &segment.arguments {
+            PathArguments::AngleBracketed(args) => args.args.iter().find_map(|arg| match arg {
+                GenericArgument::Type(ty) => last_segment(ty),
+                _ => None,
+            }),
+            _ => None,
+        };
+        (Some(segment.ident.to_string()), inner)
+    }
+
     pub(crate) fn shape(&self) -> Shape {
         match self.output.as_ref().and_then(last_segment) {
             Some(name) if name == "Result" => Shape::Result,
@@ -155,7 +207,20 @@ impl Function {
         key_args: Option<&crate::attr::KeyArgs>,
         errors: &mut Errors,
     ) {
-        let names: Vec<String> = self.params.iter().map(Ident::to_string).collect();
+        self.check_templates_with(templates, key_args, None, errors);
+    }
+
+    /// [`check_templates`](Function::check_templates), where `extra` (a batch's id) is a
+    /// name placeholders may use too.
+    pub(crate) fn check_templates_with(
+        &self,
+        templates: &[&KeyTemplate],
+        key_args: Option<&crate::attr::KeyArgs>,
+        extra: Option<&Ident>,
+        errors: &mut Errors,
+    ) {
+        let mut names: Vec<String> = self.params.iter().map(Ident::to_string).collect();
+        names.extend(extra.map(Ident::to_string));
         let known = || {
             names
                 .iter()

@@ -89,6 +89,7 @@ use proc_macro::TokenStream;
 /// | `cache_none = true` | cache `None` too (functions returning `Option<T>`) |
 /// | `lock = true` | also take a lock in the store, so that several processes compute a key once |
 /// | `stale_for = 600` | fail-safe: keep the value this many seconds past its ttl and serve it when a recomputation fails (see `CacheBuilder::fail_safe`) |
+/// | `batch(id in ids)` | the function loads many ids at once: see [Batch functions](#batch-functions) |
 /// | `key_args = ["user_id"]` | the seed's spelling: the parameters the key uses, checked against the template |
 /// | `crate = "cache_core"` | the path to the runtime crate when not depending on `cachemere` |
 ///
@@ -108,6 +109,48 @@ use proc_macro::TokenStream;
 /// by the last segment of the written return type. On the in-process store, a cached type that
 /// is `Clone + Send + Sync + 'static` (known where the function is written, so not a generic
 /// parameter without these bounds) is decoded once and then copied on each hit.
+///
+/// # Batch functions
+///
+/// With `batch(id in ids)`, a function that takes a collection of ids (`ids`, a `Vec`,
+/// `HashSet`, .. any type that can be collected from a `Vec`) is cached per id: the key
+/// template is applied to each id (`{id}` names one; it must appear in the key), the cached
+/// ids are read in one `MGET`, and the body runs **once**, with `ids` holding only the ids
+/// that are not cached. What it returns is written in one pipeline, each id under its own key,
+/// and merged with the cached values. Single flight is shared with every other caller of the
+/// same keys (see `Cache::get_or_set_multi`, which this expands to).
+///
+/// ```
+/// # use cachemere::{Cache, MemoryStore, cache_result};
+/// # use std::collections::HashMap;
+/// #[cache_result("user:name:{id}", batch(id in ids), class = "long")]
+/// async fn user_names(ids: Vec<u64>) -> HashMap<u64, String> {
+///     // one database query for the ids that are not cached
+///     ids.into_iter().map(|id| (id, format!("user {id}"))).collect()
+/// }
+///
+/// #[cache_result("grade:{id}", batch(id in ids))]
+/// async fn grades(ids: Vec<u64>) -> Vec<Option<f32>> {
+///     ids.iter().map(|_| Some(3.5)).collect() // one entry per id, in order
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # Cache::set_global(Cache::builder(MemoryStore::new()).build());
+/// assert_eq!(user_names(vec![1, 2]).await[&2], "user 2");
+/// assert_eq!(grades(vec![7, 8]).await, [Some(3.5), Some(3.5)]);
+/// # }
+/// ```
+///
+/// - It returns a map of id to value (`HashMap`, `BTreeMap`, any type that is an iterator of
+///   `(id, value)` pairs and can be collected from one) or a `Vec<Option<V>>` with one entry
+///   per id in order (then `V: Clone`). An id the body leaves out (or maps to `None`) has no
+///   value and is not cached; to cache that an id has none, make the map's values `Option`s.
+/// - The body may run a second time, for ids whose other caller gave up, so the other
+///   parameters it uses must be `Copy` (references are): an owned one is a compile error at
+///   its type. `&mut self` and `self` by value are refused for the same reason.
+/// - `cache`, `ttl`/`expire`/`class`, `tags` (the same for every id), `stale_for` and
+///   `condition` apply; `lock`, `early_refresh`, `cache_none` and `unless` are refused; a
+///   `Result` return is refused (the batch loader cannot fail; call
+///   `Cache::get_or_set_multi` with your own error handling).
 ///
 /// # Failures
 ///

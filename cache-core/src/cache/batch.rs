@@ -96,11 +96,31 @@ impl Cache {
                 .batch::<Strict, _, _, _, _, _, _>(ids, key, options, loader)
                 .await;
         }
+        Ok(self.batch_lenient(ids, key, options, loader).await)
+    }
+
+    /// [`get_or_set_multi`](Cache::get_or_set_multi) with store failures degraded whatever
+    /// the cache's mode (the macros' batch form: caching never breaks the function).
+    pub(crate) async fn batch_lenient<I, T, K, F, Fut, L>(
+        &self,
+        ids: impl IntoIterator<Item = I>,
+        key: K,
+        options: SetOptions,
+        loader: F,
+    ) -> HashMap<I, T>
+    where
+        I: Eq + Hash + Clone,
+        T: Serialize + DeserializeOwned,
+        K: Fn(&I) -> String,
+        F: FnMut(Vec<I>) -> Fut,
+        Fut: Future<Output = L>,
+        L: IntoIterator<Item = (I, T)>,
+    {
         match self
             .batch::<Lenient, _, _, _, _, _, _>(ids, key, options, loader)
             .await
         {
-            Ok(found) => Ok(found),
+            Ok(found) => found,
             Err(never) => match never {},
         }
     }
