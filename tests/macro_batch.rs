@@ -66,6 +66,20 @@ async fn ranks(
     ids.into_iter().map(|id| (id, id + 1000)).collect()
 }
 
+#[cache_result("course:{id}", batch(id in ids), cache = cache)]
+async fn courses(
+    cache: &Cache,
+    loads: &Loads,
+    database_up: bool,
+    ids: Vec<u64>,
+) -> Result<Vec<Option<String>>, String> {
+    loads.record(ids.iter().copied());
+    if !database_up {
+        return Err("database down".to_owned());
+    }
+    Ok(ids.iter().map(|id| Some(format!("course {id}"))).collect())
+}
+
 async fn each_store(test: impl AsyncFn(Cache)) {
     let server = RedisServer::start_private().expect("start redis-server");
     let store = RedisStore::connect(&server.config())
@@ -134,4 +148,30 @@ async fn without_a_cache_or_with_the_condition_false_the_body_gets_every_id() {
     let cached = ranks(Some(cache), true, &loads, vec![2, 1]).await;
     assert_eq!(cached, BTreeMap::from([(1, 1001), (2, 1002)]));
     assert_eq!(loads.runs(), [vec![1, 2], vec![1, 2], vec![1, 2]]);
+}
+
+#[tokio::test]
+async fn a_failing_batch_returns_its_error_and_caches_nothing() {
+    each_store(async |cache: Cache| {
+        let loads = Loads::default();
+        let failed = courses(&cache, &loads, false, vec![1, 2]).await;
+        assert_eq!(failed, Err("database down".to_owned()));
+        assert!(
+            !cache.exists("course:1").await.expect("exists"),
+            "nothing cached"
+        );
+        let ok = courses(&cache, &loads, true, vec![2, 1]).await;
+        assert_eq!(
+            ok,
+            Ok(vec![Some("course 2".into()), Some("course 1".into())])
+        );
+        let cached = courses(&cache, &loads, false, vec![1, 2]).await;
+        assert_eq!(
+            cached,
+            Ok(vec![Some("course 1".into()), Some("course 2".into())]),
+            "all cached: the body does not run"
+        );
+        assert_eq!(loads.runs(), [vec![1, 2], vec![1, 2]]);
+    })
+    .await;
 }

@@ -187,18 +187,83 @@ where
     let load = |missing: Vec<I>| {
         let asked = missing.clone();
         let loading = body(missing);
-        async move {
-            asked
-                .into_iter()
-                .zip(loading.await)
-                .filter_map(|(id, value)| Some((id, value?)))
-                .collect::<Vec<_>>()
-        }
+        async move { paired(asked, loading.await) }
     };
     let found = site
         .cache
         .batch_lenient(ids.iter().cloned(), key, site.options, load)
         .await;
+    aligned(&ids, &found)
+}
+
+/// [`cached_map`] for a body returning `Result`: its error is returned, nothing cached.
+pub async fn cached_map_result<I, T, E, M, K, F, Fut>(
+    site: Option<BatchSite>,
+    ids: Vec<I>,
+    key: K,
+    mut body: F,
+) -> Result<M, E>
+where
+    I: Eq + Hash + Clone,
+    T: Serialize + DeserializeOwned,
+    M: IntoIterator<Item = (I, T)> + FromIterator<(I, T)>,
+    K: Fn(&I) -> String,
+    F: FnMut(Vec<I>) -> Fut,
+    Fut: Future<Output = Result<M, E>>,
+{
+    let Some(site) = site else {
+        return body(ids).await;
+    };
+    let found = site
+        .cache
+        .try_get_or_set_multi(ids, key, site.options, body)
+        .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// [`cached_aligned`] for a body returning `Result`: its error is returned, nothing cached.
+pub async fn cached_aligned_result<I, T, E, K, F, Fut>(
+    site: Option<BatchSite>,
+    ids: Vec<I>,
+    key: K,
+    mut body: F,
+) -> Result<Vec<Option<T>>, E>
+where
+    I: Eq + Hash + Clone,
+    T: Serialize + DeserializeOwned + Clone,
+    K: Fn(&I) -> String,
+    F: FnMut(Vec<I>) -> Fut,
+    Fut: Future<Output = Result<Vec<Option<T>>, E>>,
+{
+    let Some(site) = site else {
+        return body(ids).await;
+    };
+    let load = |missing: Vec<I>| {
+        let asked = missing.clone();
+        let loading = body(missing);
+        async move { loading.await.map(|values| paired(asked, values)) }
+    };
+    let found = site
+        .cache
+        .try_get_or_set_multi(ids.iter().cloned(), key, site.options, load)
+        .await?;
+    Ok(aligned(&ids, &found))
+}
+
+/// The ids a body was asked for, paired with the values it returned for them in order.
+fn paired<I, T>(asked: Vec<I>, values: Vec<Option<T>>) -> Vec<(I, T)> {
+    asked
+        .into_iter()
+        .zip(values)
+        .filter_map(|(id, value)| Some((id, value?)))
+        .collect()
+}
+
+/// One entry per id, in order, from what the batch found.
+fn aligned<I: Eq + Hash, T: Clone>(
+    ids: &[I],
+    found: &std::collections::HashMap<I, T>,
+) -> Vec<Option<T>> {
     ids.iter().map(|id| found.get(id).cloned()).collect()
 }
 

@@ -550,3 +550,57 @@ async fn a_dropped_load_does_not_cancel_its_batch_and_failures_reach_every_load(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_loader_caches_nothing_and_strands_no_waiting_caller() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let cache = Cache::builder(
+        RedisStore::connect(&server.config())
+            .await
+            .expect("connect"),
+    )
+    .build();
+    let batch = cache.clone();
+    let failing = tokio::spawn(async move {
+        batch
+            .try_get_or_set_multi(0..3, key, Ttl::Default, |_ids: Vec<u32>| async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Err::<Vec<(u32, u64)>, _>("database down".to_owned())
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiting = cache.clone();
+    let follower = tokio::spawn(async move {
+        waiting
+            .get_or_set("item:1", Ttl::Default, || async { 11u64 })
+            .await
+    });
+    assert_eq!(
+        failing.await.expect("task"),
+        Err("database down".to_owned())
+    );
+    assert_eq!(
+        follower.await.expect("task").expect("get_or_set"),
+        11,
+        "the waiting caller computed on its own"
+    );
+    assert_eq!(
+        cache.get::<u64>("item:0").await.expect("get"),
+        None,
+        "nothing cached"
+    );
+    let loaded = cache
+        .try_get_or_set_multi(0..3, key, Ttl::Default, |ids: Vec<u32>| async move {
+            Ok::<_, String>(
+                ids.into_iter()
+                    .map(|id| (id, u64::from(id)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .expect("loaded");
+    assert_eq!(loaded[&1], 1, "a follower computing on its own does not write");
+    assert_eq!(loaded[&2], 2);
+    assert_eq!(cache.get::<u64>("item:2").await.expect("get"), Some(2));
+}

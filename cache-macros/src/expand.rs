@@ -277,24 +277,25 @@ fn batch_body(args: &CacheResultArgs, batch: &BatchArg, function: &Function) -> 
             "a batch function may run its body twice (for ids another caller gave up on): take `&self`",
         );
     }
-    let aligned = match function.output_segments() {
-        (Some(outer), Some(inner)) if outer == "Vec" && inner == "Option" => true,
-        (Some(outer), _) if outer == "Vec" => {
+    let shape = function.batch_output();
+    let aligned = match &shape {
+        Some(out) if out.outer == "Vec" && out.inner.as_deref() == Some("Option") => true,
+        Some(out) if out.outer == "Vec" => {
             errors.spanned(
-                &function.output,
+                out.collection,
                 "a batch function returning a `Vec` returns `Vec<Option<V>>`: one entry per id, in order",
             );
             false
         }
-        (Some(outer), _) if outer == "Option" || outer == "Result" => {
+        Some(out) if out.outer == "Option" || out.outer == "Result" => {
             errors.spanned(
-                &function.output,
-                format!("a batch function returns a map of id to value (`HashMap<Id, V>`, `BTreeMap`, ..) or a `Vec<Option<V>>` aligned with the ids, not `{outer}`"),
+                out.collection,
+                format!("a batch function returns a map of id to value (`HashMap<Id, V>`, `BTreeMap`, ..) or a `Vec<Option<V>>` aligned with the ids (or a `Result` of one), not `{}`", out.outer),
             );
             false
         }
-        (Some(_), _) => false,
-        (None, _) => {
+        Some(_) => false,
+        None => {
             errors.spanned(
                 &function.item.sig,
                 "a batch function returns a map of id to value (`HashMap<Id, V>`, `BTreeMap`, ..) or a `Vec<Option<V>>` aligned with the ids",
@@ -302,6 +303,7 @@ fn batch_body(args: &CacheResultArgs, batch: &BatchArg, function: &Function) -> 
             false
         }
     };
+    let fallible = shape.is_some_and(|out| out.fallible);
     errors.finish()?;
     let Some(ids_ty) = ids_ty else {
         return Err(syn::Error::new_spanned(ids, "no such parameter"));
@@ -330,9 +332,11 @@ fn batch_body(args: &CacheResultArgs, batch: &BatchArg, function: &Function) -> 
         .used_params_except(ids)
         .into_iter()
         .map(|(ident, ty)| quote_spanned!(ty.span()=> #krate::__private::copied(&#ident);));
-    let runner = match aligned {
-        true => quote!(cached_aligned),
-        false => quote!(cached_map),
+    let runner = match (aligned, fallible) {
+        (true, false) => quote!(cached_aligned),
+        (false, false) => quote!(cached_map),
+        (true, true) => quote!(cached_aligned_result),
+        (false, true) => quote!(cached_map_result),
     };
     let block = function.body();
     syn::parse2(quote! {

@@ -18,6 +18,14 @@ pub(crate) struct Function {
     receiver: bool,
 }
 
+/// What a batch function returns (see [`Function::batch_output`]).
+pub(crate) struct BatchOutput<'a> {
+    pub(crate) fallible: bool,
+    pub(crate) collection: &'a Type,
+    pub(crate) outer: String,
+    pub(crate) inner: Option<String>,
+}
+
 /// What a function returns, as far as caching is concerned.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shape {
@@ -153,23 +161,24 @@ impl Function {
             .filter(|receiver| receiver.mutability.is_some() && receiver.reference.is_some())
     }
 
-    /// The last segment of the return type and its first generic argument's last segment
-    /// (`Vec<Option<User>>`: `Vec` and `Option`).
-    pub(crate) fn output_segments(&self) -> (Option<String>, Option<String>) {
-        let Some(Type::Path(path)) = &self.output else {
-            return (None, None);
+    /// What a batch function returns: whether it is a `Result`, the collection (inside the
+    /// `Result`), and the collection's last segment with its first type argument's (a
+    /// `Vec<Option<User>>`: `Vec` and `Option`).
+    pub(crate) fn batch_output(&self) -> Option<BatchOutput<'_>> {
+        let output = self.output.as_ref()?;
+        let (fallible, collection) = match segment_and_argument(output) {
+            Some((name, Some(inner))) if name == "Result" => (true, inner),
+            _ => (false, output),
         };
-        let Some(segment) = path.path.segments.last() else {
-            return (None, None);
-        };
-        let inner = match &segment.arguments {
-            PathArguments::AngleBracketed(args) => args.args.iter().find_map(|arg| match arg {
-                GenericArgument::Type(ty) => last_segment(ty),
-                _ => None,
-            }),
-            _ => None,
-        };
-        (Some(segment.ident.to_string()), inner)
+        let (outer, argument) = segment_and_argument(collection)?;
+        let inner =
+            argument.and_then(|argument| segment_and_argument(argument).map(|(name, _)| name));
+        Some(BatchOutput {
+            fallible,
+            collection,
+            outer,
+            inner,
+        })
     }
 
     pub(crate) fn shape(&self) -> Shape {
@@ -501,6 +510,26 @@ pub(crate) fn names_a_lifetime(tokens: TokenStream) -> bool {
         }
     }
     false
+}
+
+/// A path type's last segment and its first type argument.
+fn segment_and_argument(ty: &Type) -> Option<(String, Option<&Type>)> {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => {
+            let segment = path.path.segments.last()?;
+            let argument = match &segment.arguments {
+                PathArguments::AngleBracketed(args) => args.args.iter().find_map(|arg| match arg {
+                    GenericArgument::Type(ty) => Some(ty),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            Some((segment.ident.to_string(), argument))
+        }
+        Type::Group(group) => segment_and_argument(&group.elem),
+        Type::Paren(paren) => segment_and_argument(&paren.elem),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

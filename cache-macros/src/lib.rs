@@ -142,15 +142,15 @@ use proc_macro::TokenStream;
 ///
 /// - It returns a map of id to value (`HashMap`, `BTreeMap`, any type that is an iterator of
 ///   `(id, value)` pairs and can be collected from one) or a `Vec<Option<V>>` with one entry
-///   per id in order (then `V: Clone`). An id the body leaves out (or maps to `None`) has no
-///   value and is not cached; to cache that an id has none, make the map's values `Option`s.
+///   per id in order (then `V: Clone`), or a `Result` of either: an `Err` is returned and
+///   nothing is cached (`Cache::try_get_or_set_multi`). An id the body leaves out (or maps
+///   to `None`) has no value and is not cached; to cache that an id has none, make the
+///   map's values `Option`s.
 /// - The body may run a second time, for ids whose other caller gave up, so the other
 ///   parameters it uses must be `Copy` (references are): an owned one is a compile error at
 ///   its type. `&mut self` and `self` by value are refused for the same reason.
 /// - `cache`, `ttl`/`expire`/`class`, `tags` (the same for every id), `stale_for` and
-///   `condition` apply; `lock`, `early_refresh`, `cache_none` and `unless` are refused; a
-///   `Result` return is refused (the batch loader cannot fail; call
-///   `Cache::get_or_set_multi` with your own error handling).
+///   `condition` apply; `lock`, `early_refresh`, `cache_none` and `unless` are refused.
 ///
 /// # Failures
 ///

@@ -3,6 +3,7 @@
 //! ([`prepare`](Cache::prepare), [`commit`](Cache::commit)) as a single key.
 
 use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -92,11 +93,67 @@ impl Cache {
     {
         let options = options.into();
         if self.inner.strict {
-            return self
-                .batch::<Strict, _, _, _, _, _, _>(ids, key, options, loader)
-                .await;
+            return match self
+                .batch::<Strict, _, _, _, _, _, _, _>(ids, key, options, infallible(loader))
+                .await
+            {
+                Ok(Ok(found)) => Ok(found),
+                Ok(Err(never)) => match never {},
+                Err(err) => Err(err),
+            };
         }
         Ok(self.batch_lenient(ids, key, options, loader).await)
+    }
+
+    /// Like [`get_or_set_multi`](Cache::get_or_set_multi) for a loader that may fail: its
+    /// `Err` is returned and nothing it was asked for is cached. Callers waiting on the ids
+    /// it was loading (a `get_or_set`, another batch) then compute them on their own.
+    ///
+    /// The error channel belongs to the loader, so store errors are always degraded here
+    /// (counted and logged), even in strict mode, as in
+    /// [`try_get_or_set`](Cache::try_get_or_set).
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # use std::collections::HashMap;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let cache = Cache::builder(MemoryStore::new()).build();
+    /// let down = cache
+    ///     .try_get_or_set_multi([1u64, 2], |id| format!("user:name:{id}"), Ttl::Default, |_ids| async {
+    ///         Err::<HashMap<u64, String>, _>("database down")
+    ///     })
+    ///     .await;
+    /// assert_eq!(down, Err("database down"));
+    /// let names = cache
+    ///     .try_get_or_set_multi([1u64, 2], |id| format!("user:name:{id}"), Ttl::Default, |ids: Vec<u64>| async move {
+    ///         Ok::<_, &str>(ids.into_iter().map(|id| (id, format!("user {id}"))).collect::<Vec<_>>())
+    ///     })
+    ///     .await;
+    /// assert_eq!(names.map(|names| names.len()), Ok(2));
+    /// # }
+    /// ```
+    pub async fn try_get_or_set_multi<I, T, E, K, F, Fut, L>(
+        &self,
+        ids: impl IntoIterator<Item = I>,
+        key: K,
+        options: impl Into<SetOptions>,
+        loader: F,
+    ) -> std::result::Result<HashMap<I, T>, E>
+    where
+        I: Eq + Hash + Clone,
+        T: Serialize + DeserializeOwned,
+        K: Fn(&I) -> String,
+        F: FnMut(Vec<I>) -> Fut,
+        Fut: Future<Output = std::result::Result<L, E>>,
+        L: IntoIterator<Item = (I, T)>,
+    {
+        match self
+            .batch::<Lenient, _, _, _, _, _, _, _>(ids, key, options.into(), loader)
+            .await
+        {
+            Ok(found) => found,
+            Err(never) => match never {},
+        }
     }
 
     /// [`get_or_set_multi`](Cache::get_or_set_multi) with store failures degraded whatever
@@ -117,27 +174,29 @@ impl Cache {
         L: IntoIterator<Item = (I, T)>,
     {
         match self
-            .batch::<Lenient, _, _, _, _, _, _>(ids, key, options, loader)
+            .batch::<Lenient, _, _, _, _, _, _, _>(ids, key, options, infallible(loader))
             .await
         {
-            Ok(found) => found,
-            Err(never) => match never {},
+            Ok(Ok(found)) => found,
+            Ok(Err(never)) | Err(never) => match never {},
         }
     }
 
-    async fn batch<S: Strictness, I, T, K, F, Fut, L>(
+    /// A batch whose loader may fail: its error ends the batch (the outer result is the
+    /// store's, for strict mode).
+    async fn batch<S: Strictness, I, T, E, K, F, Fut, L>(
         &self,
         ids: impl IntoIterator<Item = I>,
         key: K,
         options: SetOptions,
         mut loader: F,
-    ) -> std::result::Result<HashMap<I, T>, S::Error>
+    ) -> std::result::Result<std::result::Result<HashMap<I, T>, E>, S::Error>
     where
         I: Eq + Hash + Clone,
         T: Serialize + DeserializeOwned,
         K: Fn(&I) -> String,
         F: FnMut(Vec<I>) -> Fut,
-        Fut: Future<Output = L>,
+        Fut: Future<Output = std::result::Result<L, E>>,
         L: IntoIterator<Item = (I, T)>,
     {
         let mut seen = HashSet::new();
@@ -172,28 +231,40 @@ impl Cache {
         }
         self.inner.counters.count(Event::Hit, found.len() as u64);
         self.inner.counters.count(Event::Miss, pending.len() as u64);
-        while !pending.is_empty() {
+        let mut failed = None;
+        while !pending.is_empty() && failed.is_none() {
             pending = self
-                .load_missing::<S, _, _, _, _, _>(pending, &options, &mut loader, &mut found)
+                .load_missing::<S, _, _, _, _, _, _>(
+                    pending,
+                    &options,
+                    &mut loader,
+                    &mut found,
+                    &mut failed,
+                )
                 .await?;
         }
-        Ok(found)
+        Ok(match failed {
+            Some(err) => Err(err),
+            None => Ok(found),
+        })
     }
 
     /// One round of a batch's misses: leads the keys nobody computes (one loader call, one
     /// write), then waits for the others; returns the keys whose leader gave up.
-    async fn load_missing<S: Strictness, I, T, F, Fut, L>(
+    /// A loader's error goes to `failed`, and ends the round.
+    async fn load_missing<S: Strictness, I, T, E, F, Fut, L>(
         &self,
         pending: Vec<Wanted<I>>,
         options: &SetOptions,
         loader: &mut F,
         found: &mut HashMap<I, T>,
+        failed: &mut Option<E>,
     ) -> std::result::Result<Vec<Wanted<I>>, S::Error>
     where
         I: Eq + Hash + Clone,
         T: Serialize + DeserializeOwned,
         F: FnMut(Vec<I>) -> Fut,
-        Fut: Future<Output = L>,
+        Fut: Future<Output = std::result::Result<L, E>>,
         L: IntoIterator<Item = (I, T)>,
     {
         let mut leading: Vec<(Wanted<I>, Option<Leader<'_>>)> = Vec::new();
@@ -218,7 +289,19 @@ impl Cache {
                 .iter()
                 .map(|(wanted, _)| wanted.id.clone())
                 .collect();
-            let mut loaded: HashMap<I, T> = self.timed(loader(ask)).await.into_iter().collect();
+            let mut loaded: HashMap<I, T> = match self.timed(loader(ask)).await {
+                Ok(loaded) => loaded.into_iter().collect(),
+                Err(err) => {
+                    // Nothing to share: the other callers compute on their own.
+                    for (_, leader) in &leading {
+                        if let Some(leader) = leader {
+                            leader.publish(Outcome::Alone);
+                        }
+                    }
+                    *failed = Some(err);
+                    return Ok(Vec::new());
+                }
+            };
             let window = options.stale_window().or(self.inner.fail_safe);
             let mut writes: Vec<Prepared> = Vec::with_capacity(loaded.len());
             let mut failure = None;
@@ -281,4 +364,17 @@ impl Cache {
         }
         Ok(again)
     }
+}
+
+/// An infallible loader's future as a fallible one's.
+type Infallibly<Fut, L> =
+    futures_util::future::Map<Fut, fn(L) -> std::result::Result<L, Infallible>>;
+
+/// An infallible loader as a fallible one.
+fn infallible<I, F, Fut, L>(mut loader: F) -> impl FnMut(Vec<I>) -> Infallibly<Fut, L>
+where
+    F: FnMut(Vec<I>) -> Fut,
+    Fut: Future<Output = L>,
+{
+    move |ids| futures_util::FutureExt::map(loader(ids), Ok as fn(L) -> _)
 }

@@ -8,8 +8,13 @@ async fn names(ids: Vec<u64>) -> Vec<String> {
 }
 
 #[cache_result("user:{id}", batch(id in ids))]
-async fn fallible(ids: Vec<u64>) -> Result<HashMap<u64, String>, String> {
-    Ok(ids.into_iter().map(|id| (id, id.to_string())).collect())
+async fn fallible(ids: Vec<u64>) -> Result<Vec<String>, String> {
+    Ok(ids.into_iter().map(|id| id.to_string()).collect())
+}
+
+#[cache_result("user:{id}", batch(id in ids))]
+async fn optional(ids: Vec<u64>) -> Option<HashMap<u64, String>> {
+    Some(ids.into_iter().map(|id| (id, id.to_string())).collect())
 }
 
 fn main() {}

@@ -17,10 +17,22 @@ async fn scores(ids: Vec<u32>) -> Vec<Option<u64>> {
     ids.into_iter().map(|id| Some(u64::from(id))).collect()
 }
 
+#[cache_result("mark:{id}", batch(id in ids))]
+async fn marks(ids: Vec<u32>) -> Result<HashMap<u32, u8>, std::io::Error> {
+    Ok(ids.into_iter().map(|id| (id, 1)).collect())
+}
+
+#[cache_result("badge:{id}", batch(id in ids))]
+async fn badges(ids: Vec<u32>) -> Result<Vec<Option<String>>, String> {
+    Ok(ids.into_iter().map(|_| None).collect())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cache = Cache::builder(cachemere::MemoryStore::new()).build();
     assert_eq!(names("north", vec![1]).await[&1], "north 1");
     assert_eq!(grades(&cache, HashSet::from([3])).await[&3], None);
     assert_eq!(scores(vec![2, 3]).await, [Some(2), Some(3)]);
+    assert_eq!(marks(vec![4]).await.expect("marks")[&4], 1);
+    assert_eq!(badges(vec![5]).await, Ok(vec![None]));
 }
