@@ -600,7 +600,10 @@ async fn a_failing_loader_caches_nothing_and_strands_no_waiting_caller() {
         })
         .await
         .expect("loaded");
-    assert_eq!(loaded[&1], 1, "a follower computing on its own does not write");
+    assert_eq!(
+        loaded[&1], 1,
+        "a follower computing on its own does not write"
+    );
     assert_eq!(loaded[&2], 2);
     assert_eq!(cache.get::<u64>("item:2").await.expect("get"), Some(2));
 }
