@@ -487,6 +487,7 @@ async fn a_thousand_concurrent_loads_cost_one_mget_and_one_loader_call() {
     let database = Database::new(1000, Duration::ZERO);
     let loader = cache.loader(key, Ttl::Default, database.loader());
     let mgets = server.command_calls("mget").expect("INFO");
+    let sets = server.command_calls("set").expect("INFO");
     let values = futures_util::future::join_all((0..1000).map(|id| loader.load(id))).await;
     for (id, value) in (0u32..).zip(values) {
         assert_eq!(value.expect("load"), Some(u64::from(id) * 10));
@@ -498,6 +499,11 @@ async fn a_thousand_concurrent_loads_cost_one_mget_and_one_loader_call() {
     );
     assert_eq!(database.calls().len(), 1, "one loader call");
     assert_eq!(database.calls()[0].len(), 100, "with the 100 missing ids");
+    assert_eq!(
+        server.command_calls("set").expect("INFO") - sets,
+        100,
+        "a SET per loaded value"
+    );
     assert_eq!(
         loader.load(1000).await.expect("load"),
         None,
