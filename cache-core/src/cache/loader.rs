@@ -66,9 +66,10 @@ impl Cache {
     /// missing ids.
     ///
     /// `key` gives each id's cache key and `load` loads a batch of ids, returning the
-    /// values it found (ids it leaves out have no value). The batch runs as its own tokio
-    /// task, so a caller that is cancelled does not cancel the others' batch; this needs a
-    /// tokio runtime.
+    /// values it found (ids it leaves out have no value). In a tokio runtime the batch runs
+    /// as its own task, so a caller that is cancelled does not cancel the others' batch;
+    /// under another executor the load that opened the batch runs it (the others fail with
+    /// [`Error::ComputationFailed`] if it is cancelled).
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore, Ttl};
@@ -131,7 +132,14 @@ where
     /// [`Error::BatchFailed`]. A batch whose function panicked fails its loads with
     /// [`Error::ComputationFailed`].
     pub async fn load(&self, id: I) -> Result<Option<T>> {
-        let mut done = self.join(id.clone());
+        let (mut done, dispatch) = self.join(id.clone());
+        if let Some(dispatch) = dispatch {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(dispatch)),
+                // Without a tokio runtime the caller that opened the batch runs it.
+                Err(_) => dispatch.await,
+            }
+        }
         let outcome = match done.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone(),
             Err(_) => None,
@@ -147,13 +155,19 @@ where
         }
     }
 
-    /// Adds `id` to the open batch, opening one (and dispatching it after this tick) if
-    /// there is none.
-    fn join(&self, id: I) -> watch::Receiver<Outcome<I, T>> {
+    /// Adds `id` to the open batch; if there is none, opens one and returns its dispatch,
+    /// to run after this tick.
+    fn join(
+        &self,
+        id: I,
+    ) -> (
+        watch::Receiver<Outcome<I, T>>,
+        Option<impl Future<Output = ()> + Send + 'static + use<I, T>>,
+    ) {
         let mut open = lock(&self.inner.open);
         if let Some(batch) = open.as_mut() {
             batch.ids.push(id);
-            return batch.done.clone();
+            return (batch.done.clone(), None);
         }
         let (sender, done) = watch::channel(None);
         *open = Some(Batch {
@@ -162,7 +176,7 @@ where
         });
         drop(open);
         let shared = Arc::clone(&self.inner);
-        tokio::spawn(async move {
+        let dispatch = async move {
             // Let the loads of this tick join before the batch is taken.
             tokio::task::yield_now().await;
             let Some(batch) = lock(&shared.open).take() else {
@@ -179,8 +193,8 @@ where
                 )
                 .await;
             let _ = sender.send(Some(Arc::new(found.map_err(Arc::new))));
-        });
-        done
+        };
+        (done, Some(dispatch))
     }
 }
 
@@ -188,4 +202,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cache::tests::block_on;
+    use crate::{Cache, MemoryStore, Ttl};
+
+    #[test]
+    fn outside_a_tokio_runtime_the_opening_load_runs_the_batch() {
+        let cache = Cache::builder(MemoryStore::new()).build();
+        let loader =
+            cache.loader(
+                |id: &u32| format!("n:{id}"),
+                Ttl::Default,
+                |ids: Vec<u32>| async move {
+                    ids.into_iter().map(|id| (id, id * 2)).collect::<Vec<_>>()
+                },
+            );
+        let (a, b) = block_on(async { futures_util::join!(loader.load(1), loader.load(2)) });
+        assert_eq!((a.expect("load"), b.expect("load")), (Some(2), Some(4)));
+        assert_eq!(cache.stats().misses, 2, "one batch of two");
+        assert_eq!(block_on(loader.load(1)).expect("load"), Some(2));
+    }
 }

@@ -301,28 +301,9 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::tests::block_on;
     use crate::{MemoryStore, Ttl};
-    use std::task::{Context, Poll, Wake, Waker};
     use std::time::Duration;
-
-    /// A minimal executor that is not tokio's.
-    fn block_on<F: Future>(future: F) -> F::Output {
-        struct Unpark(std::thread::Thread);
-        impl Wake for Unpark {
-            fn wake(self: Arc<Self>) {
-                self.0.unpark();
-            }
-        }
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-        let mut context = Context::from_waker(&waker);
-        let mut future = std::pin::pin!(future);
-        loop {
-            if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-                return output;
-            }
-            std::thread::park();
-        }
-    }
 
     #[test]
     fn an_early_refresh_outside_a_tokio_runtime_runs_without_a_timer() {
