@@ -510,3 +510,99 @@ async fn concurrent_first_requests_ask_the_sentinels_once() {
         "one caller searches, the others wait for its answer: {searches} checks"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_primary_still_reachable_loses_no_write_and_the_store_follows_the_switch() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let config = sentinel.config();
+    let store = RedisStore::connect(&config).await.expect("connect");
+    let cache = Cache::builder(store.clone())
+        .config(&config)
+        .strict(true)
+        .build();
+    cache.set("before", &1u32, Ttl::Long).await.expect("set");
+    replicated(&store, "before").await;
+    let old = sentinel.primary().expect("the primary");
+    let since = Instant::now();
+    sentinel.failover().expect("SENTINEL FAILOVER");
+    let new =
+        tokio::task::block_in_place(|| sentinel.wait_for_failover(old, Duration::from_secs(30)))
+            .expect("the replica is promoted");
+    let promoted = since.elapsed();
+    // The old primary still runs as a primary until the Sentinels reconfigure it (seconds
+    // later); a write it acknowledged meanwhile would be lost. The store follows the
+    // Sentinels' `+switch-master` announcement instead of waiting for a failure.
+    let new_port = sentinel.ports()[new].to_string();
+    let followed = loop {
+        let port: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("port")
+            .query_async(&mut store.connection())
+            .await
+            .unwrap_or_default();
+        if port.get(1) == Some(&new_port) {
+            break since.elapsed();
+        }
+        assert!(
+            since.elapsed() < promoted + Duration::from_secs(2),
+            "the store still talks to the old primary {:?} after the promotion",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    cache
+        .set("between", &3u32, Ttl::Long)
+        .await
+        .expect("a write between the promotion and the demotion");
+    // The old primary runs on, demoted: it answers writes with READONLY.
+    let demoted = sentinel.ports()[old];
+    let started = Instant::now();
+    loop {
+        let role = std::process::Command::new("redis-cli")
+            .args(["-p", &demoted.to_string(), "ROLE"])
+            .output()
+            .expect("redis-cli");
+        if String::from_utf8_lossy(&role.stdout).starts_with("slave") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never demoted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let demoted_after = since.elapsed();
+    let demoted_at = Instant::now();
+    let mut refused = Vec::new();
+    let written = loop {
+        match cache.set("after", &2u32, Ttl::Long).await {
+            Ok(()) => break demoted_at.elapsed(),
+            Err(err) => refused.push(cachemere::error::one_line(&err)),
+        }
+        assert!(
+            demoted_at.elapsed() < Duration::from_secs(10),
+            "writes kept failing on the demoted primary: {refused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let role: Vec<redis::Value> = redis::cmd("ROLE")
+        .query_async(&mut store.connection())
+        .await
+        .expect("ROLE");
+    assert_eq!(
+        role.first(),
+        Some(&redis::Value::BulkString(b"master".to_vec())),
+        "the store talks to the new primary"
+    );
+    assert_eq!(cache.get::<u32>("after").await.expect("get"), Some(2));
+    assert_eq!(cache.get::<u32>("before").await.expect("get"), Some(1));
+    assert!(refused.len() <= 2, "{refused:?}");
+    assert_eq!(
+        cache.get::<u32>("between").await.expect("get"),
+        Some(3),
+        "a write acknowledged between the promotion and the demotion was lost"
+    );
+    println!(
+        "demoted primary (SENTINEL FAILOVER): promoted after {promoted:?}, the store on the \
+         new primary at {followed:?}, the old primary demoted after {demoted_after:?}; {} \
+         write(s) refused ({refused:?}), writing again {written:?} after the demotion",
+        refused.len()
+    );
+}

@@ -181,6 +181,25 @@ impl RedisSentinel {
         Err(failure("no Sentinel names a primary".into()))
     }
 
+    /// Asks the Sentinels for a failover (`SENTINEL FAILOVER`): the replica is promoted and
+    /// the old primary, still running and reachable, is demoted to a replica of it (it then
+    /// answers writes with `READONLY`). Wait for it with
+    /// [`wait_for_failover`](RedisSentinel::wait_for_failover).
+    pub fn failover(&self) -> Result<()> {
+        let mut last = None;
+        for sentinel in &self.sentinels {
+            match cli(sentinel.port, &["SENTINEL", "FAILOVER", SERVICE]) {
+                Ok(reply) if reply.trim() == "OK" => return Ok(()),
+                Ok(reply) => last = Some(reply),
+                Err(err) => last = Some(err.to_string()),
+            }
+        }
+        Err(failure(format!(
+            "no Sentinel started a failover: {}",
+            last.unwrap_or_default().trim()
+        )))
+    }
+
     /// Kills data server `index` (`SIGKILL`), as a crash would.
     pub fn kill(&self, index: usize) -> Result<()> {
         self.server(index)?.kill()

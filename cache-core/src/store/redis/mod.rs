@@ -397,6 +397,7 @@ impl RedisStore {
                 let link =
                     sentinel::SentinelLink::new(&endpoint, tcp_settings(), config.connect_timeout)
                         .map_err(|err| invalid_url(err.to_string()))?;
+                link.watch_switches(endpoint.sentinels.clone());
                 let address = format!(
                     "sentinel:{}/{}",
                     endpoint

@@ -8,10 +8,14 @@
 //! or the store's health check times out on it; the next request asks the Sentinels again (one caller at a
 //! time; the others wait for its answer). While no primary can be found, requests fail at
 //! once rather than each asking the Sentinels, for [`RESOLVE_PAUSE`] after a failed attempt.
+//! The connection is also dropped when the Sentinels announce a failover of the service
+//! (`+switch-master`, [`SentinelLink::watch_switches`]): a demoted primary that still runs
+//! keeps accepting writes until the Sentinels reconfigure it, seconds later.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisFuture, Value};
@@ -20,6 +24,10 @@ use crate::store::endpoint::SentinelEndpoint;
 
 /// Time after a failed search for the primary during which requests fail without searching.
 const RESOLVE_PAUSE: Duration = Duration::from_millis(100);
+
+/// How often the `+switch-master` subscription checks that its Sentinel still answers (and
+/// that the store is still alive).
+const SWITCH_WATCH_PING: Duration = Duration::from_secs(1);
 
 /// See the module documentation.
 #[derive(Clone)]
@@ -170,6 +178,68 @@ impl SentinelLink {
             .current
             .write()
             .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Listens to the Sentinels' `+switch-master` announcements (on the first Sentinel that
+    /// answers, moving to the next when it stops answering pings) and drops the connection
+    /// when one names this service: a primary that was demoted while still running keeps
+    /// answering, and accepting writes, until the Sentinels reconfigure it (seconds later),
+    /// and those writes are lost when it becomes a replica. Ends when the store is dropped.
+    /// Needs a tokio runtime; without one the store follows failovers only by failures.
+    pub(super) fn watch_switches(&self, sentinels: Vec<redis::ConnectionAddr>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let link = Arc::downgrade(&self.0);
+        let (service, patience) = (self.0.service.clone(), self.0.connect_timeout);
+        runtime.spawn(async move {
+            let mut backoff = Duration::from_millis(50);
+            while link.strong_count() > 0 {
+                for address in &sentinels {
+                    let Ok(client) = Client::open(address.clone()) else {
+                        continue;
+                    };
+                    let attempt = async {
+                        let (mut sink, messages) = client.get_async_pubsub().await?.split();
+                        sink.subscribe("+switch-master").await?;
+                        redis::RedisResult::Ok((sink, messages))
+                    };
+                    let Ok(Ok((mut sink, mut messages))) =
+                        tokio::time::timeout(patience, attempt).await
+                    else {
+                        continue;
+                    };
+                    backoff = Duration::from_millis(50);
+                    let mut ticks = tokio::time::interval(SWITCH_WATCH_PING);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticks.tick().await;
+                    loop {
+                        tokio::select! {
+                            message = messages.next() => {
+                                let Some(message) = message else { break };
+                                let Some(shared) = link.upgrade() else { return };
+                                // `<service> <old ip> <old port> <new ip> <new port>`
+                                let payload: String = message.get_payload().unwrap_or_default();
+                                if payload.split(' ').next() == Some(service.as_str()) {
+                                    SentinelLink(shared).forget_current();
+                                }
+                            }
+                            _ = ticks.tick() => {
+                                if link.strong_count() == 0 {
+                                    return;
+                                }
+                                let pong = tokio::time::timeout(patience, sink.ping::<Value>()).await;
+                                if !matches!(pong, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        });
     }
 
     /// A client for the server the Sentinels name as primary now, asked afresh (for a
