@@ -220,11 +220,7 @@ impl RedisServer {
     /// ```
     pub fn command_calls(&self, command: &str) -> Result<u64> {
         let owned = self.owned("read the command statistics of")?;
-        let output = Command::new("redis-cli")
-            .args(["-p", &owned.port.to_string(), "INFO", "commandstats"])
-            .output()
-            .map_err(harness("could not run redis-cli (is it on the PATH?)"))?;
-        let info = String::from_utf8_lossy(&output.stdout);
+        let info = cluster::cli(owned.port, &["INFO", "commandstats"])?;
         let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
         Ok(info
             .lines()
