@@ -606,3 +606,53 @@ async fn a_demoted_primary_still_reachable_loses_no_write_and_the_store_follows_
         refused.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_timeout_on_a_frozen_primary_does_not_drop_its_successor() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let mut config = sentinel.config();
+    // Longer than the failover, so that the first request times out after the store has
+    // already moved to the promoted replica.
+    config.command_timeout = Duration::from_secs(8);
+    let store = RedisStore::connect(&config).await.expect("connect");
+    let client_id = |store: RedisStore| async move {
+        redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async::<u64>(&mut store.connection())
+            .await
+            .expect("CLIENT ID")
+    };
+    client_id(store.clone()).await;
+    let old = sentinel.primary().expect("the primary");
+    sentinel.pause(old).expect("SIGSTOP the primary");
+    let hanging = {
+        let store = store.clone();
+        tokio::spawn(async move { store.get("k").await })
+    };
+    let since = Instant::now();
+    let new =
+        tokio::task::block_in_place(|| sentinel.wait_for_failover(old, Duration::from_secs(30)))
+            .expect("the replica is promoted");
+    let promoted = since.elapsed();
+    let successor = client_id(store.clone()).await;
+    assert!(
+        !hanging.is_finished(),
+        "the first request ended before the switch"
+    );
+    let late = hanging.await.expect("task");
+    assert!(
+        matches!(late, Err(cachemere::Error::Timeout { .. })),
+        "{late:?}"
+    );
+    let after = client_id(store.clone()).await;
+    sentinel.resume(old).expect("SIGCONT");
+    assert_eq!(
+        after, successor,
+        "the late timeout dropped the connection to the new primary"
+    );
+    println!(
+        "frozen primary: promoted after {promoted:?}; the request on it timed out after {:?}, \
+         when the store was on the new primary ({new}), which kept its connection",
+        config.command_timeout
+    );
+}

@@ -472,6 +472,7 @@ impl RedisStore {
                 let Some(monitor) = monitor.upgrade() else {
                     return;
                 };
+                let started = std::time::Instant::now();
                 let healthy = match &probe.connection.0 {
                     Link::Node(node) => {
                         match probe.query::<()>("PING", "", &redis::cmd("PING")).await {
@@ -487,7 +488,7 @@ impl RedisStore {
                     _ => probe.ping().await.is_ok(),
                 };
                 if let (false, Link::Sentinel(primary)) = (healthy, &probe.connection.0) {
-                    primary.forget_current();
+                    primary.forget_if_silent_since(started);
                 }
                 monitor.healthy.store(healthy, Ordering::Relaxed);
                 monitor.checks.fetch_add(1, Ordering::Relaxed);

@@ -145,7 +145,18 @@ impl RedisStore {
         request: impl Future<Output = RedisResult<T>>,
     ) -> Result<T> {
         let result = match &self.connection.0 {
-            Link::Node(_) | Link::Sentinel(_) => super::within(self.command_timeout, request).await,
+            Link::Node(_) => super::within(self.command_timeout, request).await,
+            Link::Sentinel(primary) => {
+                let started = std::time::Instant::now();
+                let result = super::within(self.command_timeout, request).await;
+                if result.as_ref().is_err_and(RedisError::is_timeout) {
+                    // A frozen primary answers nothing, so no reply tells that it is gone:
+                    // ask again which server is primary, unless the connection answered or
+                    // was replaced since this request began.
+                    primary.forget_if_silent_since(started);
+                }
+                result
+            }
             // The cluster connection bounds each attempt itself (and retries within its
             // response timeout), as configured at connect.
             Link::Cluster(_) => request.await,
@@ -153,8 +164,8 @@ impl RedisStore {
         self.classify(operation, key, result)
     }
 
-    /// A request's result with its error classified: a type mismatch, a timeout (under
-    /// Sentinel the primary is asked for again), any other Redis error.
+    /// A request's result with its error classified: a type mismatch, a timeout, any other
+    /// Redis error.
     fn classify<T>(&self, operation: &'static str, key: &str, result: RedisResult<T>) -> Result<T> {
         if let Link::Node(node) = &self.connection.0 {
             match &result {
@@ -168,17 +179,10 @@ impl RedisStore {
                 key: key.to_owned(),
                 operation,
             }),
-            Err(err) if err.is_timeout() => {
-                // A frozen primary answers nothing, so no reply tells that it is gone: under
-                // Sentinel, ask again which server is primary before the next request.
-                if let Link::Sentinel(primary) = &self.connection.0 {
-                    primary.forget_current();
-                }
-                Err(Error::Timeout {
-                    operation,
-                    after: self.command_timeout,
-                })
-            }
+            Err(err) if err.is_timeout() => Err(Error::Timeout {
+                operation,
+                after: self.command_timeout,
+            }),
             Err(source) => Err(Error::Redis { operation, source }),
         }
     }

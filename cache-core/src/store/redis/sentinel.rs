@@ -12,6 +12,7 @@
 //! (`+switch-master`, [`SentinelLink::watch_switches`]): a demoted primary that still runs
 //! keeps accepting writes until the Sentinels reconfigure it, seconds later.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,8 @@ pub(super) struct SentinelLink(Arc<Shared>);
 
 struct Shared {
     resolver: tokio::sync::Mutex<Resolver>,
+    /// What the connections' answer times count from.
+    epoch: Instant,
     current: RwLock<Option<Primary>>,
     connect_timeout: Duration,
     db: i64,
@@ -52,6 +55,9 @@ struct Primary {
     connection: MultiplexedConnection,
     client: Client,
     generation: u64,
+    created: Instant,
+    /// When it last answered, in microseconds since [`Shared::epoch`] (0: never).
+    answered: Arc<AtomicU64>,
 }
 
 impl SentinelLink {
@@ -80,6 +86,7 @@ impl SentinelLink {
                 failed_at: None,
                 generation: 0,
             }),
+            epoch: Instant::now(),
             current: RwLock::new(None),
             connect_timeout,
             db: endpoint.redis.db(),
@@ -129,6 +136,8 @@ impl SentinelLink {
                     connection,
                     client,
                     generation: resolver.generation,
+                    created: Instant::now(),
+                    answered: Arc::new(AtomicU64::new(0)),
                 };
                 *self
                     .0
@@ -170,8 +179,31 @@ impl SentinelLink {
         }
     }
 
-    /// Drops the current connection: a request or the health check timed out on it (a
-    /// frozen server answers nothing, so no reply says it is gone).
+    /// Drops the current connection after a request or the health check that started at
+    /// `started` timed out (a frozen server answers nothing, so no reply says it is gone),
+    /// unless the connection is not the one that went silent: it was made, or it answered,
+    /// after that request began. A late timeout never drops its successor.
+    pub(super) fn forget_if_silent_since(&self, started: Instant) {
+        let started = self.micros_since_epoch(started);
+        let mut current = self
+            .0
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let alive = current.as_ref().is_some_and(|primary| {
+            self.micros_since_epoch(primary.created) > started
+                || primary.answered.load(Ordering::Acquire) > started
+        });
+        if !alive {
+            *current = None;
+        }
+    }
+
+    fn micros_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.0.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Drops the current connection: the Sentinels announced a new primary.
     pub(super) fn forget_current(&self) {
         *self
             .0
@@ -266,11 +298,14 @@ impl SentinelLink {
         Ok(client)
     }
 
-    fn settle<T>(&self, generation: u64, result: &redis::RedisResult<T>) {
-        if let Err(err) = result
-            && lost_primary(err)
-        {
-            self.forget(generation);
+    fn settle<T>(&self, primary: &Primary, result: &redis::RedisResult<T>) {
+        match result {
+            Ok(_) => primary.answered.store(
+                self.micros_since_epoch(Instant::now()).max(1),
+                Ordering::Release,
+            ),
+            Err(err) if lost_primary(err) => self.forget(primary.generation),
+            Err(_) => {}
         }
     }
 }
@@ -288,7 +323,7 @@ impl ConnectionLike for SentinelLink {
         Box::pin(async move {
             let mut primary = self.primary().await?;
             let result = primary.connection.req_packed_command(cmd).await;
-            self.settle(primary.generation, &result);
+            self.settle(&primary, &result);
             result
         })
     }
@@ -305,7 +340,7 @@ impl ConnectionLike for SentinelLink {
                 .connection
                 .req_packed_commands(pipeline, offset, count)
                 .await;
-            self.settle(primary.generation, &result);
+            self.settle(&primary, &result);
             result
         })
     }
