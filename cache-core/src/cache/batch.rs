@@ -211,7 +211,7 @@ impl Cache {
             .collect();
         let names: Vec<&str> = fulls.iter().map(String::as_str).collect();
         let window = options.stale_window().or(self.inner.fail_safe);
-        let fetched = self.fetch_many::<S, T, Fetched<T>>(&names, None).await?;
+        let fetched = self.fetch_many::<S, T, Fetched<T>>(&names).await?;
         let mut found = HashMap::with_capacity(ids.len());
         let mut pending = Vec::new();
         for ((id, full), fetched) in ids.into_iter().zip(fulls).zip(fetched) {

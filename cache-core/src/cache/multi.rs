@@ -49,9 +49,7 @@ impl Cache {
                 prefixed.iter().map(String::as_str).collect()
             }
         };
-        let values: Vec<Option<T>> = self
-            .fetch_many::<Strict, T, Option<T>>(&names, None)
-            .await?;
+        let values: Vec<Option<T>> = self.fetch_many::<Strict, T, Option<T>>(&names).await?;
         let hits = values.iter().filter(|value| value.is_some()).count() as u64;
         self.inner.counters.count(Event::Hit, hits);
         self.inner

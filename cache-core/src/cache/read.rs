@@ -372,13 +372,12 @@ impl Cache {
     /// per slot on a cluster, pipelined per primary). Undecodable values are discarded in one
     /// request. The result has one entry per key, in order: each [`Fetched`], or only what
     /// the caller keeps of it ([`Kept`]: a caller that keeps the value builds no list of
-    /// `Fetched`).
+    /// `Fetched`). No caller decides on early refresh here: a value's stamp only tells
+    /// fresh from stale.
     pub(super) async fn fetch_many<S: Strictness, T: DeserializeOwned, O: Kept<T>>(
         &self,
         full_keys: &[&str],
-        early: Option<EarlyRead>,
     ) -> std::result::Result<Vec<O>, S::Error> {
-        let beta = early.map(|early| early.beta);
         let local = self.local_tier();
         // Stages 1 and 3: the keys they answer, by index; the others go to the store. Until
         // one is answered, the keys to read are all of them (no list to build).
@@ -389,7 +388,7 @@ impl Cache {
         for (index, &key) in full_keys.iter().enumerate().filter(|_| answering) {
             let answer = match (self.hidden(key), local) {
                 (true, _) => Some(Fetched::Miss),
-                (false, Some(local)) => self.read_local(local, key, None, beta).await,
+                (false, Some(local)) => self.read_local(local, key, None, None).await,
                 (false, None) => None,
             };
             match answer {
@@ -408,10 +407,9 @@ impl Cache {
             false => &to_read,
         };
         let read_at = local.map(|_| Instant::now());
-        // Stage 4: one of the two is read, with the ttls when the local tier or early
-        // refresh need them.
+        // Stage 4: one of the two is read, with the ttls when the local tier keeps copies.
         let (mut plain, mut with_ttl) = (Vec::new(), Vec::new());
-        let read = match (to_read.is_empty(), local.is_some() || early.is_some()) {
+        let read = match (to_read.is_empty(), local.is_some()) {
             (true, _) => Ok(()),
             (false, true) => self
                 .inner
@@ -445,7 +443,7 @@ impl Cache {
             fetched,
             undecodable,
             copies,
-        } = self.open_all(full_keys, answered, found, failed, local.is_some(), early);
+        } = self.open_all(full_keys, answered, found, failed, local.is_some());
         if let (Some(local), Some(read_at)) = (local, read_at) {
             for (key, (entry, ttl)) in copies {
                 local.put(key, entry, ttl, read_at).await;
@@ -468,7 +466,6 @@ impl Cache {
         mut found: impl Iterator<Item = Option<(Vec<u8>, Option<KeyTtl>)>>,
         failed: bool,
         local: bool,
-        early: Option<EarlyRead>,
     ) -> Opened<'k, O> {
         let mut answered = answered.into_iter().peekable();
         let (mut undecodable, mut copies) = (Vec::new(), Vec::new());
@@ -499,7 +496,7 @@ impl Cache {
                 if let Some(copy) = copy {
                     copies.push((key, copy));
                 }
-                O::from_fetched(Cache::verdict(decoded, bytes, ttl, early))
+                O::from_fetched(Cache::verdict(decoded, bytes, ttl, None))
             })
             .collect();
         Opened {
