@@ -12,23 +12,20 @@
 //! (`+switch-master`, [`SentinelLink::watch_switches`]): a demoted primary that still runs
 //! keeps accepting writes until the Sentinels reconfigure it, seconds later.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisFuture, Value};
 
+use super::bus::{Relayed, relay, subscribe_on};
 use crate::store::endpoint::SentinelEndpoint;
 
 /// Time after a failed search for the primary during which requests fail without searching.
 const RESOLVE_PAUSE: Duration = Duration::from_millis(100);
-
-/// How often the `+switch-master` subscription checks that its Sentinel still answers (and
-/// that the store is still alive).
-const SWITCH_WATCH_PING: Duration = Duration::from_secs(1);
 
 /// See the module documentation.
 #[derive(Clone)]
@@ -213,7 +210,7 @@ impl SentinelLink {
     }
 
     /// Listens to the Sentinels' `+switch-master` announcements (on the first Sentinel that
-    /// answers, moving to the next when it stops answering pings) and drops the connection
+    /// answers, moving to the next when it stops answering pings, as the bus does) and drops the connection
     /// when one names this service: a primary that was demoted while still running keeps
     /// answering, and accepting writes, until the Sentinels reconfigure it (seconds later),
     /// and those writes are lost when it becomes a replica. Ends when the store is dropped.
@@ -231,41 +228,28 @@ impl SentinelLink {
                     let Ok(client) = Client::open(address.clone()) else {
                         continue;
                     };
-                    let attempt = async {
-                        let (mut sink, messages) = client.get_async_pubsub().await?.split();
-                        sink.subscribe("+switch-master").await?;
-                        redis::RedisResult::Ok((sink, messages))
-                    };
-                    let Ok(Ok((mut sink, mut messages))) =
-                        tokio::time::timeout(patience, attempt).await
+                    let Some((mut sink, mut messages)) =
+                        subscribe_on(&client, "+switch-master", patience).await
                     else {
                         continue;
                     };
                     backoff = Duration::from_millis(50);
-                    let mut ticks = tokio::time::interval(SWITCH_WATCH_PING);
-                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    ticks.tick().await;
-                    loop {
-                        tokio::select! {
-                            message = messages.next() => {
-                                let Some(message) = message else { break };
-                                let Some(shared) = link.upgrade() else { return };
-                                // `<service> <old ip> <old port> <new ip> <new port>`
-                                let payload: String = message.get_payload().unwrap_or_default();
-                                if payload.split(' ').next() == Some(service.as_str()) {
-                                    SentinelLink(shared).forget_current();
-                                }
-                            }
-                            _ = ticks.tick() => {
-                                if link.strong_count() == 0 {
-                                    return;
-                                }
-                                let pong = tokio::time::timeout(patience, sink.ping::<Value>()).await;
-                                if !matches!(pong, Ok(Ok(_))) {
-                                    break;
-                                }
-                            }
+                    let follow = |message: redis::Msg| {
+                        let Some(shared) = link.upgrade() else {
+                            return ControlFlow::Break(());
+                        };
+                        // `<service> <old ip> <old port> <new ip> <new port>`
+                        let payload: String = message.get_payload().unwrap_or_default();
+                        if payload.split(' ').next() == Some(service.as_str()) {
+                            SentinelLink(shared).forget_current();
                         }
+                        ControlFlow::Continue(())
+                    };
+                    let alive = || link.strong_count() > 0;
+                    if let Relayed::Stopped =
+                        relay(&mut sink, &mut messages, patience, follow, alive).await
+                    {
+                        return;
                     }
                 }
                 tokio::time::sleep(backoff).await;
