@@ -656,3 +656,54 @@ async fn a_late_timeout_on_a_frozen_primary_does_not_drop_its_successor() {
         config.command_timeout
     );
 }
+
+/// Clients subscribed to a channel on the Sentinels (`CLIENT LIST`, `sub=` above 0).
+fn sentinel_subscribers(sentinel: &RedisSentinel) -> usize {
+    sentinel
+        .sentinel_ports()
+        .iter()
+        .map(|port| {
+            let list = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "CLIENT", "LIST"])
+                .output()
+                .expect("redis-cli");
+            String::from_utf8_lossy(&list.stdout)
+                .lines()
+                .filter(|line| {
+                    line.split(' ')
+                        .any(|field| field.starts_with("sub=") && field != "sub=0")
+                })
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_watch_ends_with_the_store() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let baseline = sentinel_subscribers(&sentinel);
+    let mut config = sentinel.config();
+    config.health_check_interval = Duration::from_millis(200);
+    let store = RedisStore::connect(&config).await.expect("connect");
+    let started = Instant::now();
+    while sentinel_subscribers(&sentinel) == baseline {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no +switch-master watch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(store);
+    let dropped = Instant::now();
+    while sentinel_subscribers(&sentinel) > baseline {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(5),
+            "the watch outlived its store"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "the +switch-master watch ended {:?} after its store",
+        dropped.elapsed()
+    );
+}
