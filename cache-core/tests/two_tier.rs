@@ -445,3 +445,47 @@ async fn on_a_cluster_get_multi_goes_through_the_local_tier() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_get_or_set_reads_and_fills_the_local_tier() {
+    let server = RedisServer::start_private().expect("start redis-server");
+    let (a, b) = (instance(&server).await, instance(&server).await);
+    let key = |id: &u32| format!("batch:{id}");
+    let load =
+        |ids: Vec<u32>| async move { ids.into_iter().map(|id| (id, id * 10)).collect::<Vec<_>>() };
+    let first = b
+        .get_or_set_multi([1u32, 2, 3], key, Ttl::Long, load)
+        .await
+        .expect("batch");
+    assert_eq!(first[&2], 20);
+    // What the batch wrote is kept locally: the next batch is answered without Redis.
+    let started = Instant::now();
+    loop {
+        let before = b.stats().local_hits;
+        let again = b
+            .get_or_set_multi([1u32, 2, 3], key, Ttl::Long, |_ids: Vec<u32>| async {
+                Vec::<(u32, u32)>::new()
+            })
+            .await
+            .expect("batch");
+        assert_eq!(again, first, "no id reloaded");
+        if b.stats().local_hits - before == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never served locally"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another instance's write reaches the batch's local copies.
+    a.set("batch:2", &200u32, Ttl::Long).await.expect("set");
+    until(Some(200), || async {
+        b.get_or_set_multi([2u32], key, Ttl::Long, load)
+            .await
+            .expect("batch")
+            .get(&2)
+            .copied()
+    })
+    .await;
+}
