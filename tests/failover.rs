@@ -634,6 +634,18 @@ async fn a_late_timeout_on_a_frozen_primary_does_not_drop_its_successor() {
         tokio::task::block_in_place(|| sentinel.wait_for_failover(old, Duration::from_secs(30)))
             .expect("the replica is promoted");
     let promoted = since.elapsed();
+    // Until the store has moved (the Sentinels' announcement, or a short request timing out
+    // on the silent connection), a request would wait out the 8 s timeout on the frozen
+    // server: probe through a 300 ms handle on the same connections.
+    let quick = store
+        .with_deadline(Duration::from_millis(300))
+        .expect("a bounded handle");
+    while quick.exists("probe").await.is_err() {
+        assert!(
+            since.elapsed() < promoted + Duration::from_secs(5),
+            "the store never moved to the new primary"
+        );
+    }
     let successor = client_id(store.clone()).await;
     assert!(
         !hanging.is_finished(),
