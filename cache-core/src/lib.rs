@@ -60,6 +60,7 @@ pub mod config;
 mod degrade;
 pub mod encryption;
 pub mod error;
+mod fence;
 mod flight;
 mod frame;
 mod global;

@@ -100,6 +100,8 @@ pub(crate) struct Recovery {
     /// share the database): an overflow then makes every read a miss for `lifetime`, the
     /// longest a value the cache writes lives.
     lifetime: Duration,
+    /// How long a replayed key invalidation fences its key, as the cache's own do.
+    fence: Option<Duration>,
     blind_until: Mutex<Option<Instant>>,
     timed_blind: AtomicBool,
     local: Option<Arc<Local>>,
@@ -135,6 +137,7 @@ impl Recovery {
                 format!("{}*", crate::key::escape_glob(prefix))
             },
             lifetime,
+            fence: None,
             blind_until: Mutex::new(None),
             timed_blind: AtomicBool::new(false),
             local,
@@ -147,6 +150,12 @@ impl Recovery {
             overflows: AtomicU64::new(0),
             meter,
         }
+    }
+
+    /// Replays key invalidations with a fence of `window`, as the cache makes them.
+    pub(crate) fn fenced(mut self, window: Option<Duration>) -> Recovery {
+        self.fence = window;
+        self
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -377,7 +386,7 @@ impl Recovery {
             .map(|key| crate::key::tags_record_of(key))
             .collect();
         let (removed, records) = futures_util::future::join(
-            self.bounded(self.store.delete_many(keys)),
+            self.bounded(crate::fence::remove(&*self.store, keys, self.fence)),
             self.bounded(self.store.delete_many(&records)),
         )
         .await;

@@ -44,6 +44,10 @@ pub struct CacheStats {
     /// Times the queue of pending invalidations overflowed and was replaced by a sweep of
     /// the cache's prefix.
     pub invalidation_overflows: u64,
+    /// Computed values not stored because their key was invalidated or rewritten while they
+    /// were computed (see [`CacheBuilder::fence`](crate::CacheBuilder::fence)); their
+    /// callers got them all the same.
+    pub fenced_writes: u64,
 }
 
 impl CacheStats {
@@ -70,6 +74,7 @@ pub(crate) struct Counters {
     pub(crate) stale_served: AtomicU64,
     pub(crate) early_refreshes: AtomicU64,
     pub(crate) early_refresh_failures: AtomicU64,
+    pub(crate) fenced_writes: AtomicU64,
     /// Where the same events go as metrics.
     pub(crate) meter: Meter,
 }
@@ -87,6 +92,7 @@ impl Counters {
             stale_served: AtomicU64::new(0),
             early_refreshes: AtomicU64::new(0),
             early_refresh_failures: AtomicU64::new(0),
+            fenced_writes: AtomicU64::new(0),
             meter,
         }
     }
@@ -104,6 +110,7 @@ impl Counters {
             Event::StaleServed => &self.stale_served,
             Event::EarlyRefresh => &self.early_refreshes,
             Event::EarlyRefreshFailure => &self.early_refresh_failures,
+            Event::FencedWrite => &self.fenced_writes,
             // counted where they happen (local tier, breaker, recovery)
             Event::LocalHit
             | Event::ShortCircuit
@@ -142,6 +149,7 @@ impl Counters {
             pending_invalidations: 0,
             recovered_invalidations: 0,
             invalidation_overflows: 0,
+            fenced_writes: read(&self.fenced_writes),
         }
     }
 
@@ -157,6 +165,7 @@ impl Counters {
             &self.stale_served,
             &self.early_refreshes,
             &self.early_refresh_failures,
+            &self.fenced_writes,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

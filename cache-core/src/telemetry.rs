@@ -28,6 +28,7 @@ pub(crate) enum Event {
     CircuitTrip,
     RecoveredInvalidation,
     InvalidationOverflow,
+    FencedWrite,
 }
 
 impl Event {
@@ -48,6 +49,7 @@ impl Event {
             Event::CircuitTrip => "cachemere.cache.circuit_trips",
             Event::RecoveredInvalidation => "cachemere.cache.recovered_invalidations",
             Event::InvalidationOverflow => "cachemere.cache.invalidation_overflows",
+            Event::FencedWrite => "cachemere.cache.fenced_writes",
         }
     }
 }
@@ -105,7 +107,7 @@ struct Handles {
 }
 
 #[cfg(feature = "metrics")]
-const EVENTS: [Event; 14] = [
+const EVENTS: [Event; 15] = [
     Event::Hit,
     Event::LocalHit,
     Event::Miss,
@@ -120,6 +122,7 @@ const EVENTS: [Event; 14] = [
     Event::CircuitTrip,
     Event::RecoveredInvalidation,
     Event::InvalidationOverflow,
+    Event::FencedWrite,
 ];
 
 #[cfg(feature = "metrics")]

@@ -116,16 +116,20 @@ async fn multi_key_operations_cost_one_request_per_primary() {
     assert_eq!(probe.calls("mget").await, slots, "one MGET per slot");
     assert_eq!(probe.calls("get").await, vec![0; ports.len()]);
 
+    // The store's first invalidation loads the fence script on every primary (one request
+    // each); from then on a delete_multi is two pipelines per primary, sent at once: the
+    // fence scripts (one per slot) and the UNLINK of the keys' tag records (which live in
+    // other slots). A node may read them in one go.
+    cache.delete("warm-up").await.expect("delete");
     let mut removed = 0;
     let reads = probe
         .reads_during(async {
             removed = cache.delete_multi(&keys).await.expect("delete_multi");
         })
         .await;
-    assert_eq!(
-        reads,
-        vec![1; ports.len()],
-        "delete_multi: requests per node"
+    assert!(
+        reads.iter().all(|&reads| (1..=2).contains(&reads)),
+        "delete_multi: requests per node {reads:?}"
     );
     assert_eq!(removed, 300);
 }
@@ -436,5 +440,9 @@ async fn a_replayed_delete_does_not_wait_for_its_tag_record_on_a_dead_node() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(store.get(&key).await.expect("node 0 answers"), None);
+    let left = store.get(&key).await.expect("node 0 answers");
+    assert!(
+        left.as_deref().is_none_or(cache_core::store::is_marker),
+        "the value is gone (an invalidation's marker may stand): {left:?}"
+    );
 }

@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::cache::read::Fetched;
-use crate::cache::write::{Condition, Prepared};
+use crate::cache::write::Prepared;
 use crate::degrade::{Lenient, Strict, Strictness};
 use crate::error::Result;
+use crate::fence::Over;
 use crate::flight::{Leader, Outcome, Role, follow};
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
@@ -27,6 +28,8 @@ struct Wanted<I> {
     /// Whether it may wait on another caller's computation (not after that caller gave up
     /// on it).
     may_follow: bool,
+    /// What its write may replace (what the batch's read found).
+    over: Over,
 }
 
 impl Cache {
@@ -222,10 +225,11 @@ impl Cache {
                     }
                     found.insert(id, value);
                 }
-                Fetched::Stale(..) | Fetched::Miss | Fetched::Failed => pending.push(Wanted {
+                mut missed => pending.push(Wanted {
                     id,
                     full,
                     may_follow: true,
+                    over: missed.over(self.inner.fence),
                 }),
             }
         }
@@ -314,6 +318,7 @@ impl Cache {
                 };
                 match self.prepare(&wanted.full, &value, options, window, None) {
                     Ok(prepared) => {
+                        let prepared = prepared.over(wanted.over.clone());
                         if let Some(leader) = leader {
                             leader.publish(Outcome::Encoded(Arc::clone(&prepared.bytes)));
                         }
@@ -328,9 +333,7 @@ impl Cache {
                 }
                 found.insert(wanted.id.clone(), value);
             }
-            let written = self
-                .commit(&writes, options.tag_names(), Condition::Always)
-                .await;
+            let written = self.commit(&writes, options.tag_names()).await;
             // The flights end once the values are in the store, so that a later miss reads
             // them there.
             drop(leading);

@@ -71,6 +71,8 @@ pub struct CacheBuilder {
     refresh_timeout: Duration,
     local: Option<(u64, Duration)>,
     pending_invalidations: usize,
+    /// `None`: the default for the codec.
+    fence: Option<Option<Duration>>,
     name: String,
     encryption: Option<EncryptionKeys>,
     encrypt_json: bool,
@@ -341,6 +343,57 @@ impl CacheBuilder {
         self
     }
 
+    /// How long an invalidation fences its key (default 60 s; `None` or zero: off), so that
+    /// a get-or-set that computed from data read before the invalidation does not store its
+    /// value after it (the cache-aside race: a miss reads the database, a writer updates it
+    /// and invalidates the key, then the miss writes the old value back for a whole ttl).
+    ///
+    /// An invalidation ([`delete`](crate::Cache::delete),
+    /// [`delete_multi`](crate::Cache::delete_multi),
+    /// [`invalidate_tag`](crate::Cache::invalidate_tag), `#[invalidate_cache]`, and their
+    /// replays) then leaves a short marker in each key for `window` instead of removing it,
+    /// and a get-or-set miss writes only over what its read found: `SET NX` over nothing,
+    /// a compare-and-set over a marker or a stale value. A value that loses is returned to
+    /// its caller but not stored, counted in
+    /// [`CacheStats::fenced_writes`](crate::CacheStats::fenced_writes). Hits cost nothing
+    /// more; a miss writes with one `SET NX` (or one script over a marker) instead of one
+    /// `SET`. A miss over nothing whose computation outlasts half the window does not write
+    /// (a marker left meanwhile may have expired): keep the window above twice your slowest
+    /// computation.
+    ///
+    /// Off by default with the [`Json`](crate::codec::Json) codec, whose keys other
+    /// languages read: they would read a marker (bytes starting with
+    /// [`FENCE_PREFIX`](crate::store::FENCE_PREFIX), which is not JSON) for the window after
+    /// each invalidation. Turn it on there when only cachemere reads the keys. Pattern
+    /// invalidations ([`invalidate_pattern`](crate::Cache::invalidate_pattern)) remove keys
+    /// without fencing them: keys that do not exist yet cannot be found by a pattern.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore, Ttl};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// let cache = Cache::builder(MemoryStore::new())
+    ///     .fence(Some(Duration::from_secs(30)))
+    ///     .build();
+    /// let database = std::sync::Mutex::new("old");
+    /// let read = cache.get_or_set("user:42", Ttl::Default, || async {
+    ///     let before = *database.lock().unwrap();
+    ///     // meanwhile a writer updates the database and invalidates the key
+    ///     *database.lock().unwrap() = "new";
+    ///     cache.delete("user:42").await.unwrap();
+    ///     before
+    /// });
+    /// assert_eq!(read.await?, "old"); // its caller gets what it computed,
+    /// assert_eq!(cache.get::<String>("user:42").await?, None); // but it was not stored
+    /// assert_eq!(cache.stats().fenced_writes, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fence(mut self, window: Option<Duration>) -> Self {
+        self.fence = Some(window.filter(|window| !window.is_zero()));
+        self
+    }
+
     /// Builds the cache, or says why its settings do not go together (today: the
     /// [`fail_safe`](CacheBuilder::fail_safe) with the [`Json`](crate::codec::Json) codec).
     ///
@@ -423,15 +476,22 @@ impl CacheBuilder {
             }
             local
         });
-        let recovery = Arc::new(Recovery::new(
-            Arc::clone(&self.store),
-            self.operation_timeout.filter(|_| !self.store.in_process()),
-            self.pending_invalidations,
-            &self.prefix,
-            self.longest_lifetime(),
-            local.clone(),
-            meter.clone(),
-        ));
+        let fence = self.fence.unwrap_or(match self.builtin {
+            Some(Builtin::Json) => None,
+            _ => Some(crate::fence::DEFAULT_WINDOW),
+        });
+        let recovery = Arc::new(
+            Recovery::new(
+                Arc::clone(&self.store),
+                self.operation_timeout.filter(|_| !self.store.in_process()),
+                self.pending_invalidations,
+                &self.prefix,
+                self.longest_lifetime(),
+                local.clone(),
+                meter.clone(),
+            )
+            .fenced(fence),
+        );
         breaker.replay_on_closing(&recovery);
         Cache {
             inner: Arc::new(Inner {
@@ -461,6 +521,7 @@ impl CacheBuilder {
                 lock_wait: self.lock_wait,
                 counters: Counters::new(meter),
                 fail_safe: self.fail_safe,
+                fence,
                 local,
                 factory_timeout: self.factory_timeout,
                 refresh_timeout: self.refresh_timeout,
@@ -523,6 +584,7 @@ impl Cache {
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             local: None,
             pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
+            fence: None,
             name: "default".into(),
             encryption: None,
             encrypt_json: false,

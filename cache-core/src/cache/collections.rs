@@ -33,7 +33,12 @@ impl Cache {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
         let bytes = self.inner.format.encode_field(&full, field, value)?;
-        let added = self.counted(self.inner.guarded.hset(&full, field, &bytes, ttl).await)?;
+        let added = self.counted(
+            self.on_collection(&full, None, || {
+                self.inner.guarded.hset(&full, field, &bytes, ttl)
+            })
+            .await,
+        )?;
         self.inner.counters.count(Event::Set, 1);
         Ok(added)
     }
@@ -51,7 +56,11 @@ impl Cache {
     pub async fn hget<T: DeserializeOwned>(&self, key: &str, field: &str) -> Result<Option<T>> {
         let full = self.full_key(key);
         let bytes = self
-            .read_stored(&full, None, self.inner.guarded.hget(&full, field))
+            .read_stored(
+                &full,
+                None,
+                self.on_collection(&full, Some(None), || self.inner.guarded.hget(&full, field)),
+            )
             .await?;
         let value = match bytes {
             None => None,
@@ -83,7 +92,13 @@ impl Cache {
     pub async fn hgetall<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<(String, T)>> {
         let full = self.full_key(key);
         let fields = self
-            .read_stored(&full, Vec::new(), self.inner.guarded.hgetall(&full))
+            .read_stored(
+                &full,
+                Vec::new(),
+                self.on_collection(&full, Some(Vec::new()), || {
+                    self.inner.guarded.hgetall(&full)
+                }),
+            )
             .await?;
         Ok(fields
             .into_iter()
@@ -106,7 +121,10 @@ impl Cache {
     /// # }
     /// ```
     pub async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
-        self.counted(self.inner.guarded.hdel(&self.full_key(key), field).await)
+        let full = self.full_key(key);
+        let removal =
+            self.on_collection(&full, Some(false), || self.inner.guarded.hdel(&full, field));
+        self.counted(removal.await)
     }
 
     fn encode_all<T: Serialize>(&self, key: &str, values: &[T]) -> Result<Vec<Vec<u8>>> {
@@ -136,7 +154,10 @@ impl Cache {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
         let encoded = self.encode_all(&full, values)?;
-        self.counted(self.inner.guarded.lpush(&full, &encoded, ttl).await)
+        let push = self.on_collection(&full, None, || {
+            self.inner.guarded.lpush(&full, &encoded, ttl)
+        });
+        self.counted(push.await)
     }
 
     /// Appends values to a list and refreshes its ttl; returns the new length.
@@ -159,7 +180,10 @@ impl Cache {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
         let encoded = self.encode_all(&full, values)?;
-        self.counted(self.inner.guarded.rpush(&full, &encoded, ttl).await)
+        let push = self.on_collection(&full, None, || {
+            self.inner.guarded.rpush(&full, &encoded, ttl)
+        });
+        self.counted(push.await)
     }
 
     /// Reads a range of a list (inclusive, negative indexes count from the end); elements
@@ -185,7 +209,9 @@ impl Cache {
             .read_stored(
                 &full,
                 Vec::new(),
-                self.inner.guarded.lrange(&full, start, stop),
+                self.on_collection(&full, Some(Vec::new()), || {
+                    self.inner.guarded.lrange(&full, start, stop)
+                }),
             )
             .await?;
         Ok(self.decode_each(&full, items.iter().map(Vec::as_slice)))
@@ -216,7 +242,10 @@ impl Cache {
             current.extend(forms.next());
             earlier.extend(forms);
         }
-        let added = self.counted(self.inner.guarded.sadd(&full, &current, ttl).await)?;
+        let add = self.on_collection(&full, None, || {
+            self.inner.guarded.sadd(&full, &current, ttl)
+        });
+        let added = self.counted(add.await)?;
         if earlier.is_empty() {
             return Ok(added);
         }
@@ -248,7 +277,10 @@ impl Cache {
         for member in members {
             every_form.extend(self.inner.format.encode_member(&full, member)?);
         }
-        self.counted(self.inner.guarded.srem(&full, &every_form).await)
+        let removal = self.on_collection(&full, Some(0), || {
+            self.inner.guarded.srem(&full, &every_form)
+        });
+        self.counted(removal.await)
     }
 
     /// Reads every member of a set, in no particular order; members that do not decode are
@@ -266,7 +298,13 @@ impl Cache {
     pub async fn smembers<T: DeserializeOwned>(&self, key: &str) -> Result<Vec<T>> {
         let full = self.full_key(key);
         let members = self
-            .read_stored(&full, Vec::new(), self.inner.guarded.smembers(&full))
+            .read_stored(
+                &full,
+                Vec::new(),
+                self.on_collection(&full, Some(Vec::new()), || {
+                    self.inner.guarded.smembers(&full)
+                }),
+            )
             .await?;
         let distinct = self.inner.format.distinct_members(&full, &members);
         Ok(self.decode_each(&full, distinct))

@@ -12,10 +12,12 @@ use tracing::Instrument;
 use crate::cache::Cache;
 use crate::cache::lock::HeldLock;
 use crate::cache::read::{EarlyRead, Fetched, Raw};
+use crate::cache::refresh::writing;
 use crate::cache::refresh::{Detached, Factory, Inline};
-use crate::cache::write::{Condition, Prepared};
+use crate::cache::write::Prepared;
 use crate::degrade::{Lenient, Strict, Strictness};
 use crate::error::{Error, Result};
+use crate::fence::Over;
 use crate::flight::{Leader, Outcome, Role, follow};
 use crate::plan::{Fallible, Plan, Verdict, Whole};
 use crate::telemetry::Event;
@@ -173,7 +175,7 @@ impl Cache {
         let factory = move || {
             let computation = factory();
             async move {
-                let replacing = crate::cache::refresh::replacing(&full);
+                let over = crate::cache::refresh::writing_over(&full);
                 let (sender, receiver) = tokio::sync::oneshot::channel();
                 tokio::spawn(async move {
                     let started = Instant::now();
@@ -182,14 +184,9 @@ impl Cache {
                         let took = Some(started.elapsed());
                         let prepared = cache.prepare(&full, &value, &background, window, took);
                         drop(value);
-                        cache
-                            .store_prepared(
-                                &full,
-                                prepared,
-                                &background,
-                                replacing.as_deref().map(Vec::as_slice),
-                            )
-                            .await;
+                        let over = over.unwrap_or(Over::Anything);
+                        let prepared = prepared.map(|prepared| prepared.over(over));
+                        cache.store_prepared(&full, prepared, &background).await;
                     }
                 });
                 match tokio::time::timeout(hard, receiver).await {
@@ -214,26 +211,21 @@ impl Cache {
         }
     }
 
-    /// Caches the value of a computation whose caller was already answered; for an early
-    /// refresh, only over the bytes it refreshed (`replacing`), as the refresh itself writes.
+    /// Caches the value of a computation whose caller was already answered, over what the
+    /// early refresh or the miss that started it saw.
     async fn store_prepared(
         &self,
         full_key: &str,
         prepared: Result<Prepared>,
         options: &SetOptions,
-        replacing: Option<&[u8]>,
     ) {
-        let condition = replacing.map_or(Condition::Always, Condition::Replacing);
         let written = match prepared {
-            Ok(prepared) => {
-                self.commit(&[prepared], options.tag_names(), condition)
-                    .await
-            }
+            Ok(prepared) => self.commit(&[prepared], options.tag_names()).await,
             Err(err) => Err(err),
         };
         match written {
             Ok(true) => {}
-            Ok(false) => tracing::debug!("the value changed while it was refreshed; not written"),
+            Ok(false) => tracing::debug!("the value changed while it was computed; not written"),
             Err(err) => {
                 let _ = self.degrade::<Lenient>("SET", full_key, err);
             }
@@ -313,7 +305,7 @@ impl Cache {
         let first = self
             .fetch::<S, P::Value>(&full, plan.typed(), early)
             .await?;
-        let fallback = match first {
+        let (fallback, over) = match first {
             Fetched::Hit(value, bytes) => {
                 span.record("outcome", "hit");
                 self.record_read(true);
@@ -343,27 +335,41 @@ impl Cache {
                 let refreshed = Box::pin(self.refresh(&full, &options, plan, factory, &current));
                 return Ok(refreshed.await.unwrap_or_else(|| P::hit(value)));
             }
-            Fetched::Stale(value, bytes) => Some((value, bytes)),
-            Fetched::Failed if window.is_some() => self.recall::<P::Value>(&full).await,
-            Fetched::Miss | Fetched::Failed => None,
+            mut missed => {
+                let over = missed.over(self.inner.fence);
+                let fallback = match missed {
+                    Fetched::Stale(value, bytes) => Some((value, bytes)),
+                    Fetched::Failed if window.is_some() => self.recall::<P::Value>(&full).await,
+                    _ => None,
+                };
+                (fallback, over)
+            }
         };
         span.record("outcome", "miss");
         self.record_read(false);
         // Boxed so that the hit path's future stays small: a hit neither builds nor moves
         // the state of a computation.
-        Box::pin(self.compute_missed::<S, P, F>(&full, options, window, plan, factory, fallback))
-            .await
+        let missed = Missed {
+            window,
+            over,
+            fallback,
+        };
+        Box::pin(self.compute_missed::<S, P, F>(&full, options, plan, factory, missed)).await
     }
 
     async fn compute_missed<S: Strictness, P: Plan, F: Factory<P>>(
         &self,
         full: &str,
         options: SetOptions,
-        window: Option<Duration>,
         plan: P,
         factory: F,
-        mut fallback: Option<(P::Value, Raw)>,
+        missed: Missed<P::Value>,
     ) -> std::result::Result<P::Output, S::Error> {
+        let Missed {
+            window,
+            over,
+            mut fallback,
+        } = missed;
         loop {
             let leader = match self.inner.flights.join(full) {
                 Role::Leader(leader) => leader,
@@ -394,9 +400,10 @@ impl Cache {
                 false => None,
             };
             let started = options.early_refresh_beta().map(|_| Instant::now());
+            let computation = writing(full, over.clone(), self.timed(factory.call()));
             let output = match (self.inner.factory_timeout, fallback.take()) {
                 (Some(limit), Some(stale)) => {
-                    match tokio::time::timeout(limit, self.timed(factory.call())).await {
+                    match tokio::time::timeout(limit, computation).await {
                         Ok(output) => {
                             fallback = Some(stale);
                             output
@@ -406,17 +413,29 @@ impl Cache {
                 }
                 (_, stale) => {
                     fallback = stale;
-                    self.timed(factory.call()).await
+                    computation.await
                 }
             };
             let took = started.map(|started| started.elapsed());
             let written = match plan.verdict(&output) {
                 Verdict::Store(value) => {
-                    self.share_and_store::<S, _>(&leader, full, value, Some(&options), window, took)
+                    let write = Write {
+                        options: Some(&options),
+                        window,
+                        took,
+                        over,
+                    };
+                    self.share_and_store::<S, _>(&leader, full, value, write)
                         .await
                 }
                 Verdict::Share(value) => {
-                    self.share_and_store::<S, _>(&leader, full, value, None, window, None)
+                    let write = Write {
+                        options: None,
+                        window,
+                        took: None,
+                        over,
+                    };
+                    self.share_and_store::<S, _>(&leader, full, value, write)
                         .await
                 }
                 Verdict::Fail(failure) => match fallback {
@@ -487,10 +506,14 @@ impl Cache {
         leader: &Leader<'_>,
         full_key: &str,
         value: &T,
-        options: Option<&SetOptions>,
-        window: Option<Duration>,
-        took: Option<Duration>,
+        write: Write<'_>,
     ) -> std::result::Result<(), S::Error> {
+        let Write {
+            options,
+            window,
+            took,
+            over,
+        } = write;
         let Some(options) = options else {
             return match self.inner.format.encode(full_key, value) {
                 Ok(bytes) => {
@@ -504,17 +527,14 @@ impl Cache {
             };
         };
         let prepared = match self.prepare(full_key, value, options, window, took) {
-            Ok(prepared) => prepared,
+            Ok(prepared) => prepared.over(over),
             Err(err) => {
                 leader.publish(Outcome::Alone);
                 return self.degrade::<S>("SET", full_key, err);
             }
         };
         leader.publish(Outcome::Encoded(Arc::clone(&prepared.bytes)));
-        match self
-            .commit(&[prepared], options.tag_names(), Condition::Always)
-            .await
-        {
+        match self.commit(&[prepared], options.tag_names()).await {
             Ok(_) => Ok(()),
             Err(err) => self.degrade::<S>("SET", full_key, err),
         }
@@ -553,6 +573,23 @@ impl Cache {
             tokio::time::sleep(LOCK_POLL).await;
         }
     }
+}
+
+/// What a miss knows when it starts computing: the fail-safe window, what its write may
+/// replace, and the stale value to fall back on.
+struct Missed<V> {
+    window: Option<Duration>,
+    over: Over,
+    fallback: Option<(V, Raw)>,
+}
+
+/// How a computed value is written: with these options (none: shared with the waiting
+/// callers only), the fail-safe window, its computation time (early refresh), over what.
+struct Write<'o> {
+    options: Option<&'o SetOptions>,
+    window: Option<Duration>,
+    took: Option<Duration>,
+    over: Over,
 }
 
 /// Callers spawn these futures (web handlers, `tokio::spawn`): they must be `Send` for every

@@ -64,7 +64,8 @@ impl Cache {
         }
     }
 
-    /// Removes `keys` and their tag records ([`crate::key::tags_record`]), in one round trip;
+    /// Removes (or [fences](crate::CacheBuilder::fence)) `keys` and removes their tag records
+    /// ([`crate::key::tags_record`]), in one round trip;
     /// returns how many of `keys` existed. A record that cannot be removed is logged: it
     /// expires with its key's old ttl.
     pub(crate) async fn unlink_with_records(&self, keys: &[String]) -> Result<u64> {
@@ -75,12 +76,7 @@ impl Cache {
             .iter()
             .map(|key| crate::key::tags_record_of(key))
             .collect();
-        let removing = async {
-            match keys {
-                [key] => self.inner.guarded.delete(key).await.map(u64::from),
-                keys => self.inner.guarded.delete_many(keys).await,
-            }
-        };
+        let removing = self.inner.guarded.remove(keys, self.inner.fence);
         let (removed, records) = join(removing, self.inner.guarded.delete_many(&records)).await;
         if let Err(err) = self.counted(records) {
             let _ = self.degrade::<Lenient>("UNLINK", first, err);

@@ -34,6 +34,7 @@ mod compute;
 mod invalidate;
 mod loader;
 mod lock;
+mod markers;
 mod multi;
 mod read;
 pub(crate) mod refresh;
@@ -80,6 +81,8 @@ struct Inner {
     lock_wait: Duration,
     counters: Counters,
     fail_safe: Option<Duration>,
+    /// How long an invalidation fences its key (see `fence.rs`), if it does.
+    fence: Option<Duration>,
     factory_timeout: Option<Duration>,
     refresh_timeout: Duration,
     local: Option<Arc<Local>>,
@@ -214,8 +217,7 @@ impl Cache {
     /// ```
     pub async fn exists(&self, key: &str) -> Result<bool> {
         let full = self.full_key(key);
-        self.read_stored(&full, false, self.inner.guarded.exists(&full))
-            .await
+        Ok(self.lifetime(&full).await? != KeyTtl::Missing)
     }
 
     /// Gives an existing key a new ttl; returns whether the key existed. A tagged key stays
@@ -234,6 +236,10 @@ impl Cache {
     pub async fn expire(&self, key: &str, ttl: impl Into<Ttl>) -> Result<bool> {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
+        // an invalidation's marker is no key to keep
+        if self.lifetime(&full).await? == KeyTtl::Missing {
+            return Ok(false);
+        }
         let changed = self.counted(self.inner.guarded.expire(&full, ttl).await)?;
         if changed {
             self.retag(&full, ttl).await?;
@@ -254,8 +260,7 @@ impl Cache {
     /// ```
     pub async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let full = self.full_key(key);
-        self.read_stored(&full, KeyTtl::Missing, self.inner.guarded.ttl(&full))
-            .await
+        self.lifetime(&full).await
     }
 
     /// A snapshot of this cache's counters.

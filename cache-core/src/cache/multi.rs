@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
-use crate::cache::write::{Condition, Prepared};
+use crate::cache::write::Prepared;
 use crate::degrade::Strict;
 use crate::error::Result;
 use crate::telemetry::Event;
@@ -87,8 +87,6 @@ impl Cache {
                 self.prepare(&full, value, &options, options.stale_window(), None)
             })
             .collect::<Result<Vec<Prepared>>>()?;
-        self.commit(&prepared, options.tag_names(), Condition::Always)
-            .await
-            .map(drop)
+        self.commit(&prepared, options.tag_names()).await.map(drop)
     }
 }

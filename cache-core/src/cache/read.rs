@@ -25,6 +25,7 @@ use crate::cache::refresh::refreshes_early;
 use crate::cache::{Cache, now_millis};
 use crate::degrade::{Strict, Strictness};
 use crate::error::{Error, Result};
+use crate::fence::{Over, is_marker};
 use crate::frame::Stamp;
 use crate::local::Local;
 use crate::store::KeyTtl;
@@ -40,6 +41,8 @@ pub(super) enum Fetched<T> {
     /// A fail-safe value past its ttl: a miss, kept in case the recomputation fails.
     Stale(T, Raw),
     Miss,
+    /// A miss over an invalidation's fence marker (these bytes; see `fence.rs`).
+    Fenced(Raw),
     /// The store failed (degraded, so not an error to the caller).
     Failed,
 }
@@ -92,13 +95,31 @@ impl<T> Fetched<T> {
     pub(super) fn into_value(self) -> Option<T> {
         match self {
             Fetched::Hit(value, _) | Fetched::Refresh(value, _) => Some(value),
-            Fetched::Stale(..) | Fetched::Miss | Fetched::Failed => None,
+            Fetched::Stale(..) | Fetched::Miss | Fetched::Fenced(_) | Fetched::Failed => None,
         }
     }
 
     /// Whether this is a usable value (a hit, refreshing or not).
     pub(super) fn is_hit(&self) -> bool {
         matches!(self, Fetched::Hit(..) | Fetched::Refresh(..))
+    }
+
+    /// What a miss's write may replace, given the cache's `fence` window: what this read
+    /// found (a stale value, a marker: its bytes; nothing, or a failed read: nothing), or
+    /// anything without a fence. A stale value's bytes are shared with the fallback it stays.
+    pub(super) fn over(&mut self, fence: Option<Duration>) -> Over {
+        if fence.is_none() {
+            return Over::Anything;
+        }
+        match self {
+            Fetched::Hit(_, bytes)
+            | Fetched::Refresh(_, bytes)
+            | Fetched::Stale(_, bytes)
+            | Fetched::Fenced(bytes) => Over::Bytes(bytes.share()),
+            Fetched::Miss | Fetched::Failed => Over::Nothing {
+                since: Instant::now(),
+            },
+        }
     }
 }
 
@@ -153,6 +174,24 @@ impl Raw {
     pub(super) fn into_shared(self) -> Arc<Vec<u8>> {
         match self {
             Raw::Owned(bytes) => Arc::new(bytes),
+            Raw::Shared(bytes) => bytes,
+        }
+    }
+
+    /// The bytes, shared from now on.
+    fn share(&mut self) -> Arc<Vec<u8>> {
+        if let Raw::Owned(bytes) = self {
+            *self = Raw::Shared(Arc::new(std::mem::take(bytes)));
+        }
+        match self {
+            Raw::Shared(bytes) => Arc::clone(bytes),
+            Raw::Owned(_) => Arc::default(),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Raw::Owned(bytes) => bytes,
             Raw::Shared(bytes) => bytes,
         }
     }
@@ -219,6 +258,8 @@ impl Cache {
     ) -> Option<(T, Stamp)> {
         match self.inner.format.decode_stamped(key, bytes) {
             Ok(decoded) => Some(decoded),
+            // an invalidation's marker: no value, and not a failure
+            Err(_) if is_marker(bytes) => None,
             Err(err) => self.undecodable(key, &err),
         }
     }
@@ -234,6 +275,17 @@ impl Cache {
             Ok(value) => Some(value),
             Err(err) => self.undecodable(key, &err),
         }
+    }
+
+    /// Stored bytes that do not decode: an invalidation's fence marker is a miss over it
+    /// ([`Fetched::Fenced`]); anything else is [discarded](Cache::discard), and a miss.
+    #[cold]
+    async fn unusable<T>(&self, full_key: &str, bytes: Raw) -> Fetched<T> {
+        if is_marker(bytes.as_slice()) {
+            return Fetched::Fenced(bytes);
+        }
+        self.discard(&[full_key]).await;
+        Fetched::Miss
     }
 
     #[cold]
@@ -310,8 +362,9 @@ impl Cache {
             };
             let Some(decoded) = entry.read(typed, |bytes| self.decode_stamped(full_key, bytes))
             else {
-                self.discard(&[full_key]).await;
-                return Ok(Fetched::Miss);
+                return Ok(self
+                    .unusable(full_key, Raw::Shared(Arc::clone(&entry.bytes)))
+                    .await);
             };
             return Ok(Fetched::of(
                 decoded,
@@ -355,8 +408,7 @@ impl Cache {
             return Ok(Fetched::Miss);
         };
         let Some(decoded) = self.decode_stamped(full_key, &bytes) else {
-            self.discard(&[full_key]).await;
-            return Ok(Fetched::Miss);
+            return Ok(self.unusable(full_key, Raw::Owned(bytes)).await);
         };
         Ok(match local {
             None => Cache::verdict(decoded, Raw::Owned(bytes), ttl, early),
@@ -489,6 +541,9 @@ impl Cache {
                     return O::hit(value, Raw::Owned(bytes));
                 }
                 let Some(decoded) = self.decode_stamped(key, &bytes) else {
+                    if is_marker(&bytes) {
+                        return O::from_fetched(Fetched::Fenced(Raw::Owned(bytes)));
+                    }
                     undecodable.push(key);
                     return O::from_fetched(Fetched::Miss);
                 };

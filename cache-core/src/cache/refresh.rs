@@ -9,8 +9,8 @@ use std::time::Instant;
 use futures_util::FutureExt;
 
 use crate::cache::Cache;
-use crate::cache::write::Condition;
 use crate::degrade::Lenient;
+use crate::fence::Over;
 use crate::flight::{Leader, Outcome, Role};
 use crate::frame::Early;
 use crate::plan::{Plan, Verdict};
@@ -102,20 +102,30 @@ where
 }
 
 tokio::task_local! {
-    /// The key an early refresh running as its own task ([`spawn_refresh`]) replaces, and
-    /// the stored bytes it replaces.
-    static REFRESHING: (String, Arc<Vec<u8>>);
+    /// The key a computation will be written to, and what the write may replace: scoped
+    /// around an early refresh running as its own task ([`spawn_refresh`]) and around a
+    /// miss's computation, for a write made after the caller was answered.
+    static WRITING: (String, Over);
 }
 
-/// The bytes stored under `full_key` that the early refresh running this computation
-/// replaces, if one does: a computation that outlives its caller
-/// ([`Cache::get_or_refresh`]'s hard timeout) then writes over them only, as the refresh
-/// would have, so that an invalidation made meanwhile is not undone.
-pub(crate) fn replacing(full_key: &str) -> Option<Arc<Vec<u8>>> {
-    REFRESHING
-        .try_with(|(key, current)| (key == full_key).then(|| Arc::clone(current)))
+/// What a write of `full_key` made by the computation running now may replace, if it is
+/// the computation of an early refresh or of a miss (see [`WRITING`]): a computation that
+/// outlives its caller ([`Cache::get_or_refresh`]'s hard timeout) then writes as the
+/// refresh or the miss would have, so that an invalidation made meanwhile is not undone.
+pub(crate) fn writing_over(full_key: &str) -> Option<Over> {
+    WRITING
+        .try_with(|(key, over)| (key == full_key).then(|| over.clone()))
         .ok()
         .flatten()
+}
+
+/// `computation`, run as the one that writes `full_key` over `over` (see [`writing_over`]).
+pub(crate) fn writing<F: Future>(
+    full_key: &str,
+    over: Over,
+    computation: F,
+) -> impl Future<Output = F::Output> {
+    WRITING.scope((full_key.to_owned(), over), computation)
 }
 
 fn spawn_refresh<P, Fut>(
@@ -130,8 +140,8 @@ fn spawn_refresh<P, Fut>(
     P::Output: Send + 'static,
     Fut: Future<Output = P::Output> + Send + 'static,
 {
-    let refreshing = (full.clone(), Arc::clone(&current));
-    tokio::spawn(REFRESHING.scope(refreshing, async move {
+    let over = Over::Bytes(Arc::clone(&current));
+    tokio::spawn(WRITING.scope((full.clone(), over), async move {
         let factory = Inline(move || computation);
         cache
             .refresh(&full, &options, plan, factory, &current)
@@ -188,7 +198,7 @@ impl Cache {
         options: &SetOptions,
         plan: P,
         factory: F,
-        current: &[u8],
+        current: &Arc<Vec<u8>>,
     ) -> Option<P::Output> {
         // A leader that publishes nothing lets the callers that missed meanwhile (the value
         // deleted, say) compete to compute, as when a leader is cancelled.
@@ -219,7 +229,7 @@ impl Cache {
         options: &SetOptions,
         plan: P,
         factory: F,
-        current: &[u8],
+        current: &Arc<Vec<u8>>,
     ) -> Option<P::Output> {
         self.inner.counters.count(Event::EarlyRefresh, 1);
         tracing::debug!("refreshing a value before it expires");
@@ -264,13 +274,10 @@ impl Cache {
         let written = match prepared {
             Ok(prepared) => {
                 let bytes = Arc::clone(&prepared.bytes);
-                self.commit(
-                    &[prepared],
-                    options.tag_names(),
-                    Condition::Replacing(current),
-                )
-                .await
-                .map(|replaced| replaced.then_some(bytes))
+                let prepared = prepared.over(Over::Bytes(Arc::clone(current)));
+                self.commit(&[prepared], options.tag_names())
+                    .await
+                    .map(|replaced| replaced.then_some(bytes))
             }
             Err(err) => Err(err),
         };

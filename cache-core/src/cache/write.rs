@@ -11,12 +11,14 @@ use serde::Serialize;
 
 use crate::cache::{Cache, now_millis};
 use crate::error::{Error, Result};
+use crate::fence::Over;
 use crate::frame::{Builtin, Early, Stamp};
+use crate::store::Expected;
 use crate::telemetry::Event;
 use crate::ttl::{SetOptions, Ttl};
 use crate::typed::Entry;
 
-/// A value ready to be written: its store key, bytes and ttl.
+/// A value ready to be written: its store key, bytes and ttl, and what it may replace.
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {
     pub(crate) key: String,
@@ -24,6 +26,7 @@ pub(crate) struct Prepared {
     pub(crate) ttl: Duration,
     /// Kept as the fail-safe's last good value once written.
     fail_safe: bool,
+    over: Over,
 }
 
 impl Prepared {
@@ -33,17 +36,15 @@ impl Prepared {
             bytes: Arc::new(bytes),
             ttl,
             fail_safe,
+            over: Over::Anything,
         }
     }
-}
 
-/// When a [`commit`](Cache::commit) writes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Condition<'a> {
-    Always,
-    /// Only over these stored bytes (an early refresh, which must not undo an invalidation
-    /// made while it computed).
-    Replacing(&'a [u8]),
+    /// The write, only over what `over` says the key holds (anything by default).
+    pub(crate) fn over(mut self, over: Over) -> Prepared {
+        self.over = over;
+        self
+    }
 }
 
 impl Cache {
@@ -71,7 +72,7 @@ impl Cache {
         let options = options.into();
         let full = self.full_key(key);
         let prepared = self.prepare(&full, value, &options, options.stale_window(), None)?;
-        self.commit(&[prepared], options.tag_names(), Condition::Always)
+        self.commit(&[prepared], options.tag_names())
             .await
             .map(drop)
     }
@@ -145,18 +146,30 @@ impl Cache {
     }
 
     /// Writes prepared values, tagged with `tags`: the tag index first (a tagged value is
-    /// never untracked), then the store (one `SET`, a compare-and-set, or one `MSET` for
-    /// several), then the notice to other processes' local tiers, this process's local tier,
-    /// and the fail-safe's last good copy. Returns whether the values were written (`false`
-    /// only when a [`Condition::Replacing`] write found other bytes).
-    pub(crate) async fn commit(
-        &self,
-        writes: &[Prepared],
-        tags: &[String],
-        condition: Condition<'_>,
-    ) -> Result<bool> {
+    /// never untracked), then the store (one `SET`, `SET NX` or compare-and-set for one
+    /// value, one pipeline for several, each only over what it may replace: see
+    /// `fence.rs`), then the notice to other processes' local tiers, this process's local
+    /// tier, and the fail-safe's last good copy, for the values written. Returns whether
+    /// every value was written (`false` when a conditional write found something else, or
+    /// came too late to tell).
+    pub(crate) async fn commit(&self, writes: &[Prepared], tags: &[String]) -> Result<bool> {
+        // A write over nothing that comes too late to tell is not sent at all.
+        let late = writes
+            .iter()
+            .filter(|write| write.over.too_late(self.inner.fence))
+            .count();
+        let writes: std::borrow::Cow<'_, [Prepared]> = match late {
+            0 => writes.into(),
+            _ => writes
+                .iter()
+                .filter(|write| !write.over.too_late(self.inner.fence))
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+        };
         if writes.is_empty() {
-            return Ok(true);
+            self.inner.counters.count(Event::FencedWrite, late as u64);
+            return Ok(late == 0);
         }
         if !tags.is_empty() {
             let members: Vec<String> = writes.iter().map(|write| write.key.clone()).collect();
@@ -167,53 +180,99 @@ impl Cache {
                 .unwrap_or_default();
             self.record_tags(&members, longest, tags).await?;
         }
-        let guarded = &self.inner.guarded;
-        let written = match (writes, condition) {
-            ([], _) => Ok(true),
-            ([one], Condition::Always) => guarded
-                .set(&one.key, &one.bytes, one.ttl)
-                .await
-                .map(|()| true),
-            ([one], Condition::Replacing(expected)) => {
-                guarded
-                    .replace_if_equals(&one.key, expected, &one.bytes, one.ttl)
-                    .await
-            }
-            (many, Condition::Always) => {
-                let items: Vec<(String, Vec<u8>, Duration)> = many
-                    .iter()
-                    .map(|write| (write.key.clone(), write.bytes.to_vec(), write.ttl))
-                    .collect();
-                guarded.mset(&items).await.map(|()| true)
-            }
-            (_, Condition::Replacing(_)) => Err(Error::Config {
-                name: "condition",
-                value: "replacing".into(),
-                reason: "a compare-and-set writes one value".into(),
-            }),
-        };
+        let written = self.write(&writes).await;
         // A computed value is the last good one whether or not the store took it (the store
         // may be what is failing); a conditional write that lost its race is not.
-        if matches!(written, Ok(true)) || matches!(condition, Condition::Always) {
-            self.remember_written(writes).await;
+        let kept: Vec<&Prepared> = match &written {
+            Ok(written) => writes
+                .iter()
+                .zip(written)
+                .filter(|(_, written)| **written)
+                .map(|(write, _)| write)
+                .collect(),
+            Err(_) => writes
+                .iter()
+                .filter(|write| matches!(write.over, Over::Anything))
+                .collect(),
+        };
+        self.remember_written(&kept).await;
+        let written = self.counted(written)?;
+        let stored: Vec<&Prepared> = writes
+            .iter()
+            .zip(&written)
+            .filter(|(_, written)| **written)
+            .map(|(write, _)| write)
+            .collect();
+        let refused = late + writes.len() - stored.len();
+        if refused > 0 {
+            self.inner
+                .counters
+                .count(Event::FencedWrite, refused as u64);
         }
-        if !self.counted(written)? {
-            return Ok(false);
-        }
-        self.inner.counters.count(Event::Set, writes.len() as u64);
-        if let Some(local) = &self.inner.local {
-            let keys: Vec<String> = writes.iter().map(|write| write.key.clone()).collect();
+        self.inner.counters.count(Event::Set, stored.len() as u64);
+        if let Some(local) = self.inner.local.as_ref().filter(|_| !stored.is_empty()) {
+            let keys: Vec<String> = stored.iter().map(|write| write.key.clone()).collect();
             self.announce(&keys, &[]).await;
             let written_at = std::time::Instant::now();
-            for write in writes {
+            for write in stored {
                 let entry = Arc::new(Entry::shared(Arc::clone(&write.bytes)));
                 local.put(&write.key, entry, write.ttl, written_at).await;
             }
         }
-        Ok(true)
+        Ok(refused == 0)
     }
 
-    async fn remember_written(&self, writes: &[Prepared]) {
+    /// The store write of [`commit`](Cache::commit): whether each value was written.
+    async fn write(&self, writes: &[Prepared]) -> Result<Vec<bool>> {
+        let guarded = &self.inner.guarded;
+        match writes {
+            [] => Ok(Vec::new()),
+            [one] => match &one.over {
+                Over::Anything => guarded
+                    .set(&one.key, &one.bytes, one.ttl)
+                    .await
+                    .map(|()| true),
+                Over::Nothing { .. } => guarded.set_if_absent(&one.key, &one.bytes, one.ttl).await,
+                Over::Bytes(current) => {
+                    guarded
+                        .replace_if_equals(&one.key, current, &one.bytes, one.ttl)
+                        .await
+                }
+            }
+            .map(|written| vec![written]),
+            many if many
+                .iter()
+                .all(|write| matches!(write.over, Over::Anything)) =>
+            {
+                let items: Vec<(String, Vec<u8>, Duration)> = many
+                    .iter()
+                    .map(|write| (write.key.clone(), write.bytes.to_vec(), write.ttl))
+                    .collect();
+                guarded.mset(&items).await.map(|()| vec![true; many.len()])
+            }
+            many => {
+                let items: Vec<(&str, &[u8], Duration, Expected<'_>)> = many
+                    .iter()
+                    .map(|write| {
+                        let expected = match &write.over {
+                            Over::Anything => Expected::Anything,
+                            Over::Nothing { .. } => Expected::Nothing,
+                            Over::Bytes(current) => Expected::Bytes(current),
+                        };
+                        (
+                            write.key.as_str(),
+                            write.bytes.as_slice(),
+                            write.ttl,
+                            expected,
+                        )
+                    })
+                    .collect();
+                guarded.set_many_if(&items).await
+            }
+        }
+    }
+
+    async fn remember_written(&self, writes: &[&Prepared]) {
         for write in writes.iter().filter(|write| write.fail_safe) {
             self.inner
                 .last_good

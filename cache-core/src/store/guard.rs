@@ -195,14 +195,6 @@ impl Guarded {
         self.run("SET", self.requests.set(key, value, ttl)).await
     }
 
-    pub(crate) async fn delete(&self, key: &str) -> Result<bool> {
-        self.run("DEL", self.requests.delete(key)).await
-    }
-
-    pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
-        self.run("EXISTS", self.requests.exists(key)).await
-    }
-
     pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
         self.run("PEXPIRE", self.requests.expire(key, ttl)).await
     }
@@ -226,6 +218,28 @@ impl Guarded {
 
     pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64> {
         self.run("UNLINK", self.requests.delete_many(keys)).await
+    }
+
+    /// Removes `keys`, or with a fence `window`, [fences](Store::fence) them (see
+    /// `fence.rs`); returns how many held a value.
+    pub(crate) async fn remove(&self, keys: &[String], window: Option<Duration>) -> Result<u64> {
+        let operation = if window.is_some() {
+            "EVALSHA"
+        } else {
+            "UNLINK"
+        };
+        self.run(
+            operation,
+            crate::fence::remove(&*self.requests, keys, window),
+        )
+        .await
+    }
+
+    pub(crate) async fn set_many_if(
+        &self,
+        writes: &[(&str, &[u8], Duration, super::Expected<'_>)],
+    ) -> Result<Vec<bool>> {
+        self.run("SET", self.requests.set_many_if(writes)).await
     }
 
     pub(crate) async fn delete_matching(&self, pattern: &str) -> Result<u64> {

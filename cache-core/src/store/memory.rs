@@ -555,6 +555,26 @@ impl Store for MemoryStore {
         .await
     }
 
+    async fn fence(&self, keys: &[String], marker: &[u8], window: Duration) -> Result<u64> {
+        let mut held = 0;
+        for key in keys {
+            let had = self
+                .modify(key, |live| {
+                    Ok(match live.map(|slot| &slot.value) {
+                        None => (Change::Put(Slot::new(Value::bytes(marker), window)), false),
+                        Some(Value::Bytes(entry)) => (
+                            Change::Put(Slot::new(Value::bytes(marker), window)),
+                            !crate::fence::is_marker(&entry.bytes),
+                        ),
+                        Some(_) => (Change::Remove, true),
+                    })
+                })
+                .await?;
+            held += u64::from(had);
+        }
+        Ok(held)
+    }
+
     async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
         if members.is_empty() {
             return Ok(());

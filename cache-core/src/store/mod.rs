@@ -21,6 +21,18 @@ mod redis;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisConnection, RedisStore};
+pub use crate::fence::{FENCE_PREFIX, is_marker};
+
+/// What a conditional write ([`Store::set_many_if`]) expects the key to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected<'a> {
+    /// Anything: a plain `SET`.
+    Anything,
+    /// Nothing: `SET NX`.
+    Nothing,
+    /// Exactly these bytes (a compare-and-set, as [`Store::replace_if_equals`]).
+    Bytes(&'a [u8]),
+}
 
 /// The remaining lifetime of a key, as reported by [`Store::ttl`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +201,55 @@ pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool>;
+
+    /// Invalidates `keys` and fences them: each key that holds a plain value or nothing is
+    /// set to `marker` for `window` (so that a write expecting what was there before fails,
+    /// see [`set_many_if`](Store::set_many_if)); a key of another type (hash, list, set) is
+    /// removed. Returns how many keys held something other than a marker (bytes starting
+    /// with [`FENCE_PREFIX`]), as [`delete_many`](Store::delete_many) counts what it removed.
+    ///
+    /// The default runs [`get`](Store::get), then [`set`](Store::set) or
+    /// [`delete`](Store::delete), key by key: a store that can should do each key atomically
+    /// and all of them in one round trip, as [`RedisStore`] (a script) and [`MemoryStore`] do.
+    async fn fence(&self, keys: &[String], marker: &[u8], window: Duration) -> Result<u64> {
+        let mut held = 0;
+        for key in keys {
+            match self.get(key).await {
+                Ok(found) => {
+                    held += u64::from(found.is_some_and(|bytes| !is_marker(&bytes)));
+                    self.set(key, marker, window).await?;
+                }
+                Err(crate::Error::WrongType { .. }) => {
+                    held += u64::from(self.delete(key).await?);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(held)
+    }
+
+    /// Writes several plain values, each only if its key holds what it [expects](Expected),
+    /// each expiring after its own ttl; returns, in order, whether each was written. A
+    /// get-or-set miss writes this way (one round trip for a batch), so that a value whose
+    /// key was invalidated (and [fenced](Store::fence)) while it was computed is not stored.
+    ///
+    /// The default runs [`set`](Store::set), [`set_if_absent`](Store::set_if_absent) or
+    /// [`replace_if_equals`](Store::replace_if_equals) for each write; [`RedisStore`]
+    /// pipelines them.
+    async fn set_many_if(
+        &self,
+        writes: &[(&str, &[u8], Duration, Expected<'_>)],
+    ) -> Result<Vec<bool>> {
+        let mut written = Vec::with_capacity(writes.len());
+        for &(key, value, ttl, expected) in writes {
+            written.push(match expected {
+                Expected::Anything => self.set(key, value, ttl).await.map(|()| true)?,
+                Expected::Nothing => self.set_if_absent(key, value, ttl).await?,
+                Expected::Bytes(bytes) => self.replace_if_equals(key, bytes, value, ttl).await?,
+            });
+        }
+        Ok(written)
+    }
 
     /// Records that `members` (store keys) carry the tag whose index lives at `tag_key`, each
     /// for `ttl`. Entries whose ttl has passed are pruned, and the index itself lives exactly

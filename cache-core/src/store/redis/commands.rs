@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -9,11 +10,14 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::bus::{BUS_PING, Bus};
-use super::scripts::{DELETE_IF_EQUALS, REPLACE_IF_EQUALS, TAG, TAKE_TAGGED};
+use super::scripts::{
+    DELETE_IF_EQUALS, FENCE, FENCE_LUA, REPLACE_IF_EQUALS, REPLACE_IF_EQUALS_LUA, TAG, TAKE_TAGGED,
+};
 use super::{Link, RedisStore};
 use crate::error::Result;
 use crate::health::HealthReport;
-use crate::store::{BusEvent, KeyTtl, Store};
+use crate::store::cluster;
+use crate::store::{BusEvent, Expected, FENCE_PREFIX, KeyTtl, Store};
 
 /// A `PTTL` reply.
 pub(super) fn key_ttl(millis: i64) -> KeyTtl {
@@ -248,6 +252,97 @@ impl Store for RedisStore {
         Ok(replaced > 0)
     }
 
+    /// One script for all keys on a single server; on a cluster one per hash slot (sent as
+    /// `EVAL`), pipelined per primary.
+    async fn fence(&self, keys: &[String], marker: &[u8], window: Duration) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            let mut invocation = FENCE.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            invocation
+                .arg(marker)
+                .arg(ttl_millis(window))
+                .arg(FENCE_PREFIX);
+            return self.invoke("EVALSHA", &keys[0], &invocation).await;
+        };
+        let groups = cluster::by_slot(keys);
+        let commands: Vec<(&str, redis::Cmd)> = groups
+            .iter()
+            .map(|(_, indices)| {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(FENCE.get_hash()).arg(indices.len());
+                for &index in indices {
+                    cmd.arg(&keys[index]);
+                }
+                cmd.arg(marker).arg(ttl_millis(window)).arg(FENCE_PREFIX);
+                (keys[indices[0]].as_str(), cmd)
+            })
+            .collect();
+        let mut reloaded = false;
+        loop {
+            if !self.monitor.fence_loaded.swap(true, Ordering::AcqRel) {
+                self.load_everywhere(cluster, FENCE_LUA).await;
+            }
+            match self.pipeline_by_key::<_, u64>("EVALSHA", &commands).await {
+                Ok(held) => return Ok(held.into_iter().sum()),
+                // A node lost its script cache (a restart, a failover): load it again and
+                // send once more. Keys the first attempt fenced then count as not held.
+                Err(crate::Error::Redis { source, .. })
+                    if !reloaded && source.code() == Some("NOSCRIPT") =>
+                {
+                    self.monitor.fence_loaded.store(false, Ordering::Release);
+                    reloaded = true;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// `SET`, `SET NX` and the compare-and-set script (as `EVAL`) in one pipeline, one per
+    /// primary on a cluster.
+    async fn set_many_if(
+        &self,
+        writes: &[(&str, &[u8], Duration, Expected<'_>)],
+    ) -> Result<Vec<bool>> {
+        let commands: Vec<(&str, redis::Cmd)> = writes
+            .iter()
+            .map(|&(key, value, ttl, expected)| {
+                let cmd = match expected {
+                    Expected::Anything | Expected::Nothing => {
+                        let mut cmd = redis::cmd("SET");
+                        cmd.arg(key).arg(value).arg("PX").arg(ttl_millis(ttl));
+                        if expected == Expected::Nothing {
+                            cmd.arg("NX");
+                        }
+                        cmd
+                    }
+                    Expected::Bytes(current) => redis::cmd("EVAL")
+                        .arg(REPLACE_IF_EQUALS_LUA)
+                        .arg(1)
+                        .arg(key)
+                        .arg(current)
+                        .arg(value)
+                        .arg(ttl_millis(ttl))
+                        .to_owned(),
+                };
+                (key, cmd)
+            })
+            .collect();
+        let replies: Vec<redis::Value> = self.pipeline_by_key("SET", &commands).await?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| match reply {
+                redis::Value::Okay => true,
+                redis::Value::Int(written) => written > 0,
+                _ => false,
+            })
+            .collect())
+    }
+
     async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
         if members.is_empty() {
             return Ok(());
@@ -326,6 +421,25 @@ impl Store for RedisStore {
             used_memory_bytes,
             error: None,
             circuit_open: false,
+        }
+    }
+}
+
+impl RedisStore {
+    /// Loads a script into the script cache of every primary of the cluster that answers
+    /// (one that does not fails the script's own call later, with its own error).
+    async fn load_everywhere(&self, cluster: &super::Cluster, source: &str) {
+        let Ok(primaries) = self.primaries(cluster).await else {
+            return;
+        };
+        let loads = primaries.iter().map(|node| {
+            let load = redis::cmd("SCRIPT").arg("LOAD").arg(source).to_owned();
+            self.bounded("SCRIPT LOAD", "", cluster.on_node(node, load))
+        });
+        for load in join_all(loads).await {
+            if let Err(err) = load {
+                tracing::debug!(error = %err, "a cluster node did not load a script");
+            }
         }
     }
 }

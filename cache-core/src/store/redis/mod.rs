@@ -224,6 +224,9 @@ fn is_cross_slot(err: &RedisError) -> bool {
 struct Monitor {
     healthy: AtomicBool,
     checks: AtomicU64,
+    /// The fence script is in the cluster's script caches (sent once as `EVAL`), so that
+    /// pipelines can call it by hash.
+    fence_loaded: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisStore {
