@@ -38,13 +38,14 @@
 //! |---|---|
 //! | key check (reserved names, ttl class, jitter) | `cache/write.rs` (`prepare`) |
 //! | codec, frame and stamp (fail-safe, early refresh), seal (encryption) | `frame.rs`, `codec.rs`, `encryption.rs` |
-//! | tag index, then the store write (one `SET`, compare-and-set or `MSET`) | `cache/write.rs` (`commit`), `cache/tags.rs` |
+//! | tag index, then the store write (one `SET`, or only over what a miss read: `SET NX` or compare-and-set; one pipeline for several) | `cache/write.rs` (`commit`), `cache/tags.rs`, `fence.rs` |
 //! | deadline and circuit breaker on every store call | `store/guard.rs`, `breaker.rs` |
 //! | announce to other processes' local tiers, this process's local tier | `cache/invalidate.rs` (`announce`), `local.rs` |
 //! | last good copy (fail-safe) | `cache/write.rs` (`commit`) |
 //! | read, for one key (`fetch`) or many (`fetch_many`): pending invalidations, in-process entry, local tier, store, open, stamp | `cache/read.rs`, `recovery.rs` |
 //! | get-or-set of one key (single flight, lock, fail-safe fallback) or many (`get_or_set_multi`: one read, one loader call, one write) | `cache/compute.rs`, `cache/batch.rs` |
-//! | invalidation and its replay when the store cannot take it | `cache/invalidate.rs`, `recovery.rs` |
+//! | invalidation (a short-lived fence marker in each key) and its replay when the store cannot take it | `cache/invalidate.rs`, `fence.rs`, `recovery.rs` |
+//! | a marker seen by `exists`, `ttl`, `expire` and the collections (as nothing) | `cache/markers.rs` |
 //! | single flight, lock, early refresh | `flight.rs`, `cache/lock.rs`, `cache/refresh.rs` |
 //!
 //! # Features

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::key::escape_glob;
+use cache_core::store::{Expected, FENCE_PREFIX};
 use cache_core::{Error, KeyTtl, MemoryStore, RedisStore, Store};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -142,6 +143,63 @@ macro_rules! store_conformance {
                 tokio::time::sleep(Duration::from_millis(450)).await;
                 assert!(!f.store.replace_if_equals("r", b"new", b"newer", MINUTE).await.unwrap());
                 assert_eq!(f.store.get("r").await.unwrap(), None, "an expired key is not revived");
+            }
+
+            #[tokio::test]
+            async fn fence_marks_values_and_empty_keys_and_removes_collections() {
+                let f = store().await;
+                let keys: Vec<String> = ["fence:value", "fence:absent", "fence:list", "fence:ünï"]
+                    .map(String::from)
+                    .to_vec();
+                f.store.set("fence:value", b"v", MINUTE).await.unwrap();
+                f.store.rpush("fence:list", &bytes(&["a"]), MINUTE).await.unwrap();
+                f.store.set("fence:ünï", b"\x00\xff", MINUTE).await.unwrap();
+                let marker = [FENCE_PREFIX, b"one"].concat();
+                let short = Duration::from_millis(300);
+                assert_eq!(f.store.fence(&keys, &marker, short).await.unwrap(), 3, "held a value");
+                for key in ["fence:value", "fence:absent", "fence:ünï"] {
+                    assert_eq!(f.store.get(key).await.unwrap(), Some(marker.clone()), "{key}");
+                }
+                assert!(!f.store.exists("fence:list").await.unwrap(), "a collection is removed");
+                let again = [FENCE_PREFIX, b"two"].concat();
+                assert_eq!(
+                    f.store.fence(&keys, &again, short).await.unwrap(),
+                    0,
+                    "markers are not values"
+                );
+                assert_eq!(f.store.get("fence:value").await.unwrap(), Some(again));
+                tokio::time::sleep(Duration::from_millis(450)).await;
+                assert_eq!(f.store.get("fence:value").await.unwrap(), None, "a marker expires");
+                assert_eq!(f.store.fence(&[], &marker, short).await.unwrap(), 0);
+            }
+
+            #[tokio::test]
+            async fn set_many_if_writes_only_over_what_each_write_expects() {
+                let f = store().await;
+                f.store.set("if:old", b"old", MINUTE).await.unwrap();
+                f.store.set("if:taken", b"x", MINUTE).await.unwrap();
+                f.store.set("if:marked", &[FENCE_PREFIX, b"m"].concat(), MINUTE).await.unwrap();
+                f.store.set("if:any", b"x", MINUTE).await.unwrap();
+                let writes: Vec<(&str, &[u8], Duration, Expected<'_>)> = vec![
+                    ("if:old", b"new", MINUTE, Expected::Bytes(b"old")),
+                    ("if:free", b"new", MINUTE, Expected::Nothing),
+                    ("if:marked", b"new", MINUTE, Expected::Bytes(b"other")),
+                    ("if:taken", b"new", MINUTE, Expected::Nothing),
+                    ("if:any", b"new", MINUTE, Expected::Anything),
+                    ("if:gone", b"new", MINUTE, Expected::Bytes(b"old")),
+                ];
+                let written = f.store.set_many_if(&writes).await.unwrap();
+                assert_eq!(written, vec![true, true, false, false, true, false]);
+                for (key, expected) in [
+                    ("if:old", Some(&b"new"[..])),
+                    ("if:free", Some(b"new")),
+                    ("if:taken", Some(b"x")),
+                    ("if:any", Some(b"new")),
+                    ("if:gone", None),
+                ] {
+                    assert_eq!(f.store.get(key).await.unwrap().as_deref(), expected, "{key}");
+                }
+                assert!(f.store.set_many_if(&[]).await.unwrap().is_empty());
             }
 
             #[tokio::test]

@@ -91,7 +91,7 @@ struct Row {
     target: f64,
 }
 
-const ROWS: [Row; 6] = [
+const ROWS: [Row; 8] = [
     Row {
         name: "`#[cache_result]` hit on Redis, sequential",
         ours: "macro",
@@ -131,6 +131,22 @@ const ROWS: [Row; 6] = [
         baseline_name: "redis-rs MGET + decode",
         per: KEYS,
         target: 1.05,
+    },
+    Row {
+        name: "`get_or_set` miss (`GET`, compute, `SET NX` with the fence)",
+        ours: "miss",
+        baseline: "miss-plain",
+        baseline_name: "the same without the fence (`SET`)",
+        per: 1,
+        target: 1.05,
+    },
+    Row {
+        name: "`delete` then a `get_or_set` miss over its marker (fence script, compare-and-set script)",
+        ours: "miss-marker",
+        baseline: "miss-marker-plain",
+        baseline_name: "the same without the fence (`UNLINK`, `SET`)",
+        per: 1,
+        target: 1.5,
     },
     Row {
         name: "session read (`get_session`, touch included)",
@@ -261,6 +277,29 @@ async fn run(variant: &str, n: u64, url: &str) {
                     });
                 }
                 tasks.join_all().await;
+            }
+        }
+        "miss" | "miss-plain" | "miss-marker" | "miss-marker-plain" => {
+            // a get-or-set miss on a new key each time: GET, compute, then `SET NX` with the
+            // fence (`SET` without); "-marker": a miss over an invalidation's marker (a
+            // compare-and-set script; without the fence the delete removes the key), the
+            // delete included in both
+            let fenced = !variant.ends_with("plain");
+            let over_marker = variant.starts_with("miss-marker");
+            let cache = Cache::builder(store.clone())
+                .config(&config)
+                .fence(fenced.then_some(Duration::from_secs(60)))
+                .build();
+            for i in 0..WARM + n {
+                let key = format!("instr:miss:{variant}:{i}");
+                if over_marker {
+                    cache.delete(&key).await.expect("delete");
+                }
+                let computed = cache.get_or_set(&key, cache_core::Ttl::Long, || async {
+                    Small::sample(i)
+                });
+                std::hint::black_box(computed.await.expect("get_or_set"));
+                upkeep(i);
             }
         }
         "memory-macro" => {

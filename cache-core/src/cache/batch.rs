@@ -308,6 +308,7 @@ impl Cache {
             };
             let window = options.stale_window().or(self.inner.fail_safe);
             let mut writes: Vec<Prepared> = Vec::with_capacity(loaded.len());
+            let mut sharing: Vec<Option<&Leader<'_>>> = Vec::with_capacity(loaded.len());
             let mut failure = None;
             for (wanted, leader) in &leading {
                 let Some(value) = loaded.remove(&wanted.id) else {
@@ -318,11 +319,8 @@ impl Cache {
                 };
                 match self.prepare(&wanted.full, &value, options, window, None) {
                     Ok(prepared) => {
-                        let prepared = prepared.over(wanted.over.clone());
-                        if let Some(leader) = leader {
-                            leader.publish(Outcome::Encoded(Arc::clone(&prepared.bytes)));
-                        }
-                        writes.push(prepared);
+                        writes.push(prepared.over(wanted.over.clone()));
+                        sharing.push(leader.as_ref());
                     }
                     Err(err) => {
                         if let Some(leader) = leader {
@@ -334,6 +332,15 @@ impl Cache {
                 found.insert(wanted.id.clone(), value);
             }
             let written = self.commit(&writes, options.tag_names()).await;
+            // Shared once written, as a single key's value is (see `share_and_store`).
+            for (index, leader) in sharing.into_iter().enumerate() {
+                if let Some(leader) = leader {
+                    leader.publish(match written.as_deref().map(|each| each[index]) {
+                        Ok(false) => Outcome::Alone,
+                        _ => Outcome::Encoded(Arc::clone(&writes[index].bytes)),
+                    });
+                }
+            }
             // The flights end once the values are in the store, so that a later miss reads
             // them there.
             drop(leading);

@@ -223,7 +223,7 @@ impl Cache {
             Ok(prepared) => self.commit(&[prepared], options.tag_names()).await,
             Err(err) => Err(err),
         };
-        match written {
+        match written.map(|each| each.iter().all(|&written| written)) {
             Ok(true) => {}
             Ok(false) => tracing::debug!("the value changed while it was computed; not written"),
             Err(err) => {
@@ -533,8 +533,16 @@ impl Cache {
                 return self.degrade::<S>("SET", full_key, err);
             }
         };
-        leader.publish(Outcome::Encoded(Arc::clone(&prepared.bytes)));
-        match self.commit(&[prepared], options.tag_names()).await {
+        let bytes = Arc::clone(&prepared.bytes);
+        // Shared once written: a value the fence refused (its key was invalidated while it
+        // was computed) must not reach callers who joined after the invalidation; they
+        // compute on their own. A store failure leaves the value as good as it was.
+        let written = self.commit(&[prepared], options.tag_names()).await;
+        leader.publish(match written.as_deref() {
+            Ok([false]) => Outcome::Alone,
+            _ => Outcome::Encoded(bytes),
+        });
+        match written {
             Ok(_) => Ok(()),
             Err(err) => self.degrade::<S>("SET", full_key, err),
         }

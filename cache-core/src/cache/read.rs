@@ -5,8 +5,10 @@
 //! 3. the local tier ([`CacheBuilder::local_cache`](crate::CacheBuilder::local_cache));
 //! 4. the store (`GET`, or one `MGET` for many keys; with the key's ttl when the local tier
 //!    or early refresh needs it), its errors counted and degraded;
-//! 5. [`open`](Cache::open): decode, unseal and read the stamp; bytes that do not decode
-//!    are a miss, counted, and [discarded](Cache::discard);
+//! 5. [`open`](Cache::open): decode, unseal and read the stamp; an invalidation's fence
+//!    marker (see `fence.rs`) is a miss over it ([`Fetched::Fenced`], which a get-or-set
+//!    writes over); other bytes that do not decode are a miss, counted, and
+//!    [discarded](Cache::discard);
 //! 6. the stamp's verdict (fresh, stale for the fail-safe, due for an early refresh), and a
 //!    copy kept in the local tier.
 //!

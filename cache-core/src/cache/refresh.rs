@@ -277,7 +277,7 @@ impl Cache {
                 let prepared = prepared.over(Over::Bytes(Arc::clone(current)));
                 self.commit(&[prepared], options.tag_names())
                     .await
-                    .map(|replaced| replaced.then_some(bytes))
+                    .map(|replaced| (replaced == [true]).then_some(bytes))
             }
             Err(err) => Err(err),
         };

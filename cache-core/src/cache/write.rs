@@ -150,26 +150,25 @@ impl Cache {
     /// value, one pipeline for several, each only over what it may replace: see
     /// `fence.rs`), then the notice to other processes' local tiers, this process's local
     /// tier, and the fail-safe's last good copy, for the values written. Returns whether
-    /// every value was written (`false` when a conditional write found something else, or
+    /// each value was written (`false` when a conditional write found something else, or
     /// came too late to tell).
-    pub(crate) async fn commit(&self, writes: &[Prepared], tags: &[String]) -> Result<bool> {
+    pub(crate) async fn commit(&self, all: &[Prepared], tags: &[String]) -> Result<Vec<bool>> {
         // A write over nothing that comes too late to tell is not sent at all.
-        let late = writes
-            .iter()
-            .filter(|write| write.over.too_late(self.inner.fence))
-            .count();
+        let timely: Vec<usize> = (0..all.len())
+            .filter(|&index| !all[index].over.too_late(self.inner.fence))
+            .collect();
+        let late = all.len() - timely.len();
         let writes: std::borrow::Cow<'_, [Prepared]> = match late {
-            0 => writes.into(),
-            _ => writes
+            0 => all.into(),
+            _ => timely
                 .iter()
-                .filter(|write| !write.over.too_late(self.inner.fence))
-                .cloned()
+                .map(|&index| all[index].clone())
                 .collect::<Vec<_>>()
                 .into(),
         };
         if writes.is_empty() {
             self.inner.counters.count(Event::FencedWrite, late as u64);
-            return Ok(late == 0);
+            return Ok(vec![false; all.len()]);
         }
         if !tags.is_empty() {
             let members: Vec<String> = writes.iter().map(|write| write.key.clone()).collect();
@@ -219,7 +218,11 @@ impl Cache {
                 local.put(&write.key, entry, write.ttl, written_at).await;
             }
         }
-        Ok(refused == 0)
+        let mut each = vec![false; all.len()];
+        for (index, written) in timely.into_iter().zip(written) {
+            each[index] = written;
+        }
+        Ok(each)
     }
 
     /// The store write of [`commit`](Cache::commit): whether each value was written.

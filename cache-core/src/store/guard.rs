@@ -306,7 +306,7 @@ impl Guarded {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool> {
-        self.run("SET NX", self.requests.set_if_absent(key, value, ttl))
+        self.run("SET", self.requests.set_if_absent(key, value, ttl))
             .await
     }
 

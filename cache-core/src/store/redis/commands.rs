@@ -228,7 +228,7 @@ impl Store for RedisStore {
             .arg("PX")
             .arg(ttl_millis(ttl))
             .to_owned();
-        let reply: Option<String> = self.query("SET NX", key, &cmd).await?;
+        let reply: Option<String> = self.query("SET", key, &cmd).await?;
         Ok(reply.is_some())
     }
 
