@@ -70,15 +70,17 @@ impl Flights {
 }
 
 impl Leader<'_> {
-    /// Hands the outcome to every follower; the flight stays joinable (answering at once)
-    /// until the leader is dropped, which covers the store write that follows.
+    /// Hands the outcome to every follower.
     pub(crate) fn publish(&self, outcome: Outcome) {
         self.sender.send_replace(Some(outcome));
     }
-}
 
-impl Drop for Leader<'_> {
-    fn drop(&mut self) {
+    /// Takes no more followers: a caller from now on reads the store itself (and leads a
+    /// flight of its own if it misses), while those already following still get the
+    /// outcome. A leader closes before it writes its value: a caller that comes after an
+    /// invalidation which the write preceded must not get the value from the flight (see
+    /// `fence.rs`).
+    pub(crate) fn close(&self) {
         let mut in_flight = self.flights.lock();
         if in_flight
             .get(&self.key)
@@ -86,6 +88,12 @@ impl Drop for Leader<'_> {
         {
             in_flight.remove(&self.key);
         }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

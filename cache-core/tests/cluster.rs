@@ -134,6 +134,62 @@ async fn multi_key_operations_cost_one_request_per_primary() {
     assert_eq!(removed, 300);
 }
 
+/// `get_or_set_multi` of 300 ids at a 90% hit rate: one request per primary for the read
+/// (an `MGET` per slot, pipelined), one loader call, one per primary for the write.
+#[tokio::test]
+async fn a_batch_costs_one_request_per_primary_to_read_and_one_to_write() {
+    let cluster = RedisCluster::lease().expect("start a redis cluster");
+    let ports = cluster.ports();
+    let (_store, cache) = connected(&cluster).await;
+    let mut probe = Probe::new(&ports).await;
+    let key = |id: &u32| format!("batch:{id}");
+    let hits: Vec<(String, u32)> = (0..300)
+        .filter(|id| id % 10 != 0)
+        .map(|id| (key(&id), id))
+        .collect();
+    cache.set_multi(&hits, Ttl::Long).await.expect("set_multi");
+    let misses: Vec<String> = (0..300)
+        .filter(|id| id % 10 == 0)
+        .map(|id| key(&id))
+        .collect();
+    let mut missing_on = vec![0u64; ports.len()];
+    for missed in &misses {
+        missing_on[cluster.node_of(missed)] += 1;
+    }
+    assert!(missing_on.iter().all(|&n| n > 0), "misses on every node");
+
+    let (gets, sets) = (probe.calls("get").await, probe.calls("set").await);
+    let mut calls = Vec::new();
+    let mut loaded = std::collections::HashMap::new();
+    let reads = probe
+        .reads_during(async {
+            loaded = cache
+                .get_or_set_multi(0..300u32, key, Ttl::Long, |ids: Vec<u32>| {
+                    calls.push(ids.len());
+                    async move { ids.into_iter().map(|id| (id, id)).collect::<Vec<_>>() }
+                })
+                .await
+                .expect("get_or_set_multi");
+        })
+        .await;
+    assert_eq!(loaded.len(), 300);
+    assert_eq!(calls, vec![30], "one loader call with the missing ids");
+    assert_eq!(
+        reads,
+        vec![2; ports.len()],
+        "requests per node: the read, then the write"
+    );
+    let since = |after: Vec<u64>, before: &[u64]| -> Vec<u64> {
+        after.iter().zip(before).map(|(a, b)| a - b).collect()
+    };
+    assert_eq!(since(probe.calls("get").await, &gets), vec![0; ports.len()]);
+    assert_eq!(
+        since(probe.calls("set").await, &sets),
+        missing_on,
+        "one SET NX per missing key"
+    );
+}
+
 #[tokio::test]
 async fn pattern_and_tag_invalidation_reach_every_primary() {
     let cluster = RedisCluster::lease().expect("start a redis cluster");

@@ -331,6 +331,9 @@ impl Cache {
                 }
                 found.insert(wanted.id.clone(), value);
             }
+            for leader in sharing.iter().flatten() {
+                leader.close();
+            }
             let written = self.commit(&writes, options.tag_names()).await;
             // Shared once written, as a single key's value is (see `share_and_store`).
             for (index, leader) in sharing.into_iter().enumerate() {
@@ -341,8 +344,7 @@ impl Cache {
                     });
                 }
             }
-            // The flights end once the values are in the store, so that a later miss reads
-            // them there.
+            // (the flights were closed before the write: see `Leader::close`)
             drop(leading);
             if let Some((full, err)) = failure {
                 self.degrade::<S>("SET", &full, err)?;

@@ -537,6 +537,7 @@ impl Cache {
         // Shared once written: a value the fence refused (its key was invalidated while it
         // was computed) must not reach callers who joined after the invalidation; they
         // compute on their own. A store failure leaves the value as good as it was.
+        leader.close();
         let written = self.commit(&[prepared], options.tag_names()).await;
         leader.publish(match written.as_deref() {
             Ok([false]) => Outcome::Alone,

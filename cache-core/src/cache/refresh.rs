@@ -275,6 +275,7 @@ impl Cache {
             Ok(prepared) => {
                 let bytes = Arc::clone(&prepared.bytes);
                 let prepared = prepared.over(Over::Bytes(Arc::clone(current)));
+                leader.close();
                 self.commit(&[prepared], options.tag_names())
                     .await
                     .map(|replaced| (replaced == [true]).then_some(bytes))
