@@ -56,6 +56,20 @@ pub(crate) async fn remove(
     }
 }
 
+/// Removes the keys matching `pattern` from `store`, or with a fence `window`, fences them
+/// with a new marker; returns how many held a value. Pattern invalidations and their
+/// replays both sweep here.
+pub(crate) async fn remove_matching(
+    store: &dyn crate::Store,
+    pattern: &str,
+    window: Option<Duration>,
+) -> crate::Result<u64> {
+    match window {
+        Some(window) => store.fence_matching(pattern, &marker(), window).await,
+        None => store.delete_matching(pattern).await,
+    }
+}
+
 /// What a write may replace.
 #[derive(Debug, Clone)]
 pub(crate) enum Over {

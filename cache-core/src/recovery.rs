@@ -346,14 +346,15 @@ impl Recovery {
                     })
             }
             [Pending::Pattern(pattern)] => {
-                self.store.delete_matching(pattern).await.map_err(failed)?;
+                crate::fence::remove_matching(&*self.store, pattern, self.fence)
+                    .await
+                    .map_err(failed)?;
                 self.announce(&[], std::slice::from_ref(pattern))
                     .await
                     .map_err(failed)
             }
             [Pending::Sweep] => {
-                self.store
-                    .delete_matching(&self.sweep_pattern)
+                crate::fence::remove_matching(&*self.store, &self.sweep_pattern, self.fence)
                     .await
                     .map_err(failed)?;
                 self.announce(&[], std::slice::from_ref(&self.sweep_pattern))

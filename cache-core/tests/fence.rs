@@ -244,6 +244,30 @@ macro_rules! fence_suite {
             }
 
             #[tokio::test]
+            async fn a_pattern_invalidation_fences_what_it_finds_and_counts_values_only() {
+                let f = $fixture().await;
+                let cache = Cache::builder_shared(Arc::clone(&f.store)).build();
+                for id in 0..5u32 {
+                    cache.set(&format!("pupil:{id}:ünï"), &id, Ttl::Long).await.unwrap();
+                }
+                assert!(cache.delete("pupil:0:ünï").await.unwrap());
+                assert_eq!(cache.invalidate_pattern("pupil:*").await.unwrap(), 4, "markers are no values");
+                for id in 0..5u32 {
+                    let key = format!("pupil:{id}:ünï");
+                    let left = f.store.get(&key).await.unwrap();
+                    assert!(left.as_deref().is_some_and(is_marker), "{key}: {left:?}");
+                }
+                assert_eq!(cache.invalidate_pattern("pupil:*").await.unwrap(), 0);
+                // a miss that read before the sweep does not store after it
+                let computed = cache.get_or_set("pupil:1:ünï", Ttl::Long, || async {
+                    cache.invalidate_pattern("pupil:*").await.unwrap();
+                    7u32
+                });
+                assert_eq!(computed.await.unwrap(), 7);
+                assert_eq!(cache.get::<u32>("pupil:1:ünï").await.unwrap(), None);
+            }
+
+            #[tokio::test]
             async fn collections_replace_a_marker_and_read_it_as_empty() {
                 let f = $fixture().await;
                 let cache = Cache::builder_shared(Arc::clone(&f.store)).build();

@@ -350,8 +350,9 @@ impl CacheBuilder {
     ///
     /// An invalidation ([`delete`](crate::Cache::delete),
     /// [`delete_multi`](crate::Cache::delete_multi),
-    /// [`invalidate_tag`](crate::Cache::invalidate_tag), `#[invalidate_cache]`, and their
-    /// replays) then leaves a short marker in each key for `window` instead of removing it,
+    /// [`invalidate_tag`](crate::Cache::invalidate_tag),
+    /// [`invalidate_pattern`](crate::Cache::invalidate_pattern), `#[invalidate_cache]`, and
+    /// their replays) then leaves a short marker in each key for `window` instead of removing it,
     /// and a get-or-set miss writes only over what its read found: `SET NX` over nothing,
     /// a compare-and-set over a marker or a stale value. A value that loses is returned to
     /// its caller but not stored, counted in
@@ -364,9 +365,9 @@ impl CacheBuilder {
     /// Off by default with the [`Json`](crate::codec::Json) codec, whose keys other
     /// languages read: they would read a marker (bytes starting with
     /// [`FENCE_PREFIX`](crate::store::FENCE_PREFIX), which is not JSON) for the window after
-    /// each invalidation. Turn it on there when only cachemere reads the keys. Pattern
-    /// invalidations ([`invalidate_pattern`](crate::Cache::invalidate_pattern)) remove keys
-    /// without fencing them: keys that do not exist yet cannot be found by a pattern.
+    /// each invalidation. Turn it on there when only cachemere reads the keys. A tag or
+    /// pattern invalidation fences the keys it finds: a key that does not exist yet (a miss
+    /// computing it) is not found, so it is not fenced.
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore, Ttl};

@@ -135,7 +135,9 @@ impl Cache {
     }
 
     /// Removes every key matching a Redis glob `pattern` (behind the cache's prefix), by
-    /// cursored `SCAN` + `UNLINK` in batches, never `KEYS`; returns how many were removed.
+    /// cursored `SCAN` in batches, never `KEYS`, each batch removed (with the
+    /// [fence](crate::CacheBuilder::fence): fenced) in one request; returns how many held a
+    /// value.
     ///
     /// Escape anything that comes from outside the program with
     /// [`escape_glob`](crate::key::escape_glob), so that a user id of `*` cannot widen the
@@ -158,7 +160,8 @@ impl Cache {
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let full = format!("{}{pattern}", escape_glob(&self.inner.prefix));
         self.inner.last_good.invalidate_all();
-        match self.counted(self.inner.guarded.delete_matching(&full).await) {
+        let swept = self.inner.guarded.remove_matching(&full, self.inner.fence);
+        match self.counted(swept.await) {
             Ok(removed) => {
                 self.inner.counters.count(Event::Delete, removed);
                 self.announce(&[], &[full]).await;

@@ -242,11 +242,16 @@ impl Guarded {
         self.run("SET", self.requests.set_many_if(writes)).await
     }
 
-    pub(crate) async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+    /// Removes (or with a fence `window`, fences) the keys matching `pattern`.
+    pub(crate) async fn remove_matching(
+        &self,
+        pattern: &str,
+        window: Option<Duration>,
+    ) -> Result<u64> {
         // the store as given: its handle under the cache's deadline would bound each of the
         // sweep's commands by that deadline
-        self.unbounded("SCAN", self.store.delete_matching(pattern))
-            .await
+        let sweep = crate::fence::remove_matching(&*self.store, pattern, window);
+        self.unbounded("SCAN", sweep).await
     }
 
     pub(crate) async fn hset(

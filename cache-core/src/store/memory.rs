@@ -236,6 +236,19 @@ impl MemoryStore {
         })
     }
 
+    /// The live keys matching a glob `pattern`, cachemere's own keys left out.
+    fn matching(&self, pattern: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(key, slot)| {
+                slot.expires_at > Instant::now()
+                    && glob_matches(pattern, key)
+                    && !is_internal(key.as_bytes())
+            })
+            .map(|(key, _)| String::clone(&key))
+            .collect()
+    }
+
     async fn push(
         &self,
         key: &str,
@@ -373,18 +386,22 @@ impl Store for MemoryStore {
     }
 
     async fn delete_matching(&self, pattern: &str) -> Result<u64> {
-        let matching: Vec<Arc<String>> = self
-            .entries
-            .iter()
-            .filter(|(key, _)| glob_matches(pattern, key) && !is_internal(key.as_bytes()))
-            .map(|(key, _)| key)
-            .collect();
         let mut removed = 0;
-        for key in matching {
+        for key in self.matching(pattern) {
             removed += u64::from(self.delete(&key).await?);
             self.delete(&crate::key::tags_record_of(&key)).await?;
         }
         Ok(removed)
+    }
+
+    async fn fence_matching(&self, pattern: &str, marker: &[u8], window: Duration) -> Result<u64> {
+        let matching = self.matching(pattern);
+        let records: Vec<String> = matching
+            .iter()
+            .map(|key| crate::key::tags_record_of(key))
+            .collect();
+        self.delete_many(&records).await?;
+        self.fence(&matching, marker, window).await
     }
 
     async fn hset(&self, key: &str, field: &str, value: &[u8], ttl: Duration) -> Result<bool> {

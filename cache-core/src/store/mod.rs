@@ -228,6 +228,17 @@ pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
         Ok(held)
     }
 
+    /// [`delete_matching`](Store::delete_matching), but [fencing](Store::fence) the keys it
+    /// finds instead of removing them; returns how many held a value (markers do not
+    /// count). The tag records of the keys found are removed, as `delete_matching` does.
+    ///
+    /// The default removes them with `delete_matching` (markers it finds then count, and
+    /// are removed): a store that can should fence, as [`RedisStore`] and [`MemoryStore`] do.
+    async fn fence_matching(&self, pattern: &str, marker: &[u8], window: Duration) -> Result<u64> {
+        let _ = (marker, window);
+        self.delete_matching(pattern).await
+    }
+
     /// Writes several plain values, each only if its key holds what it [expects](Expected),
     /// each expiring after its own ttl; returns, in order, whether each was written. A
     /// get-or-set miss writes this way (one round trip for a batch), so that a value whose

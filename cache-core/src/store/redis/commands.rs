@@ -2,22 +2,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::bus::{BUS_PING, Bus};
 use super::scripts::{
-    DELETE_IF_EQUALS, FENCE, FENCE_LUA, REPLACE_IF_EQUALS, REPLACE_IF_EQUALS_LUA, TAG, TAKE_TAGGED,
+    DELETE_IF_EQUALS, REPLACE_IF_EQUALS, REPLACE_IF_EQUALS_LUA, TAG, TAKE_TAGGED,
 };
 use super::{Link, RedisStore};
 use crate::error::Result;
 use crate::health::HealthReport;
-use crate::store::cluster;
-use crate::store::{BusEvent, Expected, FENCE_PREFIX, KeyTtl, Store};
+use crate::store::{BusEvent, Expected, KeyTtl, Store};
 
 /// A `PTTL` reply.
 pub(super) fn key_ttl(millis: i64) -> KeyTtl {
@@ -130,22 +127,7 @@ impl Store for RedisStore {
     }
 
     async fn delete_matching(&self, pattern: &str) -> Result<u64> {
-        let Link::Cluster(cluster) = &self.connection.0 else {
-            return self.sweep(pattern, None).await;
-        };
-        let primaries = self.primaries(cluster).await?;
-        let sweeps = primaries
-            .iter()
-            .map(|node| self.sweep(pattern, Some((cluster, node))));
-        let mut removed = 0;
-        let mut failure = None;
-        for sweep in join_all(sweeps).await {
-            match sweep {
-                Ok(count) => removed += count,
-                Err(err) => failure = failure.or(Some(err)),
-            }
-        }
-        failure.map_or(Ok(removed), Err)
+        self.sweep_all(pattern, None).await
     }
 
     async fn hset(&self, key: &str, field: &str, value: &[u8], ttl: Duration) -> Result<bool> {
@@ -252,54 +234,14 @@ impl Store for RedisStore {
         Ok(replaced > 0)
     }
 
-    /// One script for all keys on a single server; on a cluster one per hash slot (sent as
-    /// `EVAL`), pipelined per primary.
+    /// One script for all keys on a single server; on a cluster one per hash slot,
+    /// pipelined per primary.
     async fn fence(&self, keys: &[String], marker: &[u8], window: Duration) -> Result<u64> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let Link::Cluster(cluster) = &self.connection.0 else {
-            let mut invocation = FENCE.prepare_invoke();
-            for key in keys {
-                invocation.key(key);
-            }
-            invocation
-                .arg(marker)
-                .arg(ttl_millis(window))
-                .arg(FENCE_PREFIX);
-            return self.invoke("EVALSHA", &keys[0], &invocation).await;
-        };
-        let groups = cluster::by_slot(keys);
-        let commands: Vec<(&str, redis::Cmd)> = groups
-            .iter()
-            .map(|(_, indices)| {
-                let mut cmd = redis::cmd("EVALSHA");
-                cmd.arg(FENCE.get_hash()).arg(indices.len());
-                for &index in indices {
-                    cmd.arg(&keys[index]);
-                }
-                cmd.arg(marker).arg(ttl_millis(window)).arg(FENCE_PREFIX);
-                (keys[indices[0]].as_str(), cmd)
-            })
-            .collect();
-        let mut reloaded = false;
-        loop {
-            if !self.monitor.fence_loaded.swap(true, Ordering::AcqRel) {
-                self.load_everywhere(cluster, FENCE_LUA).await;
-            }
-            match self.pipeline_by_key::<_, u64>("EVALSHA", &commands).await {
-                Ok(held) => return Ok(held.into_iter().sum()),
-                // A node lost its script cache (a restart, a failover): load it again and
-                // send once more. Keys the first attempt fenced then count as not held.
-                Err(crate::Error::Redis { source, .. })
-                    if !reloaded && source.code() == Some("NOSCRIPT") =>
-                {
-                    self.monitor.fence_loaded.store(false, Ordering::Release);
-                    reloaded = true;
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        self.fence_keys(keys, marker, window).await
+    }
+
+    async fn fence_matching(&self, pattern: &str, marker: &[u8], window: Duration) -> Result<u64> {
+        self.sweep_all(pattern, Some((marker, window))).await
     }
 
     /// `SET`, `SET NX` and the compare-and-set script (as `EVAL`) in one pipeline, one per
@@ -421,25 +363,6 @@ impl Store for RedisStore {
             used_memory_bytes,
             error: None,
             circuit_open: false,
-        }
-    }
-}
-
-impl RedisStore {
-    /// Loads a script into the script cache of every primary of the cluster that answers
-    /// (one that does not fails the script's own call later, with its own error).
-    async fn load_everywhere(&self, cluster: &super::Cluster, source: &str) {
-        let Ok(primaries) = self.primaries(cluster).await else {
-            return;
-        };
-        let loads = primaries.iter().map(|node| {
-            let load = redis::cmd("SCRIPT").arg("LOAD").arg(source).to_owned();
-            self.bounded("SCRIPT LOAD", "", cluster.on_node(node, load))
-        });
-        for load in join_all(loads).await {
-            if let Err(err) = load {
-                tracing::debug!(error = %err, "a cluster node did not load a script");
-            }
         }
     }
 }

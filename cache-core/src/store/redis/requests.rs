@@ -2,6 +2,7 @@
 //! classified.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -9,12 +10,12 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{FromRedisValue, RedisError, RedisResult, Value};
 
 use super::commands::{key_ttl, ttl_millis};
-use super::scripts::WRITE_WITH_TTL;
+use super::scripts::{FENCE, FENCE_LUA, WRITE_WITH_TTL};
 use super::{Link, RedisStore, SCAN_BATCH};
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
 use crate::store::cluster::{self, Cluster};
-use crate::store::{KeyTtl, Store};
+use crate::store::{FENCE_PREFIX, KeyTtl, Store};
 
 impl RedisStore {
     /// Runs a Lua script under the store's command timeout, with the store's error mapping;
@@ -494,11 +495,120 @@ impl RedisStore {
         })
     }
 
-    /// Scans one server (on a cluster: one primary) for `pattern` and removes what it finds.
-    pub(super) async fn sweep(
+    /// Fences `keys` ([`Store::fence`]; see `fence.rs`): one script for all keys on one
+    /// server; on a cluster one per hash slot, pipelined per primary, by hash once the script
+    /// is loaded on every primary.
+    pub(super) async fn fence_keys<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        marker: &[u8],
+        window: Duration,
+    ) -> Result<u64> {
+        let Some(first) = keys.first() else {
+            return Ok(0);
+        };
+        let name = String::from_utf8_lossy(first.as_ref()).into_owned();
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            let mut invocation = FENCE.prepare_invoke();
+            for key in keys {
+                invocation.key(key.as_ref());
+            }
+            invocation
+                .arg(marker)
+                .arg(ttl_millis(window))
+                .arg(FENCE_PREFIX);
+            return self.invoke("EVALSHA", &name, &invocation).await;
+        };
+        let commands: Vec<(u16, redis::Cmd)> = cluster::by_slot(keys)
+            .into_iter()
+            .map(|(slot, indices)| {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(FENCE.get_hash()).arg(indices.len());
+                for index in indices {
+                    cmd.arg(keys[index].as_ref());
+                }
+                cmd.arg(marker).arg(ttl_millis(window)).arg(FENCE_PREFIX);
+                (slot, cmd)
+            })
+            .collect();
+        let mut reloaded = false;
+        loop {
+            if !self.monitor.fence_loaded.swap(true, Ordering::AcqRel) {
+                self.load_everywhere(cluster, FENCE_LUA).await;
+            }
+            let held = self
+                .bounded("EVALSHA", &name, cluster.scatter(&commands))
+                .await
+                .and_then(|replies| {
+                    replies.into_iter().try_fold(0, |total, reply| {
+                        let held = u64::from_redis_value(reply)
+                            .map_err(|err| Error::redis("EVALSHA")(err.into()))?;
+                        Ok(total + held)
+                    })
+                });
+            match held {
+                // A node lost its script cache (a restart, a failover): load it again and
+                // send once more. Keys the first attempt fenced then count as not held.
+                Err(Error::Redis { source, .. })
+                    if !reloaded && source.code() == Some("NOSCRIPT") =>
+                {
+                    self.monitor.fence_loaded.store(false, Ordering::Release);
+                    reloaded = true;
+                }
+                held => return held,
+            }
+        }
+    }
+
+    /// Loads a script into the script cache of every primary of the cluster that answers
+    /// (one that does not fails the script's own call later, with its own error).
+    async fn load_everywhere(&self, cluster: &Cluster, source: &str) {
+        let Ok(primaries) = self.primaries(cluster).await else {
+            return;
+        };
+        let loads = primaries.iter().map(|node| {
+            let load = redis::cmd("SCRIPT").arg("LOAD").arg(source).to_owned();
+            self.bounded("SCRIPT LOAD", "", cluster.on_node(node, load))
+        });
+        for load in join_all(loads).await {
+            if let Err(err) = load {
+                tracing::debug!(error = %err, "a cluster node did not load a script");
+            }
+        }
+    }
+
+    /// Removes (given a marker and window: fences) every key matching `pattern`, on every
+    /// primary of a cluster at once.
+    pub(super) async fn sweep_all(
+        &self,
+        pattern: &str,
+        fence: Option<(&[u8], Duration)>,
+    ) -> Result<u64> {
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            return self.sweep(pattern, None, fence).await;
+        };
+        let primaries = self.primaries(cluster).await?;
+        let sweeps = primaries
+            .iter()
+            .map(|node| self.sweep(pattern, Some((cluster, node)), fence));
+        let mut removed = 0;
+        let mut failure = None;
+        for sweep in join_all(sweeps).await {
+            match sweep {
+                Ok(count) => removed += count,
+                Err(err) => failure = failure.or(Some(err)),
+            }
+        }
+        failure.map_or(Ok(removed), Err)
+    }
+
+    /// Scans one server (on a cluster: one primary) for `pattern` and removes (or fences)
+    /// what it finds, with the tag records of what it finds.
+    async fn sweep(
         &self,
         pattern: &str,
         primary: Option<(&Cluster, &redis::cluster::NodeAddress)>,
+        fence: Option<(&[u8], Duration)>,
     ) -> Result<u64> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
@@ -526,8 +636,19 @@ impl RedisStore {
                     .iter()
                     .map(|key| crate::key::tags_record(key))
                     .collect();
-                removed += match primary {
-                    None => {
+                removed += match (primary, fence) {
+                    (_, Some((marker, window))) => {
+                        let (held, records) = futures_util::future::join(
+                            self.fence_keys(&keys, marker, window),
+                            self.remove_records(primary.map(|(cluster, _)| cluster), &records),
+                        )
+                        .await;
+                        if let Err(err) = records {
+                            tracing::debug!(error = %err, "sweep: tag records not removed");
+                        }
+                        held?
+                    }
+                    (None, None) => {
                         let unlink = redis::pipe()
                             .cmd("UNLINK")
                             .arg(&keys)
@@ -538,7 +659,7 @@ impl RedisStore {
                             self.query_pipe("UNLINK", pattern, &unlink).await?;
                         keys
                     }
-                    Some((cluster, _)) => {
+                    (Some((cluster, _)), None) => {
                         let (keys, records) = futures_util::future::join(
                             self.unlink_on(cluster, &keys),
                             self.unlink_on(cluster, &records),
@@ -557,6 +678,17 @@ impl RedisStore {
                 return Ok(removed);
             }
             cursor = next;
+        }
+    }
+
+    /// Removes tag records: one `UNLINK`, or one per slot on a cluster.
+    async fn remove_records(&self, cluster: Option<&Cluster>, records: &[Vec<u8>]) -> Result<u64> {
+        match cluster {
+            Some(cluster) => self.unlink_on(cluster, records).await,
+            None => {
+                self.query("UNLINK", "", redis::cmd("UNLINK").arg(records))
+                    .await
+            }
         }
     }
 }
