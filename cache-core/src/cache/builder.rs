@@ -376,11 +376,11 @@ impl CacheBuilder {
     /// let cache = Cache::builder(MemoryStore::new())
     ///     .fence(Some(Duration::from_secs(30)))
     ///     .build();
-    /// let database = std::sync::Mutex::new("old");
+    /// let database = std::sync::Mutex::new(String::from("old"));
     /// let read = cache.get_or_set("user:42", Ttl::Default, || async {
-    ///     let before = *database.lock().unwrap();
+    ///     let before = database.lock().unwrap().clone();
     ///     // meanwhile a writer updates the database and invalidates the key
-    ///     *database.lock().unwrap() = "new";
+    ///     *database.lock().unwrap() = "new".into();
     ///     cache.delete("user:42").await.unwrap();
     ///     before
     /// });
