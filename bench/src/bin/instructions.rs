@@ -295,9 +295,8 @@ async fn run(variant: &str, n: u64, url: &str) {
                 if over_marker {
                     cache.delete(&key).await.expect("delete");
                 }
-                let computed = cache.get_or_set(&key, cache_core::Ttl::Long, || async {
-                    Small::sample(i)
-                });
+                let computed =
+                    cache.get_or_set(&key, cache_core::Ttl::Long, || async { Small::sample(i) });
                 std::hint::black_box(computed.await.expect("get_or_set"));
                 upkeep(i);
             }
