@@ -375,6 +375,48 @@ async fn a_frozen_node_does_not_stall_scripts_on_other_slots() {
     cluster.resume(1).expect("unfreeze node 1");
 }
 
+/// A frozen node answers nothing, and the cluster client retries each attempt (3 times,
+/// each bounded by the command timeout). A cache operation is bounded by the cache's
+/// deadline as a whole, retries included; the store on its own by its command timeout as a
+/// whole (redis-rs's overall response timeout), not by one timeout per attempt.
+#[tokio::test]
+async fn a_deadline_bounds_the_whole_operation_on_a_frozen_node() {
+    let cluster = RedisCluster::start().expect("start a redis cluster");
+    let mut config = cluster.config();
+    config.command_timeout = Duration::from_secs(2);
+    config.cache_operation_timeout = Duration::from_millis(200);
+    let store = RedisStore::connect(&config).await.expect("connect");
+    let cache = Cache::builder(store.clone())
+        .config(&config)
+        .strict(true)
+        .build();
+    let frozen = (0..)
+        .map(|i| format!("pupil:{i}"))
+        .find(|key| cluster.node_of(key) == 1)
+        .expect("a key on node 1");
+    cache.set(&frozen, &1u8, MINUTE).await.expect("reach node 1");
+    cluster.pause(1).expect("freeze node 1");
+
+    let started = std::time::Instant::now();
+    let err = cache.get::<u8>(&frozen).await.expect_err("frozen");
+    let cache_took = started.elapsed();
+    assert!(matches!(err, cache_core::Error::Timeout { .. }), "{err:?}");
+    let started = std::time::Instant::now();
+    let err = store.get(&frozen).await.expect_err("frozen");
+    let store_took = started.elapsed();
+    assert!(err.is_transient(), "{err:?}");
+    cluster.resume(1).expect("unfreeze node 1");
+    println!("frozen node: cache get failed after {cache_took:?}, store get after {store_took:?}");
+    assert!(
+        cache_took < Duration::from_millis(200) * 3,
+        "the cache's 200 ms deadline bounds the operation: {cache_took:?}"
+    );
+    assert!(
+        store_took < Duration::from_secs(2) * 2,
+        "the 2 s command timeout bounds the whole store operation, not each of its 3 retries: {store_took:?}"
+    );
+}
+
 #[tokio::test]
 async fn with_a_node_down_the_breaker_closes_again_for_the_live_slots() {
     the_breaker_closes_again_for_the_live_slots(false).await;
