@@ -719,3 +719,73 @@ async fn the_switch_watch_ends_with_the_store() {
         dropped.elapsed()
     );
 }
+
+/// `ROLE` calls a server has answered (a primary search checks the named server with it).
+fn role_calls(port: u16) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "commandstats"])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_role:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// The README's claim: a `READONLY` reply (a primary demoted behind the Sentinels' back and
+/// still reachable: its clients stay connected) makes the link search for the primary
+/// again, instead of writing to a replica on the same connection for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readonly_reply_makes_the_link_search_for_the_primary_again() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let store = RedisStore::connect(&sentinel.config())
+        .await
+        .expect("connect through the Sentinels");
+    store
+        .set("readonly", b"1", Duration::from_secs(60))
+        .await
+        .expect("the primary takes it");
+    let ports = sentinel.ports();
+    let primary = sentinel.primary().expect("the primary");
+    let replica = (0..ports.len())
+        .find(|&index| index != primary)
+        .expect("a replica");
+    let cli = |port: u16, args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("OK"),
+            "{args:?}: {out:?}"
+        );
+    };
+    // what an operator's manual switch does, without a Sentinel failover (no announcement)
+    cli(ports[replica], &["REPLICAOF", "NO", "ONE"]);
+    let replica_port = ports[replica].to_string();
+    cli(ports[primary], &["REPLICAOF", "127.0.0.1", &replica_port]);
+    let before = role_calls(ports[primary]);
+
+    let err = store
+        .set("readonly", b"2", Duration::from_secs(60))
+        .await
+        .expect_err("the demoted server refuses the write");
+    assert!(
+        matches!(&err, cachemere::Error::Redis { source, .. } if source.code() == Some("READONLY")),
+        "{err:?}"
+    );
+    // the next request asks the Sentinels again (who still name the demoted server: its
+    // role check then fails, and the search with it)
+    let next = store.get("readonly").await;
+    let searched = role_calls(ports[primary]) - before;
+    println!(
+        "after READONLY: {searched} ROLE checks of the demoted server; next request: {next:?}"
+    );
+    assert!(
+        searched >= 1,
+        "the link kept its connection to the demoted server: no new search"
+    );
+}

@@ -394,7 +394,10 @@ async fn a_deadline_bounds_the_whole_operation_on_a_frozen_node() {
         .map(|i| format!("pupil:{i}"))
         .find(|key| cluster.node_of(key) == 1)
         .expect("a key on node 1");
-    cache.set(&frozen, &1u8, MINUTE).await.expect("reach node 1");
+    cache
+        .set(&frozen, &1u8, MINUTE)
+        .await
+        .expect("reach node 1");
     cluster.pause(1).expect("freeze node 1");
 
     let started = std::time::Instant::now();

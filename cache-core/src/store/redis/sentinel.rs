@@ -302,12 +302,22 @@ fn lost_primary(err: &RedisError) -> bool {
         || matches!(err.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
 }
 
+/// Whether a reply says that the server is no longer the primary. Server errors arrive as
+/// replies (`Value::ServerError`), not as errors of the request: `lost_primary` never sees
+/// them.
+fn demoted(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(err) if matches!(err.code(), "READONLY" | "MASTERDOWN" | "LOADING"))
+}
+
 impl ConnectionLike for SentinelLink {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut primary = self.primary().await?;
             let result = primary.connection.req_packed_command(cmd).await;
             self.settle(&primary, &result);
+            if result.as_ref().is_ok_and(demoted) {
+                self.forget(primary.generation);
+            }
             result
         })
     }
@@ -325,6 +335,12 @@ impl ConnectionLike for SentinelLink {
                 .req_packed_commands(pipeline, offset, count)
                 .await;
             self.settle(&primary, &result);
+            if result
+                .as_ref()
+                .is_ok_and(|replies| replies.iter().any(demoted))
+            {
+                self.forget(primary.generation);
+            }
             result
         })
     }
