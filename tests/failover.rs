@@ -789,3 +789,81 @@ async fn a_readonly_reply_makes_the_link_search_for_the_primary_again() {
         "the link kept its connection to the demoted server: no new search"
     );
 }
+
+/// The first Sentinel frozen (it accepts connections and answers nothing), then the primary
+/// killed, with a cache deadline of 200 ms: the search for the new primary runs as its own
+/// task under its own timeout, so the requests' deadlines do not cancel it, and caching
+/// resumes within about a second of the promotion (it took 30 s, until the health check,
+/// when each request ran and cancelled its own search).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_sentinel_does_not_starve_the_search_for_the_new_primary() {
+    let sentinel = RedisSentinel::start().expect("start a primary, a replica and Sentinels");
+    let store = RedisStore::connect(&tuned(sentinel.config()))
+        .await
+        .expect("connect through the Sentinels");
+    let cache = Cache::builder(store)
+        .config(&tuned(sentinel.config()))
+        .strict(true)
+        .build();
+    cache
+        .set("resume", &0u32, Ttl::Long)
+        .await
+        .expect("primary");
+    let old = sentinel.primary().expect("the primary");
+    sentinel
+        .pause_sentinel(0)
+        .expect("freeze the first Sentinel");
+    let killed = Instant::now();
+    sentinel.kill(old).expect("kill the primary");
+    // The failover is done when a Sentinel that answers names the replica (asking the
+    // frozen one would wait).
+    let replica_port = sentinel.ports()[1 - old].to_string();
+    let answering = sentinel.sentinel_ports()[1].to_string();
+    let promoted = tokio::task::spawn_blocking(move || {
+        while killed.elapsed() < Duration::from_secs(60) {
+            let named = std::process::Command::new("redis-cli")
+                .args([
+                    "-p",
+                    &answering,
+                    "SENTINEL",
+                    "GET-MASTER-ADDR-BY-NAME",
+                    "cachemere",
+                ])
+                .output()
+                .expect("redis-cli");
+            if String::from_utf8_lossy(&named.stdout).lines().nth(1) == Some(replica_port.as_str())
+            {
+                return Ok(killed.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err("the Sentinels did not name the replica within 60 s")
+    });
+    let mut i = 0u32;
+    let resumed = loop {
+        i += 1;
+        if cache.set("resume", &i, Ttl::Long).await.is_ok()
+            && cache.get::<u32>("resume").await.ok().flatten() == Some(i)
+        {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "caching never resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let promoted = promoted
+        .await
+        .expect("the watcher")
+        .expect("the Sentinels promote the replica");
+    sentinel.resume_sentinel(0).expect("unfreeze");
+    println!(
+        "first Sentinel frozen: the Sentinels named the replica {promoted:?} after the kill, caching resumed {resumed:?} after it"
+    );
+    assert!(
+        resumed <= promoted + Duration::from_secs(1),
+        "caching resumed {:?} after the promotion",
+        resumed.saturating_sub(promoted)
+    );
+}

@@ -68,7 +68,7 @@ struct Node {
 pub(super) struct Supervised {
     shell: Child,
     stdin: Option<ChildStdin>,
-    pid: u32,
+    pub(super) pid: u32,
 }
 
 /// A cluster borrowed from the pool ([`RedisCluster::lease`]); it goes back, emptied, when
@@ -625,16 +625,41 @@ impl Drop for Node {
     }
 }
 
+/// `redis-cli args`, given up after [`CLI_TIMEOUT`]: a frozen server (or Sentinel) accepts
+/// the connection and never answers.
 pub(super) fn redis_cli(args: &[impl AsRef<std::ffi::OsStr>]) -> Result<std::process::Output> {
-    Command::new("redis-cli")
+    let mut child = Command::new("redis-cli")
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|source| Error::Harness {
             reason: format!("could not run redis-cli: {INSTALL_HINT}"),
             source: Some(source),
-        })
+        })?;
+    let started = std::time::Instant::now();
+    while child
+        .try_wait()
+        .map_err(harness("could not wait for redis-cli"))?
+        .is_none()
+    {
+        if started.elapsed() > CLI_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failure(format!(
+                "redis-cli got no answer within {CLI_TIMEOUT:?} (a frozen server?)"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child
+        .wait_with_output()
+        .map_err(harness("could not read redis-cli's output"))
 }
+
+/// How long [`redis_cli`] waits for an answer.
+const CLI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub(super) fn failure(reason: String) -> Error {
     Error::Harness {

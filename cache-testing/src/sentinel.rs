@@ -215,6 +215,28 @@ impl RedisSentinel {
         self.server(index)?.resume()
     }
 
+    /// Freezes Sentinel `index` (`SIGSTOP`, an index into
+    /// [`sentinel_ports`](RedisSentinel::sentinel_ports)): it accepts connections and answers
+    /// nothing.
+    pub fn pause_sentinel(&self, index: usize) -> Result<()> {
+        self.signal_sentinel(index, "STOP")
+    }
+
+    /// Unfreezes Sentinel `index` (`SIGCONT`).
+    pub fn resume_sentinel(&self, index: usize) -> Result<()> {
+        self.signal_sentinel(index, "CONT")
+    }
+
+    fn signal_sentinel(&self, index: usize, signal: &str) -> Result<()> {
+        let pid = self
+            .sentinels
+            .get(index)
+            .and_then(|sentinel| sentinel.process.as_ref())
+            .map(|process| process.pid)
+            .ok_or_else(|| failure(format!("Sentinel {index} is not running")))?;
+        super::send_signal(pid, signal)
+    }
+
     fn server(&self, index: usize) -> Result<&RedisServer> {
         self.servers
             .get(index)

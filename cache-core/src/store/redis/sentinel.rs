@@ -5,9 +5,13 @@
 //! reports the `master` role) but keeps no connection that follows a failover; this one does.
 //! A connection is dropped when a request on it fails in a way that means the server is gone
 //! or no longer primary (an I/O error, a dropped connection, `READONLY`), or when a request
-//! or the store's health check times out on it; the next request asks the Sentinels again (one caller at a
-//! time; the others wait for its answer). While no primary can be found, requests fail at
-//! once rather than each asking the Sentinels, for [`RESOLVE_PAUSE`] after a failed attempt.
+//! or the store's health check times out on it; the next request asks the Sentinels again.
+//! The search runs as its own task, one at a time, under its own timeout (the connect
+//! timeout, at least 1 s, per Sentinel and once more), so that a request's deadline never
+//! cancels it: requests wait for it as long as their deadline allows, and one Sentinel that
+//! answers nothing cannot keep every search from finishing. While no primary can be found,
+//! requests fail at once rather than starting searches, for [`RESOLVE_PAUSE`] after a
+//! failed one.
 //! The connection is also dropped when the Sentinels announce a failover of the service
 //! (`+switch-master`, [`SentinelLink::watch_switches`]): a demoted primary that still runs
 //! keeps accepting writes until the Sentinels reconfigure it, seconds later.
@@ -20,12 +24,16 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisFuture, Value};
+use tokio::sync::watch;
 
 use super::bus::{Relayed, relay, subscribe_on};
 use crate::store::endpoint::SentinelEndpoint;
 
 /// Time after a failed search for the primary during which requests fail without searching.
 const RESOLVE_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long a search waits for a Sentinel that did not answer in time when last asked.
+const SUSPECT_PATIENCE: Duration = Duration::from_millis(100);
 
 /// See the module documentation.
 #[derive(Clone)]
@@ -36,16 +44,71 @@ struct Shared {
     /// What the connections' answer times count from.
     epoch: Instant,
     current: RwLock<Option<Primary>>,
+    /// The latest search for the primary (see [`SentinelLink::search`]).
+    searching: std::sync::Mutex<Option<watch::Receiver<Found>>>,
     connect_timeout: Duration,
+    /// How long a search may take: the connect timeout (at least 1 s) for each Sentinel,
+    /// and once more for the primary.
+    search_timeout: Duration,
     db: i64,
     service: String,
 }
 
 struct Resolver {
-    sentinels: SentinelClient,
-    failed_at: Option<Instant>,
+    /// A client per Sentinel.
+    sentinels: Vec<SentinelClient>,
+    /// Whether each Sentinel failed to answer in time when last asked.
+    suspects: Vec<bool>,
     generation: u64,
 }
+
+impl Resolver {
+    /// A client for the primary that a Sentinel names (and that reports the `master` role),
+    /// from the first Sentinel to answer: the Sentinels are asked all at once, each for at
+    /// most `patience`, so that one that answers nothing (frozen) does not hold the others
+    /// up (redis-rs asks them in order). A Sentinel that did not answer in time is a suspect,
+    /// given [`SUSPECT_PATIENCE`] only, until it answers again: otherwise every search while
+    /// the others name no live primary (during a failover) would wait for it in full.
+    async fn ask(&mut self, patience: Duration) -> redis::RedisResult<Client> {
+        use futures_util::StreamExt;
+        let suspects = &mut self.suspects;
+        let mut asks: futures_util::stream::FuturesUnordered<_> = self
+            .sentinels
+            .iter_mut()
+            .enumerate()
+            .map(|(index, sentinel)| {
+                let patience = match suspects[index] {
+                    true => SUSPECT_PATIENCE.min(patience),
+                    false => patience,
+                };
+                async move {
+                    let asked = super::within(patience, sentinel.async_get_client()).await;
+                    (index, asked)
+                }
+            })
+            .collect();
+        let mut last = None;
+        while let Some((index, asked)) = asks.next().await {
+            match asked {
+                Ok(client) => {
+                    suspects[index] = false;
+                    return Ok(client);
+                }
+                Err(err) => {
+                    suspects[index] = err.is_timeout();
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Sentinel to ask"))
+        }))
+    }
+}
+
+/// What a search for the primary found: the connection, or the error and when it came;
+/// `None` while it runs.
+type Found = Option<Result<Primary, (RedisError, Instant)>>;
 
 #[derive(Clone)]
 struct Primary {
@@ -63,29 +126,41 @@ impl SentinelLink {
         tcp: redis::io::tcp::TcpSettings,
         connect_timeout: Duration,
     ) -> redis::RedisResult<SentinelLink> {
-        let mut builder = SentinelClientBuilder::new(
-            endpoint.sentinels.clone(),
-            &endpoint.service,
-            SentinelServerType::Master,
-        )?
-        .set_client_to_redis_db(endpoint.redis.db())
-        .set_client_to_redis_tcp_settings(tcp.clone())
-        .set_client_to_sentinel_tcp_settings(tcp);
-        if let Some(username) = endpoint.redis.username() {
-            builder = builder.set_client_to_redis_username(username);
-        }
-        if let Some(password) = endpoint.redis.password() {
-            builder = builder.set_client_to_redis_password(password);
-        }
+        // One client per Sentinel, asked all at once (see `Resolver::ask`).
+        let sentinels = endpoint
+            .sentinels
+            .iter()
+            .map(|sentinel| {
+                let mut builder = SentinelClientBuilder::new(
+                    [sentinel.clone()],
+                    &endpoint.service,
+                    SentinelServerType::Master,
+                )?
+                .set_client_to_redis_db(endpoint.redis.db())
+                .set_client_to_redis_tcp_settings(tcp.clone())
+                .set_client_to_sentinel_tcp_settings(tcp.clone());
+                if let Some(username) = endpoint.redis.username() {
+                    builder = builder.set_client_to_redis_username(username);
+                }
+                if let Some(password) = endpoint.redis.password() {
+                    builder = builder.set_client_to_redis_password(password);
+                }
+                builder.build()
+            })
+            .collect::<redis::RedisResult<Vec<_>>>()?;
         Ok(SentinelLink(Arc::new(Shared {
             resolver: tokio::sync::Mutex::new(Resolver {
-                sentinels: builder.build()?,
-                failed_at: None,
+                suspects: vec![false; sentinels.len()],
+                sentinels,
                 generation: 0,
             }),
             epoch: Instant::now(),
             current: RwLock::new(None),
+            searching: std::sync::Mutex::new(None),
             connect_timeout,
+            search_timeout: connect_timeout
+                .max(Duration::from_secs(1))
+                .saturating_mul(u32::try_from(endpoint.sentinels.len() + 1).unwrap_or(u32::MAX)),
             db: endpoint.redis.db(),
             service: endpoint.service.clone(),
         })))
@@ -104,30 +179,69 @@ impl SentinelLink {
         if let Some(primary) = self.current() {
             return Ok(primary);
         }
+        let mut search = self.search();
+        let found = match search.wait_for(Option::is_some).await {
+            Ok(found) => found.clone(),
+            Err(_) => None,
+        };
+        match found {
+            Some(Ok(primary)) => Ok(primary),
+            Some(Err((err, _))) => Err(err),
+            None => Err(self.no_primary("the search ended without an answer")),
+        }
+    }
+
+    /// The search for the primary: the one running (or one that failed less than
+    /// [`RESOLVE_PAUSE`] ago), or one started now. A search runs as its own task under its
+    /// own timeout: a request waits for it only as long as the request's deadline allows,
+    /// and a request that gives up does not cancel it.
+    fn search(&self) -> watch::Receiver<Found> {
+        let mut searching = self
+            .0
+            .searching
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = searching.as_ref() {
+            let joins = match &*running.borrow() {
+                None => true,
+                Some(Err((_, failed_at))) => failed_at.elapsed() < RESOLVE_PAUSE,
+                Some(Ok(primary)) => self
+                    .current()
+                    .is_some_and(|current| current.generation == primary.generation),
+            };
+            if joins {
+                return running.clone();
+            }
+        }
+        let (sender, receiver) = watch::channel(None);
+        *searching = Some(receiver.clone());
+        drop(searching);
+        let link = self.clone();
+        tokio::spawn(async move {
+            let found = link.resolve().await;
+            sender.send_replace(Some(found));
+        });
+        receiver
+    }
+
+    /// Asks the Sentinels for the primary and connects to it, within the search timeout.
+    async fn resolve(&self) -> Result<Primary, (RedisError, Instant)> {
         let mut resolver = self.0.resolver.lock().await;
-        // Another caller may have found it while this one waited.
         if let Some(primary) = self.current() {
             return Ok(primary);
-        }
-        if resolver
-            .failed_at
-            .is_some_and(|at| at.elapsed() < RESOLVE_PAUSE)
-        {
-            return Err(self.no_primary());
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.0.connect_timeout))
             .set_response_timeout(None);
         let search = async {
-            let client = resolver.sentinels.async_get_client().await?;
+            let client = resolver.ask(self.0.connect_timeout).await?;
             let connection = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
             redis::RedisResult::Ok((client, connection))
         };
-        match super::within(self.0.connect_timeout, search).await {
+        match super::within(self.0.search_timeout, search).await {
             Ok((client, connection)) => {
-                resolver.failed_at = None;
                 resolver.generation += 1;
                 let primary = Primary {
                     connection,
@@ -143,20 +257,14 @@ impl SentinelLink {
                     .unwrap_or_else(PoisonError::into_inner) = Some(primary.clone());
                 Ok(primary)
             }
-            Err(err) => {
-                resolver.failed_at = Some(Instant::now());
-                Err(err)
-            }
+            Err(err) => Err((err, Instant::now())),
         }
     }
 
-    fn no_primary(&self) -> RedisError {
+    fn no_primary(&self, reason: &str) -> RedisError {
         std::io::Error::new(
             std::io::ErrorKind::NotConnected,
-            format!(
-                "no primary for `{}`: the Sentinels were asked less than {RESOLVE_PAUSE:?} ago",
-                self.0.service
-            ),
+            format!("no primary for `{}`: {reason}", self.0.service),
         )
         .into()
     }
@@ -263,11 +371,8 @@ impl SentinelLink {
     /// connection may not have noticed a failover yet, having had no request since).
     pub(super) async fn fresh_client(&self) -> redis::RedisResult<Client> {
         let mut resolver = self.0.resolver.lock().await;
-        let client = super::within(
-            self.0.connect_timeout,
-            resolver.sentinels.async_get_client(),
-        )
-        .await?;
+        let client =
+            super::within(self.0.connect_timeout, resolver.ask(self.0.connect_timeout)).await?;
         // Another primary than the one the store talks to: the store follows at once.
         let mut current = self
             .0
