@@ -474,16 +474,7 @@ async fn local_tiers_resubscribe_on_the_new_sentinel_primary() {
 /// `ROLE` calls the primary has answered: redis-rs checks with `ROLE` that the server the
 /// Sentinels name is a primary, once per search (the Sentinels themselves use `INFO`).
 fn primary_searches(sentinel: &RedisSentinel) -> u64 {
-    let primary = sentinel.ports()[sentinel.primary().expect("the primary")];
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &primary.to_string(), "INFO", "commandstats"])
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_role:calls="))
-        .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
-        .unwrap_or(0)
+    role_calls(sentinel.ports()[sentinel.primary().expect("the primary")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

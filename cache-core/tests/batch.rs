@@ -6,41 +6,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_core::encryption::EncryptionKeys;
-use cache_core::{Cache, MemoryStore, RedisStore, SetOptions, Store, Ttl};
-use cache_testing::{RedisCluster, RedisServer};
+use cache_core::{Cache, RedisStore, SetOptions, Ttl};
+use cache_testing::{RedisServer, TestStore};
 
-struct Fixture {
-    store: Arc<dyn Store>,
-    _server: Option<Box<dyn std::any::Any + Send>>,
-}
-
-async fn redis_fixture() -> Fixture {
-    let server = RedisServer::start_private().expect("start redis-server");
-    let store = RedisStore::connect(&server.config())
+async fn redis_fixture() -> TestStore {
+    TestStore::redis()
         .await
-        .expect("connect");
-    Fixture {
-        store: Arc::new(store),
-        _server: Some(Box::new(server)),
-    }
+        .expect("a store on a private redis-server")
 }
 
-async fn cluster_fixture() -> Fixture {
-    let cluster = RedisCluster::lease().expect("start a redis cluster");
-    let store = RedisStore::connect(&cluster.config())
+async fn cluster_fixture() -> TestStore {
+    TestStore::cluster()
         .await
-        .expect("connect");
-    Fixture {
-        store: Arc::new(store),
-        _server: Some(Box::new(cluster)),
-    }
+        .expect("a store on a Redis Cluster")
 }
 
-async fn memory_fixture() -> Fixture {
-    Fixture {
-        store: Arc::new(MemoryStore::new()),
-        _server: None,
-    }
+async fn memory_fixture() -> TestStore {
+    TestStore::memory()
 }
 
 /// What a test loader returns.

@@ -12,43 +12,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::store::is_marker;
-use cache_core::{Cache, KeyTtl, MemoryStore, RedisStore, SetOptions, Store, Ttl};
-use cache_testing::{RedisCluster, RedisServer};
+use cache_core::{Cache, KeyTtl, MemoryStore, SetOptions, Store, Ttl};
+use cache_testing::TestStore;
 use futures_util::future::join;
 use tokio::sync::oneshot;
 
-struct Fixture {
-    store: Arc<dyn Store>,
-    _server: Option<Box<dyn std::any::Any + Send>>,
-}
-
-async fn redis_fixture() -> Fixture {
-    let server = RedisServer::start_private().expect("start redis-server");
-    let store = RedisStore::connect(&server.config())
+async fn redis_fixture() -> TestStore {
+    TestStore::redis()
         .await
-        .expect("connect");
-    Fixture {
-        store: Arc::new(store),
-        _server: Some(Box::new(server)),
-    }
+        .expect("a store on a private redis-server")
 }
 
-async fn cluster_fixture() -> Fixture {
-    let cluster = RedisCluster::lease().expect("start a redis cluster");
-    let store = RedisStore::connect(&cluster.config())
+async fn cluster_fixture() -> TestStore {
+    TestStore::cluster()
         .await
-        .expect("connect");
-    Fixture {
-        store: Arc::new(store),
-        _server: Some(Box::new(cluster)),
-    }
+        .expect("a store on a Redis Cluster")
 }
 
-async fn memory_fixture() -> Fixture {
-    Fixture {
-        store: Arc::new(MemoryStore::new()),
-        _server: None,
-    }
+async fn memory_fixture() -> TestStore {
+    TestStore::memory()
 }
 
 /// The database: one version number per key.

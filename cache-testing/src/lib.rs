@@ -39,11 +39,13 @@ use std::time::{Duration, Instant};
 use cache_core::{Config, Error, Result};
 
 mod cluster;
+mod fixture;
 mod proxy;
 mod sentinel;
 mod tls;
 
 pub use self::cluster::{ClusterLease, RedisCluster};
+pub use self::fixture::TestStore;
 pub use self::proxy::SilentProxy;
 pub use self::sentinel::RedisSentinel;
 pub use self::tls::TlsFiles;
