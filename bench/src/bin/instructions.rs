@@ -290,8 +290,11 @@ async fn run(variant: &str, n: u64, url: &str) {
                 .config(&config)
                 .fence(fenced.then_some(Duration::from_secs(60)))
                 .build();
+            // keys of this process only: the N and 2N runs share the server, and a key
+            // the other run wrote would be a hit
+            let run = std::process::id();
             for i in 0..WARM + n {
-                let key = format!("instr:miss:{variant}:{i}");
+                let key = format!("instr:miss:{variant}:{run}:{i}");
                 if over_marker {
                     cache.delete(&key).await.expect("delete");
                 }
