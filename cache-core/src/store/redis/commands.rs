@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::bus::{BUS_PING, Bus};
+use super::bus::Bus;
 use super::scripts::{
     DELETE_IF_EQUALS, REPLACE_IF_EQUALS, REPLACE_IF_EQUALS_LUA, TAG, TAKE_TAGGED,
 };
+use super::subscription::BUS_PING;
 use super::{Link, RedisStore};
 use crate::error::Result;
 use crate::health::HealthReport;

@@ -15,6 +15,7 @@ mod node;
 mod requests;
 mod scripts;
 mod sentinel;
+mod subscription;
 #[cfg(feature = "tls")]
 mod tls;
 

@@ -26,7 +26,7 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisFuture, Value};
 use tokio::sync::watch;
 
-use super::bus::{Relayed, relay, subscribe_on};
+use super::subscription::{Relayed, relay, subscribe_on};
 use crate::store::endpoint::SentinelEndpoint;
 
 /// Time after a failed search for the primary during which requests fail without searching.
