@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cache_core::encryption::EncryptionKeys;
 use cache_core::store::is_marker;
 use cache_core::{Cache, KeyTtl, MemoryStore, SetOptions, Store, Ttl};
 use cache_testing::TestStore;
@@ -247,6 +248,35 @@ macro_rules! fence_suite {
                 });
                 assert_eq!(computed.await.unwrap(), 7);
                 assert_eq!(cache.get::<u32>("pupil:1:ünï").await.unwrap(), None);
+            }
+
+            #[tokio::test]
+            async fn an_encrypted_cache_reads_a_marker_as_absent_across_a_key_rotation() {
+                let f = $fixture().await;
+                let (old, new) = ([1u8; 32], [2u8; 32]);
+                let before = Cache::builder_shared(Arc::clone(&f.store))
+                    .encryption(EncryptionKeys::new([old]))
+                    .build();
+                let after = Cache::builder_shared(Arc::clone(&f.store))
+                    .encryption(EncryptionKeys::new([new, old]))
+                    .build();
+                before.set("sealed:ünï", &1u32, Ttl::Long).await.unwrap();
+                assert!(after.delete("sealed:ünï").await.unwrap(), "a sealed value is a value");
+                for cache in [&before, &after] {
+                    assert_eq!(cache.get::<u32>("sealed:ünï").await.unwrap(), None);
+                    assert!(!cache.exists("sealed:ünï").await.unwrap());
+                    assert_eq!(cache.stats().decode_failures, 0, "a marker is not a failed seal");
+                }
+                // a miss that read before another invalidation does not store after it
+                let computed = before.get_or_set("sealed:ünï", Ttl::Long, || async {
+                    after.delete("sealed:ünï").await.unwrap();
+                    2u32
+                });
+                assert_eq!(computed.await.unwrap(), 2);
+                assert_eq!(after.get::<u32>("sealed:ünï").await.unwrap(), None);
+                let filled = after.get_or_set("sealed:ünï", Ttl::Long, || async { 3u32 });
+                assert_eq!(filled.await.unwrap(), 3);
+                assert_eq!(after.get::<u32>("sealed:ünï").await.unwrap(), Some(3));
             }
 
             #[tokio::test]

@@ -6,18 +6,20 @@ use std::future::Future;
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::fence::{DEFAULT_WINDOW, is_marker};
+use crate::fence::is_marker;
 use crate::store::KeyTtl;
 
 impl Cache {
     /// The remaining lifetime of `full_key`, a marker's reported as [`KeyTtl::Missing`].
     /// Only a key that expires within the fence window can be a marker: only such a key is
-    /// read (a second round trip) to tell.
+    /// read (a second round trip) to tell, and only by a cache that fences.
     pub(crate) async fn lifetime(&self, full_key: &str) -> Result<KeyTtl> {
         let ttl = self
             .read_stored(full_key, KeyTtl::Missing, self.inner.guarded.ttl(full_key))
             .await?;
-        let window = self.inner.fence.unwrap_or(DEFAULT_WINDOW);
+        let Some(window) = self.inner.fence else {
+            return Ok(ttl);
+        };
         match ttl {
             KeyTtl::ExpiresIn(left) if left <= window => {
                 match self.counted(self.marker_at(full_key).await)? {

@@ -222,7 +222,9 @@ impl Cache {
 
     /// Gives an existing key a new ttl; returns whether the key existed. A tagged key stays
     /// in its tags' indexes for its new lifetime, so [`invalidate_tag`](Cache::invalidate_tag)
-    /// still removes it.
+    /// still removes it. With the [fence](crate::CacheBuilder::fence), an invalidation's
+    /// marker is no key: `expire` leaves it and returns `false` (it reads the key's ttl
+    /// first, one more round trip).
     ///
     /// ```
     /// # use cache_core::{Cache, MemoryStore, Ttl};
@@ -236,8 +238,8 @@ impl Cache {
     pub async fn expire(&self, key: &str, ttl: impl Into<Ttl>) -> Result<bool> {
         let full = self.full_key(key);
         let ttl = self.ttl_for(&full, ttl)?;
-        // an invalidation's marker is no key to keep
-        if self.lifetime(&full).await? == KeyTtl::Missing {
+        // an invalidation's marker is no key to keep (an extra round trip, with the fence)
+        if self.inner.fence.is_some() && self.lifetime(&full).await? == KeyTtl::Missing {
             return Ok(false);
         }
         let changed = self.counted(self.inner.guarded.expire(&full, ttl).await)?;

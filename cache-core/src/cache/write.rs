@@ -153,22 +153,29 @@ impl Cache {
     /// each value was written (`false` when a conditional write found something else, or
     /// came too late to tell).
     pub(crate) async fn commit(&self, all: &[Prepared], tags: &[String]) -> Result<Vec<bool>> {
+        let fence = self.inner.fence;
+        if !all.iter().any(|write| write.over.too_late(fence)) {
+            return self.commit_timely(all, tags).await;
+        }
         // A write over nothing that comes too late to tell is not sent at all.
         let timely: Vec<usize> = (0..all.len())
-            .filter(|&index| !all[index].over.too_late(self.inner.fence))
+            .filter(|&index| !all[index].over.too_late(fence))
             .collect();
-        let late = all.len() - timely.len();
-        let writes: std::borrow::Cow<'_, [Prepared]> = match late {
-            0 => all.into(),
-            _ => timely
-                .iter()
-                .map(|&index| all[index].clone())
-                .collect::<Vec<_>>()
-                .into(),
-        };
+        let writes: Vec<Prepared> = timely.iter().map(|&index| all[index].clone()).collect();
+        let late = all.len() - writes.len();
+        self.inner.counters.count(Event::FencedWrite, late as u64);
+        let written = self.commit_timely(&writes, tags).await?;
+        let mut each = vec![false; all.len()];
+        for (index, written) in timely.into_iter().zip(written) {
+            each[index] = written;
+        }
+        Ok(each)
+    }
+
+    /// [`commit`](Cache::commit) of writes that are all in time.
+    async fn commit_timely(&self, writes: &[Prepared], tags: &[String]) -> Result<Vec<bool>> {
         if writes.is_empty() {
-            self.inner.counters.count(Event::FencedWrite, late as u64);
-            return Ok(vec![false; all.len()]);
+            return Ok(Vec::new());
         }
         if !tags.is_empty() {
             let members: Vec<String> = writes.iter().map(|write| write.key.clone()).collect();
@@ -179,7 +186,7 @@ impl Cache {
                 .unwrap_or_default();
             self.record_tags(&members, longest, tags).await?;
         }
-        let written = self.write(&writes).await;
+        let written = self.write(writes).await;
         // A computed value is the last good one whether or not the store took it (the store
         // may be what is failing); a conditional write that lost its race is not.
         let kept: Vec<&Prepared> = match &written {
@@ -202,7 +209,7 @@ impl Cache {
             .filter(|(_, written)| **written)
             .map(|(write, _)| write)
             .collect();
-        let refused = late + writes.len() - stored.len();
+        let refused = writes.len() - stored.len();
         if refused > 0 {
             self.inner
                 .counters
@@ -218,11 +225,7 @@ impl Cache {
                 local.put(&write.key, entry, write.ttl, written_at).await;
             }
         }
-        let mut each = vec![false; all.len()];
-        for (index, written) in timely.into_iter().zip(written) {
-            each[index] = written;
-        }
-        Ok(each)
+        Ok(written)
     }
 
     /// The store write of [`commit`](Cache::commit): whether each value was written.
