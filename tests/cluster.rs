@@ -4,7 +4,8 @@
 //! so new sessions on live slots are created without it (only statistics need it).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_testing::RedisCluster;
@@ -146,5 +147,162 @@ async fn a_killed_node_degrades_cached_calls_and_spares_sessions_on_other_slots(
     assert!(
         sessions.get_session_stats().await.is_err(),
         "statistics need the registry"
+    );
+}
+
+/// The latency of `durations` at `quantile` (0.5: the median), zero when there is none.
+fn quantile(durations: &mut [Duration], quantile: f64) -> Duration {
+    if durations.is_empty() {
+        return Duration::ZERO;
+    }
+    durations.sort_unstable();
+    let at = ((durations.len() - 1) as f64 * quantile).round() as usize;
+    durations[at]
+}
+
+#[cache_result("load:{id}", cache = cache, expire = 60)]
+async fn load_profile(cache: &Cache, lost_runs: &AtomicUsize, lost: bool, id: u32) -> u32 {
+    if lost {
+        lost_runs.fetch_add(1, Ordering::Relaxed);
+    }
+    id * 3
+}
+
+/// One of three primaries (no replica) killed under load: four tasks call a cached function
+/// over keys on every node for 3 s. The dead node's own breaker opens after its first
+/// failures, and from then its keys skip Redis at once; the live nodes' keys stay hits
+/// throughout (their breakers never see a failure). Before breakers per node, a shared
+/// breaker tripped and closed again over and over: every lost-slot call waited for the
+/// cluster client's retries (p50 107 ms) and the trips short-circuited the live slots too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_under_load_fails_fast_for_its_keys_and_the_others_keep_their_hits() {
+    let cluster = RedisCluster::start().expect("start a redis cluster");
+    let mut config = cluster.config();
+    config.cache_breaker_cooldown = Duration::from_millis(300);
+    let store = RedisStore::connect(&config)
+        .await
+        .expect("connect to the test cluster");
+    let cache = Arc::new(Cache::builder(store).config(&config).build());
+    let lost_node = 1;
+    let ids: Arc<Vec<(u32, bool)>> = Arc::new(
+        (0..60)
+            .map(|id| (id, cluster.node_of(&format!("load:{id}")) == lost_node))
+            .collect(),
+    );
+    assert!(ids.iter().any(|(_, lost)| *lost) && ids.iter().any(|(_, lost)| !*lost));
+    let lost_runs = Arc::new(AtomicUsize::new(0));
+    for &(id, lost) in ids.iter() {
+        assert_eq!(load_profile(&cache, &lost_runs, lost, id).await, id * 3);
+    }
+    lost_runs.store(0, Ordering::SeqCst);
+    let hits_before = cache.stats().hits;
+
+    cluster.kill(lost_node).expect("kill node 1");
+    let killed = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tripped_at = {
+        let (cache, stop) = (Arc::clone(&cache), Arc::clone(&stop));
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if cache.stats().circuit_trips > 0 {
+                    return Some(killed.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            None
+        })
+    };
+    let tasks: Vec<_> = (0..4)
+        .map(|task| {
+            let (cache, ids, lost_runs, stop) = (
+                Arc::clone(&cache),
+                Arc::clone(&ids),
+                Arc::clone(&lost_runs),
+                Arc::clone(&stop),
+            );
+            tokio::spawn(async move {
+                let mut calls: Vec<(Duration, Duration, bool)> = Vec::new();
+                let mut next = task;
+                while !stop.load(Ordering::Relaxed) {
+                    let (id, lost) = ids[next % ids.len()];
+                    next += 7;
+                    let started = Instant::now();
+                    let value = load_profile(&cache, &lost_runs, lost, id).await;
+                    calls.push((killed.elapsed(), started.elapsed(), lost));
+                    assert_eq!(value, id * 3, "a wrong value");
+                }
+                calls
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut calls = Vec::new();
+    for task in tasks {
+        calls.extend(task.await.expect("a load task"));
+    }
+    let tripped_at = tripped_at
+        .await
+        .expect("the trip watcher")
+        .expect("the dead node's circuit opened");
+
+    let stats = cache.stats();
+    let (lost_calls, live_calls): (Vec<_>, Vec<_>) = calls.iter().partition(|(_, _, lost)| *lost);
+    let (mut before, mut after): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
+    for (at, took, _) in &lost_calls {
+        match *at < tripped_at {
+            true => before.push(*took),
+            false => after.push(*took),
+        }
+    }
+    let mut live: Vec<Duration> = live_calls.iter().map(|(_, took, _)| *took).collect();
+    println!(
+        "node {lost_node} killed under load: circuit open {tripped_at:?} after the kill; \
+         lost-slot calls before it: {} (p50 {:?}, max {:?}), after it: {} (p50 {:?}, p99 {:?}, \
+         max {:?}); live-slot calls: {} (p50 {:?}, p99 {:?}, max {:?}), all hits; trips {}, \
+         short circuits {}, store errors {}",
+        before.len(),
+        quantile(&mut before, 0.5),
+        quantile(&mut before, 1.0),
+        after.len(),
+        quantile(&mut after, 0.5),
+        quantile(&mut after, 0.99),
+        quantile(&mut after, 1.0),
+        live.len(),
+        quantile(&mut live, 0.5),
+        quantile(&mut live, 0.99),
+        quantile(&mut live, 1.0),
+        stats.circuit_trips,
+        stats.short_circuits,
+        stats.errors,
+    );
+    assert_eq!(
+        stats.hits - hits_before,
+        live_calls.len() as u64,
+        "every live-slot call was a hit, none short-circuited: {stats:?}"
+    );
+    let runs = lost_runs.load(Ordering::SeqCst);
+    assert!(
+        runs <= lost_calls.len() && runs as u64 + stats.stampede_joins >= lost_calls.len() as u64,
+        "every lost-slot call ran the body or joined a concurrent call of its key: {runs} runs, \
+         {} calls, {stats:?}",
+        lost_calls.len()
+    );
+    assert_eq!(
+        stats.circuit_trips, 1,
+        "the dead node's circuit opened once and stayed open (its probe keeps failing): {stats:?}"
+    );
+    assert!(
+        stats.errors <= 2 * 5 + 8,
+        "after the trip, lost-slot calls skip the store (errors counted only until it opened, \
+         by calls in flight and by the probe's let-through): {stats:?}"
+    );
+    assert!(
+        stats.short_circuits as usize >= after.len(),
+        "each lost-slot call after the trip skipped the store: {stats:?}"
+    );
+    assert_eq!(
+        cache.health_check().await.open_circuits,
+        vec![format!("127.0.0.1:{}", cluster.ports()[lost_node])]
     );
 }

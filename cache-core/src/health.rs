@@ -29,8 +29,12 @@ pub struct HealthReport {
     pub used_memory_bytes: Option<u64>,
     /// Why the probe failed, when it did.
     pub error: Option<String>,
-    /// Whether the cache's circuit breaker is open (calls skip the store until it answers).
+    /// Whether one of the cache's circuit breakers is open (calls skip the store, or on a
+    /// Redis Cluster the keys of a failing node, until it answers).
     pub circuit_open: bool,
+    /// On a Redis Cluster, the nodes (`host:port`) whose circuits are open: calls on their
+    /// keys skip the store while the other nodes serve theirs. Empty on one server.
+    pub open_circuits: Vec<String>,
 }
 
 fn milliseconds<S: serde::Serializer>(
@@ -52,6 +56,7 @@ impl HealthReport {
             server_version: None,
             used_memory_bytes: None,
             circuit_open: false,
+            open_circuits: Vec::new(),
             error: Some(crate::error::one_line(error)),
         }
     }

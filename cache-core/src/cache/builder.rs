@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::breaker::Breaker;
 use crate::cache::{Cache, Inner};
 use crate::codec::{Bincode, Codec};
 use crate::config::Config;
@@ -462,10 +461,10 @@ impl CacheBuilder {
         let guarded = Guarded::new(
             Arc::clone(&self.store),
             self.operation_timeout,
-            Breaker::new(self.breaker_threshold, self.breaker_cooldown, meter.clone()),
+            (self.breaker_threshold, self.breaker_cooldown),
             meter.clone(),
         );
-        let breaker = Arc::clone(&guarded.breaker);
+        let breakers = Arc::clone(&guarded.breakers);
         let local = self.local.map(|(max_bytes, ttl)| {
             let local = Arc::new(Local::new(max_bytes, ttl, &self.prefix, meter.clone()));
             match self.store.subscribe(&local.channel) {
@@ -493,7 +492,7 @@ impl CacheBuilder {
             )
             .fenced(fence),
         );
-        breaker.replay_on_closing(&recovery);
+        breakers.replay_on_closing(&recovery);
         Cache {
             inner: Arc::new(Inner {
                 recovery,
@@ -502,7 +501,7 @@ impl CacheBuilder {
                     .downcast_ref::<MemoryStore>()
                     .cloned(),
                 store: self.store,
-                breaker,
+                breakers,
                 format: Format {
                     codec_id: self.codec.id().0,
                     codec: self.codec,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::breaker::Breaker;
+use crate::breaker::Breakers;
 use crate::codec::Codec;
 use crate::degrade::Strictness;
 use crate::error::{Error, Result};
@@ -69,7 +69,7 @@ struct Inner {
     /// The store, when it is the in-process one: `#[cache_result]` hits there copy the
     /// decoded value it keeps instead of decoding.
     memory: Option<MemoryStore>,
-    breaker: Arc<Breaker>,
+    breakers: Arc<Breakers>,
     format: Format,
     prefix: String,
     name: String,
@@ -278,8 +278,8 @@ impl Cache {
     /// ```
     pub fn stats(&self) -> CacheStats {
         let mut stats = self.inner.counters.snapshot();
-        stats.short_circuits = self.inner.breaker.short_circuits.load(Ordering::Relaxed);
-        stats.circuit_trips = self.inner.breaker.trips.load(Ordering::Relaxed);
+        stats.short_circuits = self.inner.breakers.short_circuits();
+        stats.circuit_trips = self.inner.breakers.trips();
         stats.local_hits = self
             .inner
             .local
@@ -307,11 +307,7 @@ impl Cache {
     /// ```
     pub fn reset_stats(&self) {
         self.inner.counters.reset();
-        self.inner
-            .breaker
-            .short_circuits
-            .store(0, Ordering::Relaxed);
-        self.inner.breaker.trips.store(0, Ordering::Relaxed);
+        self.inner.breakers.reset_counts();
         if let Some(local) = &self.inner.local {
             local.hits.store(0, Ordering::Relaxed);
         }

@@ -31,8 +31,12 @@ use crate::fence::{Over, is_marker};
 use crate::frame::Stamp;
 use crate::local::Local;
 use crate::store::KeyTtl;
+use crate::store::guard::Failure;
 use crate::telemetry::Event;
 use crate::typed::{Decoded, Entry, Typed};
+
+/// A key of a multi-key read whose node failed (on a cluster; all keys on one server).
+struct Unread;
 
 /// What a read of the store found.
 pub(super) enum Fetched<T> {
@@ -462,27 +466,31 @@ impl Cache {
         };
         let read_at = local.map(|_| Instant::now());
         // Stage 4: one of the two is read, with the ttls when the local tier keeps copies.
+        // On a cluster, the keys of a node that fails are lost, the others read.
         let (mut plain, mut with_ttl) = (Vec::new(), Vec::new());
-        let read = match (to_read.is_empty(), local.is_some()) {
-            (true, _) => Ok(()),
-            (false, true) => self
-                .inner
-                .guarded
-                .mget_with_ttl(to_read)
-                .await
-                .map(|found| with_ttl = found),
-            (false, false) => self
-                .inner
-                .guarded
-                .mget(to_read)
-                .await
-                .map(|found| plain = found),
+        let failure = match (to_read.is_empty(), local.is_some()) {
+            (true, _) => None,
+            (false, true) => {
+                let found = self.inner.guarded.mget_with_ttl(to_read).await;
+                with_ttl = found.replies;
+                found.failure
+            }
+            (false, false) => {
+                let found = self.inner.guarded.mget(to_read).await;
+                plain = found.replies;
+                found.failure
+            }
         };
-        let failed = match self.counted(read) {
-            Ok(()) => false,
-            Err(err) => {
-                self.degrade::<S>("MGET", to_read[0], err)?;
-                true
+        let lost = match failure {
+            None => None,
+            Some(Failure { error, lost }) => {
+                let first = (0..to_read.len())
+                    .find(|&index| lost.as_ref().is_none_or(|lost| lost[index]))
+                    .map_or(to_read[0], |index| to_read[index]);
+                if let Err(err) = self.counted::<()>(Err(error)) {
+                    self.degrade::<S>("MGET", first, err)?;
+                }
+                Some(lost)
             }
         };
         let found = plain
@@ -492,12 +500,18 @@ impl Cache {
                 with_ttl
                     .into_iter()
                     .map(|found| found.map(|(bytes, ttl)| (bytes, Some(ttl)))),
-            );
+            )
+            .enumerate()
+            .map(|(index, found)| match &lost {
+                Some(None) => Err(Unread),
+                Some(Some(lost)) if lost[index] => Err(Unread),
+                _ => Ok(found),
+            });
         let Opened {
             fetched,
             undecodable,
             copies,
-        } = self.open_all(full_keys, answered, found, failed, local.is_some());
+        } = self.open_all(full_keys, answered, found, local.is_some());
         if let (Some(local), Some(read_at)) = (local, read_at) {
             for (key, (entry, ttl)) in copies {
                 local.put(key, entry, ttl, read_at).await;
@@ -517,8 +531,7 @@ impl Cache {
         &self,
         full_keys: &[&'k str],
         answered: Vec<(usize, Fetched<T>)>,
-        mut found: impl Iterator<Item = Option<(Vec<u8>, Option<KeyTtl>)>>,
-        failed: bool,
+        mut found: impl Iterator<Item = std::result::Result<Option<(Vec<u8>, Option<KeyTtl>)>, Unread>>,
         local: bool,
     ) -> Opened<'k, O> {
         let mut answered = answered.into_iter().peekable();
@@ -531,11 +544,12 @@ impl Cache {
                 if let Some((_, answer)) = answered.next_if(|(at, _)| *at == index) {
                     return O::from_fetched(answer);
                 }
-                let Some((bytes, ttl)) = found.next().flatten() else {
-                    return O::from_fetched(match failed {
-                        true => Fetched::Failed,
-                        false => Fetched::Miss,
-                    });
+                let Some((bytes, ttl)) = (match found.next() {
+                    Some(Ok(found)) => found,
+                    Some(Err(Unread)) => return O::from_fetched(Fetched::Failed),
+                    None => None,
+                }) else {
+                    return O::from_fetched(Fetched::Miss);
                 };
                 // The common case (no stamp: fresh, nothing to refresh) decodes straight
                 // into the value, when there is no local copy to keep.

@@ -45,6 +45,43 @@ impl Topology {
             .map(|shard| shard.primary().clone())
     }
 
+    /// [`Store::locate`](crate::Store::locate) on this topology: `keys` grouped by the
+    /// primary serving their slot; `None` until the topology is known, or if a key's slot is
+    /// served by no one.
+    pub(crate) fn locate(&self, keys: &[&str]) -> Option<Vec<(String, Vec<usize>)>> {
+        let topology = self.current()?;
+        let mut groups: Vec<(&NodeAddress, Vec<usize>)> = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            let primary = topology.shard_for_slot(slot(key.as_bytes()))?.primary();
+            match groups.iter_mut().find(|(node, _)| *node == primary) {
+                Some((_, indices)) => indices.push(index),
+                None => groups.push((primary, vec![index])),
+            }
+        }
+        Some(
+            groups
+                .into_iter()
+                .map(|(node, indices)| (node.to_string(), indices))
+                .collect(),
+        )
+    }
+
+    /// A key whose slot `node` (as [`locate`](Topology::locate) names it) serves as
+    /// primary, for probing it: `None` until the topology is known, `Some(None)` when it
+    /// serves no slot.
+    pub(crate) fn key_on(&self, node: &str) -> Option<Option<String>> {
+        let topology = self.current()?;
+        if !topology.shards().any(|shard| *shard.primary() == node) {
+            return Some(None);
+        }
+        // about one key in three lands on a node of three
+        Some((0u32..1 << 20).map(probe_key).find(|key| {
+            topology
+                .shard_for_slot(slot(key.as_bytes()))
+                .is_some_and(|shard| *shard.primary() == node)
+        }))
+    }
+
     /// Every primary, once the topology is known.
     pub(crate) fn primaries(&self) -> Option<Vec<NodeAddress>> {
         let topology = self.current()?;
@@ -202,6 +239,22 @@ impl Cluster {
         join_all(sends).await.into_iter().collect()
     }
 
+    /// Whether the primary of `key`'s slot answers an `EXISTS` of it within `patience`. A
+    /// keyed read, not a `PING`: a `PING` finding no connection to the node is sent to
+    /// another one, which answers. If the primary is lost, the client's retries and the
+    /// other nodes' `MOVED` refresh the slot map, and a replica that took the slot over
+    /// answers.
+    pub(crate) async fn key_answers(&self, key: &str, patience: std::time::Duration) -> bool {
+        let mut connection = self.connection.clone();
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(key);
+        let read = connection.req_packed_command(&exists);
+        matches!(
+            tokio::time::timeout(patience, read).await,
+            Ok(Ok(reply)) if !matches!(reply, Value::ServerError(_))
+        )
+    }
+
     /// Sends a command to one node.
     pub(crate) async fn on_node(&self, node: &NodeAddress, cmd: Cmd) -> RedisResult<Value> {
         let routing = RoutingInfo::SingleNode(by_address(node));
@@ -217,6 +270,11 @@ impl Cluster {
             slot,
         }
     }
+}
+
+/// The `n`th key a breaker's probe may read (`EXISTS`): in cachemere's reserved space.
+fn probe_key(n: u32) -> String {
+    format!("{}probe:{n}", crate::key::RESERVED)
 }
 
 /// A client like `seed` (credentials, TLS, TCP settings) for another node of its cluster.

@@ -1,12 +1,16 @@
 //! The store as a [`Cache`](crate::Cache) uses it: every operation bounded by a deadline and
-//! behind a circuit breaker.
+//! behind a circuit breaker (one per node of a Redis Cluster, see `breaker.rs`); a multi-key
+//! operation on a store spread over nodes runs as one part per node, so that a lost node
+//! fails only its own keys.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
+
 use super::{KeyTtl, RedisStore, Store};
-use crate::breaker::Breaker;
+use crate::breaker::{Breakers, On};
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
 use crate::telemetry::Meter;
@@ -25,15 +29,137 @@ pub(crate) struct Guarded {
     redis: Option<RedisStore>,
     /// The deadline this guard enforces itself, when `requests` does not.
     deadline: Option<Duration>,
-    pub(crate) breaker: Arc<Breaker>,
+    pub(crate) breakers: Arc<Breakers>,
     meter: Meter,
+}
+
+/// The outcome of a multi-key operation: of all its keys at once, or of one part per node
+/// (with the indices of its keys).
+enum Split<T> {
+    All(Result<T>),
+    Parts(Vec<(Vec<usize>, Result<T>)>),
+}
+
+impl<T> Split<T> {
+    /// The parts' errors, the first one kept and the others logged.
+    fn first_error(errors: impl Iterator<Item = Error>) -> Option<Error> {
+        let mut errors = errors.peekable();
+        let first = errors.next()?;
+        for other in errors {
+            tracing::debug!(error = %crate::error::one_line(&other), "another node failed too");
+        }
+        Some(first)
+    }
+}
+
+impl<X: Default> Split<Vec<X>> {
+    /// Each part's replies put back at their keys' places; an error if any part failed.
+    fn placed(self, len: usize) -> Result<Vec<X>> {
+        let parts = match self {
+            Split::All(all) => return all,
+            Split::Parts(parts) => parts,
+        };
+        let mut placed: Vec<X> = std::iter::repeat_with(X::default).take(len).collect();
+        let mut errors = Vec::new();
+        for (indices, replies) in parts {
+            match replies {
+                Ok(replies) => {
+                    for (index, reply) in indices.into_iter().zip(replies) {
+                        placed[index] = reply;
+                    }
+                }
+                Err(err) => errors.push(err),
+            }
+        }
+        Split::<()>::first_error(errors.into_iter()).map_or(Ok(placed), Err)
+    }
+}
+
+impl Split<u64> {
+    /// The parts' counts added up; an error if any part failed.
+    fn summed(self) -> Result<u64> {
+        match self {
+            Split::All(all) => all,
+            Split::Parts(parts) => {
+                let (mut total, mut errors) = (0u64, Vec::new());
+                for (_, count) in parts {
+                    match count {
+                        Ok(count) => total = total.saturating_add(count),
+                        Err(err) => errors.push(err),
+                    }
+                }
+                Split::<()>::first_error(errors.into_iter()).map_or(Ok(total), Err)
+            }
+        }
+    }
+}
+
+/// What a multi-key read found: a reply per key, in order (`None`: not found, or its node
+/// failed); and when some node failed, its error and which keys it held.
+pub(crate) struct Found<V> {
+    pub(crate) replies: Vec<Option<V>>,
+    pub(crate) failure: Option<Failure>,
+}
+
+/// The failure of a multi-key read, whole or on some nodes.
+pub(crate) struct Failure {
+    pub(crate) error: Error,
+    /// Per key, whether its node failed; `None`: every key's.
+    pub(crate) lost: Option<Vec<bool>>,
+}
+
+impl<V> Found<V> {
+    fn gather(len: usize, split: Split<Vec<Option<V>>>) -> Found<V> {
+        let parts = match split {
+            Split::All(Ok(replies)) => {
+                return Found {
+                    replies,
+                    failure: None,
+                };
+            }
+            Split::All(Err(error)) => {
+                return Found {
+                    replies: std::iter::repeat_with(|| None).take(len).collect(),
+                    failure: Some(Failure { error, lost: None }),
+                };
+            }
+            Split::Parts(parts) => parts,
+        };
+        let mut replies: Vec<Option<V>> = std::iter::repeat_with(|| None).take(len).collect();
+        let (mut lost, mut errors) = (vec![false; len], Vec::new());
+        for (indices, part) in parts {
+            match part {
+                Ok(found) => {
+                    for (index, reply) in indices.into_iter().zip(found) {
+                        replies[index] = reply;
+                    }
+                }
+                Err(err) => {
+                    errors.push(err);
+                    for index in indices {
+                        lost[index] = true;
+                    }
+                }
+            }
+        }
+        let failure = Split::<()>::first_error(errors.into_iter()).map(|error| Failure {
+            error,
+            lost: Some(lost),
+        });
+        Found { replies, failure }
+    }
+}
+
+/// The items of `all` at `indices`.
+fn pick<T: Clone>(all: &[T], indices: &[usize]) -> Vec<T> {
+    indices.iter().map(|&index| all[index].clone()).collect()
 }
 
 impl Guarded {
     pub(crate) fn new(
         store: Arc<dyn Store>,
         deadline: Option<Duration>,
-        breaker: Breaker,
+        breaker: (u32, Duration),
         meter: Meter,
     ) -> Guarded {
         let deadline = deadline.filter(|_| !store.in_process());
@@ -45,12 +171,18 @@ impl Guarded {
         let redis = (requests.as_ref() as &dyn std::any::Any)
             .downcast_ref::<RedisStore>()
             .cloned();
+        // a store on one server is never asked where its keys are
+        let spread = match &redis {
+            Some(redis) => redis.is_cluster(),
+            None => !store.in_process(),
+        };
+        let (threshold, cooldown) = breaker;
         Guarded {
             store,
             requests,
             redis,
             deadline,
-            breaker: Arc::new(breaker),
+            breakers: Arc::new(Breakers::new(threshold, cooldown, spread, meter.clone())),
             meter,
         }
     }
@@ -58,9 +190,10 @@ impl Guarded {
     async fn run<T>(
         &self,
         operation: &'static str,
+        on: On<'_>,
         request: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        self.bounded(operation, self.deadline, request).await
+        self.bounded(operation, on, self.deadline, request).await
     }
 
     /// Operations whose duration grows with the data (pattern and tag sweeps) keep only the
@@ -68,19 +201,22 @@ impl Guarded {
     async fn unbounded<T>(
         &self,
         operation: &'static str,
+        on: On<'_>,
         request: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        self.bounded(operation, None, request).await
+        self.bounded(operation, on, None, request).await
     }
 
     async fn bounded<T>(
         &self,
         operation: &'static str,
+        on: On<'_>,
         deadline: Option<Duration>,
         request: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let span = self.span(operation);
-        self.bounded_in(operation, deadline, request, span).await
+        self.bounded_in(operation, on, deadline, request, span)
+            .await
     }
 
     /// The span of a store operation, `cache.store`.
@@ -97,11 +233,12 @@ impl Guarded {
     async fn bounded_in<T>(
         &self,
         operation: &'static str,
+        on: On<'_>,
         deadline: Option<Duration>,
         request: impl Future<Output = Result<T>>,
         span: tracing::Span,
     ) -> Result<T> {
-        let started = self.admit(operation)?;
+        let started = self.admit(operation, on)?;
         // without a subscriber listening, the request runs as it is
         let result = match (deadline, span.is_disabled()) {
             (Some(after), true) => tokio::time::timeout(after, request)
@@ -116,7 +253,7 @@ impl Guarded {
         if let Err(err) = &result {
             span.record("error.type", crate::telemetry::error_type(err));
         }
-        self.settle(operation, started, result)
+        self.settle(operation, on, started, result)
     }
 
     /// A hot operation (`GET`, `MGET`): on Redis, with the deadline in the store's handle
@@ -126,6 +263,7 @@ impl Guarded {
     async fn inline<'a, T, R, G>(
         &'a self,
         operation: &'static str,
+        on: On<'_>,
         on_redis: impl FnOnce(&'a RedisStore) -> R,
         general: impl FnOnce() -> G,
     ) -> Result<T>
@@ -136,21 +274,58 @@ impl Guarded {
         let span = self.span(operation);
         match &self.redis {
             Some(redis) if self.deadline.is_none() && span.is_disabled() => {
-                let started = self.admit(operation)?;
+                let started = self.admit(operation, on)?;
                 let result = on_redis(redis).await;
-                self.settle(operation, started, result)
+                self.settle(operation, on, started, result)
             }
             _ => {
-                self.bounded_in(operation, self.deadline, general(), span)
+                self.bounded_in(operation, on, self.deadline, general(), span)
                     .await
             }
         }
     }
 
+    /// Runs a multi-key operation on `keys`: on a store spread over nodes, one `request`
+    /// per node (given the indices of its keys), each behind its node's breaker, all at once;
+    /// otherwise one `request` for every key (given `None`).
+    async fn per_node<T, K, F>(
+        &self,
+        operation: &'static str,
+        keys: &[K],
+        request: impl Fn(Option<Vec<usize>>) -> F,
+    ) -> Split<T>
+    where
+        K: AsRef<str>,
+        F: Future<Output = Result<T>>,
+    {
+        let groups = match self.breakers.spread() {
+            true => {
+                let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+                self.store.locate(&keys)
+            }
+            false => None,
+        };
+        match groups {
+            Some(groups) if groups.len() > 1 => {
+                let parts = groups.iter().map(|(node, indices)| {
+                    self.run(operation, On::Node(node), request(Some(indices.clone())))
+                });
+                let replies = join_all(parts).await;
+                let indices = groups.into_iter().map(|(_, indices)| indices);
+                Split::Parts(indices.zip(replies).collect())
+            }
+            Some(groups) if groups.len() == 1 => Split::All(
+                self.run(operation, On::Node(&groups[0].0), request(None))
+                    .await,
+            ),
+            _ => Split::All(self.run(operation, On::Store, request(None)).await),
+        }
+    }
+
     /// Lets an operation through the breaker, with the time it starts when it is timed.
     #[inline]
-    fn admit(&self, operation: &'static str) -> Result<Option<std::time::Instant>> {
-        if !self.breaker.allows() {
+    fn admit(&self, operation: &'static str, on: On<'_>) -> Result<Option<std::time::Instant>> {
+        if !self.breakers.allows(on, &*self.store) {
             let err = Error::CircuitOpen { operation };
             self.meter.store_operation(operation, None, Some(&err));
             return Err(err);
@@ -163,12 +338,13 @@ impl Guarded {
     fn settle<T>(
         &self,
         operation: &'static str,
+        on: On<'_>,
         started: Option<std::time::Instant>,
         result: Result<T>,
     ) -> Result<T> {
         match &result {
-            Err(err) if err.is_transient() => self.breaker.failed(&self.store),
-            _ => self.breaker.succeeded(),
+            Err(err) if err.is_transient() => self.breakers.failed(on, &self.store),
+            _ => self.breakers.succeeded(on, &*self.store),
         }
         if let Some(started) = started {
             self.meter
@@ -185,6 +361,7 @@ impl Guarded {
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.inline(
             "GET",
+            On::Key(key),
             |redis| redis.get_value(key),
             || self.requests.get(key),
         )
@@ -192,32 +369,76 @@ impl Guarded {
     }
 
     pub(crate) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        self.run("SET", self.requests.set(key, value, ttl)).await
+        self.run("SET", On::Key(key), self.requests.set(key, value, ttl))
+            .await
     }
 
     pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        self.run("PEXPIRE", self.requests.expire(key, ttl)).await
+        self.run("PEXPIRE", On::Key(key), self.requests.expire(key, ttl))
+            .await
     }
 
     pub(crate) async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.run("PTTL", self.requests.ttl(key)).await
+        self.run("PTTL", On::Key(key), self.requests.ttl(key)).await
     }
 
-    pub(crate) async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.inline(
-            "MGET",
-            |redis| redis.mget_values(keys),
-            || self.requests.mget(keys),
-        )
-        .await
+    /// Reads `keys`; on a cluster, the keys of a node that fails are lost (see [`Found`]),
+    /// the others read.
+    pub(crate) async fn mget(&self, keys: &[&str]) -> Found<Vec<u8>> {
+        let split = match self.breakers.spread() {
+            false => Split::All(
+                self.inline(
+                    "MGET",
+                    On::Store,
+                    |redis| redis.mget_values(keys),
+                    || self.requests.mget(keys),
+                )
+                .await,
+            ),
+            true => {
+                self.per_node("MGET", keys, |part| async move {
+                    match part {
+                        None => self.requests.mget(keys).await,
+                        Some(indices) => self.requests.mget(&pick(keys, &indices)).await,
+                    }
+                })
+                .await
+            }
+        };
+        Found::gather(keys.len(), split)
     }
 
     pub(crate) async fn mset(&self, items: &[(String, Vec<u8>, Duration)]) -> Result<()> {
-        self.run("MSET", self.requests.mset(items)).await
+        let keys: Vec<&str> = match self.breakers.spread() {
+            true => items.iter().map(|(key, _, _)| key.as_str()).collect(),
+            false => Vec::new(),
+        };
+        let split = self
+            .per_node("MSET", &keys, |part| async move {
+                match part {
+                    None => self.requests.mset(items).await,
+                    Some(indices) => self.requests.mset(&pick(items, &indices)).await,
+                }
+            })
+            .await;
+        match split {
+            Split::All(all) => all,
+            Split::Parts(parts) => {
+                let errors = parts.into_iter().filter_map(|(_, part)| part.err());
+                Split::<()>::first_error(errors).map_or(Ok(()), Err)
+            }
+        }
     }
 
     pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        self.run("UNLINK", self.requests.delete_many(keys)).await
+        self.per_node("UNLINK", keys, |part| async move {
+            match part {
+                None => self.requests.delete_many(keys).await,
+                Some(indices) => self.requests.delete_many(&pick(keys, &indices)).await,
+            }
+        })
+        .await
+        .summed()
     }
 
     /// Removes `keys`, or with a fence `window`, [fences](Store::fence) them (see
@@ -228,18 +449,35 @@ impl Guarded {
         } else {
             "UNLINK"
         };
-        self.run(
-            operation,
-            crate::fence::remove(&*self.requests, keys, window),
-        )
+        let requests = &*self.requests;
+        self.per_node(operation, keys, |part| async move {
+            match part {
+                None => crate::fence::remove(requests, keys, window).await,
+                Some(indices) => {
+                    crate::fence::remove(requests, &pick(keys, &indices), window).await
+                }
+            }
+        })
         .await
+        .summed()
     }
 
     pub(crate) async fn set_many_if(
         &self,
         writes: &[(&str, &[u8], Duration, super::Expected<'_>)],
     ) -> Result<Vec<bool>> {
-        self.run("SET", self.requests.set_many_if(writes)).await
+        let keys: Vec<&str> = match self.breakers.spread() {
+            true => writes.iter().map(|(key, ..)| *key).collect(),
+            false => Vec::new(),
+        };
+        self.per_node("SET", &keys, |part| async move {
+            match part {
+                None => self.requests.set_many_if(writes).await,
+                Some(indices) => self.requests.set_many_if(&pick(writes, &indices)).await,
+            }
+        })
+        .await
+        .placed(writes.len())
     }
 
     /// Removes (or with a fence `window`, fences) the keys matching `pattern`.
@@ -251,7 +489,7 @@ impl Guarded {
         // the store as given: its handle under the cache's deadline would bound each of the
         // sweep's commands by that deadline
         let sweep = crate::fence::remove_matching(&*self.store, pattern, window);
-        self.unbounded("SCAN", sweep).await
+        self.unbounded("SCAN", On::Store, sweep).await
     }
 
     pub(crate) async fn hset(
@@ -261,48 +499,61 @@ impl Guarded {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool> {
-        self.run("HSET", self.requests.hset(key, field, value, ttl))
-            .await
+        self.run(
+            "HSET",
+            On::Key(key),
+            self.requests.hset(key, field, value, ttl),
+        )
+        .await
     }
 
     pub(crate) async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>> {
-        self.run("HGET", self.requests.hget(key, field)).await
+        self.run("HGET", On::Key(key), self.requests.hget(key, field))
+            .await
     }
 
     pub(crate) async fn hgetall(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        self.run("HGETALL", self.requests.hgetall(key)).await
+        self.run("HGETALL", On::Key(key), self.requests.hgetall(key))
+            .await
     }
 
     pub(crate) async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
-        self.run("HDEL", self.requests.hdel(key, field)).await
+        self.run("HDEL", On::Key(key), self.requests.hdel(key, field))
+            .await
     }
 
     pub(crate) async fn lpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
-        self.run("LPUSH", self.requests.lpush(key, values, ttl))
+        self.run("LPUSH", On::Key(key), self.requests.lpush(key, values, ttl))
             .await
     }
 
     pub(crate) async fn rpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
-        self.run("RPUSH", self.requests.rpush(key, values, ttl))
+        self.run("RPUSH", On::Key(key), self.requests.rpush(key, values, ttl))
             .await
     }
 
     pub(crate) async fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>> {
-        self.run("LRANGE", self.requests.lrange(key, start, stop))
-            .await
+        self.run(
+            "LRANGE",
+            On::Key(key),
+            self.requests.lrange(key, start, stop),
+        )
+        .await
     }
 
     pub(crate) async fn sadd(&self, key: &str, members: &[Vec<u8>], ttl: Duration) -> Result<u64> {
-        self.run("SADD", self.requests.sadd(key, members, ttl))
+        self.run("SADD", On::Key(key), self.requests.sadd(key, members, ttl))
             .await
     }
 
     pub(crate) async fn srem(&self, key: &str, members: &[Vec<u8>]) -> Result<u64> {
-        self.run("SREM", self.requests.srem(key, members)).await
+        self.run("SREM", On::Key(key), self.requests.srem(key, members))
+            .await
     }
 
     pub(crate) async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>> {
-        self.run("SMEMBERS", self.requests.smembers(key)).await
+        self.run("SMEMBERS", On::Key(key), self.requests.smembers(key))
+            .await
     }
 
     pub(crate) async fn set_if_absent(
@@ -311,16 +562,13 @@ impl Guarded {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool> {
-        self.run("SET", self.requests.set_if_absent(key, value, ttl))
-            .await
+        let request = self.requests.set_if_absent(key, value, ttl);
+        self.run("SET", On::Key(key), request).await
     }
 
     pub(crate) async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool> {
-        self.run(
-            "DELETE IF EQUALS",
-            self.requests.delete_if_equals(key, expected),
-        )
-        .await
+        let request = self.requests.delete_if_equals(key, expected);
+        self.run("DELETE IF EQUALS", On::Key(key), request).await
     }
 
     pub(crate) async fn replace_if_equals(
@@ -330,42 +578,59 @@ impl Guarded {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool> {
+        let request = self.requests.replace_if_equals(key, expected, value, ttl);
+        self.run("REPLACE IF EQUALS", On::Key(key), request).await
+    }
+
+    pub(crate) async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
         self.run(
-            "REPLACE IF EQUALS",
-            self.requests.replace_if_equals(key, expected, value, ttl),
+            "TAG",
+            On::Key(tag_key),
+            self.requests.tag(tag_key, members, ttl),
         )
         .await
     }
 
-    pub(crate) async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
-        self.run("TAG", self.requests.tag(tag_key, members, ttl))
-            .await
-    }
-
     pub(crate) async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>> {
-        self.unbounded("TAKE TAGGED", self.store.take_tagged(tag_key))
-            .await
+        self.unbounded(
+            "TAKE TAGGED",
+            On::Key(tag_key),
+            self.store.take_tagged(tag_key),
+        )
+        .await
     }
 
     pub(crate) async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
-        self.run("GET", self.requests.get_with_ttl(key)).await
+        self.run("GET", On::Key(key), self.requests.get_with_ttl(key))
+            .await
     }
 
-    pub(crate) async fn mget_with_ttl(
-        &self,
-        keys: &[&str],
-    ) -> Result<Vec<Option<(Vec<u8>, KeyTtl)>>> {
-        self.run("MGET", self.requests.mget_with_ttl(keys)).await
+    /// [`mget`](Guarded::mget) with each value's remaining lifetime.
+    pub(crate) async fn mget_with_ttl(&self, keys: &[&str]) -> Found<(Vec<u8>, KeyTtl)> {
+        let split = self
+            .per_node("MGET", keys, |part| async move {
+                match part {
+                    None => self.requests.mget_with_ttl(keys).await,
+                    Some(indices) => self.requests.mget_with_ttl(&pick(keys, &indices)).await,
+                }
+            })
+            .await;
+        Found::gather(keys.len(), split)
     }
 
     pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
-        self.run("PUBLISH", self.requests.publish(channel, message))
-            .await
+        self.run(
+            "PUBLISH",
+            On::Store,
+            self.requests.publish(channel, message),
+        )
+        .await
     }
 
     pub(crate) async fn health_check(&self) -> HealthReport {
         let mut report = self.store.health_check().await;
-        report.circuit_open = self.breaker.is_open();
+        report.circuit_open = self.breakers.any_open();
+        report.open_circuits = self.breakers.open_nodes();
         report
     }
 }

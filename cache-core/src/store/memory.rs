@@ -649,6 +649,7 @@ impl Store for MemoryStore {
             used_memory_bytes: Some(self.entries.weighted_size()),
             error: None,
             circuit_open: false,
+            open_circuits: Vec::new(),
         }
     }
 }

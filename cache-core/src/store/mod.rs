@@ -280,6 +280,35 @@ pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
         self.health_check().await.healthy
     }
 
+    /// For a store spread over several servers (a Redis Cluster): which server each of `keys`
+    /// lives on, as groups of indices into `keys`, each with its server's name (its address
+    /// for Redis), in the order of each group's first key. `None` (the default) for a store
+    /// on one server, or while the store does not know its layout.
+    ///
+    /// A [`Cache`](crate::Cache) keeps a circuit breaker per server this names, so that a
+    /// lost server fails fast for its own keys only, and splits each multi-key operation
+    /// into one per server, so that the keys of the servers that answer are still served.
+    /// It is called on the error path, on every multi-key operation, and on every
+    /// operation while a server's breaker has failures counted: it must be cheap (no I/O).
+    ///
+    /// ```
+    /// # use cache_core::{MemoryStore, Store};
+    /// assert_eq!(MemoryStore::new().locate(&["a", "b"]), None);
+    /// ```
+    fn locate(&self, keys: &[&str]) -> Option<Vec<(String, Vec<usize>)>> {
+        let _ = keys;
+        None
+    }
+
+    /// Whether the keys that lived on `server` (a name [`locate`](Store::locate) gave) are
+    /// served again: the server answers, or its keys moved to another one (a replica took
+    /// over). A server's circuit breaker asks it every cool-down while it is open; by default,
+    /// [`answers`](Store::answers).
+    async fn answers_for(&self, server: &str) -> bool {
+        let _ = server;
+        self.answers().await
+    }
+
     /// Reads a value and its remaining lifetime together (one round trip where the backend
     /// can pipeline them).
     async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {

@@ -349,6 +349,25 @@ impl Store for RedisStore {
             .is_ok_and(|pings| pings.iter().any(|(_, ping)| ping.is_ok()))
     }
 
+    fn locate(&self, keys: &[&str]) -> Option<Vec<(String, Vec<usize>)>> {
+        match &self.connection.0 {
+            Link::Cluster(cluster) => cluster.topology.locate(keys),
+            _ => None,
+        }
+    }
+
+    async fn answers_for(&self, server: &str) -> bool {
+        let Link::Cluster(cluster) = &self.connection.0 else {
+            return self.answers().await;
+        };
+        match cluster.topology.key_on(server) {
+            None => self.answers().await,
+            // its slots are served by another primary now
+            Some(None) => true,
+            Some(Some(key)) => cluster.key_answers(&key, self.command_timeout).await,
+        }
+    }
+
     async fn health_check(&self) -> HealthReport {
         let started = Instant::now();
         if let Err(report) = self.ping().await {
@@ -364,6 +383,7 @@ impl Store for RedisStore {
             used_memory_bytes,
             error: None,
             circuit_open: false,
+            open_circuits: Vec::new(),
         }
     }
 }

@@ -541,8 +541,14 @@ impl RedisStore {
                 .await
                 .and_then(|replies| {
                     replies.into_iter().try_fold(0, |total, reply| {
-                        let held = u64::from_redis_value(reply)
-                            .map_err(|err| Error::redis("EVALSHA")(err.into()))?;
+                        // a script's error (`NOSCRIPT`) is a reply of the pipeline: kept as
+                        // the server's error, not as a failed conversion, so that it is
+                        // recognised below
+                        let held = match reply {
+                            redis::Value::ServerError(err) => Err(redis::RedisError::from(err)),
+                            reply => u64::from_redis_value(reply).map_err(Into::into),
+                        }
+                        .map_err(Error::redis("EVALSHA"))?;
                         Ok(total + held)
                     })
                 });
