@@ -176,9 +176,27 @@ async fn load_profile(cache: &Cache, lost_runs: &AtomicUsize, lost: bool, id: u3
 /// cluster client's retries (p50 107 ms) and the trips short-circuited the live slots too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_under_load_fails_fast_for_its_keys_and_the_others_keep_their_hits() {
+    a_lost_node_under_load(Fault::Kill).await;
+}
+
+/// The same with the node frozen (`SIGSTOP`): it answers nothing, so each lost-slot call
+/// waits for the cache's deadline (200 ms) until the node's circuit opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_under_load_fails_fast_for_its_keys_and_the_others_keep_their_hits() {
+    a_lost_node_under_load(Fault::Freeze).await;
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Kill,
+    Freeze,
+}
+
+async fn a_lost_node_under_load(fault: Fault) {
     let cluster = RedisCluster::start().expect("start a redis cluster");
     let mut config = cluster.config();
     config.cache_breaker_cooldown = Duration::from_millis(300);
+    config.cache_operation_timeout = Duration::from_millis(200);
     let store = RedisStore::connect(&config)
         .await
         .expect("connect to the test cluster");
@@ -197,7 +215,10 @@ async fn a_killed_node_under_load_fails_fast_for_its_keys_and_the_others_keep_th
     lost_runs.store(0, Ordering::SeqCst);
     let hits_before = cache.stats().hits;
 
-    cluster.kill(lost_node).expect("kill node 1");
+    match fault {
+        Fault::Kill => cluster.kill(lost_node).expect("kill node 1"),
+        Fault::Freeze => cluster.pause(lost_node).expect("freeze node 1"),
+    }
     let killed = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let tripped_at = {
@@ -256,8 +277,11 @@ async fn a_killed_node_under_load_fails_fast_for_its_keys_and_the_others_keep_th
         }
     }
     let mut live: Vec<Duration> = live_calls.iter().map(|(_, took, _)| *took).collect();
+    if let Fault::Freeze = fault {
+        cluster.resume(lost_node).expect("unfreeze node 1");
+    }
     println!(
-        "node {lost_node} killed under load: circuit open {tripped_at:?} after the kill; \
+        "node {lost_node} {fault:?} under load: circuit open {tripped_at:?} after the kill; \
          lost-slot calls before it: {} (p50 {:?}, max {:?}), after it: {} (p50 {:?}, p99 {:?}, \
          max {:?}); live-slot calls: {} (p50 {:?}, p99 {:?}, max {:?}), all hits; trips {}, \
          short circuits {}, store errors {}",
@@ -301,8 +325,10 @@ async fn a_killed_node_under_load_fails_fast_for_its_keys_and_the_others_keep_th
         stats.short_circuits as usize >= after.len(),
         "each lost-slot call after the trip skipped the store: {stats:?}"
     );
-    assert_eq!(
-        cache.health_check().await.open_circuits,
-        vec![format!("127.0.0.1:{}", cluster.ports()[lost_node])]
-    );
+    if let Fault::Kill = fault {
+        assert_eq!(
+            cache.health_check().await.open_circuits,
+            vec![format!("127.0.0.1:{}", cluster.ports()[lost_node])]
+        );
+    }
 }
