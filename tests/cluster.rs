@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_testing::RedisCluster;
@@ -13,6 +13,8 @@ use cachemere::cache_session::{
     SessionConfig, SessionData, SessionManager, SessionPatch, SessionToken,
 };
 use cachemere::{Cache, RedisStore, cache_result};
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 #[cache_result("profile:{id}", cache = cache, expire = 60)]
 async fn profile(cache: &Cache, calls: &AtomicUsize, id: u32) -> String {
@@ -331,4 +333,228 @@ async fn a_lost_node_under_load(fault: Fault) {
             vec![format!("127.0.0.1:{}", cluster.ports()[lost_node])]
         );
     }
+}
+
+/// Slots moving between primaries (`CLUSTER SETSLOT … MIGRATING/IMPORTING`, `MIGRATE` key by
+/// key, `ASK` then `MOVED` redirects) while two instances with local tiers read and write:
+/// one writes values (`set`), another updates a "database" and invalidates (`delete`), and
+/// readers on both instances read through `get_or_set` and `get`. Afterwards every
+/// acknowledged write is there, every invalidation took effect (both instances read the
+/// database's last version, local tiers included) and no call failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resharding_under_load_loses_no_write_and_no_invalidation() {
+    let cluster = Arc::new(RedisCluster::start().expect("start a redis cluster"));
+    let config = cluster.config();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::connect(&config).await.expect("connect");
+        instances.push(Arc::new(
+            Cache::builder(store)
+                .config(&config)
+                .local_cache(1 << 20, Duration::from_secs(60))
+                .build(),
+        ));
+    }
+    let started = Instant::now();
+    while !instances
+        .iter()
+        .all(|cache| cache.local_cache_active() == Some(true))
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "subscriptions");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let written: Arc<Vec<String>> = Arc::new((0..20).map(|i| format!("reshard:set:{i}")).collect());
+    let cached: Arc<Vec<String>> = Arc::new((0..20).map(|i| format!("reshard:db:{i}")).collect());
+    let database: Arc<Vec<AtomicU64>> = Arc::new((0..20).map(|_| AtomicU64::new(0)).collect());
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..20).map(|_| AtomicU64::new(0)).collect());
+    for (i, key) in written.iter().enumerate() {
+        instances[0].set(key, &0u64, MINUTE).await.expect("set");
+        acked[i].store(0, Ordering::SeqCst);
+    }
+    for (i, key) in cached.iter().enumerate() {
+        for cache in &instances {
+            let value = cache
+                .get_or_set(key, MINUTE, || async { database[i].load(Ordering::SeqCst) })
+                .await
+                .expect("read through");
+            assert_eq!(value, 0);
+        }
+    }
+    let mut slots: Vec<u16> = written
+        .iter()
+        .chain(cached.iter())
+        .map(|key| cachemere::cache_core::key::hash_slot(key.as_bytes()))
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let visible_errors = Arc::new(AtomicU64::new(0));
+    let operations = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    {
+        // the writer of values: each acknowledged write is recorded
+        let (cache, written, acked, stop, errors, operations) = (
+            Arc::clone(&instances[0]),
+            Arc::clone(&written),
+            Arc::clone(&acked),
+            Arc::clone(&stop),
+            Arc::clone(&visible_errors),
+            Arc::clone(&operations),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut version = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                version += 1;
+                let i = version as usize % written.len();
+                match cache.set(&written[i], &version, MINUTE).await {
+                    Ok(()) => acked[i].store(version, Ordering::SeqCst),
+                    Err(err) => {
+                        eprintln!("set: {}", cachemere::error::one_line(&err));
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                operations.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    {
+        // the database writer: update, then invalidate (cache-aside)
+        let (cache, cached, database, stop, errors, operations) = (
+            Arc::clone(&instances[1]),
+            Arc::clone(&cached),
+            Arc::clone(&database),
+            Arc::clone(&stop),
+            Arc::clone(&visible_errors),
+            Arc::clone(&operations),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut round = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let i = round % cached.len();
+                round += 1;
+                database[i].fetch_add(1, Ordering::SeqCst);
+                if let Err(err) = cache.delete(&cached[i]).await {
+                    eprintln!("delete: {}", cachemere::error::one_line(&err));
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                operations.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }));
+    }
+    for (reader, cache) in instances.iter().enumerate() {
+        let (cache, written, cached, database, stop, errors, operations) = (
+            Arc::clone(cache),
+            Arc::clone(&written),
+            Arc::clone(&cached),
+            Arc::clone(&database),
+            Arc::clone(&stop),
+            Arc::clone(&visible_errors),
+            Arc::clone(&operations),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut round = reader;
+            while !stop.load(Ordering::Relaxed) {
+                let i = round % cached.len();
+                round += 3;
+                let database = &database;
+                let _ = cache
+                    .get_or_set(&cached[i], MINUTE, || async move {
+                        database[i].load(Ordering::SeqCst)
+                    })
+                    .await;
+                if let Err(err) = cache.get::<u64>(&written[i]).await {
+                    eprintln!("get: {}", cachemere::error::one_line(&err));
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                operations.fetch_add(2, Ordering::Relaxed);
+                // local-tier hits never wait: let the writers and the timers run
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+
+    // every slot of the test's keys moves to the next primary, key by key
+    let migrating = Instant::now();
+    let migration = {
+        let (cluster, slots) = (Arc::clone(&cluster), slots.clone());
+        tokio::task::spawn_blocking(move || {
+            for &slot in &slots {
+                let to = (cluster.node_of_slot(slot) + 1) % 3;
+                cluster
+                    .migrate_slot(slot, to, Duration::from_millis(2))
+                    .expect("migrate a slot");
+            }
+        })
+    };
+    migration.await.expect("the migration");
+    let migrated_in = migrating.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("a load task");
+    }
+
+    let started = Instant::now();
+    while instances
+        .iter()
+        .any(|cache| cache.stats().pending_invalidations > 0)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "pending invalidations never replayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // a third instance, without a local tier, reads what Redis holds
+    let fresh = Cache::builder(RedisStore::connect(&config).await.expect("connect"))
+        .config(&config)
+        .build();
+    let mut lost_writes = 0;
+    for (i, key) in written.iter().enumerate() {
+        let stored = fresh.get::<u64>(key).await.expect("read back");
+        if stored != Some(acked[i].load(Ordering::SeqCst)) {
+            lost_writes += 1;
+            eprintln!(
+                "{key}: stored {stored:?}, acknowledged {}",
+                acked[i].load(Ordering::SeqCst)
+            );
+        }
+    }
+    let mut stale = 0;
+    for (i, key) in cached.iter().enumerate() {
+        let current = database[i].load(Ordering::SeqCst);
+        for cache in instances.iter().map(AsRef::as_ref).chain([&fresh]) {
+            let read = cache
+                .get_or_set(key, MINUTE, || async { current })
+                .await
+                .expect("read through");
+            if read != current {
+                stale += 1;
+                eprintln!("{key}: read {read}, the database holds {current}");
+            }
+        }
+    }
+    let stats: Vec<_> = instances.iter().map(|cache| cache.stats()).collect();
+    println!(
+        "resharding: {} slots moved in {migrated_in:?} (keys one by one, 2 ms apart) under {} \
+         operations; caller-visible errors {}; acknowledged writes lost {lost_writes} of 20; \
+         stale reads after it {stale} of 60; store errors degraded {} and {}, recovered \
+         invalidations {} and {}",
+        slots.len(),
+        operations.load(Ordering::Relaxed),
+        visible_errors.load(Ordering::Relaxed),
+        stats[0].errors,
+        stats[1].errors,
+        stats[0].recovered_invalidations,
+        stats[1].recovered_invalidations,
+    );
+    assert_eq!(lost_writes, 0, "no acknowledged write lost");
+    assert_eq!(stale, 0, "no invalidation lost, local tiers included");
+    assert_eq!(
+        visible_errors.load(Ordering::Relaxed),
+        0,
+        "no call failed while slots moved"
+    );
 }

@@ -46,6 +46,8 @@ const START_ATTEMPTS: usize = 5;
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    /// Slots moved by [`migrate_slot`](RedisCluster::migrate_slot), with their new node.
+    moved: Mutex<std::collections::HashMap<u16, usize>>,
     replicas: bool,
     tls: Option<TlsFiles>,
     _dir: tempfile::TempDir,
@@ -210,6 +212,7 @@ impl RedisCluster {
         }
         let mut cluster = RedisCluster {
             nodes,
+            moved: Mutex::default(),
             replicas,
             tls,
             _dir: dir,
@@ -295,9 +298,18 @@ impl RedisCluster {
         self.nodes.iter().map(|node| node.port).collect()
     }
 
-    /// Which node (an index into [`ports`](RedisCluster::ports)) holds `key`.
+    /// Which node (an index into [`ports`](RedisCluster::ports)) holds `key`: the node that
+    /// served its slot when the cluster started, or the one it was
+    /// [migrated](RedisCluster::migrate_slot) to.
     pub fn node_of(&self, key: &str) -> usize {
-        let slot = slot(key.as_bytes());
+        self.node_of_slot(slot(key.as_bytes()))
+    }
+
+    /// Which node holds `slot` (see [`node_of`](RedisCluster::node_of)).
+    pub fn node_of_slot(&self, slot: u16) -> usize {
+        if let Some(&node) = lock(&self.moved).get(&slot) {
+            return node;
+        }
         self.nodes
             .iter()
             .position(|node| {
@@ -393,6 +405,62 @@ impl RedisCluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Moves `slot` to node `to` while clients keep using it, the way `redis-cli --cluster
+    /// reshard` does: the target is told it is `IMPORTING` the slot and the source that it is
+    /// `MIGRATING` it; the slot's keys move one by one (`MIGRATE … REPLACE`), `pace` apart;
+    /// then every primary learns the slot's new owner (`CLUSTER SETSLOT … NODE`). In
+    /// between, clients get `ASK` redirects for keys already moved (and `TRYAGAIN` for a
+    /// command over keys on both sides); afterwards `MOVED`.
+    pub fn migrate_slot(&self, slot: u16, to: usize, pace: Duration) -> Result<()> {
+        let from = self.node_of_slot(slot);
+        if from == to {
+            return Ok(());
+        }
+        let (source, target) = (self.node(from)?, self.node(to)?);
+        let id = |node: &Node| -> Result<String> {
+            Ok(node.cli(&["CLUSTER", "MYID"])?.trim().to_owned())
+        };
+        let (source_id, target_id) = (id(source)?, id(target)?);
+        let slot_arg = slot.to_string();
+        target.cli(&["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &source_id])?;
+        source.cli(&["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &target_id])?;
+        let target_port = target.port.to_string();
+        loop {
+            let keys = source.cli(&["CLUSTER", "GETKEYSINSLOT", &slot_arg, "1"])?;
+            let Some(key) = keys.lines().map(str::trim).find(|key| !key.is_empty()) else {
+                break;
+            };
+            let migrate = [
+                "MIGRATE",
+                "127.0.0.1",
+                &target_port,
+                key,
+                "0",
+                "5000",
+                "REPLACE",
+            ];
+            let reply = source.cli(&migrate)?;
+            if !reply.starts_with("OK") && !reply.starts_with("NOKEY") {
+                return Err(failure(format!("MIGRATE {key}: {reply}")));
+            }
+            std::thread::sleep(pace);
+        }
+        // the target first, then the source (as `redis-cli --cluster reshard` does): told
+        // first, the source would send clients to a target still importing the slot, which
+        // sends them back
+        let others = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(index, node)| node.slots.is_some() && *index != from && *index != to)
+            .map(|(_, node)| node);
+        for node in [target, source].into_iter().chain(others) {
+            node.cli(&["CLUSTER", "SETSLOT", &slot_arg, "NODE", &target_id])?;
+        }
+        lock(&self.moved).insert(slot, to);
+        Ok(())
     }
 
     /// Empties every node (`FLUSHALL`) and resets its statistics (`CONFIG RESETSTAT`).

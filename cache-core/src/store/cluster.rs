@@ -232,11 +232,68 @@ impl Cluster {
         &self,
         pipeline: &redis::Pipeline,
     ) -> RedisResult<Vec<Value>> {
-        let sends = pipeline.cmd_iter().map(|cmd| {
-            let mut connection = self.connection.clone();
-            async move { connection.req_packed_command(cmd).await }
-        });
+        let sends = pipeline.cmd_iter().map(|cmd| self.command(cmd));
         join_all(sends).await.into_iter().collect()
+    }
+
+    /// Sends a command, routed by its key. While a slot moves, the nodes' views of it differ
+    /// for a few milliseconds, and `MOVED` redirects can send a command back and forth until
+    /// the client's retries (which follow redirects at once) run out: such a failure is
+    /// retried after a pause, a few times ([`REDIRECT_PAUSES`]). A redirected command did
+    /// not run.
+    pub(crate) async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
+        self.through_migrations(
+            |mut connection| async move { connection.req_packed_command(cmd).await },
+        )
+        .await
+    }
+
+    /// Sends a pipeline to the node of its keys, as [`command`](Cluster::command) sends a
+    /// command; one that spans slots, or that redirects still send back and forth, is sent
+    /// again command by command, each routed by its key (as the client's own retries of the
+    /// whole pipeline, a command that had run may run again: keep such pipelines
+    /// idempotent). A transaction is sent as it is.
+    pub(crate) async fn pipeline(
+        &self,
+        pipeline: &redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        let together = self
+            .through_migrations(|mut connection| async move {
+                connection
+                    .req_packed_commands(pipeline, offset, count)
+                    .await
+            })
+            .await;
+        match together {
+            Err(err)
+                if (is_cross_slot(&err) || is_redirect_error(&err))
+                    && !pipeline.is_transaction() =>
+            {
+                self.each_on_its_node(pipeline).await
+            }
+            other => other,
+        }
+    }
+
+    async fn through_migrations<T, F>(
+        &self,
+        mut request: impl FnMut(ClusterConnection) -> F,
+    ) -> RedisResult<T>
+    where
+        F: std::future::Future<Output = RedisResult<T>>,
+    {
+        let mut pauses = REDIRECT_PAUSES.iter();
+        loop {
+            match request(self.connection.clone()).await {
+                Err(err) if is_redirect_error(&err) => match pauses.next() {
+                    Some(&pause) => tokio::time::sleep(pause).await,
+                    None => return Err(err),
+                },
+                other => return other,
+            }
+        }
     }
 
     /// Whether the primary of `key`'s slot answers an `EXISTS` of it within `patience`. A
@@ -287,6 +344,27 @@ fn by_address(node: &NodeAddress) -> SingleNodeRoutingInfo {
         host: node.host().to_owned(),
         port: node.port(),
     }
+}
+
+/// The pauses before sending again a request that redirects sent back and forth (see
+/// [`Cluster::command`]): 150 ms in all, within the default operation deadline (0.5 s).
+const REDIRECT_PAUSES: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(10),
+    std::time::Duration::from_millis(20),
+    std::time::Duration::from_millis(40),
+    std::time::Duration::from_millis(80),
+];
+
+fn is_cross_slot(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
+}
+
+/// Whether a request failed as a whole on a redirect (`MOVED`, `ASK`, `TRYAGAIN`,
+/// `CLUSTERDOWN`) that the client's retries did not get past: while a slot moves, nodes
+/// disagree about it for a few milliseconds and send a request back and forth; and a
+/// pipeline's `ASK` reaches the importing node without `ASKING`, which sends it back.
+pub(crate) fn is_redirect_error(err: &redis::RedisError) -> bool {
+    err.is_cluster_error()
 }
 
 fn is_redirect(value: &Value) -> bool {

@@ -110,7 +110,7 @@ impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {
             Link::Node(node) => bounded_request(self.1, node.req_packed_command(cmd)),
-            Link::Cluster(cluster) => cluster.connection.req_packed_command(cmd),
+            Link::Cluster(cluster) => Box::pin(cluster.command(cmd)),
             Link::Sentinel(primary) => bounded_request(self.1, primary.req_packed_command(cmd)),
         }
     }
@@ -125,18 +125,7 @@ impl ConnectionLike for RedisConnection {
             Link::Node(node) => {
                 bounded_request(self.1, node.req_packed_commands(pipeline, offset, count))
             }
-            Link::Cluster(cluster) => Box::pin(async move {
-                let together = cluster
-                    .connection
-                    .req_packed_commands(pipeline, offset, count)
-                    .await;
-                match together {
-                    Err(err) if is_cross_slot(&err) && !pipeline.is_transaction() => {
-                        cluster.each_on_its_node(pipeline).await
-                    }
-                    other => other,
-                }
-            }),
+            Link::Cluster(cluster) => Box::pin(cluster.pipeline(pipeline, offset, count)),
             Link::Sentinel(primary) => {
                 bounded_request(self.1, primary.req_packed_commands(pipeline, offset, count))
             }
@@ -216,10 +205,6 @@ fn misconfigured(err: &RedisError, config: &Config) -> Option<Error> {
 }
 
 /// redis-rs refuses a pipeline over several slots before sending it.
-fn is_cross_slot(err: &RedisError) -> bool {
-    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
-}
-
 /// What the background health check last saw.
 #[derive(Debug, Default)]
 struct Monitor {
