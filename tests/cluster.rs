@@ -279,9 +279,40 @@ async fn a_lost_node_under_load(fault: Fault) {
         }
     }
     let mut live: Vec<Duration> = live_calls.iter().map(|(_, took, _)| *took).collect();
-    if let Fault::Freeze = fault {
-        cluster.resume(lost_node).expect("unfreeze node 1");
+    let open_circuits = cache.health_check().await.open_circuits;
+    let repaired = Instant::now();
+    match fault {
+        Fault::Kill => {
+            tokio::task::block_in_place(|| cluster.restart(lost_node)).expect("restart node 1")
+        }
+        Fault::Freeze => cluster.resume(lost_node).expect("unfreeze node 1"),
     }
+    let repaired_in = repaired.elapsed();
+    // back: the node's circuit closes, and its keys are cached again
+    let (lost_id, _) = *ids.iter().find(|(_, lost)| *lost).expect("a lost key");
+    let back = Instant::now();
+    loop {
+        // a miss computes and writes; the next call hits if the write landed
+        load_profile(&cache, &lost_runs, true, lost_id).await;
+        let before = lost_runs.load(Ordering::SeqCst);
+        load_profile(&cache, &lost_runs, true, lost_id).await;
+        if lost_runs.load(Ordering::SeqCst) == before
+            && cache.health_check().await.open_circuits.is_empty()
+        {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "the node's keys were never cached again: {:?}",
+            cache.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let back_in = back.elapsed();
+    println!(
+        "node {lost_node} {fault:?}: repaired (restart or SIGCONT) in {repaired_in:?}, then its \
+         keys were cached again (circuit closed, a read hit) after {back_in:?}"
+    );
     println!(
         "node {lost_node} {fault:?} under load: circuit open {tripped_at:?} after the kill; \
          lost-slot calls before it: {} (p50 {:?}, max {:?}), after it: {} (p50 {:?}, p99 {:?}, \
@@ -327,12 +358,10 @@ async fn a_lost_node_under_load(fault: Fault) {
         stats.short_circuits as usize >= after.len(),
         "each lost-slot call after the trip skipped the store: {stats:?}"
     );
-    if let Fault::Kill = fault {
-        assert_eq!(
-            cache.health_check().await.open_circuits,
-            vec![format!("127.0.0.1:{}", cluster.ports()[lost_node])]
-        );
-    }
+    assert_eq!(
+        open_circuits,
+        vec![format!("127.0.0.1:{}", cluster.ports()[lost_node])]
+    );
 }
 
 /// Slots moving between primaries (`CLUSTER SETSLOT … MIGRATING/IMPORTING`, `MIGRATE` key by
