@@ -3,7 +3,8 @@
 //! tier) no stored value holds plaintext; a value moved to another key, altered, written
 //! unencrypted or sealed with an unknown key is a miss, deleted and counted; rotating keys
 //! keeps old values readable and seals new ones with the new key; session data is sealed
-//! too, and a session whose data does not open is unknown (and ended), never an error.
+//! too: a session whose data is altered under a key the manager has is unknown (and ended);
+//! one sealed under a key it lacks, or read without a key, is an error and kept.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -511,31 +512,31 @@ async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open
             .is_none(),
         "bob's session fails closed"
     );
-    // Without encryption a manager sees the sealed text, never the value.
+    // Without encryption a manager never takes the sealed text for the value: a clear
+    // error (a 503, as for a store failure), and the session is left alone.
     let unaware = SessionManager::new(store.clone(), config.clone());
-    let seen = unaware
+    let err = unaware
         .get_session(&rotated)
         .await
-        .expect("read")
-        .expect("live");
-    let grade = seen.data.get::<String>("grade").expect("a string");
-    assert_ne!(grade.as_deref(), Some(SECRET));
-    // With another key the data does not open: no session (fail closed, no error), and the
-    // session, unreadable under these keys, is ended.
-    let stranger = SessionManager::new(store.clone(), config.clone().encryption(key(2)));
+        .expect_err("sealed data, no key");
     assert!(
-        stranger
-            .get_session(&rotated)
-            .await
-            .expect("not an error")
-            .is_none()
+        matches!(err, cachemere::cache_session::Error::Unreadable { .. }) && err.is_store_failure(),
+        "{err}"
     );
+    // With another key the data does not open either: the same error, and the session is
+    // not ended (a rolling key rotation meets this on every instance not yet given the key).
+    let stranger = SessionManager::new(store.clone(), config.clone().encryption(key(2)));
+    let err = stranger
+        .get_session(&rotated)
+        .await
+        .expect_err("sealed under a key it lacks");
+    assert!(err.is_store_failure(), "{err}");
     assert!(
         sessions
             .get_session(&rotated)
             .await
             .expect("read")
-            .is_none(),
-        "ended"
+            .is_some(),
+        "kept for the instances that have its key"
     );
 }

@@ -116,9 +116,40 @@ impl EncryptionKeys {
     }
 
     /// The plaintext of `sealed`, if one of the keys sealed it under `context`.
+    ///
+    /// [`Unopenable::is_unknown_key`] tells a value sealed under a key that is not
+    /// configured (a rotation not rolled out everywhere: nothing is wrong with the value)
+    /// from one altered, truncated or sealed under another context.
+    ///
+    /// ```
+    /// use cache_core::encryption::EncryptionKeys;
+    ///
+    /// let (old, new) = ([1u8; 32], [2u8; 32]);
+    /// let rotated = EncryptionKeys::new([new, old]).expect("keys");
+    /// let sealed = rotated.seal(b"k", b"v".to_vec());
+    /// let err = EncryptionKeys::new([old]).expect("a key").open(b"k", &sealed).unwrap_err();
+    /// assert!(err.is_unknown_key());
+    /// let mut altered = sealed.clone();
+    /// *altered.last_mut().unwrap() ^= 1;
+    /// assert!(!rotated.open(b"k", &altered).unwrap_err().is_unknown_key());
+    /// ```
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Unopenable> {
         self.open_or_why(context, sealed)
-            .map_err(|reason| Unopenable { reason })
+            .map_err(|reason| Unopenable {
+                unknown_key: self.sealed_by_unknown_key(sealed),
+                reason,
+            })
+    }
+
+    /// Whether `sealed` is sealed (it has the header [`seal`](EncryptionKeys::seal) writes)
+    /// by the current key, the first: a value opened under an older key should be sealed
+    /// again when it is next written.
+    pub fn sealed_by_current(&self, sealed: &[u8]) -> bool {
+        key_id(sealed).is_some_and(|id| id == self.keys[0].id)
+    }
+
+    fn sealed_by_unknown_key(&self, sealed: &[u8]) -> bool {
+        key_id(sealed).is_some_and(|id| self.keys.iter().all(|sealer| sealer.id != id))
     }
 
     pub(crate) fn open_or_why(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, String> {
@@ -156,12 +187,44 @@ impl EncryptionKeys {
     }
 }
 
+/// Whether `bytes` look sealed (the header of a sealed value, and room for its tag): what a
+/// reader without keys checks before taking stored bytes as plaintext.
+///
+/// ```
+/// use cache_core::encryption::{EncryptionKeys, looks_sealed};
+///
+/// let keys = EncryptionKeys::new([[1u8; 32]]).expect("a key");
+/// assert!(looks_sealed(&keys.seal(b"k", b"v".to_vec())));
+/// assert!(!looks_sealed(b"{\"role\":\"admin\"}"));
+/// ```
+pub fn looks_sealed(bytes: &[u8]) -> bool {
+    key_id(bytes).is_some()
+}
+
+/// The key id in a sealed value's header, when `sealed` has one.
+fn key_id(sealed: &[u8]) -> Option<[u8; ID_LEN]> {
+    if sealed.len() < OVERHEAD || sealed[0] != MAGIC || sealed[1] != VERSION {
+        return None;
+    }
+    sealed[2..2 + ID_LEN].try_into().ok()
+}
+
 /// Why a value did not open: not sealed, altered, sealed under another context, or with a
-/// key that is not configured.
+/// key that is not configured ([`is_unknown_key`](Unopenable::is_unknown_key)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the value does not decrypt: {reason}")]
 pub struct Unopenable {
     reason: String,
+    unknown_key: bool,
+}
+
+impl Unopenable {
+    /// Whether the value is sealed under a key that is not among the configured ones: the
+    /// value may be sound, and a reader should not take it for corrupt (during a rotation,
+    /// an instance that lacks the new key meets values other instances sealed with it).
+    pub fn is_unknown_key(&self) -> bool {
+        self.unknown_key
+    }
 }
 
 #[cold]

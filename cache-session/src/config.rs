@@ -116,10 +116,16 @@ impl SessionConfig {
     /// Encrypts the values of session data fields in the store (default
     /// `CACHE_ENCRYPTION_KEY`, off when unset), as a cache does its values
     /// ([`EncryptionKeys`]). A field is sealed with its name and the user's tag as associated
-    /// data, so it does not decrypt under another field or another user's session; a session
-    /// whose data does not decrypt is treated as unknown (validation fails closed, without
-    /// an error) and ended. User ids, times and field names stay readable: the store's
-    /// scripts need them.
+    /// data, so it does not decrypt under another field or another user's session. A
+    /// session whose data is altered under a configured key is treated as unknown and
+    /// ended; one sealed under a key that is not configured (a rotation not rolled out to
+    /// this instance yet), or sealed while no key is, is [`Error::Unreadable`] (the request
+    /// fails closed, the session is kept); plaintext while encrypting is treated as unknown
+    /// and kept. A field sealed under an older key is sealed again under the first key when
+    /// the session is read (see the README's key rotation). User ids, times and field names
+    /// stay readable: the store's scripts need them.
+    ///
+    /// [`Error::Unreadable`]: crate::Error::Unreadable
     pub fn encryption(mut self, keys: Option<EncryptionKeys>) -> SessionConfig {
         self.encryption = keys;
         self

@@ -26,6 +26,20 @@ pub enum Error {
         /// What could not be read.
         reason: String,
     },
+    /// A session's data cannot be read with this manager's encryption settings, and nothing
+    /// says it is altered: sealed under a key this manager does not have (a key rotation not
+    /// yet rolled out to every instance), sealed while this manager has no key, or plaintext
+    /// while it encrypts. The request fails closed, as for a store failure (a web layer's
+    /// 503), and the session is left as it is for the instances that can read it.
+    #[error(
+        "session field `{field}` cannot be read with this manager's encryption settings: {reason}"
+    )]
+    Unreadable {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
     /// A session field could not be encoded as JSON.
     #[error("session field `{field}` cannot be encoded as JSON")]
     Encode {
@@ -76,7 +90,10 @@ impl Error {
 
     /// Whether the store, not the request, is at fault (a web layer's 503 rather than 401).
     pub fn is_store_failure(&self) -> bool {
-        matches!(self, Error::Store(_) | Error::Random { .. })
+        matches!(
+            self,
+            Error::Store(_) | Error::Random { .. } | Error::Unreadable { .. }
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::session::{Session, SessionData, SessionPatch};
-use crate::store::{Backend, Keys, Lookup, NewSession, Registry, SessionStore, Stored};
+use crate::store::{Backend, Change, Keys, Lookup, NewSession, Registry, SessionStore, Stored};
 use crate::telemetry;
 use crate::token::{Hasher, SessionToken};
 
@@ -232,38 +232,84 @@ impl SessionManager {
         }
     }
 
-    /// A stored data field's JSON, opened when encryption is configured; `Err` (with why)
-    /// when it does not open.
+    /// A stored data field's JSON, opened when encryption is configured, and whether it
+    /// was sealed under an older key (to be sealed again).
     fn opened_field(
         &self,
         tag: &str,
         field: &str,
         stored: Vec<u8>,
-    ) -> std::result::Result<Vec<u8>, String> {
-        let Some(keys) = &self.inner.config.encryption else {
-            return Ok(stored);
+    ) -> std::result::Result<(Vec<u8>, bool), Unread> {
+        // a JSON string holding base64, as `sealed_field` writes
+        let sealed = || -> Option<Vec<u8>> {
+            let text: String = serde_json::from_slice(&stored).ok()?;
+            STANDARD.decode(text).ok()
         };
-        let text: String = serde_json::from_slice(&stored)
-            .map_err(|_| "not encrypted, but sessions are (CACHE_ENCRYPTION_KEY)".to_owned())?;
-        let sealed = STANDARD
-            .decode(text)
-            .map_err(|_| "not an encrypted value".to_owned())?;
-        keys.open(&SessionManager::field_context(tag, field), &sealed)
-            .map_err(|err| err.to_string())
+        let Some(keys) = &self.inner.config.encryption else {
+            // sealed bytes start `0xCE 0x01`, `zg` in base64: other values cost one compare
+            if stored.starts_with(b"\"zg")
+                && sealed().is_some_and(|bytes| cache_core::encryption::looks_sealed(&bytes))
+            {
+                return Err(Unread::Settings(
+                    "sealed, but this manager has no encryption key (CACHE_ENCRYPTION_KEY)",
+                ));
+            }
+            return Ok((stored, false));
+        };
+        let Some(sealed) = sealed().filter(|bytes| cache_core::encryption::looks_sealed(bytes))
+        else {
+            return Err(Unread::Plain);
+        };
+        match keys.open(&SessionManager::field_context(tag, field), &sealed) {
+            Ok(json) => Ok((json, !keys.sealed_by_current(&sealed))),
+            Err(err) if err.is_unknown_key() => Err(Unread::Settings(
+                "sealed under a key this manager does not have (CACHE_ENCRYPTION_KEY): roll the \
+                 new key out to every instance before any seals with it",
+            )),
+            Err(err) => Err(Unread::Tampered(err.to_string())),
+        }
     }
 
-    /// The session `stored` holds; `None` when its data does not decrypt (another key, not
-    /// encrypted, or moved from another user's session): such a session is treated as
-    /// unknown, so validation fails closed without an error.
-    /// `tag` is the user's tag (the caller has it already: it checked or built the key).
-    fn session(&self, stored: Stored, tag: &str) -> Result<Option<Session>> {
+    /// The session `stored` holds (see [`Opened`]). [`Error::Unreadable`] when this
+    /// manager's encryption settings cannot read it (sealed under a key it lacks, or sealed
+    /// while it has no key): nothing says it is altered, so it is left for the instances
+    /// that can read it. `tag` is the user's tag (the caller has it already: it checked or
+    /// built the key).
+    fn session(&self, stored: Stored, tag: &str) -> Result<Opened> {
         let mut data = Map::new();
-        for (field, json) in stored.data {
-            let json = match self.opened_field(tag, &field, json) {
-                Ok(json) => json,
-                Err(reason) => {
-                    tracing::warn!(field, %reason, "session data does not decrypt: the session is treated as unknown");
-                    return Ok(None);
+        let mut reseal = Vec::new();
+        for (field, stored_json) in stored.data {
+            let json = match self.opened_field(tag, &field, stored_json.clone()) {
+                Ok((json, stale)) => {
+                    if stale {
+                        let new = self.sealed_field(tag, &field, json.clone());
+                        reseal.push((
+                            field.clone(),
+                            Change::Replace {
+                                old: stored_json,
+                                new,
+                            },
+                        ));
+                    }
+                    json
+                }
+                Err(Unread::Settings(reason)) => {
+                    tracing::warn!(field, %reason, "session data cannot be read with this manager's encryption settings: the request fails closed, the session is kept");
+                    return Err(Error::Unreadable {
+                        field,
+                        reason: reason.to_owned(),
+                    });
+                }
+                Err(Unread::Tampered(reason)) => {
+                    tracing::warn!(field, %reason, "session data does not decrypt: the session is treated as unknown and ended");
+                    return Ok(Opened::Altered);
+                }
+                Err(Unread::Plain) => {
+                    tracing::warn!(
+                        field,
+                        "session data is not encrypted, but this manager encrypts sessions: the session is treated as unknown"
+                    );
+                    return Ok(Opened::Plain);
                 }
             };
             let value: Value = serde_json::from_slice(&json).map_err(|err| Error::Corrupt {
@@ -272,13 +318,14 @@ impl SessionManager {
             })?;
             data.insert(field, value);
         }
-        Ok(Some(Session {
+        let session = Session {
             user_id: stored.user_id,
             created_at: time(stored.created_at),
             last_accessed: time(stored.last_accessed),
             expires_at: time(stored.expires_at),
             data: SessionData::from_map(data),
-        }))
+        };
+        Ok(Opened::Session(session, reseal))
     }
 
     /// Starts a session for `user_id` that lives `ttl` without use (default: the configured
@@ -389,14 +436,23 @@ impl SessionManager {
         match self.inner.backend.get(&keys, touch_after).await? {
             Lookup::Live(stored) if self.user_tag(&stored.user_id) == token.tag() => {
                 match self.session(stored, token.tag())? {
-                    Some(session) => Ok(SessionState::Active(session)),
-                    None => {
-                        // It can never be read with these keys: end it.
+                    Opened::Session(session, reseal) => {
+                        if !reseal.is_empty() {
+                            // a rotation completes as sessions are used
+                            if let Err(err) = self.inner.backend.update(&keys, &reseal).await {
+                                tracing::debug!(error = %err, "could not seal session data again under the current key");
+                            }
+                        }
+                        Ok(SessionState::Active(session))
+                    }
+                    Opened::Altered => {
+                        // Altered under a key this manager has: it can never be read. End it.
                         if let Err(err) = self.inner.backend.delete(&keys).await {
                             tracing::warn!(error = %err, "could not end an undecryptable session");
                         }
                         Ok(SessionState::Unknown)
                     }
+                    Opened::Plain => Ok(SessionState::Unknown),
                 }
             }
             Lookup::Live(_) | Lookup::Missing => Ok(SessionState::Unknown),
@@ -416,12 +472,15 @@ impl SessionManager {
         if patch.is_empty() {
             return Ok(self.get_session(token.expose()).await?.is_some());
         }
-        let changes: Vec<(String, Option<Vec<u8>>)> = patch
+        let changes: Vec<(String, Change)> = patch
             .changes
             .into_iter()
             .map(|(field, json)| {
-                let json = json.map(|json| self.sealed_field(token.tag(), &field, json));
-                (field, json)
+                let change = match json {
+                    Some(json) => Change::Set(self.sealed_field(token.tag(), &field, json)),
+                    None => Change::Remove,
+                };
+                (field, change)
             })
             .collect();
         self.inner
@@ -488,8 +547,8 @@ impl SessionManager {
             .await?
             .into_iter()
             .filter_map(|(id, stored)| match self.session(stored, &tag) {
-                Ok(Some(session)) => Some(Ok(UserSession { id, session })),
-                Ok(None) => None,
+                Ok(Opened::Session(session, _)) => Some(Ok(UserSession { id, session })),
+                Ok(Opened::Altered | Opened::Plain) => None,
                 Err(err) => Some(Err(err)),
             })
             .collect()
@@ -581,4 +640,28 @@ impl SessionManager {
             }
         })
     }
+}
+
+/// Why a stored field was not read.
+enum Unread {
+    /// This manager's encryption settings cannot read it; nothing says it is altered.
+    Settings(&'static str),
+    /// Altered, or sealed for another session, user or field, under a key this manager has.
+    Tampered(String),
+    /// Plaintext, while this manager encrypts: written by an instance without encryption
+    /// (or before it was turned on), or planted. Not trusted, not ended.
+    Plain,
+}
+
+/// A stored session as this manager reads it.
+enum Opened {
+    /// Readable; with its fields sealed under an older key, sealed again under the current
+    /// one (to be written back: a rotation completes as sessions are used).
+    Session(Session, Vec<(String, Change)>),
+    /// Its data is provably altered under a key this manager has (moved from another
+    /// session, user or field, or changed): treated as unknown and ended.
+    Altered,
+    /// Its data is plaintext while this manager encrypts: treated as unknown (a sealed
+    /// field binds its user and name, plaintext binds nothing), and left in place.
+    Plain,
 }

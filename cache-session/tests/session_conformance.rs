@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
+use cache_core::encryption::EncryptionKeys;
 use cache_session::{
     Error, MemoryStore, RedisStore, SessionConfig, SessionData, SessionManager, SessionPatch,
     SessionService, SessionState, SessionStore, SessionToken, ValidationError,
@@ -713,6 +714,161 @@ macro_rules! session_suite {
                     service.validate_session(token.expose()).await.is_ok(),
                     "the extended one lives"
                 );
+            }
+
+            /// The README's rolling rotation, step by step, with a manager per deployed key
+            /// list on one store: no session is lost at any step, and a session used after
+            /// the new key seals is sealed again with it, so the old key can go.
+            #[tokio::test]
+            async fn a_rolling_key_rotation_loses_no_session() {
+                let f = $fixture().await;
+                let on = |keys: &[[u8; 32]]| {
+                    f.manager(
+                        SessionConfig::default()
+                            .secret("rotation")
+                            .encryption(EncryptionKeys::new(keys.iter().copied())),
+                    )
+                };
+                let (old, new) = ([1u8; 32], [2u8; 32]);
+                let role = |sessions: &SessionManager, token: &SessionToken| {
+                    let (sessions, token) = (sessions.clone(), token.clone());
+                    async move {
+                        sessions
+                            .get_session(&token)
+                            .await
+                            .map(|session| {
+                                session.map(|s| s.data.get::<String>("role").unwrap().unwrap())
+                            })
+                    }
+                };
+                // before: every instance seals with the old key
+                let before = on(&[old]);
+                let s0 = before.create_session("ada", data("teacher"), None).await.unwrap();
+                // step 1: the new key is added, second (it opens, it does not seal)
+                let step1 = on(&[old, new]);
+                assert_eq!(role(&step1, &s0).await.unwrap().as_deref(), Some("teacher"));
+                let s1 = step1.create_session("bob", data("student"), None).await.unwrap();
+                assert_eq!(role(&before, &s1).await.unwrap().as_deref(), Some("student"));
+                // step 2 (once every instance runs step 1): the new key first, it seals.
+                // While it rolls out, instances of both steps read every session (an
+                // instance of step 1 seals what it reads under its first key, the old one)
+                let step2 = on(&[new, old]);
+                let s2 = step2.create_session("cy", data("admin"), None).await.unwrap();
+                assert_eq!(role(&step1, &s2).await.unwrap().as_deref(), Some("admin"));
+                assert_eq!(role(&step2, &s0).await.unwrap().as_deref(), Some("teacher"));
+                assert_eq!(role(&step1, &s0).await.unwrap().as_deref(), Some("teacher"));
+                // every instance runs step 2: what they read is sealed again with the new key
+                for token in [&s0, &s2] {
+                    assert!(role(&step2, token).await.unwrap().is_some());
+                }
+                // step 3 (after the idle timeout at step 2): the old key dropped. A session
+                // used since reads; one not used since (in production it has expired) is an
+                // error, kept (not ended), until an instance of step 2 reads it
+                let step3 = on(&[new]);
+                assert_eq!(role(&step3, &s0).await.unwrap().as_deref(), Some("teacher"));
+                assert_eq!(role(&step3, &s2).await.unwrap().as_deref(), Some("admin"));
+                let err = role(&step3, &s1).await.expect_err("sealed under the dropped key");
+                assert!(
+                    matches!(err, Error::Unreadable { .. }) && err.is_store_failure(),
+                    "{err}"
+                );
+                assert_eq!(role(&step2, &s1).await.unwrap().as_deref(), Some("student"));
+                assert_eq!(role(&step3, &s1).await.unwrap().as_deref(), Some("student"));
+                // a patch written meanwhile by an instance of step 1 is never undone by
+                // another instance sealing the old value again
+                let s4 = before.create_session("dee", data("guest"), None).await.unwrap();
+                assert!(
+                    step1
+                        .update_session(&s4, SessionPatch::new().set("role", "owner").unwrap())
+                        .await
+                        .unwrap()
+                );
+                assert_eq!(role(&step2, &s4).await.unwrap().as_deref(), Some("owner"));
+                assert_eq!(role(&step3, &s4).await.unwrap().as_deref(), Some("owner"));
+            }
+
+            /// Readers sealing fields again under the new key race a writer that keeps
+            /// sealing under the old one: the re-sealing is a compare-and-set, so no write
+            /// is undone.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sealing_again_never_undoes_a_concurrent_write() {
+                let f = $fixture().await;
+                let config = SessionConfig::default()
+                    .secret("rotation")
+                    .touch_after(Duration::ZERO);
+                let (old, new) = ([1u8; 32], [2u8; 32]);
+                let writer = f.manager(config.clone().encryption(EncryptionKeys::new([old, new])));
+                let reader = f.manager(config.encryption(EncryptionKeys::new([new, old])));
+                let token = writer.create_session("ada", data("0"), None).await.unwrap();
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let readers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let (reader, token, stop) = (reader.clone(), token.clone(), stop.clone());
+                        tokio::spawn(async move {
+                            let mut reads = 0u64;
+                            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                reader.get_session(&token).await.unwrap().expect("live");
+                                reads += 1;
+                            }
+                            reads
+                        })
+                    })
+                    .collect();
+                let mut undone = 0;
+                for version in 1..=300u32 {
+                    let patch = SessionPatch::new().set("role", &version.to_string()).unwrap();
+                    assert!(writer.update_session(&token, patch).await.unwrap());
+                    tokio::task::yield_now().await;
+                    let session = writer.get_session(&token).await.unwrap().expect("live");
+                    let role = session.data.get::<String>("role").unwrap().unwrap();
+                    if role != version.to_string() {
+                        undone += 1;
+                    }
+                }
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let mut reads = 0;
+                for reader in readers {
+                    reads += reader.await.unwrap();
+                }
+                assert!(reads > 0);
+                assert_eq!(undone, 0, "writes undone by re-sealing, of 300 ({reads} reads)");
+            }
+
+            /// The wrong order: an instance seals with a key another instance does not have
+            /// yet. That instance fails closed on such sessions (an error, a 503) and ends
+            /// none of them; an instance without encryption gets the same error, never the
+            /// ciphertext as a value.
+            #[tokio::test]
+            async fn a_reader_without_the_key_fails_closed_and_ends_nothing() {
+                let f = $fixture().await;
+                let config = SessionConfig::default().secret("rotation");
+                let (old, new) = ([1u8; 32], [2u8; 32]);
+                let ahead = f.manager(config.clone().encryption(EncryptionKeys::new([new, old])));
+                let behind = f.manager(config.clone().encryption(EncryptionKeys::new([old])));
+                let plain = f.manager(config.clone());
+                let token = ahead.create_session("ada", data("teacher"), None).await.unwrap();
+                for (who, sessions) in [("behind", &behind), ("unencrypted", &plain)] {
+                    for _ in 0..3 {
+                        let err = sessions.get_session(&token).await.expect_err(who);
+                        assert!(
+                            matches!(err, Error::Unreadable { .. }) && err.is_store_failure(),
+                            "{who}: {err}"
+                        );
+                        let err = sessions.session_state(&token).await.expect_err(who);
+                        assert!(err.is_store_failure(), "{who}: {err}");
+                        assert!(sessions.get_user_sessions("ada").await.is_err(), "{who}");
+                    }
+                }
+                let session = ahead.get_session(&token).await.unwrap().expect("kept");
+                assert_eq!(
+                    session.data.get::<String>("role").unwrap().as_deref(),
+                    Some("teacher")
+                );
+                // plaintext where sealed data is expected is not trusted (it binds no user
+                // or field): unknown to the encrypting manager, and left in place
+                let written_plain = plain.create_session("bob", data("admin"), None).await.unwrap();
+                assert!(ahead.get_session(&written_plain).await.unwrap().is_none());
+                assert!(plain.get_session(&written_plain).await.unwrap().is_some());
             }
         }
     };

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{Backend, Counts, INDEX_GRACE_MS, Keys, Lookup, NewSession, Registry, Stored};
+use super::{Backend, Change, Counts, INDEX_GRACE_MS, Keys, Lookup, NewSession, Registry, Stored};
 use crate::error::Result;
 
 /// Sessions kept in process, beside a [`MemoryStore`](cache_core::MemoryStore)'s cached values
@@ -225,14 +225,28 @@ impl Backend for MemorySessions {
         Ok(Lookup::Live(found))
     }
 
-    async fn update(&self, keys: &Keys, changes: &[(String, Option<Vec<u8>>)]) -> Result<bool> {
+    async fn update(&self, keys: &Keys, changes: &[(String, Change)]) -> Result<bool> {
         let now = now();
         let mut state = self.state();
         let target = state.resolve(keys, now);
         let Some(stored) = state.live_mut(&target.session, now) else {
             return Ok(false);
         };
-        for (name, value) in changes {
+        for (name, change) in changes {
+            let value = match change {
+                Change::Set(value) => Some(value),
+                Change::Remove => None,
+                Change::Replace { old, new } => {
+                    let holds_old = stored
+                        .data
+                        .iter()
+                        .any(|(field, value)| field == name && value == old);
+                    match holds_old {
+                        true => Some(new),
+                        false => continue,
+                    }
+                }
+            };
             stored.data.retain(|(field, _)| field != name);
             if let Some(value) = value {
                 stored.data.push((name.clone(), value.clone()));

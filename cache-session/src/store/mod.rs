@@ -80,6 +80,18 @@ pub(crate) struct Registry<'a> {
     pub(crate) index_of: &'a (dyn Fn(&str) -> String + Send + Sync),
 }
 
+/// A change to one data field of a session, as [`Backend::update`] applies it.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// Sets the field.
+    Set(Vec<u8>),
+    /// Removes it.
+    Remove,
+    /// Sets it to `new` only if it still holds `old` (a field sealed again under the current
+    /// key must not overwrite a write made since it was read).
+    Replace { old: Vec<u8>, new: Vec<u8> },
+}
+
 /// One atomic step per operation, on keys of one hash slot (the user tag's).
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -91,7 +103,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// than `touch_after`.
     async fn get(&self, keys: &Keys, touch_after: u64) -> Result<Lookup>;
     /// Sets and removes data fields of a live session; `false` when there is none.
-    async fn update(&self, keys: &Keys, changes: &[(String, Option<Vec<u8>>)]) -> Result<bool>;
+    async fn update(&self, keys: &Keys, changes: &[(String, Change)]) -> Result<bool>;
     /// Moves the expiry to at least now + `by` (within the absolute limit); the new expiry.
     async fn extend(&self, keys: &Keys, by: u64) -> Result<Option<u64>>;
     async fn delete(&self, keys: &Keys) -> Result<bool>;

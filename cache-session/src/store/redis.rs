@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use cache_core::RedisStore;
 use redis::{Script, Value};
 
-use super::{Backend, Counts, INDEX_GRACE_MS, Keys, Lookup, NewSession, Registry, Stored};
+use super::{Backend, Change, Counts, INDEX_GRACE_MS, Keys, Lookup, NewSession, Registry, Stored};
 use crate::error::{Error, Result};
 
 const PREAMBLE: &str = r"
@@ -126,11 +126,14 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| {
 local key = follow(KEYS[1], '', ARGV[1])
 local expires = redis.call('HGET', key, 'expires_at')
 if not expires or tonumber(expires) <= now then return 0 end
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
+  local field = 'd:' .. ARGV[i + 1]
   if ARGV[i] == 's' then
-    redis.call('HSET', key, 'd:' .. ARGV[i + 1], ARGV[i + 2])
+    redis.call('HSET', key, field, ARGV[i + 2])
+  elseif ARGV[i] == 'c' then
+    if redis.call('HGET', key, field) == ARGV[i + 3] then redis.call('HSET', key, field, ARGV[i + 2]) end
   else
-    redis.call('HDEL', key, 'd:' .. ARGV[i + 1])
+    redis.call('HDEL', key, field)
   end
 end
 return 1
@@ -333,13 +336,18 @@ impl Backend for RedisStore {
         }
     }
 
-    async fn update(&self, keys: &Keys, changes: &[(String, Option<Vec<u8>>)]) -> Result<bool> {
+    async fn update(&self, keys: &Keys, changes: &[(String, Change)]) -> Result<bool> {
         let mut invocation = UPDATE.key(&keys.session);
         invocation.arg(&keys.session_prefix);
-        for (name, value) in changes {
-            match value {
-                Some(value) => invocation.arg("s").arg(name).arg(value.as_slice()),
-                None => invocation.arg("d").arg(name).arg(""),
+        for (name, change) in changes {
+            match change {
+                Change::Set(value) => invocation.arg("s").arg(name).arg(value.as_slice()).arg(""),
+                Change::Remove => invocation.arg("d").arg(name).arg("").arg(""),
+                Change::Replace { old, new } => invocation
+                    .arg("c")
+                    .arg(name)
+                    .arg(new.as_slice())
+                    .arg(old.as_slice()),
             };
         }
         let updated: u8 = self
