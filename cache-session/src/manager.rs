@@ -60,31 +60,68 @@ struct Inner {
     /// Recent users' tags: a read checks the stored user against the token's tag, and the
     /// HMAC behind a tag costs more than the rest of the read. User ids are not secret.
     tags: Memo,
-    /// Recent tokens' store ids, for the same reason. The tokens live in process memory
-    /// anyway while requests carry them; the store still holds only their hashes.
+    /// Recent tokens' store ids, for the same reason, found by a keyed digest of the token:
+    /// the memo holds no token, so a dump of the process's memory hands out no live session
+    /// (the ids are what the store holds).
     ids: Memo,
 }
 
-/// A bounded map of recent hash results: it starts over once it holds [`Memo::CAPACITY`].
+/// A bounded map of recent hash results, found by a 128-bit digest of their input keyed
+/// with this process's random SipHash-1-3 key (two hashes of the input, each with its own
+/// domain byte: a few hundred instructions, against several thousand for the HMAC-SHA-256
+/// it saves), so that it keeps no input: it starts over once it holds [`Memo::CAPACITY`].
 #[derive(Default)]
-struct Memo(std::sync::Mutex<std::collections::HashMap<String, String>>);
+struct Memo {
+    map: std::sync::Mutex<
+        std::collections::HashMap<u128, String, std::hash::BuildHasherDefault<Digested>>,
+    >,
+    key: std::hash::RandomState,
+}
+
+/// The map's hasher: its keys are keyed digests already, so their low bits are the hash.
+#[derive(Default)]
+struct Digested(u64);
+
+impl std::hash::Hasher for Digested {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // only `write_u128` is used; anything else is folded in
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u128(&mut self, digest: u128) {
+        self.0 = digest as u64;
+    }
+}
 
 impl Memo {
     const CAPACITY: usize = 4096;
 
+    fn digest(&self, input: &str) -> u128 {
+        use std::hash::BuildHasher;
+        let half = |domain: u8| u128::from(self.key.hash_one((domain, input)));
+        (half(0) << 64) | half(1)
+    }
+
     fn get_or(&self, input: &str, compute: impl FnOnce() -> String) -> String {
+        let digest = self.digest(input);
         let mut memo = self
-            .0
+            .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(output) = memo.get(input) {
+        if let Some(output) = memo.get(&digest) {
             return output.clone();
         }
         if memo.len() >= Memo::CAPACITY {
             memo.clear();
         }
         let output = compute();
-        memo.insert(input.to_owned(), output.clone());
+        memo.insert(digest, output.clone());
         output
     }
 }
@@ -664,4 +701,35 @@ enum Opened {
     /// Its data is plaintext while this manager encrypts: treated as unknown (a sealed
     /// field binds its user and name, plaintext binds nothing), and left in place.
     Plain,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Memo;
+
+    #[test]
+    fn the_memo_answers_from_digests_and_starts_over_when_full() {
+        let memo = Memo::default();
+        let mut computed = 0;
+        let mut id = |input: &str| {
+            memo.get_or(input, || {
+                computed += 1;
+                format!("id of {}", input.len())
+            })
+        };
+        assert_eq!(id("cms_token-one"), "id of 13");
+        assert_eq!(id("cms_token-one"), "id of 13");
+        assert_eq!(id("cms_token-two"), "id of 13");
+        assert_eq!(computed, 2, "a repeated input is answered from the memo");
+        assert_ne!(memo.digest("cms_token-one"), memo.digest("cms_token-two"));
+        assert_ne!(
+            memo.digest("cms_token-one"),
+            Memo::default().digest("cms_token-one"),
+            "each memo has its own random key"
+        );
+        for n in 0..Memo::CAPACITY {
+            memo.get_or(&n.to_string(), String::new);
+        }
+        assert!(memo.map.lock().expect("not poisoned").len() <= Memo::CAPACITY);
+    }
 }
