@@ -540,3 +540,179 @@ async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open
         "kept for the instances that have its key"
     );
 }
+
+/// What someone who can write to Redis (but holds neither `SESSION_SECRET` nor the
+/// encryption key) can and cannot do to encrypted sessions, as the README states it. The
+/// "can" lines are limits of today's design, pinned so that a change to them is seen.
+#[tokio::test]
+async fn what_an_attacker_with_write_access_to_redis_can_and_cannot_do() {
+    use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionPatch};
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
+    let sessions = SessionManager::new(
+        store.clone(),
+        SessionConfig::default()
+            .secret("attacker test")
+            .encryption(key(1)),
+    );
+    let mut connection = store.connection();
+    let with_role = |role: &str| SessionData::new().with("role", role).expect("data");
+    let role_of = |token| {
+        let sessions = sessions.clone();
+        async move {
+            sessions
+                .get_session(&token)
+                .await
+                .expect("no error")
+                .map(|session| session.data.get::<String>("role").expect("a string"))
+        }
+    };
+    // the key of a session, found by its stable id
+    let key_of = |id: String| {
+        let mut connection = store.connection();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("*:s:{id}"))
+                .query_async(&mut connection)
+                .await
+                .expect("KEYS");
+            keys.into_iter().next().expect("the session's key")
+        }
+    };
+    let hget = |key: String, field: &'static str| {
+        let mut connection = store.connection();
+        async move {
+            let value: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(&key)
+                .arg(field)
+                .query_async(&mut connection)
+                .await
+                .expect("HGET");
+            value
+        }
+    };
+
+    let teacher = sessions
+        .create_session("ada", with_role("teacher"), None)
+        .await
+        .expect("create");
+    let admin = sessions
+        .create_session("ada", with_role("admin"), None)
+        .await
+        .expect("create");
+    let student = sessions
+        .create_session("bob", with_role("student"), None)
+        .await
+        .expect("create");
+    let ids: Vec<(String, String)> = {
+        let mut ids = Vec::new();
+        for user in ["ada", "bob"] {
+            for listed in sessions.get_user_sessions(user).await.expect("list") {
+                let role = listed.session.data.get::<String>("role").expect("role");
+                ids.push((role.expect("a role"), listed.id));
+            }
+        }
+        ids
+    };
+    let key_with = |role: &str| {
+        let id = ids
+            .iter()
+            .find(|(r, _)| r == role)
+            .map(|(_, id)| id.clone())
+            .expect("listed");
+        key_of(id)
+    };
+    let (teacher_key, admin_key, student_key) = (
+        key_with("teacher").await,
+        key_with("admin").await,
+        key_with("student").await,
+    );
+    let admin_role = hget(admin_key.clone(), "d:role")
+        .await
+        .expect("sealed role");
+
+    // cannot: move a sealed field into another user's session (it is bound to the user):
+    // the session is treated as unknown and ended
+    let _: () = redis::cmd("HSET")
+        .arg(&student_key)
+        .arg("d:role")
+        .arg(&admin_role)
+        .query_async(&mut connection)
+        .await
+        .expect("HSET");
+    assert_eq!(role_of(student.clone()).await, None);
+
+    // cannot: hand a session to another user (the token carries its user's tag)
+    let _: () = redis::cmd("HSET")
+        .arg(&teacher_key)
+        .arg("user_id")
+        .arg("bob")
+        .query_async(&mut connection)
+        .await
+        .expect("HSET");
+    assert_eq!(role_of(teacher.clone()).await, None);
+    let _: () = redis::cmd("HSET")
+        .arg(&teacher_key)
+        .arg("user_id")
+        .arg("ada")
+        .query_async(&mut connection)
+        .await
+        .expect("HSET");
+
+    // can: move a sealed field between two sessions of the same user, or put back an
+    // older value of a field (a field is bound to its user and name, not to its session
+    // or its version)
+    let _: () = redis::cmd("HSET")
+        .arg(&teacher_key)
+        .arg("d:role")
+        .arg(&admin_role)
+        .query_async(&mut connection)
+        .await
+        .expect("HSET");
+    assert_eq!(role_of(teacher.clone()).await, Some(Some("admin".into())));
+    assert!(
+        sessions
+            .update_session(
+                &admin,
+                SessionPatch::new().set("role", "guest").expect("patch")
+            )
+            .await
+            .expect("update")
+    );
+    let _: () = redis::cmd("HSET")
+        .arg(&admin_key)
+        .arg("d:role")
+        .arg(&admin_role)
+        .query_async(&mut connection)
+        .await
+        .expect("HSET");
+    assert_eq!(role_of(admin.clone()).await, Some(Some("admin".into())));
+
+    // can: remove data fields (the session reads without them), and lengthen a session
+    // (its times are not authenticated, only bounded by the key's expiry it also sets)
+    let _: () = redis::cmd("HDEL")
+        .arg(&teacher_key)
+        .arg("d:role")
+        .query_async(&mut connection)
+        .await
+        .expect("HDEL");
+    assert_eq!(role_of(teacher.clone()).await, Some(None));
+    let far = 4_000_000_000_000u64;
+    let _: () = redis::cmd("HSET")
+        .arg(&teacher_key)
+        .arg("expires_at")
+        .arg(far)
+        .arg("absolute_at")
+        .arg(far)
+        .query_async(&mut connection)
+        .await
+        .expect("HSET");
+    let extended = sessions
+        .get_session(&teacher)
+        .await
+        .expect("read")
+        .expect("live");
+    assert!(extended.expires_at > std::time::SystemTime::now() + Duration::from_secs(86_400 * 365));
+}

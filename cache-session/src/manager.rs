@@ -67,9 +67,9 @@ struct Inner {
 }
 
 /// A bounded map of recent hash results, found by a 128-bit digest of their input keyed
-/// with this process's random SipHash-1-3 key (two hashes of the input, each with its own
-/// domain byte: a few hundred instructions, against several thousand for the HMAC-SHA-256
-/// it saves), so that it keeps no input: it starts over once it holds [`Memo::CAPACITY`].
+/// with this process's random SipHash-1-3 key (one pass over the input, against several
+/// thousand instructions for the HMAC-SHA-256 it saves), so that it keeps no input: it
+/// starts over once it holds [`Memo::CAPACITY`].
 #[derive(Default)]
 struct Memo {
     map: std::sync::Mutex<
@@ -102,10 +102,16 @@ impl std::hash::Hasher for Digested {
 impl Memo {
     const CAPACITY: usize = 4096;
 
+    /// Two 64-bit outputs of one keyed pass over `input`: the hasher's state after it
+    /// (256 bits), finished, then finished again after one more byte, so two inputs share a
+    /// digest only if both outputs collide.
     fn digest(&self, input: &str) -> u128 {
-        use std::hash::BuildHasher;
-        let half = |domain: u8| u128::from(self.key.hash_one((domain, input)));
-        (half(0) << 64) | half(1)
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = self.key.build_hasher();
+        hasher.write(input.as_bytes());
+        let high = hasher.finish();
+        hasher.write_u8(0xA5);
+        (u128::from(high) << 64) | u128::from(hasher.finish())
     }
 
     fn get_or(&self, input: &str, compute: impl FnOnce() -> String) -> String {
@@ -269,14 +275,14 @@ impl SessionManager {
         }
     }
 
-    /// A stored data field's JSON, opened when encryption is configured, and whether it
-    /// was sealed under an older key (to be sealed again).
+    /// A stored data field's JSON, opened when encryption is configured, and the stored
+    /// bytes when they were sealed under an older key (to be sealed again over them).
     fn opened_field(
         &self,
         tag: &str,
         field: &str,
         stored: Vec<u8>,
-    ) -> std::result::Result<(Vec<u8>, bool), Unread> {
+    ) -> std::result::Result<(Vec<u8>, Option<Vec<u8>>), Unread> {
         // a JSON string holding base64, as `sealed_field` writes
         let sealed = || -> Option<Vec<u8>> {
             let text: String = serde_json::from_slice(&stored).ok()?;
@@ -291,14 +297,14 @@ impl SessionManager {
                     "sealed, but this manager has no encryption key (CACHE_ENCRYPTION_KEY)",
                 ));
             }
-            return Ok((stored, false));
+            return Ok((stored, None));
         };
         let Some(sealed) = sealed().filter(|bytes| cache_core::encryption::looks_sealed(bytes))
         else {
             return Err(Unread::Plain);
         };
         match keys.open(&SessionManager::field_context(tag, field), &sealed) {
-            Ok(json) => Ok((json, !keys.sealed_by_current(&sealed))),
+            Ok(json) => Ok((json, (!keys.sealed_by_current(&sealed)).then_some(stored))),
             Err(err) if err.is_unknown_key() => Err(Unread::Settings(
                 "sealed under a key this manager does not have (CACHE_ENCRYPTION_KEY): roll the \
                  new key out to every instance before any seals with it",
@@ -316,17 +322,11 @@ impl SessionManager {
         let mut data = Map::new();
         let mut reseal = Vec::new();
         for (field, stored_json) in stored.data {
-            let json = match self.opened_field(tag, &field, stored_json.clone()) {
+            let json = match self.opened_field(tag, &field, stored_json) {
                 Ok((json, stale)) => {
-                    if stale {
+                    if let Some(old) = stale {
                         let new = self.sealed_field(tag, &field, json.clone());
-                        reseal.push((
-                            field.clone(),
-                            Change::Replace {
-                                old: stored_json,
-                                new,
-                            },
-                        ));
+                        reseal.push((field.clone(), Change::Replace { old, new }));
                     }
                     json
                 }

@@ -352,12 +352,16 @@ async fn run(variant: &str, n: u64, url: &str) {
                 }
             }
         }
-        "session" => {
+        "session" | "session-encrypted" => {
+            let keys = (variant == "session-encrypted")
+                .then(|| cache_core::encryption::EncryptionKeys::new([[7u8; 32]]))
+                .flatten();
             let sessions = SessionManager::new(
                 store,
                 SessionConfig::default()
                     .secret("instructions")
-                    .touch_after(Duration::ZERO),
+                    .touch_after(Duration::ZERO)
+                    .encryption(keys),
             );
             let data = SessionData::new()
                 .with("role", "teacher")
@@ -456,5 +460,16 @@ fn table(quick: bool) {
          hit on Redis costs {sealed} instructions with it, {plain} without (+{}, {:.2}x).",
         sealed.saturating_sub(plain),
         sealed as f64 / plain.max(1) as f64
+    );
+    let plain_session = measured
+        .get("session")
+        .copied()
+        .unwrap_or_else(|| per_operation("session", n, &url, 1));
+    let sealed_session = per_operation("session-encrypted", n, &url, 1);
+    println!(
+        "A session read (`get_session`, 3 data fields) costs {sealed_session} instructions with \
+         it, {plain_session} without (+{}, {:.2}x).",
+        sealed_session.saturating_sub(plain_session),
+        sealed_session as f64 / plain_session.max(1) as f64
     );
 }
