@@ -129,7 +129,7 @@ async fn metrics_move_exactly_as_the_requests_made() {
         ("cachemere_cache_misses", 1.0),
         ("cachemere_cache_hits", 0.0),
         ("cachemere_cache_sets", 1.0),
-        ("cachemere_cache_factory_duration_count", 1.0),
+        ("cachemere_cache_factory_duration_seconds_count", 1.0),
     ] {
         assert_eq!(moved(&start, &miss, name, &[CACHE]), expected, "{name}");
     }
@@ -140,10 +140,34 @@ async fn metrics_move_exactly_as_the_requests_made() {
             ("db_operation_name", operation),
         ];
         assert_eq!(
-            moved(&start, &miss, "db_client_operation_duration_count", &series),
+            moved(
+                &start,
+                &miss,
+                "db_client_operation_duration_seconds_count",
+                &series
+            ),
             expected,
             "{operation}"
         );
+    }
+
+    // every metric is described, with its unit in the name where it has one
+    let text = service
+        .http
+        .get(format!("{}/metrics", service.base))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    for help in [
+        "# HELP db_client_operation_duration_seconds duration of store operations",
+        "# HELP cachemere_cache_factory_duration_seconds duration of the computations of misses",
+        "# HELP cachemere_cache_misses reads the cache could not answer",
+        "# HELP cachemere_cache_sets values written",
+    ] {
+        assert!(text.contains(help), "{help} in:\n{text}");
     }
 
     // a hit
@@ -155,7 +179,7 @@ async fn metrics_move_exactly_as_the_requests_made() {
         moved(
             &miss,
             &hit,
-            "cachemere_cache_factory_duration_count",
+            "cachemere_cache_factory_duration_seconds_count",
             &[CACHE]
         ),
         0.0

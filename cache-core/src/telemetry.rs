@@ -54,6 +54,72 @@ impl Event {
     }
 }
 
+impl Event {
+    /// What the counter counts, for its description.
+    #[cfg(feature = "metrics")]
+    fn description(self) -> &'static str {
+        match self {
+            Event::Hit => "reads answered by the cache (local tier or store)",
+            Event::LocalHit => "reads answered by the in-process local tier",
+            Event::Miss => "reads the cache could not answer",
+            Event::Set => "values written",
+            Event::Delete => "keys removed by invalidations",
+            Event::StampedeJoin => "callers that waited for another caller's computation",
+            Event::DecodeFailure => "stored values that did not decode (removed)",
+            Event::StaleServed => "stale values served by the fail-safe",
+            Event::EarlyRefresh => "early refreshes started",
+            Event::EarlyRefreshFailure => "early refreshes that failed or timed out",
+            Event::ShortCircuit => "store operations skipped by an open circuit",
+            Event::CircuitTrip => "times a circuit opened",
+            Event::RecoveredInvalidation => "queued invalidations replayed",
+            Event::InvalidationOverflow => "times the invalidation queue overflowed",
+            Event::FencedWrite => "computed values not stored: an invalidation came first",
+        }
+    }
+}
+
+/// Describes every metric a cache records (unit and meaning), so that exporters show
+/// them (Prometheus: `# HELP`, and a `_seconds` or `_bytes` suffix where the exporter adds
+/// units). Describing again is harmless; a recorder installed after the first cache gets
+/// them from the next one built.
+#[cfg(feature = "metrics")]
+fn describe() {
+    use metrics::Unit;
+    for event in EVENTS {
+        metrics::describe_counter!(event.metric(), Unit::Count, event.description());
+    }
+    metrics::describe_counter!(
+        "cachemere.cache.errors",
+        Unit::Count,
+        "store operations that failed, by operation and error.type"
+    );
+    metrics::describe_gauge!(
+        "cachemere.cache.circuit_open",
+        Unit::Count,
+        "circuits open now (the store's, or one per Redis Cluster node)"
+    );
+    metrics::describe_gauge!(
+        "cachemere.cache.pending_invalidations",
+        Unit::Count,
+        "invalidations waiting to be replayed"
+    );
+    metrics::describe_gauge!(
+        "cachemere.cache.local.size",
+        Unit::Bytes,
+        "bytes held by the in-process local tier"
+    );
+    metrics::describe_histogram!(
+        "db.client.operation.duration",
+        Unit::Seconds,
+        "duration of store operations"
+    );
+    metrics::describe_histogram!(
+        "cachemere.cache.factory.duration",
+        Unit::Seconds,
+        "duration of the computations of misses"
+    );
+}
+
 /// What a cache measures as it changes; each is a gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
@@ -159,6 +225,7 @@ impl Meter {
     pub(crate) fn new(name: &str, backend: &'static str) -> Meter {
         #[cfg(feature = "metrics")]
         {
+            describe();
             let name = metrics::SharedString::from_shared(std::sync::Arc::from(name));
             let events =
                 EVENTS.map(|event| metrics::counter!(event.metric(), "cache.name" => name.clone()));

@@ -194,6 +194,7 @@ impl SessionManager {
     /// Without a [`secret`](SessionConfig::secret) it logs a warning (once per process): the
     /// user tag in its tokens is then an unkeyed hash of the user id.
     pub fn new(store: impl Into<SessionStore>, config: SessionConfig) -> SessionManager {
+        telemetry::describe();
         static WARNED: std::sync::Once = std::sync::Once::new();
         if config.secret.is_none() {
             WARNED.call_once(|| {

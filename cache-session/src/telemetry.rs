@@ -19,3 +19,31 @@ pub(crate) fn validated(outcome: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!("cachemere.session.validated", "outcome" => outcome).increment(1);
 }
+
+/// Describes the session metrics (unit and meaning) for exporters; harmless to repeat.
+#[cfg(feature = "metrics")]
+pub(crate) fn describe() {
+    use metrics::Unit;
+    for (name, what) in [
+        ("cachemere.session.created", "sessions created"),
+        (
+            "cachemere.session.revoked",
+            "sessions ended by a logout, a revoke-all or the per-user limit",
+        ),
+        ("cachemere.session.rotated", "session tokens rotated"),
+        (
+            "cachemere.session.cleanup_removed",
+            "expired index entries removed by clean-ups",
+        ),
+        (
+            "cachemere.session.validated",
+            "session reads by token, by outcome (ok, invalid, expired, store_error)",
+        ),
+    ] {
+        metrics::describe_counter!(name, Unit::Count, what);
+    }
+}
+
+/// Without the `metrics` feature there is nothing to describe.
+#[cfg(not(feature = "metrics"))]
+pub(crate) fn describe() {}
