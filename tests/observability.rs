@@ -126,9 +126,9 @@ async fn metrics_move_exactly_as_the_requests_made() {
     assert_eq!(service.get("/assignments/1", None).await, StatusCode::OK);
     let miss = service.scrape().await;
     for (name, expected) in [
-        ("cachemere_cache_misses", 1.0),
-        ("cachemere_cache_hits", 0.0),
-        ("cachemere_cache_sets", 1.0),
+        ("cachemere_cache_misses_total", 1.0),
+        ("cachemere_cache_hits_total", 0.0),
+        ("cachemere_cache_sets_total", 1.0),
         ("cachemere_cache_factory_duration_seconds_count", 1.0),
     ] {
         assert_eq!(moved(&start, &miss, name, &[CACHE]), expected, "{name}");
@@ -164,8 +164,8 @@ async fn metrics_move_exactly_as_the_requests_made() {
     for help in [
         "# HELP db_client_operation_duration_seconds duration of store operations",
         "# HELP cachemere_cache_factory_duration_seconds duration of the computations of misses",
-        "# HELP cachemere_cache_misses reads the cache could not answer",
-        "# HELP cachemere_cache_sets values written",
+        "# HELP cachemere_cache_misses_total reads the cache could not answer",
+        "# HELP cachemere_cache_sets_total values written",
     ] {
         assert!(text.contains(help), "{help} in:\n{text}");
     }
@@ -173,8 +173,14 @@ async fn metrics_move_exactly_as_the_requests_made() {
     // a hit
     assert_eq!(service.get("/assignments/1", None).await, StatusCode::OK);
     let hit = service.scrape().await;
-    assert_eq!(moved(&miss, &hit, "cachemere_cache_hits", &[CACHE]), 1.0);
-    assert_eq!(moved(&miss, &hit, "cachemere_cache_misses", &[CACHE]), 0.0);
+    assert_eq!(
+        moved(&miss, &hit, "cachemere_cache_hits_total", &[CACHE]),
+        1.0
+    );
+    assert_eq!(
+        moved(&miss, &hit, "cachemere_cache_misses_total", &[CACHE]),
+        0.0
+    );
     assert_eq!(
         moved(
             &miss,
@@ -196,7 +202,7 @@ async fn metrics_move_exactly_as_the_requests_made() {
         moved(
             &hit,
             &refused,
-            "cachemere_session_validated",
+            "cachemere_session_validated_total",
             &outcome("invalid")
         ),
         1.0
@@ -205,7 +211,7 @@ async fn metrics_move_exactly_as_the_requests_made() {
         moved(
             &hit,
             &refused,
-            "cachemere_session_validated",
+            "cachemere_session_validated_total",
             &outcome("ok")
         ),
         0.0
@@ -219,11 +225,11 @@ async fn metrics_move_exactly_as_the_requests_made() {
     let token = login["token"].as_str().expect("token").to_owned();
     let logged_in = service.scrape().await;
     assert_eq!(
-        moved(&refused, &logged_in, "cachemere_session_created", &[]),
+        moved(&refused, &logged_in, "cachemere_session_created_total", &[]),
         1.0
     );
     assert_eq!(
-        moved(&refused, &logged_in, "cachemere_cache_sets", &[CACHE]),
+        moved(&refused, &logged_in, "cachemere_cache_sets_total", &[CACHE]),
         1.0
     );
     service
@@ -234,20 +240,25 @@ async fn metrics_move_exactly_as_the_requests_made() {
         moved(
             &logged_in,
             &invalidated,
-            "cachemere_session_validated",
+            "cachemere_session_validated_total",
             &outcome("ok")
         ),
-        1.0
-    );
-    assert_eq!(
-        moved(&logged_in, &invalidated, "cachemere_session_revoked", &[]),
         1.0
     );
     assert_eq!(
         moved(
             &logged_in,
             &invalidated,
-            "cachemere_cache_deletes",
+            "cachemere_session_revoked_total",
+            &[]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            &logged_in,
+            &invalidated,
+            "cachemere_cache_deletes_total",
             &[CACHE]
         ),
         1.0
@@ -268,7 +279,12 @@ async fn metrics_move_exactly_as_the_requests_made() {
             ("error_type", "timeout"),
         ];
         assert_eq!(
-            moved(&invalidated, &tripped, "cachemere_cache_errors", &series),
+            moved(
+                &invalidated,
+                &tripped,
+                "cachemere_cache_errors_total",
+                &series
+            ),
             1.0,
             "{operation}"
         );
@@ -277,7 +293,7 @@ async fn metrics_move_exactly_as_the_requests_made() {
         moved(
             &invalidated,
             &tripped,
-            "cachemere_cache_circuit_trips",
+            "cachemere_cache_circuit_trips_total",
             &[CACHE]
         ),
         1.0
@@ -295,14 +311,14 @@ async fn metrics_move_exactly_as_the_requests_made() {
         ("error_type", "circuit_open"),
     ];
     assert_eq!(
-        moved(&tripped, &skipped, "cachemere_cache_errors", &series),
+        moved(&tripped, &skipped, "cachemere_cache_errors_total", &series),
         1.0
     );
     assert!(
         moved(
             &tripped,
             &skipped,
-            "cachemere_cache_short_circuits",
+            "cachemere_cache_short_circuits_total",
             &[CACHE]
         ) >= 1.0
     );
@@ -310,7 +326,7 @@ async fn metrics_move_exactly_as_the_requests_made() {
         moved(
             &tripped,
             &skipped,
-            "cachemere_cache_circuit_trips",
+            "cachemere_cache_circuit_trips_total",
             &[CACHE]
         ),
         0.0

@@ -92,11 +92,12 @@ impl AppState {
 pub(crate) const CACHE_NAME: &str = "education";
 
 /// Installs the process's Prometheus recorder (histograms with the OpenTelemetry duration
-/// buckets, in seconds; units described by the metrics suffix their names:
-/// `db_client_operation_duration_seconds`). Install it before building caches.
+/// buckets, in seconds) with Prometheus's recommended naming: counters end in `_total`, and
+/// units described by the metrics suffix their names (`db_client_operation_duration_seconds`).
+/// Install it before building caches.
 pub(crate) fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
     PrometheusBuilder::new()
-        .set_enable_unit_suffix(true)
+        .with_recommended_naming(true)
         .set_buckets(&[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ])?
