@@ -202,6 +202,30 @@ async fn a_cached_call_is_one_span_holding_the_store_and_the_factory() {
         .rfind(|seen| seen.name == "cache.invalidate")
         .expect("an invalidation span");
     assert_eq!(invalidation.field("kind"), Some("key"));
+    // the invalidation's store spans name the commands sent: the fence script (a script is
+    // `EVALSHA`, its purpose in `db.query.summary`) and the tag record's `UNLINK`; spans of
+    // the client kind
+    let mut writes: Vec<(Option<String>, Option<String>, Option<String>)> = capture
+        .children(invalidation)
+        .iter()
+        .map(|seen| {
+            let field = |name| seen.field(name).map(str::to_owned);
+            (
+                field("db.operation.name"),
+                field("db.query.summary"),
+                field("otel.kind"),
+            )
+        })
+        .collect();
+    writes.sort();
+    let client = Some("client".to_owned());
+    assert_eq!(
+        writes,
+        [
+            (Some("EVALSHA".into()), Some("fence".into()), client.clone()),
+            (Some("UNLINK".into()), None, client),
+        ]
+    );
     assert!(
         !capture
             .everything()

@@ -10,6 +10,47 @@ use std::time::Duration;
 
 use crate::error::Error;
 
+/// A store operation as the OpenTelemetry database conventions name it: the Redis command
+/// cachemere sends (`db.operation.name`: `GET`, `EVALSHA` for a script, `BATCH SET` for a
+/// pipeline of `SET`s, `BATCH` for a pipeline of several commands) and, where the command
+/// alone does not say what it does, a low-cardinality summary (`db.query.summary`: the
+/// script's purpose, the pipeline's commands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Op {
+    pub(crate) name: &'static str,
+    pub(crate) summary: Option<&'static str>,
+}
+
+impl Op {
+    /// A plain command.
+    pub(crate) const fn command(name: &'static str) -> Op {
+        Op {
+            name,
+            summary: None,
+        }
+    }
+
+    /// A Lua script (`EVALSHA`) doing `purpose`.
+    pub(crate) const fn script(purpose: &'static str) -> Op {
+        Op {
+            name: "EVALSHA",
+            summary: Some(purpose),
+        }
+    }
+
+    /// A pipeline: `BATCH <command>` when all its commands are one, else `BATCH` with a
+    /// summary of them.
+    pub(crate) const fn batch(name: &'static str, summary: Option<&'static str>) -> Op {
+        Op { name, summary }
+    }
+
+    /// How an error names the operation: its summary when it has one (`replace if equals
+    /// timed out` says more than `EVALSHA timed out`).
+    pub(crate) fn label(self) -> &'static str {
+        self.summary.unwrap_or(self.name)
+    }
+}
+
 /// What a cache counts; each is a counter named `cachemere.cache.<name>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
@@ -169,7 +210,7 @@ struct Handles {
     gauges: [metrics::Gauge; GAUGES.len()],
     factory: metrics::Histogram,
     /// `db.client.operation.duration` of successful operations, by operation.
-    operations: std::sync::RwLock<std::collections::HashMap<&'static str, metrics::Histogram>>,
+    operations: std::sync::RwLock<std::collections::HashMap<Op, metrics::Histogram>>,
 }
 
 #[cfg(feature = "metrics")]
@@ -193,20 +234,27 @@ const EVENTS: [Event; 15] = [
 
 #[cfg(feature = "metrics")]
 impl Handles {
-    fn labels(&self, operation: &'static str) -> Vec<metrics::Label> {
-        vec![
+    fn labels(&self, operation: Op) -> Vec<metrics::Label> {
+        let mut labels = vec![
             metrics::Label::new("cache.name", self.name.clone()),
             metrics::Label::from_static_parts("db.system.name", self.backend),
-            metrics::Label::from_static_parts("db.operation.name", operation),
-        ]
+            metrics::Label::from_static_parts("db.operation.name", operation.name),
+        ];
+        if let Some(summary) = operation.summary {
+            labels.push(metrics::Label::from_static_parts(
+                "db.query.summary",
+                summary,
+            ));
+        }
+        labels
     }
 
-    fn duration(&self, operation: &'static str) -> metrics::Histogram {
+    fn duration(&self, operation: Op) -> metrics::Histogram {
         let known = self
             .operations
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(operation)
+            .get(&operation)
             .cloned();
         known.unwrap_or_else(|| {
             let histogram =
@@ -258,7 +306,7 @@ impl Meter {
     #[inline]
     pub(crate) fn store_operation(
         &self,
-        operation: &'static str,
+        operation: Op,
         elapsed: Option<Duration>,
         failure: Option<&Error>,
     ) {
@@ -273,13 +321,18 @@ impl Meter {
             };
             // failures are rare: their series are looked up each time
             let error_type = error_type(err);
-            metrics::counter!(
-                "cachemere.cache.errors",
-                "cache.name" => handles.name.clone(),
-                "db.operation.name" => operation,
-                "error.type" => error_type,
-            )
-            .increment(1);
+            let mut labels = vec![
+                metrics::Label::new("cache.name", handles.name.clone()),
+                metrics::Label::from_static_parts("db.operation.name", operation.name),
+                metrics::Label::from_static_parts("error.type", error_type),
+            ];
+            if let Some(summary) = operation.summary {
+                labels.push(metrics::Label::from_static_parts(
+                    "db.query.summary",
+                    summary,
+                ));
+            }
+            metrics::counter!("cachemere.cache.errors", labels).increment(1);
             if let Some(elapsed) = elapsed {
                 let mut labels = handles.labels(operation);
                 labels.push(metrics::Label::from_static_parts("error.type", error_type));

@@ -679,7 +679,11 @@ impl Cache {
         let meter = &self.inner.counters.meter;
         let started = Instant::now();
         let result = read.await;
-        meter.store_operation("GET", Some(started.elapsed()), result.as_ref().err());
+        meter.store_operation(
+            crate::telemetry::Op::command("GET"),
+            Some(started.elapsed()),
+            result.as_ref().err(),
+        );
         result
     }
 

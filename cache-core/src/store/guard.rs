@@ -13,7 +13,7 @@ use super::{KeyTtl, RedisStore, Store};
 use crate::breaker::{Breakers, On};
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
-use crate::telemetry::Meter;
+use crate::telemetry::{Meter, Op};
 use tracing::Instrument;
 
 #[derive(Debug)]
@@ -189,7 +189,7 @@ impl Guarded {
 
     async fn run<T>(
         &self,
-        operation: &'static str,
+        operation: Op,
         on: On<'_>,
         request: impl Future<Output = Result<T>>,
     ) -> Result<T> {
@@ -200,7 +200,7 @@ impl Guarded {
     /// store's own command timeout.
     async fn unbounded<T>(
         &self,
-        operation: &'static str,
+        operation: Op,
         on: On<'_>,
         request: impl Future<Output = Result<T>>,
     ) -> Result<T> {
@@ -209,7 +209,7 @@ impl Guarded {
 
     async fn bounded<T>(
         &self,
-        operation: &'static str,
+        operation: Op,
         on: On<'_>,
         deadline: Option<Duration>,
         request: impl Future<Output = Result<T>>,
@@ -221,18 +221,20 @@ impl Guarded {
 
     /// The span of a store operation, `cache.store`.
     #[inline]
-    fn span(&self, operation: &'static str) -> tracing::Span {
+    fn span(&self, operation: Op) -> tracing::Span {
         tracing::debug_span!(
             "cache.store",
+            otel.kind = "client",
             db.system.name = self.store.backend(),
-            db.operation.name = operation,
+            db.operation.name = operation.name,
+            db.query.summary = operation.summary,
             error.type = tracing::field::Empty,
         )
     }
 
     async fn bounded_in<T>(
         &self,
-        operation: &'static str,
+        operation: Op,
         on: On<'_>,
         deadline: Option<Duration>,
         request: impl Future<Output = Result<T>>,
@@ -241,12 +243,20 @@ impl Guarded {
         let started = self.admit(operation, on)?;
         // without a subscriber listening, the request runs as it is
         let result = match (deadline, span.is_disabled()) {
-            (Some(after), true) => tokio::time::timeout(after, request)
-                .await
-                .unwrap_or(Err(Error::Timeout { operation, after })),
+            (Some(after), true) => {
+                tokio::time::timeout(after, request)
+                    .await
+                    .unwrap_or(Err(Error::Timeout {
+                        operation: operation.label(),
+                        after,
+                    }))
+            }
             (Some(after), false) => tokio::time::timeout(after, request.instrument(span.clone()))
                 .await
-                .unwrap_or(Err(Error::Timeout { operation, after })),
+                .unwrap_or(Err(Error::Timeout {
+                    operation: operation.label(),
+                    after,
+                })),
             (None, true) => request.await,
             (None, false) => request.instrument(span.clone()).await,
         };
@@ -262,7 +272,7 @@ impl Guarded {
     /// store's `general` request runs as [`run`](Guarded::run) runs it.
     async fn inline<'a, T, R, G>(
         &'a self,
-        operation: &'static str,
+        operation: Op,
         on: On<'_>,
         on_redis: impl FnOnce(&'a RedisStore) -> R,
         general: impl FnOnce() -> G,
@@ -290,7 +300,7 @@ impl Guarded {
     /// otherwise one `request` for every key (given `None`).
     async fn per_node<T, K, F>(
         &self,
-        operation: &'static str,
+        operation: Op,
         keys: &[K],
         request: impl Fn(Option<Vec<usize>>) -> F,
     ) -> Split<T>
@@ -324,9 +334,11 @@ impl Guarded {
 
     /// Lets an operation through the breaker, with the time it starts when it is timed.
     #[inline]
-    fn admit(&self, operation: &'static str, on: On<'_>) -> Result<Option<std::time::Instant>> {
+    fn admit(&self, operation: Op, on: On<'_>) -> Result<Option<std::time::Instant>> {
         if !self.breakers.allows(on, &*self.store) {
-            let err = Error::CircuitOpen { operation };
+            let err = Error::CircuitOpen {
+                operation: operation.label(),
+            };
             self.meter.store_operation(operation, None, Some(&err));
             return Err(err);
         }
@@ -337,7 +349,7 @@ impl Guarded {
     #[inline]
     fn settle<T>(
         &self,
-        operation: &'static str,
+        operation: Op,
         on: On<'_>,
         started: Option<std::time::Instant>,
         result: Result<T>,
@@ -360,7 +372,7 @@ impl Guarded {
 impl Guarded {
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.inline(
-            "GET",
+            Op::command("GET"),
             On::Key(key),
             |redis| redis.get_value(key),
             || self.requests.get(key),
@@ -369,17 +381,26 @@ impl Guarded {
     }
 
     pub(crate) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        self.run("SET", On::Key(key), self.requests.set(key, value, ttl))
-            .await
+        self.run(
+            Op::command("SET"),
+            On::Key(key),
+            self.requests.set(key, value, ttl),
+        )
+        .await
     }
 
     pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        self.run("PEXPIRE", On::Key(key), self.requests.expire(key, ttl))
-            .await
+        self.run(
+            Op::command("PEXPIRE"),
+            On::Key(key),
+            self.requests.expire(key, ttl),
+        )
+        .await
     }
 
     pub(crate) async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.run("PTTL", On::Key(key), self.requests.ttl(key)).await
+        self.run(Op::command("PTTL"), On::Key(key), self.requests.ttl(key))
+            .await
     }
 
     /// Reads `keys`; on a cluster, the keys of a node that fails are lost (see [`Found`]),
@@ -388,7 +409,7 @@ impl Guarded {
         let split = match self.breakers.spread() {
             false => Split::All(
                 self.inline(
-                    "MGET",
+                    Op::command("MGET"),
                     On::Store,
                     |redis| redis.mget_values(keys),
                     || self.requests.mget(keys),
@@ -396,7 +417,7 @@ impl Guarded {
                 .await,
             ),
             true => {
-                self.per_node("MGET", keys, |part| async move {
+                self.per_node(Op::command("MGET"), keys, |part| async move {
                     match part {
                         None => self.requests.mget(keys).await,
                         Some(indices) => self.requests.mget(&pick(keys, &indices)).await,
@@ -414,7 +435,7 @@ impl Guarded {
             false => Vec::new(),
         };
         let split = self
-            .per_node("MSET", &keys, |part| async move {
+            .per_node(Op::batch("BATCH SET", None), &keys, |part| async move {
                 match part {
                     None => self.requests.mset(items).await,
                     Some(indices) => self.requests.mset(&pick(items, &indices)).await,
@@ -431,7 +452,7 @@ impl Guarded {
     }
 
     pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        self.per_node("UNLINK", keys, |part| async move {
+        self.per_node(Op::command("UNLINK"), keys, |part| async move {
             match part {
                 None => self.requests.delete_many(keys).await,
                 Some(indices) => self.requests.delete_many(&pick(keys, &indices)).await,
@@ -445,9 +466,9 @@ impl Guarded {
     /// `fence.rs`); returns how many held a value.
     pub(crate) async fn remove(&self, keys: &[String], window: Option<Duration>) -> Result<u64> {
         let operation = if window.is_some() {
-            "EVALSHA"
+            Op::script("fence")
         } else {
-            "UNLINK"
+            Op::command("UNLINK")
         };
         let requests = &*self.requests;
         self.per_node(operation, keys, |part| async move {
@@ -470,12 +491,16 @@ impl Guarded {
             true => writes.iter().map(|(key, ..)| *key).collect(),
             false => Vec::new(),
         };
-        self.per_node("SET", &keys, |part| async move {
-            match part {
-                None => self.requests.set_many_if(writes).await,
-                Some(indices) => self.requests.set_many_if(&pick(writes, &indices)).await,
-            }
-        })
+        self.per_node(
+            Op::batch("BATCH", Some("conditional SET")),
+            &keys,
+            |part| async move {
+                match part {
+                    None => self.requests.set_many_if(writes).await,
+                    Some(indices) => self.requests.set_many_if(&pick(writes, &indices)).await,
+                }
+            },
+        )
         .await
         .placed(writes.len())
     }
@@ -489,7 +514,11 @@ impl Guarded {
         // the store as given: its handle under the cache's deadline would bound each of the
         // sweep's commands by that deadline
         let sweep = crate::fence::remove_matching(&*self.store, pattern, window);
-        self.unbounded("SCAN", On::Store, sweep).await
+        let operation = Op {
+            name: "SCAN",
+            summary: Some("sweep"),
+        };
+        self.unbounded(operation, On::Store, sweep).await
     }
 
     pub(crate) async fn hset(
@@ -500,7 +529,7 @@ impl Guarded {
         ttl: Duration,
     ) -> Result<bool> {
         self.run(
-            "HSET",
+            Op::script("HSET with ttl"),
             On::Key(key),
             self.requests.hset(key, field, value, ttl),
         )
@@ -508,33 +537,53 @@ impl Guarded {
     }
 
     pub(crate) async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>> {
-        self.run("HGET", On::Key(key), self.requests.hget(key, field))
-            .await
+        self.run(
+            Op::command("HGET"),
+            On::Key(key),
+            self.requests.hget(key, field),
+        )
+        .await
     }
 
     pub(crate) async fn hgetall(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        self.run("HGETALL", On::Key(key), self.requests.hgetall(key))
-            .await
+        self.run(
+            Op::command("HGETALL"),
+            On::Key(key),
+            self.requests.hgetall(key),
+        )
+        .await
     }
 
     pub(crate) async fn hdel(&self, key: &str, field: &str) -> Result<bool> {
-        self.run("HDEL", On::Key(key), self.requests.hdel(key, field))
-            .await
+        self.run(
+            Op::command("HDEL"),
+            On::Key(key),
+            self.requests.hdel(key, field),
+        )
+        .await
     }
 
     pub(crate) async fn lpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
-        self.run("LPUSH", On::Key(key), self.requests.lpush(key, values, ttl))
-            .await
+        self.run(
+            Op::script("LPUSH with ttl"),
+            On::Key(key),
+            self.requests.lpush(key, values, ttl),
+        )
+        .await
     }
 
     pub(crate) async fn rpush(&self, key: &str, values: &[Vec<u8>], ttl: Duration) -> Result<u64> {
-        self.run("RPUSH", On::Key(key), self.requests.rpush(key, values, ttl))
-            .await
+        self.run(
+            Op::script("RPUSH with ttl"),
+            On::Key(key),
+            self.requests.rpush(key, values, ttl),
+        )
+        .await
     }
 
     pub(crate) async fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>> {
         self.run(
-            "LRANGE",
+            Op::command("LRANGE"),
             On::Key(key),
             self.requests.lrange(key, start, stop),
         )
@@ -542,18 +591,30 @@ impl Guarded {
     }
 
     pub(crate) async fn sadd(&self, key: &str, members: &[Vec<u8>], ttl: Duration) -> Result<u64> {
-        self.run("SADD", On::Key(key), self.requests.sadd(key, members, ttl))
-            .await
+        self.run(
+            Op::script("SADD with ttl"),
+            On::Key(key),
+            self.requests.sadd(key, members, ttl),
+        )
+        .await
     }
 
     pub(crate) async fn srem(&self, key: &str, members: &[Vec<u8>]) -> Result<u64> {
-        self.run("SREM", On::Key(key), self.requests.srem(key, members))
-            .await
+        self.run(
+            Op::command("SREM"),
+            On::Key(key),
+            self.requests.srem(key, members),
+        )
+        .await
     }
 
     pub(crate) async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>> {
-        self.run("SMEMBERS", On::Key(key), self.requests.smembers(key))
-            .await
+        self.run(
+            Op::command("SMEMBERS"),
+            On::Key(key),
+            self.requests.smembers(key),
+        )
+        .await
     }
 
     pub(crate) async fn set_if_absent(
@@ -563,12 +624,13 @@ impl Guarded {
         ttl: Duration,
     ) -> Result<bool> {
         let request = self.requests.set_if_absent(key, value, ttl);
-        self.run("SET", On::Key(key), request).await
+        self.run(Op::command("SET"), On::Key(key), request).await
     }
 
     pub(crate) async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool> {
         let request = self.requests.delete_if_equals(key, expected);
-        self.run("DELETE IF EQUALS", On::Key(key), request).await
+        self.run(Op::script("delete if equals"), On::Key(key), request)
+            .await
     }
 
     pub(crate) async fn replace_if_equals(
@@ -579,12 +641,13 @@ impl Guarded {
         ttl: Duration,
     ) -> Result<bool> {
         let request = self.requests.replace_if_equals(key, expected, value, ttl);
-        self.run("REPLACE IF EQUALS", On::Key(key), request).await
+        self.run(Op::script("replace if equals"), On::Key(key), request)
+            .await
     }
 
     pub(crate) async fn tag(&self, tag_key: &str, members: &[String], ttl: Duration) -> Result<()> {
         self.run(
-            "TAG",
+            Op::script("tag"),
             On::Key(tag_key),
             self.requests.tag(tag_key, members, ttl),
         )
@@ -593,7 +656,7 @@ impl Guarded {
 
     pub(crate) async fn take_tagged(&self, tag_key: &str) -> Result<Vec<String>> {
         self.unbounded(
-            "TAKE TAGGED",
+            Op::script("take tagged"),
             On::Key(tag_key),
             self.store.take_tagged(tag_key),
         )
@@ -601,26 +664,31 @@ impl Guarded {
     }
 
     pub(crate) async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
-        self.run("GET", On::Key(key), self.requests.get_with_ttl(key))
+        let operation = Op::batch("BATCH", Some("GET and PTTL"));
+        self.run(operation, On::Key(key), self.requests.get_with_ttl(key))
             .await
     }
 
     /// [`mget`](Guarded::mget) with each value's remaining lifetime.
     pub(crate) async fn mget_with_ttl(&self, keys: &[&str]) -> Found<(Vec<u8>, KeyTtl)> {
         let split = self
-            .per_node("MGET", keys, |part| async move {
-                match part {
-                    None => self.requests.mget_with_ttl(keys).await,
-                    Some(indices) => self.requests.mget_with_ttl(&pick(keys, &indices)).await,
-                }
-            })
+            .per_node(
+                Op::batch("BATCH", Some("MGET and PTTL")),
+                keys,
+                |part| async move {
+                    match part {
+                        None => self.requests.mget_with_ttl(keys).await,
+                        Some(indices) => self.requests.mget_with_ttl(&pick(keys, &indices)).await,
+                    }
+                },
+            )
             .await;
         Found::gather(keys.len(), split)
     }
 
     pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
         self.run(
-            "PUBLISH",
+            Op::command("PUBLISH"),
             On::Store,
             self.requests.publish(channel, message),
         )
