@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cache_testing::RedisServer;
 use cachemere::cache_session::{SessionConfig, SessionData, SessionManager};
-use cachemere::{Cache, RedisStore, cache_result};
+use cachemere::{Cache, RedisStore, Store, cache_result};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -133,7 +133,7 @@ async fn spans_of_calls_invalidations_and_sessions() {
 
 async fn a_cached_call_is_one_span_holding_the_store_and_the_factory() {
     let server = RedisServer::start_private().expect("start redis-server");
-    let (cache, _) = cache(&server).await;
+    let (cache, store) = cache(&server).await;
     let capture = Capture::default();
     let subscriber =
         tracing_subscriber::registry().with(capture.clone().with_filter(LevelFilter::DEBUG));
@@ -202,6 +202,22 @@ async fn a_cached_call_is_one_span_holding_the_store_and_the_factory() {
         .rfind(|seen| seen.name == "cache.invalidate")
         .expect("an invalidation span");
     assert_eq!(invalidation.field("kind"), Some("key"));
+    // a warning about a key (an undecodable value, discarded) names no key below trace
+    store
+        .set("spans:corrupt", b"not a frame", Duration::from_secs(60))
+        .await
+        .expect("set");
+    assert_eq!(
+        cache.get::<u32>("spans:corrupt").await.expect("a miss"),
+        None
+    );
+    assert!(
+        capture
+            .everything()
+            .iter()
+            .any(|value| value.contains("does not decode")),
+        "the warning was logged"
+    );
     // the invalidation's store spans name the commands sent: the fence script (a script is
     // `EVALSHA`, its purpose in `db.query.summary`) and the tag record's `UNLINK`; spans of
     // the client kind
@@ -230,13 +246,15 @@ async fn a_cached_call_is_one_span_holding_the_store_and_the_factory() {
         !capture
             .everything()
             .iter()
-            .any(|value| value.contains("spans:21"))
+            .any(|value| value.contains("spans:21") || value.contains("spans:corrupt")),
+        "{:?}",
+        capture.everything()
     );
 }
 
 async fn keys_appear_at_trace_level() {
     let server = RedisServer::start_private().expect("start redis-server");
-    let (cache, _) = cache(&server).await;
+    let (cache, store) = cache(&server).await;
     let capture = Capture::default();
     let subscriber =
         tracing_subscriber::registry().with(capture.clone().with_filter(LevelFilter::TRACE));
@@ -248,6 +266,29 @@ async fn keys_appear_at_trace_level() {
         .find(|seen| seen.name == "cache.get_or_set")
         .expect("span");
     assert_eq!(call.field("key"), Some("spans:5"));
+    // at trace level, a warning names its key
+    store
+        .set(
+            "spans:corrupt-traced",
+            b"not a frame",
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("set");
+    assert_eq!(
+        cache
+            .get::<u32>("spans:corrupt-traced")
+            .await
+            .expect("a miss"),
+        None
+    );
+    assert!(
+        capture
+            .everything()
+            .iter()
+            .any(|value| value == "spans:corrupt-traced"),
+        "the key field at trace level"
+    );
 }
 
 async fn no_token_or_secret_reaches_a_field() {

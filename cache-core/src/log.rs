@@ -1,4 +1,5 @@
-//! Rate-limited logging of store errors, so an outage does not flood the logs.
+//! Rate-limited logging of store errors, so an outage does not flood the logs; and the rule
+//! that keys are recorded only at trace level.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -19,6 +20,23 @@ impl Default for ErrorLog {
             next_ms: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
         }
+    }
+}
+
+/// `key` when trace level is enabled, else `None`: an event of any level records a key (a
+/// field holding user data, often) only then, as the README promises. A `None` field is not
+/// recorded.
+pub(crate) fn traced<T>(key: T) -> Option<T> {
+    tracing::enabled!(tracing::Level::TRACE).then_some(key)
+}
+
+/// `err` on one line for a log event, with `key` (which some errors name: a value that does
+/// not decode, a refused write) replaced by `…` unless trace level is enabled.
+pub(crate) fn without_key(err: &crate::Error, key: &str) -> String {
+    let text = crate::error::one_line(err);
+    match key.is_empty() || tracing::enabled!(tracing::Level::TRACE) {
+        true => text,
+        false => text.replace(key, "…"),
     }
 }
 
@@ -44,9 +62,9 @@ impl ErrorLog {
         let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
         tracing::warn!(
             operation,
-            key,
+            key = traced(key),
             suppressed,
-            error = %crate::error::one_line(error),
+            error = %without_key(error, key),
             "cache store error; continuing without the cache"
         );
     }

@@ -297,7 +297,11 @@ impl Cache {
     #[cold]
     fn undecodable<T>(&self, key: &str, err: &Error) -> Option<T> {
         self.inner.counters.count(Event::DecodeFailure, 1);
-        tracing::warn!(key, error = %err, "discarding a cached value that does not decode");
+        tracing::warn!(
+            key = crate::log::traced(key),
+            error = %crate::log::without_key(err, key),
+            "discarding a cached value that does not decode"
+        );
         None
     }
 
@@ -668,7 +672,11 @@ impl Cache {
         }
         if let Err(err) = self.inner.guarded.delete_many(&owned).await {
             self.inner.counters.error();
-            tracing::warn!(keys = ?full_keys, error = %err, "could not delete undecodable values");
+            tracing::warn!(
+                keys = crate::log::traced(tracing::field::debug(full_keys)),
+                error = %err,
+                "could not delete undecodable values"
+            );
         }
     }
 

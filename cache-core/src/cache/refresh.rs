@@ -252,7 +252,7 @@ impl Cache {
             Ok(Some(output)) => output,
             Ok(None) => {
                 self.inner.counters.count(Event::EarlyRefreshFailure, 1);
-                tracing::warn!(key = full, after = ?limit, "an early refresh timed out; the current value stays");
+                tracing::warn!(key = crate::log::traced(full), after = ?limit, "an early refresh timed out; the current value stays");
                 return None;
             }
             Err(panic) => {
