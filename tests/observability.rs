@@ -264,6 +264,51 @@ async fn metrics_move_exactly_as_the_requests_made() {
         1.0
     );
 
+    // a local tier's size: five 4 KB values read 20 times from the tier; the gauge follows
+    // within its report interval (1 s) (it used to stay at 0: moka's size lags its inserts)
+    let tiered = cachemere::Cache::builder(RedisStore::connect(&config).await.expect("connect"))
+        .config(&config)
+        .name("tier")
+        .local_cache(1 << 20, Duration::from_secs(60))
+        .build();
+    let started = std::time::Instant::now();
+    while tiered.local_cache_active() != Some(true) {
+        assert!(started.elapsed() < Duration::from_secs(10), "subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // incompressible bytes (values over 1 KiB are compressed, and the tier weighs what it keeps)
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let value: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    for i in 0..5 {
+        tiered
+            .set(&format!("tier:{i}"), &value, Duration::from_secs(60))
+            .await
+            .expect("set");
+    }
+    for round in 0..20 {
+        let got: Vec<u8> = tiered
+            .get(&format!("tier:{}", round % 5))
+            .await
+            .expect("get")
+            .expect("a value");
+        assert_eq!(got.len(), 4096);
+    }
+    assert!(tiered.stats().local_hits >= 15, "{:?}", tiered.stats());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sized = service.scrape().await;
+    let size = sized.value(
+        "cachemere_cache_local_size_bytes",
+        &[("cache_name", "tier")],
+    );
+    assert!(size >= 5.0 * 4096.0, "local.size = {size}");
+
     // Redis frozen: the read times out (an error), the computed value's write times out
     // (the second failure trips the breaker); the next read skips the store
     redis.pause().expect("freeze redis");

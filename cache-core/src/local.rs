@@ -37,6 +37,9 @@ struct Notice {
     patterns: Vec<String>,
 }
 
+/// How often the tier's size gauge is updated.
+const SIZE_REPORT: Duration = Duration::from_secs(1);
+
 /// How long a notice keeps reads that started before it from filling the tier.
 const NOTICE_MEMORY: Duration = Duration::from_secs(30);
 
@@ -111,8 +114,32 @@ impl Local {
         self.entries
             .insert(key.to_owned(), Entry { kept, expires })
             .await;
-        self.meter
-            .gauge(Gauge::LocalSize, self.entries.weighted_size() as f64);
+    }
+
+    /// Reports the tier's size (`cachemere.cache.local.size`) every [`SIZE_REPORT`] for as
+    /// long as the cache lives. Read right after an insert, moka's weighted size lags until
+    /// its pending maintenance has run (the gauge read 0 for seconds while values were
+    /// served), so the reporter runs that maintenance first.
+    pub(crate) fn report_size(self: &Arc<Self>) {
+        if !self.meter.times() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let local: Weak<Local> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(SIZE_REPORT).await;
+                let Some(local) = local.upgrade() else {
+                    return;
+                };
+                local.entries.run_pending_tasks().await;
+                local
+                    .meter
+                    .gauge(Gauge::LocalSize, local.entries.weighted_size() as f64);
+            }
+        });
     }
 
     async fn invalidated_since(&self, key: &str, read_at: Instant) -> bool {

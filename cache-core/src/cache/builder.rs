@@ -467,6 +467,7 @@ impl CacheBuilder {
         let breakers = Arc::clone(&guarded.breakers);
         let local = self.local.map(|(max_bytes, ttl)| {
             let local = Arc::new(Local::new(max_bytes, ttl, &self.prefix, meter.clone()));
+            local.report_size();
             match self.store.subscribe(&local.channel) {
                 Some(events) => local.listen(events),
                 None => tracing::warn!(
