@@ -225,7 +225,12 @@ async fn metrics_move_exactly_as_the_requests_made() {
     let token = login["token"].as_str().expect("token").to_owned();
     let logged_in = service.scrape().await;
     assert_eq!(
-        moved(&refused, &logged_in, "cachemere_session_created_total", &[]),
+        moved(
+            &refused,
+            &logged_in,
+            "cachemere_session_created_total",
+            &[("session_manager_name", app::CACHE_NAME)]
+        ),
         1.0
     );
     assert_eq!(

@@ -29,6 +29,7 @@ pub struct SessionConfig {
     pub(crate) secret: Option<Secret>,
     pub(crate) rotation_grace: Duration,
     pub(crate) encryption: Option<EncryptionKeys>,
+    pub(crate) name: std::sync::Arc<str>,
 }
 
 /// The default [`rotation_grace`](SessionConfig::rotation_grace).
@@ -55,7 +56,27 @@ impl SessionConfig {
             secret: config.session_secret.clone(),
             rotation_grace: DEFAULT_ROTATION_GRACE,
             encryption: config.encryption_keys.clone(),
+            name: std::sync::Arc::from("default"),
         }
+    }
+
+    /// The manager's name, the `session.manager.name` label of its metrics (as caches carry
+    /// `cache.name`), for telling apart the managers of one process (default `default`).
+    ///
+    /// ```
+    /// use cache_session::SessionConfig;
+    ///
+    /// let config = SessionConfig::default().name("students");
+    /// assert_eq!(config.name_value(), "students");
+    /// ```
+    pub fn name(mut self, name: impl AsRef<str>) -> SessionConfig {
+        self.name = std::sync::Arc::from(name.as_ref());
+        self
+    }
+
+    /// The manager's [`name`](SessionConfig::name).
+    pub fn name_value(&self) -> &str {
+        &self.name
     }
 
     /// [`from_config`](SessionConfig::from_config) of [`Config::from_env`].

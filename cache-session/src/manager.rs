@@ -429,8 +429,12 @@ impl SessionManager {
         if evicted > 0 {
             tracing::debug!(evicted, "ended sessions beyond the per-user limit");
         }
-        telemetry::count("cachemere.session.created", 1);
-        telemetry::count("cachemere.session.revoked", evicted);
+        telemetry::count(&self.inner.config.name, "cachemere.session.created", 1);
+        telemetry::count(
+            &self.inner.config.name,
+            "cachemere.session.revoked",
+            evicted,
+        );
         Ok(token)
     }
 
@@ -462,7 +466,7 @@ impl SessionManager {
             Err(_) => "store_error",
         };
         span.record("outcome", outcome);
-        telemetry::validated(outcome);
+        telemetry::validated(&self.inner.config.name, outcome);
         state
     }
 
@@ -549,7 +553,11 @@ impl SessionManager {
     pub async fn delete_session(&self, token: impl AsRef<str>) -> Result<bool> {
         let token = SessionToken::parse(token.as_ref())?;
         let ended = self.inner.backend.delete(&self.keys(&token)).await?;
-        telemetry::count("cachemere.session.revoked", u64::from(ended));
+        telemetry::count(
+            &self.inner.config.name,
+            "cachemere.session.revoked",
+            u64::from(ended),
+        );
         Ok(ended)
     }
 
@@ -571,7 +579,11 @@ impl SessionManager {
             .backend
             .rotate(&self.keys(&token), &self.keys(&fresh), grace)
             .await?;
-        telemetry::count("cachemere.session.rotated", u64::from(rotated));
+        telemetry::count(
+            &self.inner.config.name,
+            "cachemere.session.rotated",
+            u64::from(rotated),
+        );
         Ok(rotated.then_some(fresh))
     }
 
@@ -606,7 +618,11 @@ impl SessionManager {
         }
         let keys = Keys::member(&index, &session_prefix, id);
         let ended = self.inner.backend.delete(&keys).await?;
-        telemetry::count("cachemere.session.revoked", u64::from(ended));
+        telemetry::count(
+            &self.inner.config.name,
+            "cachemere.session.revoked",
+            u64::from(ended),
+        );
         Ok(ended)
     }
 
@@ -620,7 +636,7 @@ impl SessionManager {
             .backend
             .revoke_all(&index, &prefix, user_id)
             .await?;
-        telemetry::count("cachemere.session.revoked", ended);
+        telemetry::count(&self.inner.config.name, "cachemere.session.revoked", ended);
         Ok(ended)
     }
 
@@ -657,7 +673,11 @@ impl SessionManager {
                 index_of: &index_of,
             })
             .await?;
-        telemetry::count("cachemere.session.cleanup_removed", removed);
+        telemetry::count(
+            &self.inner.config.name,
+            "cachemere.session.cleanup_removed",
+            removed,
+        );
         Ok(removed)
     }
 

@@ -1,13 +1,15 @@
 //! Session metrics through the [`metrics`](https://docs.rs/metrics) facade, with the
-//! `metrics` feature; without it every function here is empty.
+//! `metrics` feature; without it every function here is empty. Each carries the manager's
+//! name as `session.manager.name`.
 
-/// Counts `n` under the counter `name`.
+/// Counts `n` under the counter `name`, for the manager named `manager`.
 #[inline]
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn count(name: &'static str, n: u64) {
+pub(crate) fn count(manager: &std::sync::Arc<str>, name: &'static str, n: u64) {
     #[cfg(feature = "metrics")]
     if n > 0 {
-        metrics::counter!(name).increment(n);
+        let manager = metrics::SharedString::from_shared(std::sync::Arc::clone(manager));
+        metrics::counter!(name, "session.manager.name" => manager).increment(n);
     }
 }
 
@@ -15,9 +17,14 @@ pub(crate) fn count(name: &'static str, n: u64) {
 /// (malformed, unknown or ended token), `expired` or `store_error`.
 #[inline]
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn validated(outcome: &'static str) {
+pub(crate) fn validated(manager: &std::sync::Arc<str>, outcome: &'static str) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("cachemere.session.validated", "outcome" => outcome).increment(1);
+    metrics::counter!(
+        "cachemere.session.validated",
+        "session.manager.name" => metrics::SharedString::from_shared(std::sync::Arc::clone(manager)),
+        "outcome" => outcome
+    )
+    .increment(1);
 }
 
 /// Describes the session metrics (unit and meaning) for exporters; harmless to repeat.

@@ -70,7 +70,10 @@ impl AppState {
                 store.into(),
             ),
         };
-        let sessions = SessionManager::new(sessions, SessionConfig::from_config(config));
+        let sessions = SessionManager::new(
+            sessions,
+            SessionConfig::from_config(config).name(CACHE_NAME),
+        );
         AppState {
             service: CacheService {
                 cache,
