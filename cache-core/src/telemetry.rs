@@ -10,6 +10,18 @@ use std::time::Duration;
 
 use crate::error::Error;
 
+/// The `db.system.name` of a store's operations: `redis` for Redis; for any other store,
+/// its [`backend`](crate::Store::backend) name in cachemere's namespace (`cachemere.memory`
+/// for the in-process store), since it is no database system of the conventions' list and
+/// they ask that custom values be namespaced.
+pub(crate) fn system_name(backend: &'static str) -> &'static str {
+    match backend {
+        "redis" => "redis",
+        "memory" => "cachemere.memory",
+        _ => "cachemere.other",
+    }
+}
+
 /// A store operation as the OpenTelemetry database conventions name it: the Redis command
 /// cachemere sends (`db.operation.name`: `GET`, `EVALSHA` for a script, `BATCH SET` for a
 /// pipeline of `SET`s, `BATCH` for a pipeline of several commands) and, where the command
@@ -237,7 +249,7 @@ impl Handles {
     fn labels(&self, operation: Op) -> Vec<metrics::Label> {
         let mut labels = vec![
             metrics::Label::new("cache.name", self.name.clone()),
-            metrics::Label::from_static_parts("db.system.name", self.backend),
+            metrics::Label::from_static_parts("db.system.name", system_name(self.backend)),
             metrics::Label::from_static_parts("db.operation.name", operation.name),
         ];
         if let Some(summary) = operation.summary {
@@ -375,5 +387,20 @@ mod tests {
         for (i, (gauge, _)) in GAUGES.iter().enumerate() {
             assert_eq!(*gauge as usize, i, "{gauge:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod naming {
+    use super::*;
+
+    #[test]
+    fn only_redis_takes_a_name_of_the_conventions_list() {
+        assert_eq!(system_name("redis"), "redis");
+        assert_eq!(system_name("memory"), "cachemere.memory");
+        assert_eq!(system_name("dynamo"), "cachemere.other");
+        assert_eq!(Op::script("fence").name, "EVALSHA");
+        assert_eq!(Op::script("fence").label(), "fence");
+        assert_eq!(Op::command("GET").label(), "GET");
     }
 }

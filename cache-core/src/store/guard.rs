@@ -225,7 +225,7 @@ impl Guarded {
         tracing::debug_span!(
             "cache.store",
             otel.kind = "client",
-            db.system.name = self.store.backend(),
+            db.system.name = crate::telemetry::system_name(self.store.backend()),
             db.operation.name = operation.name,
             db.query.summary = operation.summary,
             error.type = tracing::field::Empty,
