@@ -176,6 +176,10 @@ async fn a_cached_call_is_one_span_holding_the_store_and_the_factory() {
         if store.name == "cache.store" {
             assert_eq!(store.field("db.system.name"), Some("redis"));
             assert_eq!(store.field("error.type"), None);
+            // named for OpenTelemetry `{db.operation.name} {db.namespace}`
+            assert_eq!(store.field("db.namespace"), Some("0"));
+            let name = store.field("db.operation.name").expect("an operation");
+            assert_eq!(store.field("otel.name"), Some(format!("{name} 0").as_str()));
         }
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct Guarded {
     redis: Option<RedisStore>,
     /// The deadline this guard enforces itself, when `requests` does not.
     deadline: Option<Duration>,
+    /// `db.namespace` of the store's spans: the Redis database index.
+    namespace: Option<String>,
     pub(crate) breakers: Arc<Breakers>,
     meter: Meter,
 }
@@ -177,11 +179,16 @@ impl Guarded {
             None => !store.in_process(),
         };
         let (threshold, cooldown) = breaker;
+        let namespace = redis.as_ref().map(|redis| {
+            use ::redis::aio::ConnectionLike;
+            redis.connection().get_db().to_string()
+        });
         Guarded {
             store,
             requests,
             redis,
             deadline,
+            namespace,
             breakers: Arc::new(Breakers::new(threshold, cooldown, spread, meter.clone())),
             meter,
         }
@@ -219,17 +226,31 @@ impl Guarded {
             .await
     }
 
-    /// The span of a store operation, `cache.store`.
+    /// The span of a store operation, `cache.store`; for OpenTelemetry (`otel.name`, set
+    /// only when the span is recorded) named `{db.operation.name} {db.namespace}` as the
+    /// database conventions ask (`GET 0`), or `{db.operation.name}` without a namespace.
     #[inline]
     fn span(&self, operation: Op) -> tracing::Span {
-        tracing::debug_span!(
+        let span = tracing::debug_span!(
             "cache.store",
+            otel.name = tracing::field::Empty,
             otel.kind = "client",
             db.system.name = crate::telemetry::system_name(self.store.backend()),
+            db.namespace = self.namespace.as_deref(),
             db.operation.name = operation.name,
             db.query.summary = operation.summary,
             error.type = tracing::field::Empty,
-        )
+        );
+        if !span.is_disabled() {
+            match &self.namespace {
+                Some(namespace) => span.record(
+                    "otel.name",
+                    tracing::field::display(format_args!("{} {namespace}", operation.name)),
+                ),
+                None => span.record("otel.name", operation.name),
+            };
+        }
+        span
     }
 
     async fn bounded_in<T>(
