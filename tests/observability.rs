@@ -138,6 +138,7 @@ async fn metrics_move_exactly_as_the_requests_made() {
             CACHE,
             ("db_system_name", "redis"),
             ("db_operation_name", operation),
+            ("server_address", "127.0.0.1"),
         ];
         assert_eq!(
             moved(

@@ -178,6 +178,9 @@ async fn a_cached_call_is_one_span_holding_the_store_and_the_factory() {
             assert_eq!(store.field("error.type"), None);
             // named for OpenTelemetry `{db.operation.name} {db.namespace}`
             assert_eq!(store.field("db.namespace"), Some("0"));
+            assert_eq!(store.field("server.address"), Some("127.0.0.1"));
+            let port = server.port().expect("a TCP port").to_string();
+            assert_eq!(store.field("server.port"), Some(port.as_str()));
             let name = store.field("db.operation.name").expect("an operation");
             assert_eq!(store.field("otel.name"), Some(format!("{name} 0").as_str()));
         }

@@ -247,7 +247,7 @@ mod tests {
             1 << 20,
             Duration::from_secs(60),
             "",
-            Meter::new("test", "none"),
+            Meter::new("test", "none", None),
         );
         local.active.store(true, Ordering::Release);
         local

@@ -218,6 +218,8 @@ pub(crate) struct Meter {
 struct Handles {
     name: metrics::SharedString,
     backend: &'static str,
+    /// `server.address` and `server.port`, on one server.
+    server: Option<(metrics::SharedString, metrics::SharedString)>,
     events: [metrics::Counter; EVENTS.len()],
     gauges: [metrics::Gauge; GAUGES.len()],
     factory: metrics::Histogram,
@@ -258,6 +260,10 @@ impl Handles {
                 summary,
             ));
         }
+        if let Some((address, port)) = &self.server {
+            labels.push(metrics::Label::new("server.address", address.clone()));
+            labels.push(metrics::Label::new("server.port", port.clone()));
+        }
         labels
     }
 
@@ -282,7 +288,9 @@ impl Handles {
 
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 impl Meter {
-    pub(crate) fn new(name: &str, backend: &'static str) -> Meter {
+    /// A meter for the cache `name` on a `backend` store, on `server` (address and port)
+    /// when the store talks to one server.
+    pub(crate) fn new(name: &str, backend: &'static str, server: Option<(String, u16)>) -> Meter {
         #[cfg(feature = "metrics")]
         {
             describe();
@@ -296,6 +304,12 @@ impl Meter {
                 handles: std::sync::Arc::new(Handles {
                     name,
                     backend,
+                    server: server.map(|(address, port)| {
+                        (
+                            metrics::SharedString::from(address),
+                            metrics::SharedString::from(port.to_string()),
+                        )
+                    }),
                     events,
                     gauges,
                     factory,

@@ -457,7 +457,10 @@ impl CacheBuilder {
         if let Some(err) = &refuse_writes {
             tracing::error!(error = %err, "every write of this cache is refused");
         }
-        let meter = Meter::new(&self.name, self.store.backend());
+        let server = (&*self.store as &dyn std::any::Any)
+            .downcast_ref::<crate::RedisStore>()
+            .and_then(crate::RedisStore::server);
+        let meter = Meter::new(&self.name, self.store.backend(), server);
         let guarded = Guarded::new(
             Arc::clone(&self.store),
             self.operation_timeout,

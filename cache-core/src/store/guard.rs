@@ -31,6 +31,8 @@ pub(crate) struct Guarded {
     deadline: Option<Duration>,
     /// `db.namespace` of the store's spans: the Redis database index.
     namespace: Option<String>,
+    /// `server.address` and `server.port` of the store's spans, on one server.
+    server: Option<(String, u16)>,
     pub(crate) breakers: Arc<Breakers>,
     meter: Meter,
 }
@@ -183,12 +185,14 @@ impl Guarded {
             use ::redis::aio::ConnectionLike;
             redis.connection().get_db().to_string()
         });
+        let server = redis.as_ref().and_then(RedisStore::server);
         Guarded {
             store,
             requests,
             redis,
             deadline,
             namespace,
+            server,
             breakers: Arc::new(Breakers::new(threshold, cooldown, spread, meter.clone())),
             meter,
         }
@@ -237,6 +241,8 @@ impl Guarded {
             otel.kind = "client",
             db.system.name = crate::telemetry::system_name(self.store.backend()),
             db.namespace = self.namespace.as_deref(),
+            server.address = self.server.as_ref().map(|(address, _)| address.as_str()),
+            server.port = self.server.as_ref().map(|&(_, port)| port),
             db.operation.name = operation.name,
             db.query.summary = operation.summary,
             error.type = tracing::field::Empty,

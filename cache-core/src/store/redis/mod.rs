@@ -436,6 +436,20 @@ impl RedisStore {
         }
     }
 
+    /// The server a store on one server talks to, for the `server.address` and
+    /// `server.port` of its telemetry: `None` on a cluster or through Sentinel (their servers
+    /// change), and on a Unix socket.
+    pub(crate) fn server(&self) -> Option<(String, u16)> {
+        let Link::Node(_) = &self.connection.0 else {
+            return None;
+        };
+        match self.subscribers.first()?.get_connection_info().addr() {
+            redis::ConnectionAddr::Tcp(host, port)
+            | redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+            _ => None,
+        }
+    }
+
     /// Whether the store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.connection.0, Link::Cluster(_))
