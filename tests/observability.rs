@@ -138,6 +138,7 @@ async fn metrics_move_exactly_as_the_requests_made() {
             CACHE,
             ("db_system_name", "redis"),
             ("db_operation_name", operation),
+            ("db_namespace", "0"),
             ("server_address", "127.0.0.1"),
         ];
         assert_eq!(
@@ -314,6 +315,20 @@ async fn metrics_move_exactly_as_the_requests_made() {
         &[("cache_name", "tier")],
     );
     assert!(size >= 5.0 * 4096.0, "local.size = {size}");
+    // and after invalidations
+    for i in 0..5 {
+        tiered.delete(&format!("tier:{i}")).await.expect("delete");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let emptied = service.scrape().await;
+    let size = emptied.value(
+        "cachemere_cache_local_size_bytes",
+        &[("cache_name", "tier")],
+    );
+    assert_eq!(
+        size, 0.0,
+        "local.size after the tier's values were invalidated"
+    );
 
     // Redis frozen: the read times out (an error), the computed value's write times out
     // (the second failure trips the breaker); the next read skips the store

@@ -220,6 +220,8 @@ struct Handles {
     backend: &'static str,
     /// `server.address` and `server.port`, on one server.
     server: Option<(metrics::SharedString, metrics::SharedString)>,
+    /// `db.namespace`, on Redis.
+    namespace: Option<metrics::SharedString>,
     events: [metrics::Counter; EVENTS.len()],
     gauges: [metrics::Gauge; GAUGES.len()],
     factory: metrics::Histogram,
@@ -260,6 +262,9 @@ impl Handles {
                 summary,
             ));
         }
+        if let Some(namespace) = &self.namespace {
+            labels.push(metrics::Label::new("db.namespace", namespace.clone()));
+        }
         if let Some((address, port)) = &self.server {
             labels.push(metrics::Label::new("server.address", address.clone()));
             labels.push(metrics::Label::new("server.port", port.clone()));
@@ -288,9 +293,15 @@ impl Handles {
 
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 impl Meter {
-    /// A meter for the cache `name` on a `backend` store, on `server` (address and port)
-    /// when the store talks to one server.
-    pub(crate) fn new(name: &str, backend: &'static str, server: Option<(String, u16)>) -> Meter {
+    /// A meter for the cache `name` on a `backend` store, in the database `namespace` (the
+    /// Redis database index) and on `server` (address and port) when the store talks to
+    /// one server.
+    pub(crate) fn new(
+        name: &str,
+        backend: &'static str,
+        namespace: Option<String>,
+        server: Option<(String, u16)>,
+    ) -> Meter {
         #[cfg(feature = "metrics")]
         {
             describe();
@@ -304,6 +315,7 @@ impl Meter {
                 handles: std::sync::Arc::new(Handles {
                     name,
                     backend,
+                    namespace: namespace.map(metrics::SharedString::from),
                     server: server.map(|(address, port)| {
                         (
                             metrics::SharedString::from(address),

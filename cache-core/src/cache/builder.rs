@@ -457,10 +457,13 @@ impl CacheBuilder {
         if let Some(err) = &refuse_writes {
             tracing::error!(error = %err, "every write of this cache is refused");
         }
-        let server = (&*self.store as &dyn std::any::Any)
-            .downcast_ref::<crate::RedisStore>()
-            .and_then(crate::RedisStore::server);
-        let meter = Meter::new(&self.name, self.store.backend(), server);
+        let redis = (&*self.store as &dyn std::any::Any).downcast_ref::<crate::RedisStore>();
+        let meter = Meter::new(
+            &self.name,
+            self.store.backend(),
+            redis.map(crate::RedisStore::namespace),
+            redis.and_then(crate::RedisStore::server),
+        );
         let guarded = Guarded::new(
             Arc::clone(&self.store),
             self.operation_timeout,

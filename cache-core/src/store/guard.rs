@@ -181,10 +181,7 @@ impl Guarded {
             None => !store.in_process(),
         };
         let (threshold, cooldown) = breaker;
-        let namespace = redis.as_ref().map(|redis| {
-            use ::redis::aio::ConnectionLike;
-            redis.connection().get_db().to_string()
-        });
+        let namespace = redis.as_ref().map(RedisStore::namespace);
         let server = redis.as_ref().and_then(RedisStore::server);
         Guarded {
             store,

@@ -450,6 +450,12 @@ impl RedisStore {
         }
     }
 
+    /// The `db.namespace` of its telemetry: the database index (`0` on a cluster).
+    pub(crate) fn namespace(&self) -> String {
+        use redis::aio::ConnectionLike;
+        self.connection.get_db().to_string()
+    }
+
     /// Whether the store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.connection.0, Link::Cluster(_))
