@@ -726,3 +726,115 @@ impl Guarded {
         report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A part of a multi-key read: its keys' indices and its replies.
+    type Part = (Vec<usize>, Result<Vec<Option<usize>>>);
+
+    /// A failed part's error.
+    fn lost() -> Error {
+        Error::Timeout {
+            operation: "MGET",
+            after: Duration::from_millis(1),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Keys split into parts (one per node, each with its keys' indices in any order),
+        /// some of which fail: the replies land at their keys' places, the failed parts'
+        /// keys are marked lost, and the first error is kept.
+        #[test]
+        fn parts_are_put_back_in_key_order(
+            nodes in proptest::collection::vec(0usize..4, 1..40),
+            failing in proptest::collection::vec(any::<bool>(), 4),
+            reversed in any::<bool>(),
+        ) {
+            let len = nodes.len();
+            let parts: Vec<Part> = (0..4)
+                .filter_map(|node| {
+                    let mut indices: Vec<usize> =
+                        (0..len).filter(|&i| nodes[i] == node).collect();
+                    if indices.is_empty() {
+                        return None;
+                    }
+                    if reversed {
+                        indices.reverse();
+                    }
+                    let replies = match failing[node] {
+                        true => Err(lost()),
+                        false => Ok(indices.iter().map(|&i| (i % 3 != 0).then_some(i)).collect()),
+                    };
+                    Some((indices, replies))
+                })
+                .collect();
+            let found = Found::gather(len, Split::Parts(parts));
+            prop_assert_eq!(found.replies.len(), len);
+            let any_failed = (0..len).any(|i| failing[nodes[i]]);
+            prop_assert_eq!(found.failure.is_some(), any_failed);
+            for (i, reply) in found.replies.iter().enumerate() {
+                let failed = failing[nodes[i]];
+                let marked = found
+                    .failure
+                    .as_ref()
+                    .is_some_and(|failure| failure.lost.as_ref().is_none_or(|lost| lost[i]));
+                prop_assert_eq!(marked, failed, "key {}", i);
+                let expected = (!failed && i % 3 != 0).then_some(i);
+                prop_assert_eq!(*reply, expected, "key {}", i);
+            }
+        }
+
+        /// Writes split the same way: every part's flags land at their keys' places, and
+        /// one failed part fails the whole; counts add up.
+        #[test]
+        fn write_parts_are_placed_or_fail_whole(
+            nodes in proptest::collection::vec(0usize..3, 1..40),
+            failing in 0usize..4,
+        ) {
+            let len = nodes.len();
+            let split = |flag: fn(usize) -> bool| -> Split<Vec<bool>> {
+                Split::Parts(
+                    (0..3)
+                        .filter_map(|node| {
+                            let indices: Vec<usize> =
+                                (0..len).rev().filter(|&i| nodes[i] == node).collect();
+                            (!indices.is_empty()).then(|| {
+                                let replies = match node == failing {
+                                    true => Err(lost()),
+                                    false => Ok(indices.iter().map(|&i| flag(i)).collect()),
+                                };
+                                (indices, replies)
+                            })
+                        })
+                        .collect(),
+                )
+            };
+            let placed = split(|i| i % 2 == 0).placed(len);
+            let any_failed = nodes.contains(&failing);
+            prop_assert_eq!(placed.is_err(), any_failed);
+            if let Ok(flags) = placed {
+                let expected: Vec<bool> = (0..len).map(|i| i % 2 == 0).collect();
+                prop_assert_eq!(flags, expected);
+            }
+            let counts = Split::Parts(
+                (0..3)
+                    .map(|node| {
+                        let count = nodes.iter().filter(|&&n| n == node).count() as u64;
+                        let result = match node == failing && count > 0 {
+                            true => Err(lost()),
+                            false => Ok(count),
+                        };
+                        (Vec::new(), result)
+                    })
+                    .collect(),
+            )
+            .summed();
+            prop_assert_eq!(counts.ok(), (!any_failed).then_some(len as u64));
+        }
+    }
+}
