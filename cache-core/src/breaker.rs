@@ -17,6 +17,11 @@ use crate::recovery::Recovery;
 use crate::store::Store;
 use crate::telemetry::{Event, Gauge, Meter};
 
+/// The longest time between two probes of a cluster node whose circuit is open (the
+/// cool-down when it is shorter): with its circuit open nothing else reaches the node's
+/// slots, so its probe is what notices a replica that took them over.
+const NODE_PROBE: Duration = Duration::from_secs(1);
+
 /// What a call is made on, for choosing its breaker.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum On<'a> {
@@ -328,7 +333,11 @@ impl Breakers {
             return;
         }
         let (breakers, store) = (Arc::downgrade(self), Arc::clone(store));
-        let cooldown = self.shared.cooldown;
+        // a node's probe is one keyed read, and it is how a replica's takeover is noticed
+        let cooldown = match &breaker.node {
+            Some(_) => self.shared.cooldown.min(NODE_PROBE),
+            None => self.shared.cooldown,
+        };
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(cooldown).await;

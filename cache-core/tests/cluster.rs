@@ -608,3 +608,62 @@ async fn a_delete_does_not_wait_for_its_tag_record_on_a_dead_node() {
         "the value is gone (an invalidation's marker may stand): {left:?}"
     );
 }
+
+/// A primary with a replica killed, its circuit open with a 30 s cool-down: the node's
+/// probe (every second at most) notices the replica's takeover, so its keys are cached
+/// again about a second after the promotion, not a cool-down later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_takeover_is_noticed_by_the_open_circuit_within_a_second() {
+    let cluster = RedisCluster::start_with_replicas().expect("start a cluster with replicas");
+    let store = RedisStore::connect(&cluster.config())
+        .await
+        .expect("connect to the test cluster");
+    let cache = Cache::builder(store)
+        .circuit_breaker(3, Duration::from_secs(30))
+        .build();
+    let lost: Vec<String> = (0..)
+        .map(|i| format!("takeover:{i}"))
+        .filter(|key| cluster.node_of(key) == 1)
+        .take(4)
+        .collect();
+    for key in &lost {
+        cache.set(key, &1u8, MINUTE).await.expect("set");
+    }
+    tokio::task::block_in_place(|| cluster.wait_replicated(Duration::from_secs(10)))
+        .expect("the replicas catch up");
+    cluster.kill(1).expect("kill node 1");
+    let started = std::time::Instant::now();
+    while cache.stats().circuit_trips == 0 {
+        let _ = cache.set(&lost[0], &2u8, MINUTE).await;
+        assert!(started.elapsed() < Duration::from_secs(10), "never tripped");
+    }
+    tokio::task::block_in_place(|| cluster.wait_for_failover(1, Duration::from_secs(30)))
+        .expect("a replica takes over");
+    let promoted = std::time::Instant::now();
+    loop {
+        if cache.set(&lost[1], &3u8, MINUTE).await.is_ok()
+            && cache.get::<u8>(&lost[1]).await.ok().flatten() == Some(3)
+        {
+            break;
+        }
+        assert!(
+            promoted.elapsed() < Duration::from_secs(15),
+            "the lost slots were never served again: {:?}",
+            cache.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resumed = promoted.elapsed();
+    eprintln!(
+        "takeover: the lost slots were cached again {resumed:?} after the promotion was seen"
+    );
+    assert!(
+        resumed < Duration::from_secs(4),
+        "noticed by the node's probe (every second), not after the 30 s cool-down: {resumed:?}"
+    );
+    assert_eq!(
+        cache.get::<u8>(&lost[2]).await.expect("replicated"),
+        Some(1),
+        "a value written before the kill, read from the promoted replica"
+    );
+}
