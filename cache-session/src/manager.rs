@@ -441,7 +441,9 @@ impl SessionManager {
     /// The session of `token`, or `None` when there is none (never issued, ended or
     /// expired). Refreshes `last_accessed` and slides the expiry when `last_accessed` is
     /// older than [`touch_after`](SessionConfig::touch_after). A malformed token is an
-    /// [`Error::InvalidToken`], found without asking the store.
+    /// [`Error::InvalidToken`], found without asking the store; a session whose data this
+    /// manager's encryption settings cannot read (a key it lacks) is [`Error::Unreadable`],
+    /// and is kept. Fields sealed under an older key are sealed again with the current one.
     pub async fn get_session(&self, token: impl AsRef<str>) -> Result<Option<Session>> {
         match self.session_state(token).await? {
             SessionState::Active(session) => Ok(Some(session)),
