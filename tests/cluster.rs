@@ -364,6 +364,26 @@ async fn a_lost_node_under_load(fault: Fault) {
     );
 }
 
+/// What the resharding test's tasks share.
+struct Reshard {
+    /// Keys written with `set`; `acked` holds each one's last acknowledged value.
+    written: Vec<String>,
+    acked: Vec<AtomicU64>,
+    /// Keys read through from `database`, invalidated after each update.
+    cached: Vec<String>,
+    database: Vec<AtomicU64>,
+    stop: AtomicBool,
+    visible_errors: AtomicU64,
+    operations: AtomicU64,
+}
+
+impl Reshard {
+    fn failed(&self, operation: &str, err: &cachemere::Error) {
+        eprintln!("{operation}: {}", cachemere::error::one_line(err));
+        self.visible_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Slots moving between primaries (`CLUSTER SETSLOT … MIGRATING/IMPORTING`, `MIGRATE` key by
 /// key, `ASK` then `MOVED` redirects) while two instances with local tiers read and write:
 /// one writes values (`set`), another updates a "database" and invalidates (`delete`), and
@@ -392,13 +412,19 @@ async fn resharding_under_load_loses_no_write_and_no_invalidation() {
         assert!(started.elapsed() < Duration::from_secs(10), "subscriptions");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let written: Arc<Vec<String>> = Arc::new((0..20).map(|i| format!("reshard:set:{i}")).collect());
-    let cached: Arc<Vec<String>> = Arc::new((0..20).map(|i| format!("reshard:db:{i}")).collect());
-    let database: Arc<Vec<AtomicU64>> = Arc::new((0..20).map(|_| AtomicU64::new(0)).collect());
-    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..20).map(|_| AtomicU64::new(0)).collect());
-    for (i, key) in written.iter().enumerate() {
+    let load = Arc::new(Reshard {
+        written: (0..20).map(|i| format!("reshard:set:{i}")).collect(),
+        cached: (0..20).map(|i| format!("reshard:db:{i}")).collect(),
+        database: (0..20).map(|_| AtomicU64::new(0)).collect(),
+        acked: (0..20).map(|_| AtomicU64::new(0)).collect(),
+        stop: AtomicBool::new(false),
+        visible_errors: AtomicU64::new(0),
+        operations: AtomicU64::new(0),
+    });
+    let (written, cached, database, acked) =
+        (&load.written, &load.cached, &load.database, &load.acked);
+    for key in written {
         instances[0].set(key, &0u64, MINUTE).await.expect("set");
-        acked[i].store(0, Ordering::SeqCst);
     }
     for (i, key) in cached.iter().enumerate() {
         for cache in &instances {
@@ -417,87 +443,54 @@ async fn resharding_under_load_loses_no_write_and_no_invalidation() {
     slots.sort_unstable();
     slots.dedup();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let visible_errors = Arc::new(AtomicU64::new(0));
-    let operations = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    {
-        // the writer of values: each acknowledged write is recorded
-        let (cache, written, acked, stop, errors, operations) = (
-            Arc::clone(&instances[0]),
-            Arc::clone(&written),
-            Arc::clone(&acked),
-            Arc::clone(&stop),
-            Arc::clone(&visible_errors),
-            Arc::clone(&operations),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut version = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                version += 1;
-                let i = version as usize % written.len();
-                match cache.set(&written[i], &version, MINUTE).await {
-                    Ok(()) => acked[i].store(version, Ordering::SeqCst),
-                    Err(err) => {
-                        eprintln!("set: {}", cachemere::error::one_line(&err));
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                operations.fetch_add(1, Ordering::Relaxed);
+    // the writer of values: each acknowledged write is recorded
+    let (cache, shared) = (Arc::clone(&instances[0]), Arc::clone(&load));
+    tasks.push(tokio::spawn(async move {
+        let mut version = 0u64;
+        while !shared.stop.load(Ordering::Relaxed) {
+            version += 1;
+            let i = version as usize % shared.written.len();
+            match cache.set(&shared.written[i], &version, MINUTE).await {
+                Ok(()) => shared.acked[i].store(version, Ordering::SeqCst),
+                Err(err) => shared.failed("set", &err),
             }
-        }));
-    }
-    {
-        // the database writer: update, then invalidate (cache-aside)
-        let (cache, cached, database, stop, errors, operations) = (
-            Arc::clone(&instances[1]),
-            Arc::clone(&cached),
-            Arc::clone(&database),
-            Arc::clone(&stop),
-            Arc::clone(&visible_errors),
-            Arc::clone(&operations),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut round = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let i = round % cached.len();
-                round += 1;
-                database[i].fetch_add(1, Ordering::SeqCst);
-                if let Err(err) = cache.delete(&cached[i]).await {
-                    eprintln!("delete: {}", cachemere::error::one_line(&err));
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-                operations.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(1)).await;
+            shared.operations.fetch_add(1, Ordering::Relaxed);
+        }
+    }));
+    // the database writer: update, then invalidate (cache-aside)
+    let (cache, shared) = (Arc::clone(&instances[1]), Arc::clone(&load));
+    tasks.push(tokio::spawn(async move {
+        let mut round = 0usize;
+        while !shared.stop.load(Ordering::Relaxed) {
+            let i = round % shared.cached.len();
+            round += 1;
+            shared.database[i].fetch_add(1, Ordering::SeqCst);
+            if let Err(err) = cache.delete(&shared.cached[i]).await {
+                shared.failed("delete", &err);
             }
-        }));
-    }
+            shared.operations.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }));
+    // a reader on each instance
     for (reader, cache) in instances.iter().enumerate() {
-        let (cache, written, cached, database, stop, errors, operations) = (
-            Arc::clone(cache),
-            Arc::clone(&written),
-            Arc::clone(&cached),
-            Arc::clone(&database),
-            Arc::clone(&stop),
-            Arc::clone(&visible_errors),
-            Arc::clone(&operations),
-        );
+        let (cache, shared) = (Arc::clone(cache), Arc::clone(&load));
         tasks.push(tokio::spawn(async move {
             let mut round = reader;
-            while !stop.load(Ordering::Relaxed) {
-                let i = round % cached.len();
+            while !shared.stop.load(Ordering::Relaxed) {
+                let i = round % shared.cached.len();
                 round += 3;
-                let database = &database;
+                let database = &shared.database;
                 let _ = cache
-                    .get_or_set(&cached[i], MINUTE, || async move {
+                    .get_or_set(&shared.cached[i], MINUTE, || async move {
                         database[i].load(Ordering::SeqCst)
                     })
                     .await;
-                if let Err(err) = cache.get::<u64>(&written[i]).await {
-                    eprintln!("get: {}", cachemere::error::one_line(&err));
-                    errors.fetch_add(1, Ordering::Relaxed);
+                if let Err(err) = cache.get::<u64>(&shared.written[i]).await {
+                    shared.failed("get", &err);
                 }
-                operations.fetch_add(2, Ordering::Relaxed);
+                shared.operations.fetch_add(2, Ordering::Relaxed);
                 // local-tier hits never wait: let the writers and the timers run
                 tokio::task::yield_now().await;
             }
@@ -520,7 +513,7 @@ async fn resharding_under_load_loses_no_write_and_no_invalidation() {
     migration.await.expect("the migration");
     let migrated_in = migrating.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
+    load.stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.expect("a load task");
     }
@@ -572,8 +565,8 @@ async fn resharding_under_load_loses_no_write_and_no_invalidation() {
          stale reads after it {stale} of 60; store errors degraded {} and {}, recovered \
          invalidations {} and {}",
         slots.len(),
-        operations.load(Ordering::Relaxed),
-        visible_errors.load(Ordering::Relaxed),
+        load.operations.load(Ordering::Relaxed),
+        load.visible_errors.load(Ordering::Relaxed),
         stats[0].errors,
         stats[1].errors,
         stats[0].recovered_invalidations,
@@ -582,7 +575,7 @@ async fn resharding_under_load_loses_no_write_and_no_invalidation() {
     assert_eq!(lost_writes, 0, "no acknowledged write lost");
     assert_eq!(stale, 0, "no invalidation lost, local tiers included");
     assert_eq!(
-        visible_errors.load(Ordering::Relaxed),
+        load.visible_errors.load(Ordering::Relaxed),
         0,
         "no call failed while slots moved"
     );
