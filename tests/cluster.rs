@@ -270,6 +270,7 @@ async fn a_lost_node_under_load(fault: Fault) {
         .expect("the dead node's circuit opened");
 
     let stats = cache.stats();
+    let runs = lost_runs.load(Ordering::SeqCst);
     let (lost_calls, live_calls): (Vec<_>, Vec<_>) = calls.iter().partition(|(_, _, lost)| *lost);
     let (mut before, mut after): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
     for (at, took, _) in &lost_calls {
@@ -338,7 +339,6 @@ async fn a_lost_node_under_load(fault: Fault) {
         live_calls.len() as u64,
         "every live-slot call was a hit, none short-circuited: {stats:?}"
     );
-    let runs = lost_runs.load(Ordering::SeqCst);
     assert!(
         runs <= lost_calls.len() && runs as u64 + stats.stampede_joins >= lost_calls.len() as u64,
         "every lost-slot call ran the body or joined a concurrent call of its key: {runs} runs, \
