@@ -355,6 +355,7 @@ const REDIRECT_PAUSES: [std::time::Duration; 4] = [
     std::time::Duration::from_millis(80),
 ];
 
+/// Whether redis-rs refused a pipeline over several slots (before sending it).
 fn is_cross_slot(err: &redis::RedisError) -> bool {
     err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
 }

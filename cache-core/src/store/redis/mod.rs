@@ -204,7 +204,6 @@ fn misconfigured(err: &RedisError, config: &Config) -> Option<Error> {
     None
 }
 
-/// redis-rs refuses a pipeline over several slots before sending it.
 /// What the background health check last saw.
 #[derive(Debug, Default)]
 struct Monitor {
