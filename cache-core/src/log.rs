@@ -30,14 +30,20 @@ pub(crate) fn traced<T>(key: T) -> Option<T> {
     tracing::enabled!(tracing::Level::TRACE).then_some(key)
 }
 
-/// `err` on one line for a log event, with `key` (which some errors name: a value that does
-/// not decode, a refused write) replaced by `…` unless trace level is enabled.
+/// `err` on one line for a log event, with `key` (which some errors name, quoted: a value
+/// that does not decode, a refused write) shown as `` `…` `` unless trace level is enabled.
+/// Only the quoted key is replaced: a short key (`a`) also occurs in the message's words.
 pub(crate) fn without_key(err: &crate::Error, key: &str) -> String {
     let text = crate::error::one_line(err);
-    match key.is_empty() || tracing::enabled!(tracing::Level::TRACE) {
+    match tracing::enabled!(tracing::Level::TRACE) {
         true => text,
-        false => text.replace(key, "…"),
+        false => hide_key(&text, key),
     }
+}
+
+/// `text` with the quoted `key` shown as `` `…` ``.
+fn hide_key(text: &str, key: &str) -> String {
+    text.replace(&format!("`{key}`"), "`…`")
 }
 
 impl ErrorLog {
@@ -67,5 +73,30 @@ impl ErrorLog {
             error = %without_key(error, key),
             "cache store error; continuing without the cache"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_key;
+
+    #[test]
+    fn only_the_quoted_key_is_hidden() {
+        let err = crate::Error::Decode {
+            key: "a".into(),
+            reason: "bad frame".into(),
+        };
+        let text = crate::error::one_line(&err);
+        assert_eq!(
+            hide_key(&text, "a"),
+            "the value at key `…` could not be decoded: bad frame"
+        );
+        let err = crate::Error::Decode {
+            key: "élève:`42`".into(),
+            reason: "bad frame".into(),
+        };
+        let text = crate::error::one_line(&err);
+        assert!(!hide_key(&text, "élève:`42`").contains("élève"));
+        assert_eq!(hide_key("no key here", ""), "no key here");
     }
 }
