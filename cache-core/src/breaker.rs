@@ -302,7 +302,8 @@ impl Breakers {
     pub(crate) fn failed(self: &Arc<Self>, on: On<'_>, store: &Arc<dyn Store>) {
         let node = match on {
             On::Store => None,
-            On::Key(key) => node_of(&**store, key),
+            On::Key(key) if self.spread => node_of(&**store, key),
+            On::Key(_) => None,
             On::Node(node) => Some(node.to_owned()),
         };
         let Some(node) = node.filter(|_| self.shared.threshold > 0) else {

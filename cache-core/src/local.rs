@@ -247,7 +247,7 @@ mod tests {
             1 << 20,
             Duration::from_secs(60),
             "",
-            Meter::new("test", "none", None, None),
+            Meter::new("test", "none", &crate::telemetry::Place::default()),
         );
         local.active.store(true, Ordering::Release);
         local

@@ -22,6 +22,25 @@ pub(crate) fn system_name(backend: &'static str) -> &'static str {
     }
 }
 
+/// Where a cache's store operations go, for their telemetry: `db.namespace` (the Redis
+/// database index) and, on one server, `server.address` and `server.port`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Place {
+    pub(crate) namespace: Option<String>,
+    pub(crate) server: Option<(String, u16)>,
+}
+
+impl Place {
+    /// The place of `store`: known for a [`RedisStore`](crate::RedisStore) only.
+    pub(crate) fn of(store: &dyn crate::Store) -> Place {
+        let redis = (store as &dyn std::any::Any).downcast_ref::<crate::RedisStore>();
+        Place {
+            namespace: redis.map(crate::RedisStore::namespace),
+            server: redis.and_then(crate::RedisStore::server),
+        }
+    }
+}
+
 /// A store operation as the OpenTelemetry database conventions name it: the Redis command
 /// cachemere sends (`db.operation.name`: `GET`, `EVALSHA` for a script, `BATCH SET` for a
 /// pipeline of `SET`s, `BATCH` for a pipeline of several commands) and, where the command
@@ -293,15 +312,8 @@ impl Handles {
 
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 impl Meter {
-    /// A meter for the cache `name` on a `backend` store, in the database `namespace` (the
-    /// Redis database index) and on `server` (address and port) when the store talks to
-    /// one server.
-    pub(crate) fn new(
-        name: &str,
-        backend: &'static str,
-        namespace: Option<String>,
-        server: Option<(String, u16)>,
-    ) -> Meter {
+    /// A meter for the cache `name` on a `backend` store at `place`.
+    pub(crate) fn new(name: &str, backend: &'static str, place: &Place) -> Meter {
         #[cfg(feature = "metrics")]
         {
             describe();
@@ -315,8 +327,8 @@ impl Meter {
                 handles: std::sync::Arc::new(Handles {
                     name,
                     backend,
-                    namespace: namespace.map(metrics::SharedString::from),
-                    server: server.map(|(address, port)| {
+                    namespace: place.namespace.clone().map(metrics::SharedString::from),
+                    server: place.server.clone().map(|(address, port)| {
                         (
                             metrics::SharedString::from(address),
                             metrics::SharedString::from(port.to_string()),

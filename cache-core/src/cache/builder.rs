@@ -16,7 +16,7 @@ use crate::recovery::Recovery;
 use crate::stats::Counters;
 use crate::store::guard::Guarded;
 use crate::store::{MemoryStore, RedisStore, Store};
-use crate::telemetry::Meter;
+use crate::telemetry::{Meter, Place};
 
 const DEFAULT_COMPRESS_OVER: usize = 1024;
 /// Memory for the fail-safe's in-process copies of last good values.
@@ -457,18 +457,14 @@ impl CacheBuilder {
         if let Some(err) = &refuse_writes {
             tracing::error!(error = %err, "every write of this cache is refused");
         }
-        let redis = (&*self.store as &dyn std::any::Any).downcast_ref::<crate::RedisStore>();
-        let meter = Meter::new(
-            &self.name,
-            self.store.backend(),
-            redis.map(crate::RedisStore::namespace),
-            redis.and_then(crate::RedisStore::server),
-        );
+        let place = Place::of(&*self.store);
+        let meter = Meter::new(&self.name, self.store.backend(), &place);
         let guarded = Guarded::new(
             Arc::clone(&self.store),
             self.operation_timeout,
             (self.breaker_threshold, self.breaker_cooldown),
             meter.clone(),
+            place,
         );
         let breakers = Arc::clone(&guarded.breakers);
         let local = self.local.map(|(max_bytes, ttl)| {

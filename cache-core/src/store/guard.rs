@@ -13,7 +13,7 @@ use super::{KeyTtl, RedisStore, Store};
 use crate::breaker::{Breakers, On};
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
-use crate::telemetry::{Meter, Op};
+use crate::telemetry::{Meter, Op, Place};
 use tracing::Instrument;
 
 #[derive(Debug)]
@@ -29,10 +29,8 @@ pub(crate) struct Guarded {
     redis: Option<RedisStore>,
     /// The deadline this guard enforces itself, when `requests` does not.
     deadline: Option<Duration>,
-    /// `db.namespace` of the store's spans: the Redis database index.
-    namespace: Option<String>,
-    /// `server.address` and `server.port` of the store's spans, on one server.
-    server: Option<(String, u16)>,
+    /// `db.namespace`, `server.address` and `server.port` of the store's spans.
+    place: Place,
     pub(crate) breakers: Arc<Breakers>,
     meter: Meter,
 }
@@ -44,16 +42,14 @@ enum Split<T> {
     Parts(Vec<(Vec<usize>, Result<T>)>),
 }
 
-impl<T> Split<T> {
-    /// The parts' errors, the first one kept and the others logged.
-    fn first_error(errors: impl Iterator<Item = Error>) -> Option<Error> {
-        let mut errors = errors.peekable();
-        let first = errors.next()?;
-        for other in errors {
-            tracing::debug!(error = %crate::error::one_line(&other), "another node failed too");
-        }
-        Some(first)
+/// The parts' errors, the first one kept and the others logged.
+fn first_error(errors: impl IntoIterator<Item = Error>) -> Option<Error> {
+    let mut errors = errors.into_iter();
+    let first = errors.next()?;
+    for other in errors {
+        tracing::debug!(error = %crate::error::one_line(&other), "another node failed too");
     }
+    Some(first)
 }
 
 impl<X: Default> Split<Vec<X>> {
@@ -75,7 +71,7 @@ impl<X: Default> Split<Vec<X>> {
                 Err(err) => errors.push(err),
             }
         }
-        Split::<()>::first_error(errors.into_iter()).map_or(Ok(placed), Err)
+        first_error(errors).map_or(Ok(placed), Err)
     }
 }
 
@@ -92,7 +88,7 @@ impl Split<u64> {
                         Err(err) => errors.push(err),
                     }
                 }
-                Split::<()>::first_error(errors.into_iter()).map_or(Ok(total), Err)
+                first_error(errors).map_or(Ok(total), Err)
             }
         }
     }
@@ -146,7 +142,7 @@ impl<V> Found<V> {
                 }
             }
         }
-        let failure = Split::<()>::first_error(errors.into_iter()).map(|error| Failure {
+        let failure = first_error(errors).map(|error| Failure {
             error,
             lost: Some(lost),
         });
@@ -165,6 +161,7 @@ impl Guarded {
         deadline: Option<Duration>,
         breaker: (u32, Duration),
         meter: Meter,
+        place: Place,
     ) -> Guarded {
         let deadline = deadline.filter(|_| !store.in_process());
         let (requests, deadline) = match deadline.map(|after| (store.with_deadline(after), after)) {
@@ -181,15 +178,12 @@ impl Guarded {
             None => !store.in_process(),
         };
         let (threshold, cooldown) = breaker;
-        let namespace = redis.as_ref().map(RedisStore::namespace);
-        let server = redis.as_ref().and_then(RedisStore::server);
         Guarded {
             store,
             requests,
             redis,
             deadline,
-            namespace,
-            server,
+            place,
             breakers: Arc::new(Breakers::new(threshold, cooldown, spread, meter.clone())),
             meter,
         }
@@ -237,15 +231,15 @@ impl Guarded {
             otel.name = tracing::field::Empty,
             otel.kind = "client",
             db.system.name = crate::telemetry::system_name(self.store.backend()),
-            db.namespace = self.namespace.as_deref(),
-            server.address = self.server.as_ref().map(|(address, _)| address.as_str()),
-            server.port = self.server.as_ref().map(|&(_, port)| port),
+            db.namespace = self.place.namespace.as_deref(),
+            server.address = self.place.server.as_ref().map(|(address, _)| address.as_str()),
+            server.port = self.place.server.as_ref().map(|&(_, port)| port),
             db.operation.name = operation.name,
             db.query.summary = operation.summary,
             error.type = tracing::field::Empty,
         );
         if !span.is_disabled() {
-            match &self.namespace {
+            match &self.place.namespace {
                 Some(namespace) => span.record(
                     "otel.name",
                     tracing::field::display(format_args!("{} {namespace}", operation.name)),
@@ -470,7 +464,7 @@ impl Guarded {
             Split::All(all) => all,
             Split::Parts(parts) => {
                 let errors = parts.into_iter().filter_map(|(_, part)| part.err());
-                Split::<()>::first_error(errors).map_or(Ok(()), Err)
+                first_error(errors).map_or(Ok(()), Err)
             }
         }
     }
