@@ -143,7 +143,8 @@ impl SessionConfig {
     /// this instance yet), or sealed while no key is, is [`Error::Unreadable`] (the request
     /// fails closed, the session is kept); plaintext while encrypting is treated as unknown
     /// and kept. A field sealed under an older key is sealed again under the first key when
-    /// the session is read (see the README's key rotation). User ids, times and field names
+    /// the session is read by its token (see the README's key rotation; a listing by user,
+    /// `get_user_sessions`, reads without writing). User ids, times and field names
     /// stay readable: the store's scripts need them.
     ///
     /// [`Error::Unreadable`]: crate::Error::Unreadable
