@@ -306,11 +306,22 @@ impl RedisStore {
         key: &str,
         cmd: &redis::Cmd,
     ) -> Result<T> {
-        let Link::Node(node) = &self.connection.0 else {
-            let mut connection = self.connection.clone();
-            return self
-                .bounded(operation, key, cmd.query_async(&mut connection))
-                .await;
+        let node = match &self.connection.0 {
+            Link::Node(node) => node,
+            // sent as `RedisConnection` sends it, without boxing the request a second time
+            Link::Cluster(cluster) => {
+                let reply = async {
+                    let value = cluster.command(cmd).await?.extract_error()?;
+                    Ok(redis::from_redis_value(value)?)
+                };
+                return self.bounded(operation, key, reply).await;
+            }
+            Link::Sentinel(_) => {
+                let mut connection = self.connection.clone();
+                return self
+                    .bounded(operation, key, cmd.query_async(&mut connection))
+                    .await;
+            }
         };
         let mut node = node.manager();
         let reply = tokio::select! {
