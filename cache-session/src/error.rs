@@ -74,6 +74,10 @@ pub enum Error {
         /// The duration.
         duration: Duration,
     },
+    /// A request that changes state carried its session in a cookie without the session's
+    /// CSRF token (the CSRF check of the `axum` feature's `SessionLayer`).
+    #[error("missing or invalid CSRF token")]
+    Csrf,
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed: {reason}")]
     Random {

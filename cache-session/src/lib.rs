@@ -52,6 +52,9 @@ mod session;
 mod store;
 mod telemetry;
 mod token;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod web;
 
 pub use cache_core::{MemoryStore, RedisStore};
 

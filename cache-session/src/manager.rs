@@ -454,17 +454,23 @@ impl SessionManager {
     /// Like [`get_session`](SessionManager::get_session), telling an expired session from
     /// an unknown one.
     pub async fn session_state(&self, token: impl AsRef<str>) -> Result<SessionState> {
+        Ok(self.read(token.as_ref()).await?.0)
+    }
+
+    /// The token's state, and whether this read slid the expiry of the session the token
+    /// names (so a cookie carrying it is sent again with the new expiry).
+    pub(crate) async fn read(&self, token: &str) -> Result<(SessionState, bool)> {
         // the span `session.validate` wraps the lookup only when a subscriber listens: the
         // read of every authenticated request pays nothing else for it
         let span = tracing::debug_span!("session.validate", outcome = tracing::field::Empty);
         let state = match span.is_disabled() {
-            true => self.lookup(token.as_ref()).await,
-            false => Box::pin(self.lookup(token.as_ref()).instrument(span.clone())).await,
+            true => self.lookup(token).await,
+            false => Box::pin(self.lookup(token).instrument(span.clone())).await,
         };
         let outcome = match &state {
-            Ok(SessionState::Active(_)) => "ok",
-            Ok(SessionState::Expired) => "expired",
-            Ok(SessionState::Unknown) | Err(Error::InvalidToken { .. }) => "invalid",
+            Ok((SessionState::Active(_), _)) => "ok",
+            Ok((SessionState::Expired, _)) => "expired",
+            Ok((SessionState::Unknown, _)) | Err(Error::InvalidToken { .. }) => "invalid",
             Err(_) => "store_error",
         };
         span.record("outcome", outcome);
@@ -472,13 +478,14 @@ impl SessionManager {
         state
     }
 
-    async fn lookup(&self, token: &str) -> Result<SessionState> {
+    async fn lookup(&self, token: &str) -> Result<(SessionState, bool)> {
         let token = SessionToken::parse(token)?;
         let keys = self.keys(&token);
         let touch_after =
             u64::try_from(self.inner.config.touch_after_value().as_millis()).unwrap_or(u64::MAX);
         match self.inner.backend.get(&keys, touch_after).await? {
             Lookup::Live(stored) if self.user_tag(&stored.user_id) == token.tag() => {
+                let refreshed = stored.refreshed;
                 match self.session(stored, token.tag())? {
                     Opened::Session(session, reseal) => {
                         if !reseal.is_empty() {
@@ -487,20 +494,20 @@ impl SessionManager {
                                 tracing::debug!(error = %err, "could not seal session data again under the current key");
                             }
                         }
-                        Ok(SessionState::Active(session))
+                        Ok((SessionState::Active(session), refreshed))
                     }
                     Opened::Altered => {
                         // Altered under a key this manager has: it can never be read. End it.
                         if let Err(err) = self.inner.backend.delete(&keys).await {
                             tracing::warn!(error = %err, "could not end an undecryptable session");
                         }
-                        Ok(SessionState::Unknown)
+                        Ok((SessionState::Unknown, false))
                     }
-                    Opened::Plain => Ok(SessionState::Unknown),
+                    Opened::Plain => Ok((SessionState::Unknown, false)),
                 }
             }
-            Lookup::Live(_) | Lookup::Missing => Ok(SessionState::Unknown),
-            Lookup::Expired => Ok(SessionState::Expired),
+            Lookup::Live(_) | Lookup::Missing => Ok((SessionState::Unknown, false)),
+            Lookup::Expired => Ok((SessionState::Expired, false)),
         }
     }
 

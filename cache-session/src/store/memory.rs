@@ -135,6 +135,7 @@ impl Backend for MemorySessions {
             absolute_at,
             ttl: new.ttl,
             data: new.data.to_vec(),
+            refreshed: false,
         };
         let mut state = self.state();
         if state.records.len() >= (2 * state.swept_at).max(SWEEP_FLOOR) {
@@ -210,7 +211,8 @@ impl Backend for MemorySessions {
                 .min(stored.absolute_at);
             touched = Some(stored.expires_at);
         }
-        let found = stored.clone();
+        let mut found = stored.clone();
+        found.refreshed = touched.is_some() && target.session == keys.session;
         let retired = if target.session == keys.session {
             rotated_from.take()
         } else {

@@ -46,6 +46,9 @@ pub(crate) struct Stored {
     pub(crate) absolute_at: u64,
     pub(crate) ttl: u64,
     pub(crate) data: Vec<(String, Vec<u8>)>,
+    /// This read slid the expiry of the session its own token names (not one an old token
+    /// forwards to after a rotation).
+    pub(crate) refreshed: bool,
 }
 
 /// What a lookup found.
@@ -153,6 +156,8 @@ struct Wire<'a> {
     expires_at: u64,
     absolute_at: u64,
     ttl: u64,
+    #[serde(default)]
+    refreshed: bool,
     #[serde(borrow)]
     data: std::collections::HashMap<String, &'a serde_json::value::RawValue>,
 }
@@ -171,6 +176,7 @@ impl Stored {
             expires_at: wire.expires_at,
             absolute_at: wire.absolute_at,
             ttl: wire.ttl,
+            refreshed: wire.refreshed,
             data: wire
                 .data
                 .into_iter()
@@ -193,6 +199,7 @@ impl Stored {
             absolute_at: 0,
             ttl: 0,
             data: Vec::new(),
+            refreshed: false,
         };
         let mut seen_user = false;
         for (field, value) in fields {

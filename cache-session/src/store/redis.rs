@@ -94,6 +94,7 @@ if h.rotated_from and key == KEYS[1] then
   drop_forward(ARGV[3], h.rotated_from, id)
   redis.call('HDEL', key, 'rotated_from')
 end
+local refreshed = false
 if now - tonumber(h.last_accessed) >= tonumber(ARGV[2]) then
   local expires = math.min(math.max(now + tonumber(h.ttl), tonumber(h.expires_at)), tonumber(h.absolute_at))
   redis.call('HSET', key, 'last_accessed', int(now), 'expires_at', int(expires))
@@ -101,8 +102,10 @@ if now - tonumber(h.last_accessed) >= tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[2], 'XX', int(expires), id)
   keep_index(KEYS[2])
   h.last_accessed, h.expires_at = int(now), int(expires)
+  refreshed = key == KEYS[1]
 end
 local out = {'{"user_id":', cjson.encode(h.user_id)}
+if refreshed then out[#out + 1] = ',"refreshed":true' end
 for _, name in ipairs({'created_at', 'last_accessed', 'expires_at', 'absolute_at', 'ttl'}) do
   out[#out + 1] = ',"' .. name .. '":' .. h[name]
 end
@@ -313,6 +316,7 @@ impl Backend for RedisStore {
             absolute_at,
             ttl: new.ttl,
             data: new.data.to_vec(),
+            refreshed: false,
         };
         Ok((stored, evicted))
     }
