@@ -167,6 +167,89 @@ async fn login_cached_reads_invalidating_write_logout() {
     );
 }
 
+/// A browser's walk through the service: the session in the `__Host-session` cookie, the CSRF
+/// token the login returned on state-changing requests, the cookie cleared at logout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_use_the_cookie_and_the_csrf_token() {
+    let service = start(None).await;
+    let login = service
+        .http
+        .post(format!("{}/login", service.base))
+        .json(&json!({ "user_id": "t1" }))
+        .send()
+        .await
+        .expect("login");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .expect("the session cookie")
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(
+        cookie.starts_with("__Host-session=cms1_") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("name=value").to_owned();
+    let body: Value = login.json().await.expect("JSON");
+    let csrf = body["csrf_token"]
+        .as_str()
+        .expect("a CSRF token")
+        .to_owned();
+    let request = |method: reqwest::Method, path: &str| {
+        service
+            .http
+            .request(method, format!("{}{path}", service.base))
+            .header("cookie", &pair)
+    };
+    let profile = request(reqwest::Method::GET, "/me/profile")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(profile.status(), StatusCode::OK);
+    assert!(
+        profile.headers().get("set-cookie").is_none(),
+        "nothing to refresh"
+    );
+    let assignment = json!({ "class_id": 1, "title": "Analytical engine" });
+    let forged = request(reqwest::Method::POST, "/me/assignments")
+        .json(&assignment)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let forged: Value = forged.json().await.expect("JSON");
+    assert_eq!(forged["error"], "missing or invalid CSRF token");
+    let created = request(reqwest::Method::POST, "/me/assignments")
+        .header("x-csrf-token", &csrf)
+        .json(&assignment)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let logout = request(reqwest::Method::POST, "/logout")
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), StatusCode::OK);
+    let cleared = logout
+        .headers()
+        .get("set-cookie")
+        .expect("cleared")
+        .to_str()
+        .expect("ASCII");
+    assert!(
+        cleared.starts_with("__Host-session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let after = request(reqwest::Method::GET, "/me/profile")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_everywhere_ends_every_session_of_the_user() {
     let service = start(None).await;

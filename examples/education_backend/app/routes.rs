@@ -1,14 +1,19 @@
-//! HTTP routes. Reads that need a session answer 401 with a JSON error when the token is
-//! missing, invalid or expired, and 503 when the session store cannot be asked.
+//! HTTP routes. Sessions come from `cache_session::web`'s layer: the token travels as a
+//! bearer token or in the `__Host-session` cookie; routes that need a session take
+//! `Authenticated`, which answers 401 with a JSON error when the token is missing, invalid or
+//! expired, 403 for a cookie-borne state change without the CSRF token, and 503 when the
+//! session store cannot be asked.
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cachemere::cache_session::{Session, SessionData, ValidationError};
+use cachemere::cache_session::SessionData;
+use cachemere::cache_session::web::{
+    Authenticated, SessionHandle, SessionLayer, SessionRejection, Transport,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -17,6 +22,11 @@ use super::db::DbError;
 use super::keys::CacheKeys;
 
 pub(crate) fn router(state: AppState) -> Router {
+    // browsers keep the token in the `__Host-session` cookie (and send the CSRF token the
+    // login returns with state-changing requests); other clients send it as a bearer token
+    let sessions = SessionLayer::new(state.sessions.manager().clone())
+        .transport(Transport::CookieOrBearer)
+        .csrf(true);
     Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))
@@ -34,6 +44,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::map_response(json_errors))
+        .layer(sessions)
         .with_state(state)
 }
 
@@ -71,8 +82,6 @@ async fn json_errors(response: Response) -> Response {
     json
 }
 
-const STORE_UNAVAILABLE: &str = "session store unavailable";
-
 /// A JSON error body with a status.
 pub(crate) struct ApiError(StatusCode, String);
 
@@ -92,48 +101,13 @@ impl From<DbError> for ApiError {
 
 impl From<cachemere::cache_session::Error> for ApiError {
     fn from(err: cachemere::cache_session::Error) -> ApiError {
-        match err.is_store_failure() {
-            true => ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                STORE_UNAVAILABLE.to_owned(),
-            ),
-            false => ApiError(StatusCode::BAD_REQUEST, err.to_string()),
-        }
+        SessionRejection::from(err).into()
     }
 }
 
-/// The caller's session, from `Authorization: Bearer <token>`.
-pub(crate) struct Authenticated {
-    token: String,
-    session: Session,
-}
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "missing session token".into()))?;
-        match state.sessions.validate_session(token).await {
-            Ok(session) => Ok(Authenticated {
-                token: token.to_owned(),
-                session,
-            }),
-            Err(err) => {
-                let status =
-                    StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
-                let message = match err {
-                    ValidationError::Expired => "session expired",
-                    ValidationError::Store(_) => STORE_UNAVAILABLE,
-                    _ => "invalid session",
-                };
-                Err(ApiError(status, message.into()))
-            }
-        }
+impl From<SessionRejection> for ApiError {
+    fn from(rejection: SessionRejection) -> ApiError {
+        ApiError(rejection.status(), rejection.to_string())
     }
 }
 
@@ -144,6 +118,7 @@ struct Login {
 
 async fn login(
     State(state): State<AppState>,
+    session: SessionHandle,
     Json(login): Json<Login>,
 ) -> Result<Json<Value>, ApiError> {
     let Some(profile) = state.service.db.user(&login.user_id).await? else {
@@ -153,15 +128,17 @@ async fn login(
         tracing::warn!(error = %err, "could not warm the profile cache");
     }
     let data = SessionData::new()
-        .with("name", &profile.name)
+        .with("role", &profile.role)
+        .and_then(|data| data.with("name", &profile.name))
         .and_then(|data| data.with("permissions", &permissions(&profile.role)))?;
-    let token = state
-        .sessions
-        .create_authenticated_session(&profile.user_id, &profile.role, data)
-        .await?;
-    Ok(Json(
-        json!({ "token": token.expose(), "user_id": profile.user_id, "role": profile.role }),
-    ))
+    // a new token (the session the request brought, if any, ends), in the cookie too
+    let token = session.login(&profile.user_id, data).await?;
+    Ok(Json(json!({
+        "token": token.expose(),
+        "csrf_token": session.csrf_token().await,
+        "user_id": profile.user_id,
+        "role": profile.role,
+    })))
 }
 
 fn permissions(role: &str) -> Vec<&'static str> {
@@ -171,11 +148,8 @@ fn permissions(role: &str) -> Vec<&'static str> {
     }
 }
 
-async fn logout(
-    State(state): State<AppState>,
-    auth: Authenticated,
-) -> Result<Json<Value>, ApiError> {
-    let ended = state.sessions.manager().delete_session(&auth.token).await?;
+async fn logout(auth: Authenticated) -> Result<Json<Value>, ApiError> {
+    let ended = auth.handle().logout().await?;
     Ok(Json(json!({ "logged_out": ended })))
 }
 
@@ -183,13 +157,8 @@ async fn logout_everywhere(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let user_id = &auth.session.user_id;
-    let ended = state
-        .sessions
-        .manager()
-        .delete_user_sessions(user_id)
-        .await?;
-    state.service.invalidate_user_cache(user_id).await;
+    let ended = auth.handle().logout_everywhere().await?;
+    state.service.invalidate_user_cache(&auth.user_id).await;
     Ok(Json(json!({ "sessions_ended": ended })))
 }
 
@@ -197,11 +166,7 @@ async fn profile(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    match state
-        .service
-        .get_user_profile(&auth.session.user_id)
-        .await?
-    {
+    match state.service.get_user_profile(&auth.user_id).await? {
         Some(profile) => Ok(Json(json!(profile))),
         None => Err(ApiError(StatusCode::NOT_FOUND, "user not found".into())),
     }
@@ -212,10 +177,7 @@ async fn classes(
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(
-        state
-            .service
-            .get_user_classes(&auth.session.user_id)
-            .await?
+        state.service.get_user_classes(&auth.user_id).await?
     )))
 }
 
@@ -224,10 +186,7 @@ async fn assignments(
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(
-        state
-            .service
-            .get_user_assignments(&auth.session.user_id)
-            .await?
+        state.service.get_user_assignments(&auth.user_id).await?
     )))
 }
 
@@ -242,7 +201,7 @@ async fn create_assignment(
     auth: Authenticated,
     Json(new): Json<NewAssignment>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if !auth.session.data.has_permission("write") {
+    if !auth.data.has_permission("write") {
         return Err(ApiError(StatusCode::FORBIDDEN, "teachers only".into()));
     }
     let assignment = state
