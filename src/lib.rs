@@ -8,7 +8,14 @@
 //!   configuration, health checks and the [`Cache`] manager;
 //! - the [`cache_result`] and [`invalidate_cache`] attribute macros (feature `macros`, on by
 //!   default);
-//! - [`cache_session`]: the session manager and session service.
+//! - [`cache_session`]: the session manager and session service, and with the `axum`
+//!   feature its tower layer and axum extractors (`cache_session::web`).
+//!
+//! Features:
+//! - `macros` (default): `#[cache_result]` and `#[invalidate_cache]`;
+//! - `metrics`: cache and session metrics through the `metrics` facade;
+//! - `tls`: `rediss://` (TLS to Redis, one server or a cluster) on rustls;
+//! - `axum`: sessions in axum (a layer, extractors, cookies and bearer tokens).
 //!
 //! ```
 //! use cachemere::{Cache, MemoryStore, Ttl};

@@ -5,6 +5,13 @@
 //! - [`SessionService`]: the seed's authentication workflow on top, with a typed
 //!   [`ValidationError`] a web layer maps to 401 or 503.
 //!
+//! - `web` (feature `axum`): a tower layer and axum extractors, the token in a cookie or a
+//!   bearer header, JSON rejections, CSRF tokens.
+//!
+//! Features:
+//! - `metrics`: session counters through the `metrics` facade;
+//! - `axum`: the `web` module.
+//!
 //! Security properties:
 //! - tokens carry 256 random bits from the operating system, in a fixed format
 //!   ([`SessionToken`]) checked before the store is asked; `Debug` and `Display` hide them;
