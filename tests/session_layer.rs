@@ -90,6 +90,12 @@ fn router(layer: SessionLayer) -> Router {
         let token = user.handle().rotate().await?.expect("live");
         Ok(Json(json!({ "token": token.expose() })))
     }
+    async fn rotate(session: SessionHandle) -> Result<Json<Value>, SessionRejection> {
+        let token = session.rotate().await?;
+        Ok(Json(
+            json!({ "token": token.map(|token| token.expose().to_owned()) }),
+        ))
+    }
     async fn logout(session: SessionHandle) -> Result<Json<Value>, SessionRejection> {
         Ok(Json(json!({ "ended": session.logout().await? })))
     }
@@ -102,6 +108,7 @@ fn router(layer: SessionLayer) -> Router {
         .route("/maybe", get(maybe))
         .route("/set/{field}", post(set))
         .route("/promote", post(promote))
+        .route("/rotate", post(rotate))
         .route("/logout", post(logout))
         .route("/logout-everywhere", post(logout_everywhere))
         .route("/untouched", get(|_session: SessionHandle| async { "ok" }))
@@ -668,5 +675,51 @@ async fn a_route_outside_the_layer_is_a_clear_500() {
     assert_eq!(
         body,
         json!({ "error": "the route is not behind a SessionLayer" })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_outcome_is_unknown_logs_nobody_out() {
+    let server = serve(Store::Redis, config(), |layer| layer).await;
+    let (_, token) = server.login().await;
+    let redis = server.redis.as_ref().expect("redis");
+    redis.pause().expect("pause");
+    // the rotation's script is sent, then the command times out: it may still run later
+    let rotate = server.post("/rotate", Auth::Cookie(&token));
+    let resume = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        redis.resume().expect("resume");
+    };
+    let (reply, ()) = tokio::join!(rotate, resume);
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+    assert!(
+        reply.cookies.is_empty(),
+        "the cookie keeps the old token: {reply:?}"
+    );
+    let mut reached = None;
+    for _ in 0..50 {
+        let me = server.get("/me", Auth::Cookie(&token)).await;
+        if me.status != StatusCode::SERVICE_UNAVAILABLE {
+            reached = Some(me);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let me = reached.expect("the store answers again");
+    assert_eq!(
+        me.status,
+        StatusCode::OK,
+        "the old token still reaches the session, rotated or not: {me:?}"
+    );
+    let again = server.post("/rotate", Auth::Cookie(&token)).await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "rotating again works: {again:?}"
+    );
+    let new = again.cookie_token();
+    assert_eq!(
+        server.get("/me", Auth::Cookie(&new)).await.status,
+        StatusCode::OK
     );
 }
