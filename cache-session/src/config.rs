@@ -122,8 +122,8 @@ impl SessionConfig {
     /// tag every token carries); `SESSION_SECRET`. Changing it ends every session.
     ///
     /// What is stored and sent either way: the store holds hashes of tokens, never a token,
-    /// and user ids in plain (each session's `user_id` field and the `session:users`
-    /// registry). A token carries 128 bits of a hash of its user id, to route it to the
+    /// and user ids in plain (each session's `user_id` field and the statistics' `users`
+    /// sets). A token carries 128 bits of a hash of its user id, to route it to the
     /// user's keys. With a secret that hash is an HMAC nobody can compute without the secret;
     /// **without one it is an unkeyed SHA-256**, so whoever holds a token (a leaked log line,
     /// say) can find its user by hashing candidate ids. Set a secret of at least 32 random

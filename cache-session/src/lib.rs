@@ -47,7 +47,16 @@
 //! |---|---|---|
 //! | `session:{T}:s:<token hash>` | hash | `user_id`, times (ms), `ttl`, `d:<field>` = JSON; expires with the session |
 //! | `session:{T}:index` | sorted set | the tag's session ids scored by expiry; expires a day after its last entry |
-//! | `session:users` | sorted set | user ids scored by the latest possible end of their sessions (statistics, clean-up) |
+//! | `session:stats:live` | sorted set | every session's id scored by its expiry, until the clean-up after it (statistics) |
+//! | `session:stats:users` | sorted set | user ids scored by the latest expiry of their sessions (statistics) |
+//!
+//! On a Redis Cluster the two statistics sets are kept per hash slot, as
+//! `session:{l<n>}:stats:live` and `:users` with a hash tag `l<n>` in the slot, so that the
+//! script that changes a session updates the statistics of its slot in the same atomic
+//! step. Statistics read them with one script per node (Redis 7 or newer; older servers
+//! answer slot by slot). Earlier versions kept a `session:users` registry, no longer used:
+//! delete it after the upgrade; sessions created before the upgrade join the statistics
+//! when next touched.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -12,13 +12,13 @@ use tracing::Instrument;
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::session::{Session, SessionData, SessionPatch};
-use crate::store::{Backend, Change, Keys, Lookup, NewSession, Registry, SessionStore, Stored};
+use crate::store::{
+    Backend, Change, Keys, Ledger, Lookup, NewSession, SessionStore, Stored, UserKeys,
+};
 use crate::telemetry;
 use crate::token::{Hasher, SessionToken};
 
 const MAX_USER_ID_BYTES: usize = 1024;
-/// Slack for the application's clock running behind the store's in registry entries.
-const CLOCK_SLACK: Duration = Duration::from_secs(300);
 
 /// Creates, reads, changes and ends user sessions in a [`SessionStore`].
 ///
@@ -56,7 +56,8 @@ struct Inner {
     backend: Arc<dyn Backend>,
     config: SessionConfig,
     hasher: Hasher,
-    registry: String,
+    /// The statistics ledgers: one, or one per hash slot of a cluster (16,384).
+    ledgers: Vec<Ledger>,
     /// Recent users' tags: a read checks the stored user against the token's tag, and the
     /// HMAC behind a tag costs more than the rest of the read. User ids are not secret.
     tags: Memo,
@@ -163,17 +164,51 @@ pub struct UserSession {
     pub session: Session,
 }
 
-/// Counts over every indexed session, as the seed's `get_session_stats` returns them.
+/// Counts over every session, as the seed's `get_session_stats` returns them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SessionStats {
-    /// Indexed sessions, live or expired.
+    /// Sessions not ended: live, or expired and not yet cleaned up.
     pub total_sessions: u64,
     /// Live sessions.
     pub active_sessions: u64,
-    /// Expired sessions still indexed, awaiting [`SessionManager::cleanup_expired`].
+    /// Expired sessions awaiting [`SessionManager::cleanup_expired`].
     pub expired_sessions: u64,
     /// Users with at least one live session.
     pub unique_users: u64,
+}
+
+/// The statistics ledgers of sessions under `key_prefix`: one on one server; on a cluster one
+/// per hash slot, each named with a hash tag of its slot, so that the scripts changing the
+/// sessions of a slot keep its ledger in the same atomic step.
+pub(crate) fn ledgers(key_prefix: &str, spread: bool) -> Vec<Ledger> {
+    if !spread {
+        return vec![Ledger::from(format!("{key_prefix}stats:"))];
+    }
+    slot_tags()
+        .iter()
+        .map(|tag| Ledger::from(format!("{key_prefix}{{{tag}}}:stats:")))
+        .collect()
+}
+
+/// For each of the 16,384 hash slots, a short hash tag in it.
+fn slot_tags() -> &'static [String] {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| {
+        const SLOTS: usize = 16384;
+        let mut tags = vec![String::new(); SLOTS];
+        let mut missing = SLOTS;
+        let mut candidate = 0u64;
+        while missing > 0 {
+            let tag = format!("l{candidate}");
+            let slot = usize::from(cache_core::key::hash_slot(&tag));
+            if tags[slot].is_empty() {
+                tags[slot] = tag;
+                missing -= 1;
+            }
+            candidate += 1;
+        }
+        tags
+    })
 }
 
 fn millis(name: &'static str, duration: Duration) -> Result<u64> {
@@ -210,13 +245,14 @@ impl SessionManager {
                 .as_ref()
                 .map(|secret| secret.expose().as_bytes().to_vec()),
         );
-        let registry = format!("{}users", config.key_prefix);
+        let backend = store.into().0;
+        let ledgers = ledgers(&config.key_prefix, backend.spread());
         SessionManager {
             inner: Arc::new(Inner {
-                backend: store.into().0,
+                backend,
                 config,
                 hasher,
-                registry,
+                ledgers,
                 tags: Memo::default(),
                 ids: Memo::default(),
             }),
@@ -245,18 +281,31 @@ impl SessionManager {
             .inner
             .ids
             .get_or(token.expose(), || self.inner.hasher.token_id(token));
-        Keys::member(&format!("{tagged}index"), &format!("{tagged}s:"), &id)
+        Keys::member(
+            &format!("{tagged}index"),
+            &format!("{tagged}s:"),
+            &id,
+            self.ledger_of(token.tag()),
+        )
     }
 
-    fn index_of(&self, user_id: &str) -> (String, String) {
-        let tagged = self.tag_prefix(&self.user_tag(user_id));
-        (format!("{tagged}index"), format!("{tagged}s:"))
+    fn index_of(&self, user_id: &str) -> UserKeys {
+        let tag = self.user_tag(user_id);
+        let tagged = self.tag_prefix(&tag);
+        UserKeys {
+            index: format!("{tagged}index"),
+            session_prefix: format!("{tagged}s:"),
+            ledger: Ledger::clone(self.ledger_of(&tag)),
+        }
     }
 
-    fn registry(&self) -> (String, impl Fn(&str) -> String + Send + Sync + '_) {
-        (self.inner.registry.clone(), |user: &str| {
-            self.index_of(user).0
-        })
+    /// The ledger of the hash slot of the user tag `tag`.
+    fn ledger_of(&self, tag: &str) -> &Ledger {
+        let ledgers = &self.inner.ledgers;
+        match ledgers.len() {
+            1 => &ledgers[0],
+            _ => &ledgers[usize::from(cache_core::key::hash_slot(tag)) % ledgers.len()],
+        }
     }
 
     /// The associated data of a sealed field: its name and its user's tag.
@@ -409,23 +458,7 @@ impl SessionManager {
             limit: config.max_per_user.unwrap_or(0),
             data: &fields,
         };
-        let until = SystemTime::now() + config.absolute_ttl + CLOCK_SLACK;
-        let until = u64::try_from(
-            until
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX);
-        let backend = &self.inner.backend;
-        let (created, registered) = tokio::join!(
-            backend.create(&keys, &new),
-            backend.register(&self.inner.registry, user_id, until)
-        );
-        let (_, evicted) = created?;
-        if let Err(err) = registered {
-            tracing::warn!(error = %err, "session created but not registered for statistics");
-        }
+        let (_, evicted) = self.inner.backend.create(&keys, &new).await?;
         if evicted > 0 {
             tracing::debug!(evicted, "ended sessions beyond the per-user limit");
         }
@@ -598,11 +631,11 @@ impl SessionManager {
 
     /// The user's live sessions.
     pub async fn get_user_sessions(&self, user_id: &str) -> Result<Vec<UserSession>> {
-        let (index, prefix) = self.index_of(user_id);
+        let user = self.index_of(user_id);
         let tag = self.user_tag(user_id);
         self.inner
             .backend
-            .list(&index, &prefix, user_id)
+            .list(&user, user_id)
             .await?
             .into_iter()
             .filter_map(|(id, stored)| match self.session(stored, &tag) {
@@ -616,7 +649,7 @@ impl SessionManager {
     /// Ends one of the user's sessions by its [`UserSession::id`]; returns whether it was live.
     #[tracing::instrument(name = "session.revoke", level = "debug", skip_all)]
     pub async fn delete_user_session(&self, user_id: &str, id: &str) -> Result<bool> {
-        let (index, session_prefix) = self.index_of(user_id);
+        let user = self.index_of(user_id);
         let owned = self
             .get_user_sessions(user_id)
             .await?
@@ -625,7 +658,7 @@ impl SessionManager {
         if !owned {
             return Ok(false);
         }
-        let keys = Keys::member(&index, &session_prefix, id);
+        let keys = Keys::member(&user.index, &user.session_prefix, id, &user.ledger);
         let ended = self.inner.backend.delete(&keys).await?;
         telemetry::count(
             &self.inner.config.name,
@@ -639,28 +672,20 @@ impl SessionManager {
     /// many were live. A session created concurrently either ends too or starts after it.
     #[tracing::instrument(name = "session.revoke", level = "debug", skip_all)]
     pub async fn delete_user_sessions(&self, user_id: &str) -> Result<u64> {
-        let (index, prefix) = self.index_of(user_id);
-        let ended = self
-            .inner
-            .backend
-            .revoke_all(&index, &prefix, user_id)
-            .await?;
+        let user = self.index_of(user_id);
+        let ended = self.inner.backend.revoke_all(&user, user_id).await?;
         telemetry::count(&self.inner.config.name, "cachemere.session.revoked", ended);
         Ok(ended)
     }
 
-    /// Totals over every indexed session. Reads one registry entry per user with sessions
-    /// (pipelined in batches), never `KEYS` or a `SCAN` of the sessions.
+    /// Totals over every session, exact at the moment they are read: the atomic steps that
+    /// create, touch, extend, rotate and end sessions keep them up to date (in a sorted set
+    /// of sessions by expiry and one of users by their latest expiry), so reading them costs
+    /// the same at any number of users: one script on one server, one per node on a Redis
+    /// Cluster (Redis 7; older servers answer slot by slot). On a cluster each node's totals
+    /// are exact at the moment that node reads them.
     pub async fn get_session_stats(&self) -> Result<SessionStats> {
-        let (key, index_of) = self.registry();
-        let counts = self
-            .inner
-            .backend
-            .counts(&Registry {
-                key: &key,
-                index_of: &index_of,
-            })
-            .await?;
+        let counts = self.inner.backend.counts(&self.inner.ledgers).await?;
         Ok(SessionStats {
             total_sessions: counts.total,
             active_sessions: counts.active,
@@ -669,19 +694,13 @@ impl SessionManager {
         })
     }
 
-    /// Removes expired entries from the per-user indexes (in batches of users) and users
-    /// whose sessions have all ended from the registry; returns the entries removed.
+    /// Drops expired sessions from the statistics (they count as `expired_sessions` until
+    /// then); returns how many. It costs in proportion to what it removes, not to the number
+    /// of users. A user's index sheds its expired entries at the user's next login, and
+    /// expires a day after its last session.
     #[tracing::instrument(name = "session.cleanup", level = "debug", skip_all)]
     pub async fn cleanup_expired(&self) -> Result<u64> {
-        let (key, index_of) = self.registry();
-        let removed = self
-            .inner
-            .backend
-            .cleanup(&Registry {
-                key: &key,
-                index_of: &index_of,
-            })
-            .await?;
+        let removed = self.inner.backend.cleanup(&self.inner.ledgers).await?;
         telemetry::count(
             &self.inner.config.name,
             "cachemere.session.cleanup_removed",

@@ -603,6 +603,125 @@ macro_rules! session_suite {
             }
 
             #[tokio::test]
+            async fn stats_follow_every_change_exactly() {
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default().max_sessions_per_user(Some(2)));
+                let counts = || async {
+                    let stats = sessions.get_session_stats().await.unwrap();
+                    (stats.total_sessions, stats.active_sessions, stats.unique_users)
+                };
+                let a1 = sessions.create_session("a", data("x"), None).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let a2 = sessions.create_session("a", data("x"), None).await.unwrap();
+                let b1 = sessions.create_session("b", data("x"), None).await.unwrap();
+                assert_eq!(counts().await, (3, 3, 2));
+                let a1 = sessions.rotate_session(&a1).await.unwrap().expect("live");
+                assert_eq!(counts().await, (3, 3, 2), "a rotation changes no count");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let a3 = sessions.create_session("a", data("x"), None).await.unwrap();
+                assert_eq!(counts().await, (3, 3, 2), "the per-user cap ended the oldest");
+                assert!(sessions.get_session(&a1).await.unwrap().is_none());
+                assert!(sessions.delete_session(&b1).await.unwrap());
+                assert_eq!(counts().await, (2, 2, 1), "a logout ends its user at once");
+                assert!(!sessions.delete_session(&b1).await.unwrap());
+                assert_eq!(counts().await, (2, 2, 1), "twice changes nothing");
+                assert_eq!(sessions.delete_user_sessions("a").await.unwrap(), 2);
+                assert_eq!(counts().await, (0, 0, 0));
+                assert!(sessions.get_session(&a2).await.unwrap().is_none());
+                assert!(sessions.get_session(&a3).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn a_touched_or_extended_session_stays_active_in_the_stats() {
+                let f = $fixture().await;
+                let sessions = f.manager(
+                    SessionConfig::default()
+                        .ttl(Duration::from_millis(2000))
+                        .touch_after(Duration::from_millis(500)),
+                );
+                let touched = sessions.create_session("t", data("x"), None).await.unwrap();
+                let extended = sessions.create_session("e", data("x"), None).await.unwrap();
+                sessions.create_session("idle", data("x"), None).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                assert!(sessions.get_session(&touched).await.unwrap().is_some());
+                sessions
+                    .extend_session(&extended, Duration::from_secs(5))
+                    .await
+                    .unwrap()
+                    .expect("live");
+                tokio::time::sleep(Duration::from_millis(1400)).await;
+                let stats = sessions.get_session_stats().await.unwrap();
+                assert_eq!(
+                    (stats.total_sessions, stats.active_sessions, stats.expired_sessions, stats.unique_users),
+                    (3, 2, 1, 2),
+                    "the idle session expired, the others slid"
+                );
+                assert_eq!(sessions.cleanup_expired().await.unwrap(), 1);
+                assert_eq!(sessions.get_session_stats().await.unwrap().total_sessions, 2);
+            }
+
+            /// Stats read while sessions come and go count every session that lived through
+            /// the whole read and none that lived through none of it.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stats_stay_within_bounds_under_churn() {
+                use std::sync::Arc;
+                use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+                let f = $fixture().await;
+                let sessions = f.manager(SessionConfig::default());
+                for user in 0..10 {
+                    sessions.create_session(&format!("stable-{user}"), data("x"), None).await.unwrap();
+                }
+                // creates started and ended, deletes started and ended
+                let counters: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+                let stop = Arc::new(AtomicBool::new(false));
+                let churners: Vec<_> = (0..4)
+                    .map(|task| {
+                        let (sessions, counters, stop) = (sessions.clone(), Arc::clone(&counters), Arc::clone(&stop));
+                        tokio::spawn(async move {
+                            let mut i = 0;
+                            while !stop.load(SeqCst) {
+                                counters[0].fetch_add(1, SeqCst);
+                                let token = sessions
+                                    .create_session(&format!("churn-{task}-{i}"), data("x"), None)
+                                    .await
+                                    .unwrap();
+                                counters[1].fetch_add(1, SeqCst);
+                                counters[2].fetch_add(1, SeqCst);
+                                assert!(sessions.delete_session(&token).await.unwrap());
+                                counters[3].fetch_add(1, SeqCst);
+                                i += 1;
+                            }
+                        })
+                    })
+                    .collect();
+                let mut reads = 0;
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while reads < 30 || counters[3].load(SeqCst) < 50 {
+                    assert!(std::time::Instant::now() < deadline, "the churn made no progress");
+                    tokio::task::yield_now().await;
+                    let (created, deleted) = (counters[1].load(SeqCst), counters[3].load(SeqCst));
+                    let stats = sessions.get_session_stats().await.unwrap();
+                    let (started, deleting) = (counters[0].load(SeqCst), counters[2].load(SeqCst));
+                    let lower = 10 + created.saturating_sub(deleting);
+                    let upper = 10 + started - deleted;
+                    for (what, value) in [("active", stats.active_sessions), ("users", stats.unique_users), ("total", stats.total_sessions)] {
+                        assert!(
+                            (lower..=upper).contains(&value),
+                            "{what} {value} outside [{lower}, {upper}]"
+                        );
+                    }
+                    reads += 1;
+                }
+                stop.store(true, SeqCst);
+                for churner in churners {
+                    churner.await.unwrap();
+                }
+                assert!(counters[3].load(SeqCst) > 0, "the churn ran");
+                let stats = sessions.get_session_stats().await.unwrap();
+                assert_eq!((stats.total_sessions, stats.active_sessions, stats.unique_users), (10, 10, 10));
+            }
+
+            #[tokio::test]
             async fn spawned_cleanup_prunes_periodically() {
                 let f = $fixture().await;
                 let sessions = f.manager(short(200));
@@ -997,6 +1116,55 @@ async fn tokens_round_trip_through_their_text() {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+#[tokio::test]
+async fn statistics_and_cleanup_are_one_script_per_server() {
+    let f = redis_fixture().await;
+    let sessions = f.manager(SessionConfig::default());
+    for user in 0..50 {
+        sessions
+            .create_session(&format!("user-{user}"), data("x"), None)
+            .await
+            .unwrap();
+    }
+    let server = f.server.as_ref().expect("redis");
+    let (evals, zcounts) = (
+        server.command_calls("eval").unwrap(),
+        server.command_calls("zcount").unwrap(),
+    );
+    assert_eq!(sessions.get_session_stats().await.unwrap().unique_users, 50);
+    sessions.cleanup_expired().await.unwrap();
+    assert_eq!(server.command_calls("eval").unwrap() - evals, 2);
+    assert_eq!(
+        server.command_calls("zcount").unwrap() - zcounts,
+        2,
+        "one ledger read (by the script), no user read one by one"
+    );
+}
+
+#[tokio::test]
+async fn on_a_cluster_statistics_are_one_script_per_node() {
+    let cluster = RedisCluster::lease().expect("start a redis cluster");
+    let store = RedisStore::connect(&cluster.config())
+        .await
+        .expect("connect");
+    let sessions = SessionManager::new(store, SessionConfig::default());
+    for user in 0..200 {
+        sessions
+            .create_session(&format!("user-{user}"), data("x"), None)
+            .await
+            .unwrap();
+    }
+    let evals = |cluster: &RedisCluster| cluster.command_calls("eval").expect("commandstats");
+    let before = evals(&cluster);
+    let stats = sessions.get_session_stats().await.unwrap();
+    assert_eq!((stats.active_sessions, stats.unique_users), (200, 200));
+    assert_eq!(
+        evals(&cluster) - before,
+        cluster.ports().len() as u64,
+        "one script per primary, not one per slot"
     );
 }
 

@@ -298,6 +298,15 @@ impl RedisCluster {
         self.nodes.iter().map(|node| node.port).collect()
     }
 
+    /// How many times the cluster's nodes ran `command`, all together (`calls` in their
+    /// `INFO commandstats`): see [`RedisServer::command_calls`](crate::RedisServer::command_calls).
+    pub fn command_calls(&self, command: &str) -> Result<u64> {
+        self.ports()
+            .into_iter()
+            .map(|port| command_calls(port, command))
+            .sum()
+    }
+
     /// Which node (an index into [`ports`](RedisCluster::ports)) holds `key`: the node that
     /// served its slot when the cluster started, or the one it was
     /// [migrated](RedisCluster::migrate_slot) to.
@@ -626,6 +635,18 @@ impl Node {
     fn cli(&self, args: &[&str]) -> Result<String> {
         cli(self.port, args)
     }
+}
+
+/// `calls` of `command` in the `INFO commandstats` of the server on `port` (0 if never).
+pub(super) fn command_calls(port: u16, command: &str) -> Result<u64> {
+    let info = cli(port, &["INFO", "commandstats"])?;
+    let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
+    Ok(info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0))
 }
 
 /// `redis-cli -p <port> <args>`: its output, or a harness error when it failed or the

@@ -222,14 +222,7 @@ impl RedisServer {
     /// ```
     pub fn command_calls(&self, command: &str) -> Result<u64> {
         let owned = self.owned("read the command statistics of")?;
-        let info = cluster::cli(owned.port, &["INFO", "commandstats"])?;
-        let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
-        Ok(info
-            .lines()
-            .find_map(|line| line.trim().strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|calls| calls.parse().ok())
-            .unwrap_or(0))
+        cluster::command_calls(owned.port, command)
     }
 
     /// A [`Config`] for this server with short timeouts (1 s connect, 1 s command), so that

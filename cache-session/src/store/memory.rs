@@ -5,7 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{Backend, Change, Counts, INDEX_GRACE_MS, Keys, Lookup, NewSession, Registry, Stored};
+use super::{
+    Backend, Change, Counts, INDEX_GRACE_MS, Keys, Ledger, Lookup, NewSession, Stored, UserKeys,
+};
 use crate::error::Result;
 
 /// Sessions kept in process, beside a [`MemoryStore`](cache_core::MemoryStore)'s cached values
@@ -25,8 +27,15 @@ pub(crate) struct MemorySessions {
 struct State {
     records: HashMap<String, Record>,
     indexes: HashMap<String, HashMap<String, u64>>,
-    registries: HashMap<String, HashMap<String, u64>>,
+    ledgers: HashMap<Ledger, Tally>,
     swept_at: usize,
+}
+
+/// A ledger's sets, as the Redis scripts keep them: session ids and user ids by expiry.
+#[derive(Default)]
+struct Tally {
+    live: HashMap<String, u64>,
+    users: HashMap<String, u64>,
 }
 
 enum Record {
@@ -73,9 +82,12 @@ impl State {
     /// The keys of the session `keys` names, following a rotation's forwarding record.
     fn resolve<'k>(&self, keys: &'k Keys, now: u64) -> Cow<'k, Keys> {
         match self.records.get(&keys.session) {
-            Some(Record::Moved { to, until }) if *until > now => {
-                Cow::Owned(Keys::member(&keys.index, &keys.session_prefix, to))
-            }
+            Some(Record::Moved { to, until }) if *until > now => Cow::Owned(Keys::member(
+                &keys.index,
+                &keys.session_prefix,
+                to,
+                &keys.ledger,
+            )),
             _ => Cow::Borrowed(keys),
         }
     }
@@ -94,6 +106,42 @@ impl State {
             .and_then(|index| index.get_mut(&keys.id))
         {
             *expires = expires_at;
+        }
+    }
+
+    /// The session `id` is indexed until `expires` (for its user, when named): the one step
+    /// every change to an index takes for the statistics, as `track` in the Redis scripts.
+    fn track(&mut self, ledger: &Ledger, id: &str, expires: u64, user: Option<&str>) {
+        let tally = self.ledgers.entry(Ledger::clone(ledger)).or_default();
+        tally.live.insert(id.to_owned(), expires);
+        if let Some(user) = user {
+            let latest = tally.users.entry(user.to_owned()).or_default();
+            *latest = expires.max(*latest);
+        }
+    }
+
+    /// The session `id` left its index.
+    fn untrack(&mut self, ledger: &Ledger, id: &str) {
+        if let Some(tally) = self.ledgers.get_mut(ledger) {
+            tally.live.remove(id);
+        }
+    }
+
+    /// Sets `user`'s latest expiry from its index, after sessions left it.
+    fn settle(&mut self, ledger: &Ledger, index: &str, user: Option<&str>) {
+        let Some(user) = user else { return };
+        let latest = self
+            .indexes
+            .get(index)
+            .and_then(|entries| entries.values().max().copied());
+        let tally = self.ledgers.entry(Ledger::clone(ledger)).or_default();
+        match latest {
+            Some(latest) => {
+                tally.users.insert(user.to_owned(), latest);
+            }
+            None => {
+                tally.users.remove(user);
+            }
         }
     }
 
@@ -154,7 +202,7 @@ impl Backend for MemorySessions {
         let index = indexes.entry(keys.index.clone()).or_default();
         index.retain(|_, expires| *expires > now);
         index.insert(keys.id.clone(), stored.expires_at);
-        let mut evicted = 0;
+        let mut evicted = Vec::new();
         if new.limit > 0 && index.len() > new.limit {
             let created_at = |id: &str| match records.get(&format!("{}{id}", keys.session_prefix)) {
                 Some(Record::Session { stored, .. }) => stored.created_at,
@@ -170,10 +218,17 @@ impl Backend for MemorySessions {
             for (_, id) in others.into_iter().take(excess) {
                 records.remove(&format!("{}{id}", keys.session_prefix));
                 index.remove(&id);
-                evicted += 1;
+                evicted.push(id);
             }
         }
-        Ok((stored, evicted))
+        state.track(&keys.ledger, &keys.id, stored.expires_at, Some(new.user_id));
+        for id in &evicted {
+            state.untrack(&keys.ledger, id);
+        }
+        if !evicted.is_empty() {
+            state.settle(&keys.ledger, &keys.index, Some(new.user_id));
+        }
+        Ok((stored, evicted.len() as u64))
     }
 
     async fn get(&self, keys: &Keys, touch_after: u64) -> Result<Lookup> {
@@ -220,6 +275,7 @@ impl Backend for MemorySessions {
         };
         if let Some(expires_at) = touched {
             state.reindex(&target, expires_at);
+            state.track(&keys.ledger, &target.id, expires_at, Some(&found.user_id));
         }
         if let Some(old) = retired {
             state.drop_forward(&keys.session_prefix, &old, &keys.id);
@@ -269,7 +325,9 @@ impl Backend for MemorySessions {
             .max(now.saturating_add(by))
             .min(stored.absolute_at);
         let expires_at = stored.expires_at;
+        let user = stored.user_id.clone();
         state.reindex(&target, expires_at);
+        state.track(&keys.ledger, &target.id, expires_at, Some(&user));
         Ok(Some(expires_at))
     }
 
@@ -280,7 +338,7 @@ impl Backend for MemorySessions {
         if target.session != keys.session {
             state.records.remove(&keys.session);
         }
-        let existed = match state.records.remove(&target.session) {
+        let (existed, user) = match state.records.remove(&target.session) {
             Some(Record::Session {
                 stored,
                 rotated_from,
@@ -288,17 +346,19 @@ impl Backend for MemorySessions {
                 if let Some(old) = rotated_from {
                     state.drop_forward(&keys.session_prefix, &old, &target.id);
                 }
-                is_live(&stored, now)
+                (is_live(&stored, now), Some(stored.user_id))
             }
             Some(moved @ Record::Moved { .. }) => {
                 state.records.insert(target.session.clone(), moved);
-                false
+                (false, None)
             }
-            None => false,
+            None => (false, None),
         };
         if let Some(index) = state.indexes.get_mut(&target.index) {
             index.remove(&target.id);
         }
+        state.untrack(&keys.ledger, &target.id);
+        state.settle(&keys.ledger, &target.index, user.as_deref());
         Ok(existed)
     }
 
@@ -341,18 +401,16 @@ impl Backend for MemorySessions {
         let index = state.indexes.entry(old.index.clone()).or_default();
         index.remove(&target.id);
         index.insert(new.id.clone(), expires_at);
+        state.untrack(&old.ledger, &target.id);
+        state.track(&old.ledger, &new.id, expires_at, None);
         Ok(true)
     }
 
-    async fn list(
-        &self,
-        index: &str,
-        session_prefix: &str,
-        user_id: &str,
-    ) -> Result<Vec<(String, Stored)>> {
+    async fn list(&self, user: &UserKeys, user_id: &str) -> Result<Vec<(String, Stored)>> {
         let now = now();
         let state = self.state();
-        let Some(entries) = state.indexes.get(index) else {
+        let session_prefix = &user.session_prefix;
+        let Some(entries) = state.indexes.get(&user.index) else {
             return Ok(Vec::new());
         };
         Ok(entries
@@ -369,19 +427,20 @@ impl Backend for MemorySessions {
             .collect())
     }
 
-    async fn revoke_all(&self, index: &str, session_prefix: &str, user_id: &str) -> Result<u64> {
+    async fn revoke_all(&self, user: &UserKeys, user_id: &str) -> Result<u64> {
         let now = now();
         let mut guard = self.state();
         let State {
             records, indexes, ..
         } = &mut *guard;
-        let Some(entries) = indexes.get_mut(index) else {
+        let Some(entries) = indexes.get_mut(&user.index) else {
             return Ok(0);
         };
         let mut revoked = 0;
+        let mut ended = Vec::new();
         entries.retain(|id, _| {
-            let key = format!("{session_prefix}{id}");
-            match records.get(&key) {
+            let key = format!("{}{id}", user.session_prefix);
+            let keep = match records.get(&key) {
                 Some(Record::Session { stored, .. }) if stored.user_id == user_id => {
                     revoked += u64::from(is_live(stored, now));
                     records.remove(&key);
@@ -389,64 +448,50 @@ impl Backend for MemorySessions {
                 }
                 Some(Record::Session { .. }) => true,
                 Some(Record::Moved { .. }) | None => false,
+            };
+            if !keep {
+                ended.push(id.clone());
             }
+            keep
         });
+        for id in &ended {
+            guard.untrack(&user.ledger, id);
+        }
+        guard.settle(&user.ledger, &user.index, Some(user_id));
         Ok(revoked)
     }
 
-    async fn register(&self, registry: &str, user_id: &str, until: u64) -> Result<()> {
-        let mut state = self.state();
-        let known = state
-            .registries
-            .entry(registry.to_owned())
-            .or_default()
-            .entry(user_id.to_owned())
-            .or_default();
-        *known = until.max(*known);
-        Ok(())
-    }
-
-    async fn counts(&self, registry: &Registry<'_>) -> Result<Counts> {
+    async fn counts(&self, ledgers: &[Ledger]) -> Result<Counts> {
         let now = now();
         let state = self.state();
         let mut counts = Counts::default();
-        for user in state
-            .registries
-            .get(registry.key)
-            .into_iter()
-            .flat_map(HashMap::keys)
+        for tally in ledgers
+            .iter()
+            .filter_map(|ledger| state.ledgers.get(ledger))
         {
-            let Some(index) = state.indexes.get(&(registry.index_of)(user)) else {
-                continue;
+            let live = |expires: &&u64| **expires > now;
+            counts += Counts {
+                total: tally.live.len() as u64,
+                active: tally.live.values().filter(live).count() as u64,
+                users: tally.users.values().filter(live).count() as u64,
             };
-            let active = index.values().filter(|expires| **expires > now).count() as u64;
-            counts.total += index.len() as u64;
-            counts.active += active;
-            counts.users += u64::from(active > 0);
         }
         Ok(counts)
     }
 
-    async fn cleanup(&self, registry: &Registry<'_>) -> Result<u64> {
+    async fn cleanup(&self, ledgers: &[Ledger]) -> Result<u64> {
         let now = now();
-        let mut guard = self.state();
-        let State {
-            indexes,
-            registries,
-            ..
-        } = &mut *guard;
+        let mut state = self.state();
         let mut removed = 0;
-        if let Some(users) = registries.get_mut(registry.key) {
-            users.retain(|user, until| {
-                if let Some(index) = indexes.get_mut(&(registry.index_of)(user)) {
-                    let before = index.len();
-                    index.retain(|_, expires| *expires > now);
-                    removed += (before - index.len()) as u64;
-                }
-                *until > now
-            });
+        for ledger in ledgers {
+            if let Some(tally) = state.ledgers.get_mut(ledger) {
+                let before = tally.live.len();
+                tally.live.retain(|_, expires| *expires > now);
+                tally.users.retain(|_, expires| *expires > now);
+                removed += (before - tally.live.len()) as u64;
+            }
         }
-        guard.sweep(now);
+        state.sweep(now);
         Ok(removed)
     }
 }

@@ -11,6 +11,12 @@ use crate::error::{Error, Result};
 /// reported as expired (not unknown) until the clean-up after it.
 pub(crate) const INDEX_GRACE_MS: u64 = 86_400_000;
 
+/// The statistics of the sessions whose keys share one hash slot (on one server: of all
+/// sessions), kept by the same atomic steps that change sessions: `<prefix>live`, a sorted
+/// set of session ids by expiry (until the clean-up after it), and `<prefix>users`, a sorted
+/// set of user ids by the latest expiry of their indexed sessions. Its name is the prefix.
+pub(crate) type Ledger = std::sync::Arc<str>;
+
 /// Where one session lives.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
@@ -22,18 +28,30 @@ pub(crate) struct Keys {
     pub(crate) id: String,
     /// `session` minus `id`: the prefix of every session key of this user tag.
     pub(crate) session_prefix: String,
+    /// The statistics of this user tag's hash slot.
+    pub(crate) ledger: Ledger,
 }
 
 impl Keys {
     /// The keys of the session `id` in `index`.
-    pub(crate) fn member(index: &str, session_prefix: &str, id: &str) -> Keys {
+    pub(crate) fn member(index: &str, session_prefix: &str, id: &str, ledger: &Ledger) -> Keys {
         Keys {
             session: format!("{session_prefix}{id}"),
             index: index.to_owned(),
             id: id.to_owned(),
             session_prefix: session_prefix.to_owned(),
+            ledger: Ledger::clone(ledger),
         }
     }
+}
+
+/// A user's sessions: the index of its tag and the prefix of its session keys, with the
+/// statistics of its hash slot.
+#[derive(Debug, Clone)]
+pub(crate) struct UserKeys {
+    pub(crate) index: String,
+    pub(crate) session_prefix: String,
+    pub(crate) ledger: Ledger,
 }
 
 /// A session as stored: times in milliseconds since the Unix epoch, data fields as JSON.
@@ -69,7 +87,7 @@ pub(crate) struct NewSession<'a> {
     pub(crate) data: &'a [(String, Vec<u8>)],
 }
 
-/// Counts over every indexed session.
+/// Counts over the sessions the ledgers hold.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Counts {
     pub(crate) total: u64,
@@ -77,10 +95,12 @@ pub(crate) struct Counts {
     pub(crate) users: u64,
 }
 
-/// The registry of users with sessions, and how to find a user's index.
-pub(crate) struct Registry<'a> {
-    pub(crate) key: &'a str,
-    pub(crate) index_of: &'a (dyn Fn(&str) -> String + Send + Sync),
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.total += other.total;
+        self.active += other.active;
+        self.users += other.users;
+    }
 }
 
 /// A change to one data field of a session, as [`Backend::update`] applies it.
@@ -114,20 +134,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// to `new` until `new` is first read or the grace ends.
     async fn rotate(&self, old: &Keys, new: &Keys, grace: u64) -> Result<bool>;
     /// The live sessions of `user_id` in its tag's index, with their ids.
-    async fn list(
-        &self,
-        index: &str,
-        session_prefix: &str,
-        user_id: &str,
-    ) -> Result<Vec<(String, Stored)>>;
+    async fn list(&self, user: &UserKeys, user_id: &str) -> Result<Vec<(String, Stored)>>;
     /// Deletes every session of `user_id`; returns how many were live.
-    async fn revoke_all(&self, index: &str, session_prefix: &str, user_id: &str) -> Result<u64>;
-    /// Records that `user_id` may have sessions until `until` (ms).
-    async fn register(&self, registry: &str, user_id: &str, until: u64) -> Result<()>;
-    async fn counts(&self, registry: &Registry<'_>) -> Result<Counts>;
-    /// Removes expired index entries and users whose sessions all ended; returns the
-    /// number of index entries removed.
-    async fn cleanup(&self, registry: &Registry<'_>) -> Result<u64>;
+    async fn revoke_all(&self, user: &UserKeys, user_id: &str) -> Result<u64>;
+    /// Whether sessions spread over several hash slots' ledgers (a Redis Cluster), or one
+    /// ledger holds them all.
+    fn spread(&self) -> bool {
+        false
+    }
+    /// The totals of `ledgers`.
+    async fn counts(&self, ledgers: &[Ledger]) -> Result<Counts>;
+    /// Removes the expired entries of `ledgers`; returns how many sessions they held.
+    async fn cleanup(&self, ledgers: &[Ledger]) -> Result<u64>;
 }
 
 /// The store sessions live in: a [`RedisStore`](cache_core::RedisStore) or a

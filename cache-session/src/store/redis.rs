@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use cache_core::RedisStore;
 use redis::{Script, Value};
 
-use super::{Backend, Change, Counts, INDEX_GRACE_MS, Keys, Lookup, NewSession, Registry, Stored};
+use super::{
+    Backend, Change, Counts, INDEX_GRACE_MS, Keys, Ledger, Lookup, NewSession, Stored, UserKeys,
+};
 use crate::error::{Error, Result};
 
 const PREAMBLE: &str = r"
@@ -23,9 +25,25 @@ end
 local function drop_forward(prefix, from, to)
   if redis.call('HGET', prefix .. from, 'moved_to') == to then redis.call('DEL', prefix .. from) end
 end
+-- The statistics ledger of the slot (see `Ledger`): every change to an index goes through
+-- these three, so the counts are exact whatever changed the sessions.
+local function track(ledger, id, expires, user)
+  redis.call('ZADD', ledger .. 'live', expires, id)
+  if user then redis.call('ZADD', ledger .. 'users', 'GT', expires, user) end
+end
+local function untrack(ledger, id)
+  redis.call('ZREM', ledger .. 'live', id)
+end
+local function settle(ledger, index, user)
+  if not user then return end
+  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('ZADD', ledger .. 'users', last[2], user)
+  else
+    redis.call('ZREM', ledger .. 'users', user)
+  end
+end
 ";
-
-const BATCH: usize = 500;
 
 fn script(body: &str) -> Script {
     Script::new(&format!("local GRACE = {INDEX_GRACE_MS}\n{PREAMBLE}{body}"))
@@ -40,10 +58,12 @@ local expires = math.min(now + ttl, absolute_at)
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'created_at', int(now), 'last_accessed', int(now),
   'expires_at', int(expires), 'absolute_at', int(absolute_at), 'ttl', int(ttl))
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], 'd:' .. ARGV[i], ARGV[i + 1]) end
+local ledger = ARGV[7]
+for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], 'd:' .. ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIREAT', KEYS[1], int(expires))
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
 redis.call('ZADD', KEYS[2], int(expires), ARGV[5])
+track(ledger, ARGV[5], int(expires), ARGV[1])
 local evicted = 0
 if limit > 0 then
   local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. int(now), '+inf')
@@ -60,8 +80,10 @@ if limit > 0 then
     for i = 1, math.min(excess, #others) do
       redis.call('DEL', ARGV[6] .. others[i][2])
       redis.call('ZREM', KEYS[2], others[i][2])
+      untrack(ledger, others[i][2])
       evicted = evicted + 1
     end
+    settle(ledger, KEYS[2], ARGV[1])
   end
 end
 keep_index(KEYS[2])
@@ -101,6 +123,7 @@ if now - tonumber(h.last_accessed) >= tonumber(ARGV[2]) then
   redis.call('PEXPIREAT', key, int(expires))
   redis.call('ZADD', KEYS[2], 'XX', int(expires), id)
   keep_index(KEYS[2])
+  track(ARGV[4], id, int(expires), h.user_id)
   h.last_accessed, h.expires_at = int(now), int(expires)
   refreshed = key == KEYS[1]
 end
@@ -148,13 +171,14 @@ static EXTEND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local key, id = follow(KEYS[1], ARGV[1], ARGV[3])
-local h = redis.call('HMGET', key, 'expires_at', 'absolute_at')
+local h = redis.call('HMGET', key, 'expires_at', 'absolute_at', 'user_id')
 if not h[1] or tonumber(h[1]) <= now then return false end
 local expires = math.min(math.max(tonumber(h[1]), now + tonumber(ARGV[2])), tonumber(h[2]))
 redis.call('HSET', key, 'expires_at', int(expires))
 redis.call('PEXPIREAT', key, int(expires))
 redis.call('ZADD', KEYS[2], 'XX', int(expires), id)
 keep_index(KEYS[2])
+track(ARGV[4], id, int(expires), h[3])
 return int(expires)
 ",
     )
@@ -165,10 +189,12 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local key, id = follow(KEYS[1], ARGV[1], ARGV[2])
 if key ~= KEYS[1] then redis.call('DEL', KEYS[1]) end
-local from = redis.call('HGET', key, 'rotated_from')
-if from then drop_forward(ARGV[2], from, id) end
+local h = redis.call('HMGET', key, 'rotated_from', 'user_id')
+if h[1] then drop_forward(ARGV[2], h[1], id) end
 local n = redis.call('DEL', key)
 redis.call('ZREM', KEYS[2], id)
+untrack(ARGV[3], id)
+settle(ARGV[3], KEYS[2], h[2])
 return n
 ",
     )
@@ -184,6 +210,8 @@ if h[2] and h[2] ~= ARGV[1] then drop_forward(ARGV[4], h[2], id) end
 redis.call('RENAME', key, KEYS[2])
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[3], h[1], ARGV[2])
+untrack(ARGV[5], id)
+track(ARGV[5], ARGV[2], h[1], nil)
 local grace = tonumber(ARGV[3])
 if grace > 0 then
   redis.call('HSET', KEYS[2], 'rotated_from', ARGV[1])
@@ -224,17 +252,133 @@ local n = 0
 for _, id in ipairs(ids) do
   local key = ARGV[1] .. id
   local owner = redis.call('HGET', key, 'user_id')
-  if owner == ARGV[2] then
-    n = n + redis.call('DEL', key)
+  if owner == ARGV[2] or not owner then
+    if owner then n = n + redis.call('DEL', key) end
     redis.call('ZREM', KEYS[1], id)
-  elseif not owner then
-    redis.call('ZREM', KEYS[1], id)
+    untrack(ARGV[3], id)
   end
 end
+settle(ARGV[3], KEYS[1], ARGV[2])
 return n
 ",
     )
 });
+
+/// The totals of the ledgers named by `ARGV` (pairs: `live`, `users`) on one server: one
+/// script for all the slots a node holds. The keys are not declared: a cluster refuses
+/// declared keys of several slots in one call, and the script flag lets it reach them.
+const LEDGER_COUNTS: &str = r"#!lua flags=no-writes,allow-cross-slot-keys
+local t = redis.call('TIME')
+local now = '(' .. string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local total, active, users = 0, 0, 0
+for i = 1, #ARGV, 2 do
+  total = total + redis.call('ZCARD', ARGV[i])
+  active = active + redis.call('ZCOUNT', ARGV[i], now, '+inf')
+  users = users + redis.call('ZCOUNT', ARGV[i + 1], now, '+inf')
+end
+return {total, active, users}
+";
+
+/// Removes the expired entries of the ledgers named by `ARGV` (pairs: `live`, `users`, as
+/// in [`LEDGER_COUNTS`]) on one server; returns the sessions removed.
+const LEDGER_CLEANUP: &str = r"#!lua flags=allow-cross-slot-keys
+local t = redis.call('TIME')
+local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local removed = 0
+for i = 1, #ARGV, 2 do
+  removed = removed + redis.call('ZREMRANGEBYSCORE', ARGV[i], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', ARGV[i + 1], '-inf', now)
+end
+return removed
+";
+
+/// Runs a ledger script once per server, on the ledgers whose keys it holds, all servers at
+/// once: one command per server even for the 16,384 slots of a cluster. It needs Redis 7
+/// (script flags); on an error (an older server, a slot that moved meanwhile) the caller
+/// goes slot by slot.
+async fn per_server<T: redis::FromRedisValue>(
+    store: &RedisStore,
+    ledgers: &[Ledger],
+    source: &str,
+) -> Result<Vec<T>> {
+    let keys: Vec<String> = ledgers
+        .iter()
+        .flat_map(|ledger| [format!("{ledger}live"), format!("{ledger}users")])
+        .collect();
+    let live: Vec<&str> = keys.iter().step_by(2).map(String::as_str).collect();
+    let groups: Vec<Vec<usize>> = match cache_core::Store::locate(store, &live) {
+        Some(servers) => servers.into_iter().map(|(_, indices)| indices).collect(),
+        None => vec![(0..ledgers.len()).collect()],
+    };
+    let commands: Vec<(&str, redis::Cmd)> = groups
+        .iter()
+        .filter_map(|group| {
+            let first = *group.first()?;
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(source).arg(0);
+            for &ledger in group {
+                cmd.arg(&keys[2 * ledger]).arg(&keys[2 * ledger + 1]);
+            }
+            Some((live[first], cmd))
+        })
+        .collect();
+    Ok(store.pipeline_by_key("EVAL", &commands).await?)
+}
+
+/// [`LEDGER_COUNTS`] without scripts, for servers before Redis 7: three commands per ledger,
+/// pipelined per server.
+async fn counts_slot_by_slot(store: &RedisStore, ledgers: &[Ledger]) -> Result<Counts> {
+    let live = format!("({}", server_now(store).await?);
+    let mut commands = Vec::with_capacity(ledgers.len() * 3);
+    for ledger in ledgers {
+        let (sessions, users) = (format!("{ledger}live"), format!("{ledger}users"));
+        let total = redis::cmd("ZCARD").arg(&sessions).to_owned();
+        let active = redis::cmd("ZCOUNT")
+            .arg(&sessions)
+            .arg(&live)
+            .arg("+inf")
+            .to_owned();
+        let active_users = redis::cmd("ZCOUNT")
+            .arg(&users)
+            .arg(&live)
+            .arg("+inf")
+            .to_owned();
+        commands.push((sessions.clone(), total));
+        commands.push((sessions, active));
+        commands.push((users, active_users));
+    }
+    let replies: Vec<u64> = store.pipeline_by_key("ZCOUNT", &commands).await?;
+    let mut counts = Counts::default();
+    for triple in replies.chunks(3) {
+        if let [total, active, users] = *triple {
+            counts += Counts {
+                total,
+                active,
+                users,
+            };
+        }
+    }
+    Ok(counts)
+}
+
+/// [`LEDGER_CLEANUP`] without scripts, for servers before Redis 7.
+async fn cleanup_slot_by_slot(store: &RedisStore, ledgers: &[Ledger]) -> Result<u64> {
+    let now = server_now(store).await?;
+    let mut commands = Vec::with_capacity(ledgers.len() * 2);
+    for ledger in ledgers {
+        for set in ["live", "users"] {
+            let key = format!("{ledger}{set}");
+            let prune = redis::cmd("ZREMRANGEBYSCORE")
+                .arg(&key)
+                .arg("-inf")
+                .arg(now)
+                .to_owned();
+            commands.push((key, prune));
+        }
+    }
+    let removed: Vec<u64> = store.pipeline_by_key("ZREMRANGEBYSCORE", &commands).await?;
+    Ok(removed.iter().step_by(2).sum())
+}
 
 fn text(value: &Value) -> Option<String> {
     match value {
@@ -272,20 +416,6 @@ async fn server_now(store: &RedisStore) -> Result<u64> {
     Ok(secs * 1000 + micros / 1000)
 }
 
-/// Up to `BATCH` registered users from rank `start`.
-async fn registered(store: &RedisStore, registry: &str, start: usize) -> Result<Vec<String>> {
-    let stop = isize::try_from(start + BATCH - 1).unwrap_or(isize::MAX);
-    let start = isize::try_from(start).unwrap_or(isize::MAX);
-    let (users,): (Vec<String>,) = store
-        .pipeline(
-            "ZRANGE",
-            registry,
-            redis::pipe().zrange(registry, start, stop),
-        )
-        .await?;
-    Ok(users)
-}
-
 #[async_trait]
 impl Backend for RedisStore {
     fn name(&self) -> &'static str {
@@ -301,7 +431,8 @@ impl Backend for RedisStore {
             .arg(new.absolute)
             .arg(new.limit)
             .arg(&keys.id)
-            .arg(&keys.session_prefix);
+            .arg(&keys.session_prefix)
+            .arg(&*keys.ledger);
         for (name, value) in new.data {
             invocation.arg(name).arg(value.as_slice());
         }
@@ -327,7 +458,8 @@ impl Backend for RedisStore {
             .key(&keys.index)
             .arg(&keys.id)
             .arg(touch_after)
-            .arg(&keys.session_prefix);
+            .arg(&keys.session_prefix)
+            .arg(&*keys.ledger);
         let reply: Value = self
             .invoke("SESSION GET", &keys.session, &invocation)
             .await?;
@@ -366,7 +498,8 @@ impl Backend for RedisStore {
             .key(&keys.index)
             .arg(&keys.id)
             .arg(by)
-            .arg(&keys.session_prefix);
+            .arg(&keys.session_prefix)
+            .arg(&*keys.ledger);
         Ok(self
             .invoke("SESSION EXTEND", &keys.session, &invocation)
             .await?)
@@ -377,7 +510,8 @@ impl Backend for RedisStore {
         invocation
             .key(&keys.index)
             .arg(&keys.id)
-            .arg(&keys.session_prefix);
+            .arg(&keys.session_prefix)
+            .arg(&*keys.ledger);
         let deleted: u8 = self
             .invoke("SESSION DELETE", &keys.session, &invocation)
             .await?;
@@ -392,22 +526,20 @@ impl Backend for RedisStore {
             .arg(&old.id)
             .arg(&new.id)
             .arg(grace)
-            .arg(&old.session_prefix);
+            .arg(&old.session_prefix)
+            .arg(&*old.ledger);
         let rotated: u8 = self
             .invoke("SESSION ROTATE", &old.session, &invocation)
             .await?;
         Ok(rotated == 1)
     }
 
-    async fn list(
-        &self,
-        index: &str,
-        session_prefix: &str,
-        user_id: &str,
-    ) -> Result<Vec<(String, Stored)>> {
-        let mut invocation = LIST.key(index);
-        invocation.arg(session_prefix).arg(user_id);
-        let reply: Vec<Value> = self.invoke("SESSION LIST", index, &invocation).await?;
+    async fn list(&self, user: &UserKeys, user_id: &str) -> Result<Vec<(String, Stored)>> {
+        let mut invocation = LIST.key(&user.index);
+        invocation.arg(&user.session_prefix).arg(user_id);
+        let reply: Vec<Value> = self
+            .invoke("SESSION LIST", &user.index, &invocation)
+            .await?;
         let mut sessions = Vec::with_capacity(reply.len() / 2);
         let mut reply = reply.into_iter();
         while let (Some(id), Some(hash)) = (reply.next(), reply.next()) {
@@ -418,86 +550,95 @@ impl Backend for RedisStore {
         Ok(sessions)
     }
 
-    async fn revoke_all(&self, index: &str, session_prefix: &str, user_id: &str) -> Result<u64> {
-        let mut invocation = REVOKE_ALL.key(index);
-        invocation.arg(session_prefix).arg(user_id);
+    async fn revoke_all(&self, user: &UserKeys, user_id: &str) -> Result<u64> {
+        let mut invocation = REVOKE_ALL.key(&user.index);
+        invocation
+            .arg(&user.session_prefix)
+            .arg(user_id)
+            .arg(&*user.ledger);
         Ok(self
-            .invoke("SESSION REVOKE ALL", index, &invocation)
+            .invoke("SESSION REVOKE ALL", &user.index, &invocation)
             .await?)
     }
 
-    async fn register(&self, registry: &str, user_id: &str, until: u64) -> Result<()> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZADD")
-            .arg(registry)
-            .arg("GT")
-            .arg(until)
-            .arg(user_id)
-            .ignore();
-        Ok(self.pipeline("ZADD", registry, &pipe).await?)
+    fn spread(&self) -> bool {
+        self.is_cluster()
     }
 
-    async fn counts(&self, registry: &Registry<'_>) -> Result<Counts> {
-        let now = server_now(self).await?;
-        let mut counts = Counts::default();
-        let mut start = 0;
-        loop {
-            let users = registered(self, registry.key, start).await?;
-            if users.is_empty() {
-                return Ok(counts);
+    async fn counts(&self, ledgers: &[Ledger]) -> Result<Counts> {
+        match per_server::<(u64, u64, u64)>(self, ledgers, LEDGER_COUNTS).await {
+            Ok(replies) => Ok(replies.into_iter().fold(
+                Counts::default(),
+                |mut counts, (total, active, users)| {
+                    counts += Counts {
+                        total,
+                        active,
+                        users,
+                    };
+                    counts
+                },
+            )),
+            Err(err) => {
+                tracing::debug!(error = %err, "session statistics read slot by slot");
+                counts_slot_by_slot(self, ledgers).await
             }
-            let mut commands = Vec::with_capacity(users.len() * 2);
-            for user in &users {
-                let index = (registry.index_of)(user);
-                let active = redis::cmd("ZCOUNT")
-                    .arg(&index)
-                    .arg(format!("({now}"))
-                    .arg("+inf")
-                    .to_owned();
-                commands.push((index.clone(), redis::cmd("ZCARD").arg(&index).to_owned()));
-                commands.push((index, active));
+        }
+    }
+
+    async fn cleanup(&self, ledgers: &[Ledger]) -> Result<u64> {
+        match per_server::<u64>(self, ledgers, LEDGER_CLEANUP).await {
+            Ok(removed) => Ok(removed.into_iter().sum()),
+            Err(err) => {
+                tracing::debug!(error = %err, "session clean-up runs slot by slot");
+                cleanup_slot_by_slot(self, ledgers).await
             }
-            let replies: Vec<u64> = self.pipeline_by_key("ZCOUNT", &commands).await?;
-            for pair in replies.chunks(2) {
-                if let [total, active] = pair {
-                    counts.total += total;
-                    counts.active += active;
-                    counts.users += u64::from(*active > 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{SessionConfig, SessionData, SessionManager};
+
+    /// The path for servers before Redis 7 agrees with the scripts, on one server and on
+    /// a cluster.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slot_by_slot_agrees_with_the_scripts() {
+        let server = cache_testing::RedisServer::start_private().expect("redis-server");
+        let cluster = cache_testing::RedisCluster::lease().expect("cluster");
+        for config in [server.config(), cluster.config()] {
+            let store = RedisStore::connect(&config).await.expect("connect");
+            let short = SessionConfig::default().ttl(Duration::from_millis(200));
+            let sessions = SessionManager::new(store.clone(), short);
+            for user in 0..30 {
+                let ttl = (user % 3 == 0).then_some(Duration::from_secs(60));
+                let token = sessions
+                    .create_session(&format!("u{user}"), SessionData::new(), ttl)
+                    .await
+                    .expect("create");
+                if user % 5 == 0 {
+                    sessions.delete_session(&token).await.expect("delete");
                 }
             }
-            start += users.len();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let ledgers = crate::manager::ledgers("session:", store.is_cluster());
+            let by_script = store.counts(&ledgers).await.expect("counts");
+            let by_slot = counts_slot_by_slot(&store, &ledgers).await.expect("counts");
+            assert_eq!(by_script, by_slot);
+            assert_eq!(
+                (by_script.total, by_script.active, by_script.users),
+                (24, 8, 8)
+            );
+            assert_eq!(
+                cleanup_slot_by_slot(&store, &ledgers)
+                    .await
+                    .expect("cleanup"),
+                16
+            );
+            assert_eq!(store.counts(&ledgers).await.expect("counts").total, 8);
         }
-    }
-
-    async fn cleanup(&self, registry: &Registry<'_>) -> Result<u64> {
-        let now = server_now(self).await?;
-        let mut removed = 0;
-        let mut start = 0;
-        loop {
-            let users = registered(self, registry.key, start).await?;
-            if users.is_empty() {
-                break;
-            }
-            let commands: Vec<(String, redis::Cmd)> = users
-                .iter()
-                .map(|user| {
-                    let index = (registry.index_of)(user);
-                    let prune = redis::cmd("ZREMRANGEBYSCORE")
-                        .arg(&index)
-                        .arg("-inf")
-                        .arg(now)
-                        .to_owned();
-                    (index, prune)
-                })
-                .collect();
-            let counts: Vec<u64> = self.pipeline_by_key("ZREMRANGEBYSCORE", &commands).await?;
-            removed += counts.iter().sum::<u64>();
-            start += users.len();
-        }
-        let mut pipe = redis::pipe();
-        pipe.zrembyscore(registry.key, "-inf", now).ignore();
-        self.pipeline::<()>("ZREMRANGEBYSCORE", registry.key, &pipe)
-            .await?;
-        Ok(removed)
     }
 }
