@@ -267,14 +267,18 @@ return n
 /// The totals of the ledgers named by `ARGV` (pairs: `live`, `users`) on one server: one
 /// script for all the slots a node holds. The keys are not declared: a cluster refuses
 /// declared keys of several slots in one call, and the script flag lets it reach them.
+/// What is live is counted as all minus what expired: a small sorted set (a slot's ledger
+/// on a cluster) counts a range by walking it, and the expired entries are the few that
+/// wait for the clean-up.
 const LEDGER_COUNTS: &str = r"#!lua flags=no-writes,allow-cross-slot-keys
 local t = redis.call('TIME')
-local now = '(' .. string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local total, active, users = 0, 0, 0
 for i = 1, #ARGV, 2 do
-  total = total + redis.call('ZCARD', ARGV[i])
-  active = active + redis.call('ZCOUNT', ARGV[i], now, '+inf')
-  users = users + redis.call('ZCOUNT', ARGV[i + 1], now, '+inf')
+  local all = redis.call('ZCARD', ARGV[i])
+  total = total + all
+  active = active + all - redis.call('ZCOUNT', ARGV[i], '-inf', now)
+  users = users + redis.call('ZCARD', ARGV[i + 1]) - redis.call('ZCOUNT', ARGV[i + 1], '-inf', now)
 end
 return {total, active, users}
 ";
@@ -325,36 +329,31 @@ async fn per_server<T: redis::FromRedisValue>(
     Ok(store.pipeline_by_key("EVAL", &commands).await?)
 }
 
-/// [`LEDGER_COUNTS`] without scripts, for servers before Redis 7: three commands per ledger,
+/// [`LEDGER_COUNTS`] without scripts, for servers before Redis 7: four commands per ledger,
 /// pipelined per server.
 async fn counts_slot_by_slot(store: &RedisStore, ledgers: &[Ledger]) -> Result<Counts> {
-    let live = format!("({}", server_now(store).await?);
-    let mut commands = Vec::with_capacity(ledgers.len() * 3);
+    let now = server_now(store).await?;
+    let mut commands = Vec::with_capacity(ledgers.len() * 4);
     for ledger in ledgers {
-        let (sessions, users) = (format!("{ledger}live"), format!("{ledger}users"));
-        let total = redis::cmd("ZCARD").arg(&sessions).to_owned();
-        let active = redis::cmd("ZCOUNT")
-            .arg(&sessions)
-            .arg(&live)
-            .arg("+inf")
-            .to_owned();
-        let active_users = redis::cmd("ZCOUNT")
-            .arg(&users)
-            .arg(&live)
-            .arg("+inf")
-            .to_owned();
-        commands.push((sessions.clone(), total));
-        commands.push((sessions, active));
-        commands.push((users, active_users));
+        for set in ["live", "users"] {
+            let key = format!("{ledger}{set}");
+            let expired = redis::cmd("ZCOUNT")
+                .arg(&key)
+                .arg("-inf")
+                .arg(now)
+                .to_owned();
+            commands.push((key.clone(), redis::cmd("ZCARD").arg(&key).to_owned()));
+            commands.push((key, expired));
+        }
     }
     let replies: Vec<u64> = store.pipeline_by_key("ZCOUNT", &commands).await?;
     let mut counts = Counts::default();
-    for triple in replies.chunks(3) {
-        if let [total, active, users] = *triple {
+    for four in replies.chunks(4) {
+        if let [total, expired, users, gone] = *four {
             counts += Counts {
                 total,
-                active,
-                users,
+                active: total.saturating_sub(expired),
+                users: users.saturating_sub(gone),
             };
         }
     }
