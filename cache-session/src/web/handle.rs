@@ -84,6 +84,8 @@ struct State {
     token: Option<SessionToken>,
     /// Whether `token` was issued during this request (so the CSRF check no longer applies).
     minted: bool,
+    /// What the request sent instead of a token, until it is read (and counted as invalid).
+    malformed: Option<String>,
     read: Option<SessionState>,
     cookie: CookieChange,
 }
@@ -124,6 +126,7 @@ impl SessionHandle {
                 state: Mutex::new(State {
                     token: incoming.token,
                     minted: false,
+                    malformed: incoming.malformed,
                     read: None,
                     cookie: CookieChange::Keep,
                 }),
@@ -160,6 +163,13 @@ impl SessionHandle {
             return Ok(read.clone());
         }
         let Some(token) = &state.token else {
+            if let Some(malformed) = state.malformed.take() {
+                // validated like any token, so that it is counted and traced as invalid; the
+                // store is not asked
+                let refused = self.manager().read(&malformed).await;
+                debug_assert!(matches!(refused, Err(Error::InvalidToken { .. })));
+            }
+            state.read = Some(SessionState::Unknown);
             return Ok(SessionState::Unknown);
         };
         let (read, refreshed) = self.manager().read(token.expose()).await?;
@@ -327,6 +337,7 @@ impl SessionHandle {
 
     fn forget(&self, state: &mut State) {
         state.token = None;
+        state.malformed = None;
         state.read = Some(SessionState::Unknown);
         state.cookie = CookieChange::Clear;
     }

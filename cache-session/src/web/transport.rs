@@ -223,6 +223,9 @@ pub(super) enum Source {
 #[derive(Debug, Clone)]
 pub(super) struct Incoming {
     pub(super) token: Option<SessionToken>,
+    /// What the request sent when it is not a token (it is still validated, and counted as
+    /// an invalid one).
+    pub(super) malformed: Option<String>,
     pub(super) source: Option<Source>,
 }
 
@@ -245,12 +248,21 @@ impl Incoming {
                 .map(|value| (value, Source::Cookie))
         });
         match found {
-            Some((value, source)) => Incoming {
-                token: SessionToken::parse(&value).ok(),
-                source: Some(source),
+            Some((value, source)) => match SessionToken::parse(&value) {
+                Ok(token) => Incoming {
+                    token: Some(token),
+                    malformed: None,
+                    source: Some(source),
+                },
+                Err(_) => Incoming {
+                    token: None,
+                    malformed: Some(value),
+                    source: Some(source),
+                },
             },
             None => Incoming {
                 token: None,
+                malformed: None,
                 source: None,
             },
         }
