@@ -96,6 +96,7 @@ pub use crate::codec::{Bincode, Codec, Json};
 pub use crate::config::Config;
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::health::HealthReport;
+pub use crate::local::LocalMode;
 pub use crate::stats::CacheStats;
 pub use crate::store::{BusEvent, KeyTtl, MemoryStore, RedisStore, Store};
 pub use crate::ttl::{SetOptions, Ttl};

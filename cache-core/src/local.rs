@@ -43,6 +43,22 @@ const SIZE_REPORT: Duration = Duration::from_secs(1);
 /// How long a notice keeps reads that started before it from filling the tier.
 const NOTICE_MEMORY: Duration = Duration::from_secs(30);
 
+/// How the local tier learns of changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LocalMode {
+    /// From the server: every change any client makes to the cache's keys (Redis
+    /// `CLIENT TRACKING`), and cachemere's own notices.
+    Tracking,
+    /// From cachemere's own notices (pub/sub): writes by other programs are not seen.
+    Notices,
+    /// Not connected: the tier serves nothing (or, within
+    /// [`local_cache_stale_window`](crate::CacheBuilder::local_cache_stale_window) of the loss,
+    /// copies it already had, counted in
+    /// [`CacheStats::local_stale_hits`](crate::CacheStats::local_stale_hits)).
+    Disconnected,
+}
+
 pub(crate) struct Local {
     entries: moka::future::Cache<String, Entry>,
     /// When each key was last invalidated, so that a read that raced the notice does not
@@ -53,6 +69,13 @@ pub(crate) struct Local {
     ttl: Duration,
     /// Only while subscribed: a notice missed would leave a stale copy.
     active: AtomicBool,
+    /// Whether the subscription reports every client's changes (`CLIENT TRACKING`).
+    tracking: AtomicBool,
+    /// How long copies are still served after the subscription is lost.
+    stale_window: Duration,
+    /// Until when, after a loss, copies are still served.
+    stale_until: Mutex<Option<Instant>>,
+    pub(crate) stale_hits: AtomicU64,
     instance: u64,
     pub(crate) channel: String,
     pub(crate) hits: AtomicU64,
@@ -60,7 +83,13 @@ pub(crate) struct Local {
 }
 
 impl Local {
-    pub(crate) fn new(max_bytes: u64, ttl: Duration, prefix: &str, meter: Meter) -> Local {
+    pub(crate) fn new(
+        max_bytes: u64,
+        ttl: Duration,
+        stale_window: Duration,
+        prefix: &str,
+        meter: Meter,
+    ) -> Local {
         Local {
             entries: moka::future::Cache::builder()
                 .max_capacity(max_bytes)
@@ -77,6 +106,10 @@ impl Local {
             cleared: Mutex::new(Instant::now()),
             ttl,
             active: AtomicBool::new(false),
+            tracking: AtomicBool::new(false),
+            stale_window,
+            stale_until: Mutex::new(None),
+            stale_hits: AtomicU64::new(0),
             instance: crate::random::random_u64(),
             channel: format!("{prefix}__cachemere:invalidate"),
             hits: AtomicU64::new(0),
@@ -88,13 +121,35 @@ impl Local {
         self.active.load(Ordering::Acquire)
     }
 
+    pub(crate) fn mode(&self) -> LocalMode {
+        match (self.is_active(), self.tracking.load(Ordering::Acquire)) {
+            (true, true) => LocalMode::Tracking,
+            (true, false) => LocalMode::Notices,
+            (false, _) => LocalMode::Disconnected,
+        }
+    }
+
     pub(crate) async fn get(&self, key: &str) -> Option<Arc<typed::Entry>> {
         if !self.active.load(Ordering::Acquire) {
-            return None;
+            return self.get_stale(key).await;
         }
         let entry = self.entries.get(key).await?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.meter.count(Event::LocalHit, 1);
+        Some(entry.kept)
+    }
+
+    /// A copy kept from before the subscription was lost, within the stale window.
+    async fn get_stale(&self, key: &str) -> Option<Arc<typed::Entry>> {
+        let until = (*lock(&self.stale_until))?;
+        if Instant::now() >= until {
+            return None;
+        }
+        let entry = self.entries.get(key).await?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.stale_hits.fetch_add(1, Ordering::Relaxed);
+        self.meter.count(Event::LocalHit, 1);
+        self.meter.count(Event::LocalStaleHit, 1);
         Some(entry.kept)
     }
 
@@ -207,16 +262,37 @@ impl Local {
         };
         let local: Weak<Local> = Arc::downgrade(self);
         runtime.spawn(async move {
-            while let Some(event) = events.recv().await {
-                let Some(local) = local.upgrade() else {
+            loop {
+                let Some(stale_until) = local.upgrade().map(|local| *lock(&local.stale_until))
+                else {
+                    return;
+                };
+                let event = match stale_until {
+                    Some(until) => tokio::select! {
+                        event = events.recv() => event,
+                        () = tokio::time::sleep_until(until.into()) => {
+                            if let Some(local) = local.upgrade() {
+                                local.end_stale_window();
+                            }
+                            continue;
+                        }
+                    },
+                    None => events.recv().await,
+                };
+                let (Some(event), Some(local)) = (event, local.upgrade()) else {
                     return;
                 };
                 match event {
-                    BusEvent::Subscribed | BusEvent::Interrupted => {
+                    BusEvent::Subscribed => {
                         local.clear();
-                        let subscribed = matches!(event, BusEvent::Subscribed);
-                        local.active.store(subscribed, Ordering::Release);
+                        *lock(&local.stale_until) = None;
+                        local.tracking.store(false, Ordering::Release);
+                        local.active.store(true, Ordering::Release);
                     }
+                    BusEvent::Interrupted => local.lose(),
+                    BusEvent::Tracking => local.tracking.store(true, Ordering::Release),
+                    BusEvent::Changed(keys) => local.forget(&keys, &[]).await,
+                    BusEvent::ChangedAll => local.clear(),
                     BusEvent::Message(payload) => {
                         match serde_json::from_slice::<Notice>(&payload) {
                             Ok(notice) if notice.from != local.instance => {
@@ -229,6 +305,23 @@ impl Local {
                 }
             }
         });
+    }
+
+    /// The subscription is lost: changes may be missed from now on. Without a stale window
+    /// every copy goes at once; with one, the copies already kept are still served (and
+    /// counted) until it ends.
+    fn lose(&self) {
+        self.active.store(false, Ordering::Release);
+        self.tracking.store(false, Ordering::Release);
+        match self.stale_window.is_zero() {
+            true => self.clear(),
+            false => *lock(&self.stale_until) = Some(Instant::now() + self.stale_window),
+        }
+    }
+
+    fn end_stale_window(&self) {
+        *lock(&self.stale_until) = None;
+        self.clear();
     }
 }
 
@@ -246,6 +339,7 @@ mod tests {
         let local = Local::new(
             1 << 20,
             Duration::from_secs(60),
+            Duration::ZERO,
             "",
             Meter::new("test", "none", &crate::telemetry::Place::default()),
         );

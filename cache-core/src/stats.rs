@@ -23,6 +23,10 @@ pub struct CacheStats {
     /// Hits answered by the in-process first tier (also counted in `hits`; the rest came from
     /// the store).
     pub local_hits: u64,
+    /// Local-tier hits served after its subscription was lost, within
+    /// [`local_cache_stale_window`](crate::CacheBuilder::local_cache_stale_window) (also
+    /// counted in `local_hits`).
+    pub local_stale_hits: u64,
     /// Stale values served by the fail-safe because a computation failed or timed out.
     pub stale_served: u64,
     /// Values recomputed before they expired by early refresh (see
@@ -113,6 +117,7 @@ impl Counters {
             Event::FencedWrite => &self.fenced_writes,
             // counted where they happen (local tier, breaker, recovery)
             Event::LocalHit
+            | Event::LocalStaleHit
             | Event::ShortCircuit
             | Event::CircuitTrip
             | Event::RecoveredInvalidation
@@ -144,6 +149,7 @@ impl Counters {
             early_refreshes: read(&self.early_refreshes),
             early_refresh_failures: read(&self.early_refresh_failures),
             local_hits: 0,
+            local_stale_hits: 0,
             short_circuits: 0,
             circuit_trips: 0,
             pending_invalidations: 0,

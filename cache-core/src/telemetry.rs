@@ -88,6 +88,7 @@ impl Op {
 pub(crate) enum Event {
     Hit,
     LocalHit,
+    LocalStaleHit,
     Miss,
     Set,
     Delete,
@@ -109,6 +110,7 @@ impl Event {
         match self {
             Event::Hit => "cachemere.cache.hits",
             Event::LocalHit => "cachemere.cache.local_hits",
+            Event::LocalStaleHit => "cachemere.cache.local_stale_hits",
             Event::Miss => "cachemere.cache.misses",
             Event::Set => "cachemere.cache.sets",
             Event::Delete => "cachemere.cache.deletes",
@@ -133,6 +135,9 @@ impl Event {
         match self {
             Event::Hit => "reads answered by the cache (local tier or store)",
             Event::LocalHit => "reads answered by the in-process local tier",
+            Event::LocalStaleHit => {
+                "local-tier reads served within the stale window after its subscription was lost"
+            }
             Event::Miss => "reads the cache could not answer",
             Event::Set => "values written",
             Event::Delete => "keys removed by invalidations",
@@ -249,9 +254,10 @@ struct Handles {
 }
 
 #[cfg(feature = "metrics")]
-const EVENTS: [Event; 15] = [
+const EVENTS: [Event; 16] = [
     Event::Hit,
     Event::LocalHit,
+    Event::LocalStaleHit,
     Event::Miss,
     Event::Set,
     Event::Delete,

@@ -69,6 +69,7 @@ pub struct CacheBuilder {
     factory_timeout: Option<Duration>,
     refresh_timeout: Duration,
     local: Option<(u64, Duration)>,
+    local_stale_window: Duration,
     pending_invalidations: usize,
     /// `None`: the default for the codec.
     fence: Option<Option<Duration>>,
@@ -196,12 +197,36 @@ impl CacheBuilder {
     /// Adds an in-process first tier (L1) of at most `max_bytes`, keeping each value at most
     /// `ttl` and never longer than the store does. Reads check it first; writes and
     /// invalidations update it and publish a notice on the store's message bus (Redis pub/sub)
-    /// so that every other process drops its copy; after a lost subscription the tier is
-    /// cleared and bypassed until it is back. Needs a store with a bus (`RedisStore`), and
-    /// every process sharing the keys should enable it, since only they publish notices.
-    /// Default: off.
+    /// so that every other process drops its copy. On Redis 6 and later (one server or
+    /// Sentinel) the server also reports every change any client makes to the cache's keys
+    /// (`CLIENT TRACKING` in broadcast mode, see [`LocalMode`](crate::LocalMode)), so writes by
+    /// other programs drop the copies too. After a lost subscription the tier is cleared and
+    /// bypassed until it is back (see
+    /// [`local_cache_stale_window`](CacheBuilder::local_cache_stale_window)). Needs a store
+    /// with a bus (`RedisStore`). Default: off.
     pub fn local_cache(mut self, max_bytes: u64, ttl: Duration) -> Self {
         self.local = Some((max_bytes, ttl));
+        self
+    }
+
+    /// How long the local tier keeps serving the copies it has after its subscription is
+    /// lost (the server killed, or silent past the bus's ping): changes made meanwhile are
+    /// missed, so copies may be stale by up to this long; such reads are counted in
+    /// [`CacheStats::local_stale_hits`](crate::CacheStats::local_stale_hits) (metric
+    /// `cachemere.cache.local_stale_hits`). Then every copy is dropped. Default: zero, drop
+    /// them at once (what Redis's documentation asks of tracking clients).
+    ///
+    /// ```
+    /// # use cache_core::{Cache, MemoryStore};
+    /// # use std::time::Duration;
+    /// let cache = Cache::builder(MemoryStore::new())
+    ///     .local_cache(16 << 20, Duration::from_secs(30))
+    ///     .local_cache_stale_window(Duration::from_millis(500))
+    ///     .build();
+    /// # let _ = cache;
+    /// ```
+    pub fn local_cache_stale_window(mut self, window: Duration) -> Self {
+        self.local_stale_window = window;
         self
     }
 
@@ -468,9 +493,15 @@ impl CacheBuilder {
         );
         let breakers = Arc::clone(&guarded.breakers);
         let local = self.local.map(|(max_bytes, ttl)| {
-            let local = Arc::new(Local::new(max_bytes, ttl, &self.prefix, meter.clone()));
+            let local = Arc::new(Local::new(
+                max_bytes,
+                ttl,
+                self.local_stale_window,
+                &self.prefix,
+                meter.clone(),
+            ));
             local.report_size();
-            match self.store.subscribe(&local.channel) {
+            match self.store.watch(&local.channel, &self.prefix) {
                 Some(events) => local.listen(events),
                 None => tracing::warn!(
                     backend = self.store.backend(),
@@ -586,6 +617,7 @@ impl Cache {
             factory_timeout: None,
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             local: None,
+            local_stale_window: Duration::ZERO,
             pending_invalidations: DEFAULT_PENDING_INVALIDATIONS,
             fence: None,
             name: "default".into(),

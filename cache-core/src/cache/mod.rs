@@ -265,6 +265,13 @@ impl Cache {
         self.lifetime(&full).await
     }
 
+    /// How the local tier learns of changes now (`None` without one): from the server's
+    /// tracking of every client's writes, from cachemere's own notices, or not at all while
+    /// its subscription is lost.
+    pub fn local_mode(&self) -> Option<crate::LocalMode> {
+        self.inner.local.as_ref().map(|local| local.mode())
+    }
+
     /// A snapshot of this cache's counters.
     ///
     /// ```
@@ -285,6 +292,11 @@ impl Cache {
             .local
             .as_ref()
             .map_or(0, |local| local.hits.load(Ordering::Relaxed));
+        stats.local_stale_hits = self
+            .inner
+            .local
+            .as_ref()
+            .map_or(0, |local| local.stale_hits.load(Ordering::Relaxed));
         let recovery = &self.inner.recovery;
         stats.pending_invalidations = recovery.pending();
         stats.recovered_invalidations = recovery.recovered.load(Ordering::Relaxed);
@@ -310,6 +322,7 @@ impl Cache {
         self.inner.breakers.reset_counts();
         if let Some(local) = &self.inner.local {
             local.hits.store(0, Ordering::Relaxed);
+            local.stale_hits.store(0, Ordering::Relaxed);
         }
         self.inner.recovery.recovered.store(0, Ordering::Relaxed);
         self.inner.recovery.overflows.store(0, Ordering::Relaxed);

@@ -55,6 +55,16 @@ pub enum BusEvent {
     Interrupted,
     /// A published message.
     Message(Vec<u8>),
+    /// From now on, until the next `Interrupted`, the subscription also reports every change
+    /// any client makes to the watched keys ([`Store::watch`]; Redis `CLIENT TRACKING`),
+    /// sent right after `Subscribed`.
+    Tracking,
+    /// These keys were changed, by any client (a write, a deletion, an expiry or an
+    /// eviction).
+    Changed(Vec<String>),
+    /// The server forgot what it tracked (a `FLUSHALL`, or it ran out of memory to track):
+    /// any key may have changed.
+    ChangedAll,
 }
 
 /// A key-value store over bytes with per-key expiry.
@@ -345,5 +355,15 @@ pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
     fn subscribe(&self, channel: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
         let _ = channel;
         None
+    }
+
+    /// [`subscribe`](Store::subscribe), and where the store can, reports of every change any
+    /// client makes to keys starting with `prefix` ([`BusEvent::Tracking`], then
+    /// [`BusEvent::Changed`]); by default, `subscribe` alone. Redis 6 and later track keys for
+    /// the subscription's connection (`CLIENT TRACKING ON BCAST PREFIX`) on one server and
+    /// under Sentinel; a server that refuses it, and a cluster, give `subscribe` alone.
+    fn watch(&self, channel: &str, prefix: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
+        let _ = prefix;
+        self.subscribe(channel)
     }
 }

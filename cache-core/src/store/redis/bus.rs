@@ -1,16 +1,18 @@
-//! The message bus: a subscription to one channel, kept alive across lost and frozen servers.
+//! The message bus: a subscription to one channel, kept alive across lost and frozen servers;
+//! with key tracking (`Store::watch`), on a RESP3 connection that also receives the server's
+//! invalidations of every key under a prefix (`CLIENT TRACKING ON BCAST`).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::Client;
-use redis::aio::{PubSubSink, PubSubStream};
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, RedisError, Value};
 use tokio::sync::mpsc;
 
 use super::super::BusEvent;
 use super::super::cluster::{self, Topology};
-use super::subscription::{Relayed, relay, subscribe_on};
+use super::subscription::{BUS_PING, Relayed, relay, subscribe_on};
 
 /// A subscription to one channel, kept alive across lost and frozen servers.
 pub(super) struct Bus {
@@ -20,18 +22,82 @@ pub(super) struct Bus {
     pub(super) primary: Option<super::sentinel::SentinelLink>,
     pub(super) channel: String,
     pub(super) patience: Duration,
+    /// The prefix of the keys whose changes by any client are reported too (`Store::watch`),
+    /// when the server allows tracking them; never on a cluster, where each node tracks its
+    /// own keys.
+    pub(super) tracked: Option<String>,
+}
+
+/// What an attempt at a tracking subscription gave.
+enum Tracked {
+    Ready(MultiplexedConnection, mpsc::UnboundedReceiver<PushInfo>),
+    /// The server refused (before Redis 6, `CLIENT TRACKING` disabled or not permitted).
+    Refused(RedisError),
+    /// No answer in time: try again later.
+    Unreachable,
 }
 
 impl Bus {
     pub(super) async fn listen(self, events: mpsc::UnboundedSender<BusEvent>) {
         let mut backoff = Duration::from_millis(50);
+        let mut tracking = self.tracked.is_some() && self.topology.is_none();
+        let mut announced = false;
         while !events.is_closed() {
+            if tracking {
+                match self.track().await {
+                    Tracked::Ready(mut connection, mut pushes) => {
+                        backoff = Duration::from_millis(50);
+                        if !announced {
+                            tracing::info!(
+                                channel = %self.channel,
+                                "local tiers follow every client's changes to their keys (CLIENT TRACKING)"
+                            );
+                            announced = true;
+                        }
+                        if events.send(BusEvent::Subscribed).is_err()
+                            || events.send(BusEvent::Tracking).is_err()
+                        {
+                            return;
+                        }
+                        let relayed =
+                            relay_tracked(&mut connection, &mut pushes, self.patience, &events)
+                                .await;
+                        if let Relayed::Stopped = relayed {
+                            return;
+                        }
+                        if events.send(BusEvent::Interrupted).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Tracked::Refused(err) => {
+                        tracing::info!(
+                            error = %err,
+                            "the server refuses CLIENT TRACKING: local tiers follow cachemere's own notices only"
+                        );
+                        tracking = false;
+                        announced = true;
+                    }
+                    Tracked::Unreachable => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                }
+            }
             let Some((mut sink, mut messages)) = self.subscribe().await else {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             };
             backoff = Duration::from_millis(50);
+            if !announced {
+                tracing::info!(
+                    channel = %self.channel,
+                    "local tiers follow cachemere's own notices (pub/sub)"
+                );
+                announced = true;
+            }
             if events.send(BusEvent::Subscribed).is_err() {
                 return;
             }
@@ -52,6 +118,56 @@ impl Bus {
             if events.send(BusEvent::Interrupted).is_err() {
                 return;
             }
+        }
+    }
+
+    /// Subscribes to the channel on a RESP3 connection to the server (the current primary
+    /// under Sentinel) that also tracks the watched keys, redirecting nothing: invalidations
+    /// arrive as pushes on the same connection.
+    async fn track(&self) -> Tracked {
+        let client = match &self.primary {
+            Some(primary) => {
+                match tokio::time::timeout(self.patience, primary.fresh_client()).await {
+                    Ok(Ok(client)) => client,
+                    _ => return Tracked::Unreachable,
+                }
+            }
+            None => match self.seeds.first() {
+                Some(client) => client.clone(),
+                None => return Tracked::Unreachable,
+            },
+        };
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = match Client::open(info.set_redis_settings(settings)) {
+            Ok(client) => client,
+            Err(err) => return Tracked::Refused(err),
+        };
+        let (sender, pushes) = mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_push_sender(sender)
+            .set_connection_timeout(Some(self.patience))
+            .set_response_timeout(Some(self.patience));
+        let attempt = async {
+            let mut connection = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            let mut tracking = redis::cmd("CLIENT");
+            tracking.arg("TRACKING").arg("ON").arg("BCAST");
+            if let Some(prefix) = self.tracked.as_deref().filter(|prefix| !prefix.is_empty()) {
+                tracking.arg("PREFIX").arg(prefix);
+            }
+            tracking.query_async::<()>(&mut connection).await?;
+            connection.subscribe(&self.channel).await?;
+            Ok::<_, RedisError>(connection)
+        };
+        match tokio::time::timeout(self.patience, attempt).await {
+            Ok(Ok(connection)) => Tracked::Ready(connection, pushes),
+            Ok(Err(err)) if is_refusal(&err) => Tracked::Refused(err),
+            Ok(Err(_)) | Err(_) => Tracked::Unreachable,
         }
     }
 
@@ -76,5 +192,73 @@ impl Bus {
             }
         }
         None
+    }
+}
+
+/// Whether the server answered with a refusal (an older server, a disabled or forbidden
+/// command), rather than not answering.
+fn is_refusal(err: &RedisError) -> bool {
+    !(err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal())
+}
+
+/// Passes a tracking connection's pushes on as events (the channel's messages, the keys
+/// changed), pinging its server every [`BUS_PING`] (waiting at most `patience`), until the
+/// connection is lost or goes silent, or nobody listens.
+async fn relay_tracked(
+    connection: &mut MultiplexedConnection,
+    pushes: &mut mpsc::UnboundedReceiver<PushInfo>,
+    patience: Duration,
+    events: &mpsc::UnboundedSender<BusEvent>,
+) -> Relayed {
+    let mut ticks = tokio::time::interval(BUS_PING);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            push = pushes.recv() => {
+                let Some(push) = push else { return Relayed::Silent };
+                let event = match push.kind {
+                    PushKind::Invalidate => match push.data.into_iter().next() {
+                        Some(Value::Array(keys)) => BusEvent::Changed(
+                            keys.iter().filter_map(key_text).collect(),
+                        ),
+                        _ => BusEvent::ChangedAll,
+                    },
+                    PushKind::Message => match push.data.into_iter().nth(1) {
+                        Some(Value::BulkString(payload)) => BusEvent::Message(payload),
+                        _ => continue,
+                    },
+                    PushKind::Disconnection => return Relayed::Silent,
+                    _ => continue,
+                };
+                if events.send(event).is_err() {
+                    return Relayed::Stopped;
+                }
+            }
+            _ = ticks.tick() => {
+                if events.is_closed() {
+                    return Relayed::Stopped;
+                }
+                let pong = tokio::time::timeout(
+                    patience,
+                    redis::cmd("PING").query_async::<Value>(connection),
+                )
+                .await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return Relayed::Silent;
+                }
+            }
+        }
+    }
+}
+
+fn key_text(key: &Value) -> Option<String> {
+    match key {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
     }
 }

@@ -321,23 +321,11 @@ impl Store for RedisStore {
     }
 
     fn subscribe(&self, channel: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let (topology, primary) = match &self.connection.0 {
-            Link::Node(_) => (None, None),
-            Link::Cluster(cluster) => (Some(cluster.topology.clone()), None),
-            Link::Sentinel(primary) => (None, Some(primary.clone())),
-        };
-        let bus = Bus {
-            seeds: Arc::clone(&self.subscribers),
-            topology,
-            primary,
-            channel: channel.to_owned(),
-            patience: self.command_timeout.min(BUS_PING),
-        };
-        tokio::runtime::Handle::try_current()
-            .ok()?
-            .spawn(bus.listen(sender));
-        Some(receiver)
+        self.listen(channel, None)
+    }
+
+    fn watch(&self, channel: &str, prefix: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
+        self.listen(channel, Some(prefix))
     }
 
     async fn answers(&self) -> bool {
@@ -385,5 +373,33 @@ impl Store for RedisStore {
             circuit_open: false,
             open_circuits: Vec::new(),
         }
+    }
+}
+
+impl RedisStore {
+    /// A subscription to `channel`, tracking the keys under `tracked` where the server can.
+    fn listen(
+        &self,
+        channel: &str,
+        tracked: Option<&str>,
+    ) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let (topology, primary) = match &self.connection.0 {
+            Link::Node(_) => (None, None),
+            Link::Cluster(cluster) => (Some(cluster.topology.clone()), None),
+            Link::Sentinel(primary) => (None, Some(primary.clone())),
+        };
+        let bus = Bus {
+            seeds: Arc::clone(&self.subscribers),
+            topology,
+            primary,
+            channel: channel.to_owned(),
+            patience: self.command_timeout.min(BUS_PING),
+            tracked: tracked.map(str::to_owned),
+        };
+        tokio::runtime::Handle::try_current()
+            .ok()?
+            .spawn(bus.listen(sender));
+        Some(receiver)
     }
 }
