@@ -121,6 +121,13 @@ impl Local {
         self.active.load(Ordering::Acquire)
     }
 
+    /// Whether reads may be answered: while subscribed, or within the stale window after a
+    /// loss.
+    #[inline]
+    pub(crate) fn may_serve(&self) -> bool {
+        self.is_active() || lock(&self.stale_until).is_some_and(|until| Instant::now() < until)
+    }
+
     pub(crate) fn mode(&self) -> LocalMode {
         match (self.is_active(), self.tracking.load(Ordering::Acquire)) {
             (true, true) => LocalMode::Tracking,

@@ -332,13 +332,14 @@ impl Cache {
         Ok(value)
     }
 
-    /// The local tier, while it may serve reads (subscribed to the invalidation notices).
+    /// The local tier, while it may serve reads (subscribed to the invalidation notices, or
+    /// within its stale window after losing them; it keeps new copies only when subscribed).
     #[inline]
     fn local_tier(&self) -> Option<&Local> {
         self.inner
             .local
             .as_deref()
-            .filter(|local| local.is_active())
+            .filter(|local| local.may_serve())
     }
 
     /// Reads and decodes `full_key`; a store failure is a miss unless strict.
