@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, Config, Json, LocalMode, RedisStore};
-use cache_testing::RedisServer;
+use cache_testing::{RedisCluster, RedisServer};
 
 const KEY: &str = "shared:counter";
 
@@ -37,8 +37,17 @@ async fn outsider(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .expect("connect")
 }
 
+/// A plain redis-rs cluster connection.
+async fn cluster_outsider(cluster: &RedisCluster) -> redis::cluster_async::ClusterConnection {
+    redis::cluster::ClusterClient::new(cluster.url().split(',').collect::<Vec<_>>())
+        .expect("url")
+        .get_async_connection()
+        .await
+        .expect("connect")
+}
+
 /// Writes `value` with a ttl (the local tier keeps only values that expire in the store).
-async fn write(outsider: &mut redis::aio::MultiplexedConnection, value: u64) {
+async fn write(outsider: &mut impl redis::aio::ConnectionLike, value: u64) {
     redis::cmd("SET")
         .arg(KEY)
         .arg(value.to_string())
@@ -74,12 +83,26 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_by_another_program_reach_every_local_tier() {
     let server = RedisServer::start_private().expect("redis-server");
+    let writer = outsider(&server).await;
+    coherence("one server", &server.config(), writer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_writes_by_another_program_reach_every_local_tier() {
+    let cluster = RedisCluster::lease().expect("cluster");
+    let writer = cluster_outsider(&cluster).await;
+    coherence("cluster", &cluster.config(), writer).await;
+}
+
+/// 1,000 writes by a plain redis-rs connection, each when both instances serve the previous
+/// value from their local tiers: how long from the write's reply until neither serves it.
+async fn coherence(deployment: &str, config: &Config, mut writer: impl redis::aio::ConnectionLike) {
     let (a, b) = (
-        instance(&server.config(), Duration::ZERO).await,
-        instance(&server.config(), Duration::ZERO).await,
+        instance(config, Duration::ZERO).await,
+        instance(config, Duration::ZERO).await,
     );
     assert_eq!(a.local_mode(), Some(LocalMode::Tracking));
-    let mut writer = outsider(&server).await;
+    assert_eq!(b.local_mode(), Some(LocalMode::Tracking));
     write(&mut writer, 0).await;
     let mut delays = Vec::with_capacity(1000);
     for value in 1..=1000 {
@@ -103,8 +126,8 @@ async fn writes_by_another_program_reach_every_local_tier() {
     }
     let (p50, p99) = (percentile(&mut delays, 0.50), percentile(&mut delays, 0.99));
     println!(
-        "one server, 1,000 writes by a plain redis-rs connection: from the write's reply until \
-         no instance serves the old value, p50 {p50:?}, p99 {p99:?}, max {:?}",
+        "{deployment}, 1,000 writes by a plain redis-rs connection: from the write's reply \
+         until no instance serves the old value, p50 {p50:?}, p99 {p99:?}, max {:?}",
         delays.last().expect("samples")
     );
 }

@@ -23,14 +23,23 @@ pub(super) struct Bus {
     pub(super) channel: String,
     pub(super) patience: Duration,
     /// The prefix of the keys whose changes by any client are reported too (`Store::watch`),
-    /// when the server allows tracking them; never on a cluster, where each node tracks its
-    /// own keys.
+    /// when the servers allow tracking them (on a cluster, each primary tracks its own keys).
     pub(super) tracked: Option<String>,
+}
+
+/// Tracking connections, one per server (per primary on a cluster), the first also
+/// subscribed to the channel; their pushes arrive on one receiver.
+struct Trackers {
+    connections: Vec<MultiplexedConnection>,
+    /// On a cluster, the primaries tracked: when they change (a failover), the tracking is
+    /// made again.
+    primaries: Option<Vec<redis::cluster::NodeAddress>>,
+    pushes: mpsc::UnboundedReceiver<PushInfo>,
 }
 
 /// What an attempt at a tracking subscription gave.
 enum Tracked {
-    Ready(MultiplexedConnection, mpsc::UnboundedReceiver<PushInfo>),
+    Ready(Trackers),
     /// The server refused (before Redis 6, `CLIENT TRACKING` disabled or not permitted).
     Refused(RedisError),
     /// No answer in time: try again later.
@@ -40,12 +49,12 @@ enum Tracked {
 impl Bus {
     pub(super) async fn listen(self, events: mpsc::UnboundedSender<BusEvent>) {
         let mut backoff = Duration::from_millis(50);
-        let mut tracking = self.tracked.is_some() && self.topology.is_none();
+        let mut tracking = self.tracked.is_some();
         let mut announced = false;
         while !events.is_closed() {
             if tracking {
                 match self.track().await {
-                    Tracked::Ready(mut connection, mut pushes) => {
+                    Tracked::Ready(mut trackers) => {
                         backoff = Duration::from_millis(50);
                         if !announced {
                             tracing::info!(
@@ -59,9 +68,7 @@ impl Bus {
                         {
                             return;
                         }
-                        let relayed =
-                            relay_tracked(&mut connection, &mut pushes, self.patience, &events)
-                                .await;
+                        let relayed = self.relay_tracked(&mut trackers, &events).await;
                         if let Relayed::Stopped = relayed {
                             return;
                         }
@@ -121,53 +128,143 @@ impl Bus {
         }
     }
 
-    /// Subscribes to the channel on a RESP3 connection to the server (the current primary
-    /// under Sentinel) that also tracks the watched keys, redirecting nothing: invalidations
-    /// arrive as pushes on the same connection.
+    /// Tracks the watched keys on every server (the current primary under Sentinel, every
+    /// primary of a cluster), each on a RESP3 connection whose invalidations arrive as pushes,
+    /// and subscribes to the channel on the first of them.
     async fn track(&self) -> Tracked {
-        let client = match &self.primary {
-            Some(primary) => {
+        let (servers, primaries) = match (&self.primary, &self.topology) {
+            (Some(primary), _) => {
                 match tokio::time::timeout(self.patience, primary.fresh_client()).await {
-                    Ok(Ok(client)) => client,
+                    Ok(Ok(client)) => (vec![client], None),
                     _ => return Tracked::Unreachable,
                 }
             }
-            None => match self.seeds.first() {
-                Some(client) => client.clone(),
+            (None, Some(topology)) => {
+                let (Some(primaries), Some(seed)) = (topology.primaries(), self.seeds.first())
+                else {
+                    return Tracked::Unreachable;
+                };
+                let clients: Option<Vec<Client>> = primaries
+                    .iter()
+                    .map(|node| cluster::client_for(seed, node))
+                    .collect();
+                match clients {
+                    Some(clients) => (clients, Some(primaries)),
+                    None => return Tracked::Unreachable,
+                }
+            }
+            (None, None) => match self.seeds.first() {
+                Some(client) => (vec![client.clone()], None),
                 None => return Tracked::Unreachable,
             },
         };
-        let info = client.get_connection_info().clone();
+        let (sender, pushes) = mpsc::unbounded_channel();
+        let mut connections = Vec::with_capacity(servers.len());
+        for (index, server) in servers.iter().enumerate() {
+            let attempt = self.track_on(server, sender.clone(), index == 0);
+            match tokio::time::timeout(self.patience, attempt).await {
+                Ok(Ok(connection)) => connections.push(connection),
+                Ok(Err(err)) if is_refusal(&err) => return Tracked::Refused(err),
+                Ok(Err(_)) | Err(_) => return Tracked::Unreachable,
+            }
+        }
+        Tracked::Ready(Trackers {
+            connections,
+            primaries,
+            pushes,
+        })
+    }
+
+    /// A RESP3 connection to `server` that tracks the watched keys (broadcast mode, so
+    /// every change under the prefix is reported, whoever read it), subscribed to the
+    /// channel if `subscribe`.
+    async fn track_on(
+        &self,
+        server: &Client,
+        pushes: mpsc::UnboundedSender<PushInfo>,
+        subscribe: bool,
+    ) -> redis::RedisResult<MultiplexedConnection> {
+        let info = server.get_connection_info().clone();
         let settings = info
             .redis_settings()
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
-        let client = match Client::open(info.set_redis_settings(settings)) {
-            Ok(client) => client,
-            Err(err) => return Tracked::Refused(err),
-        };
-        let (sender, pushes) = mpsc::unbounded_channel();
+        let client = Client::open(info.set_redis_settings(settings))?;
         let config = AsyncConnectionConfig::new()
-            .set_push_sender(sender)
+            .set_push_sender(pushes)
             .set_connection_timeout(Some(self.patience))
             .set_response_timeout(Some(self.patience));
-        let attempt = async {
-            let mut connection = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
-            let mut tracking = redis::cmd("CLIENT");
-            tracking.arg("TRACKING").arg("ON").arg("BCAST");
-            if let Some(prefix) = self.tracked.as_deref().filter(|prefix| !prefix.is_empty()) {
-                tracking.arg("PREFIX").arg(prefix);
-            }
-            tracking.query_async::<()>(&mut connection).await?;
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let mut tracking = redis::cmd("CLIENT");
+        tracking.arg("TRACKING").arg("ON").arg("BCAST");
+        if let Some(prefix) = self.tracked.as_deref().filter(|prefix| !prefix.is_empty()) {
+            tracking.arg("PREFIX").arg(prefix);
+        }
+        tracking.query_async::<()>(&mut connection).await?;
+        if subscribe {
             connection.subscribe(&self.channel).await?;
-            Ok::<_, RedisError>(connection)
-        };
-        match tokio::time::timeout(self.patience, attempt).await {
-            Ok(Ok(connection)) => Tracked::Ready(connection, pushes),
-            Ok(Err(err)) if is_refusal(&err) => Tracked::Refused(err),
-            Ok(Err(_)) | Err(_) => Tracked::Unreachable,
+        }
+        Ok(connection)
+    }
+
+    /// Passes the trackers' pushes on as events (the channel's messages, the keys changed),
+    /// pinging every server each [`BUS_PING`] (waiting at most the patience), until a
+    /// connection is lost or goes silent, the cluster's primaries change, or nobody listens.
+    async fn relay_tracked(
+        &self,
+        trackers: &mut Trackers,
+        events: &mpsc::UnboundedSender<BusEvent>,
+    ) -> Relayed {
+        let mut ticks = tokio::time::interval(BUS_PING);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                push = trackers.pushes.recv() => {
+                    let Some(push) = push else { return Relayed::Silent };
+                    let event = match push.kind {
+                        PushKind::Invalidate => match push.data.into_iter().next() {
+                            Some(Value::Array(keys)) => BusEvent::Changed(
+                                keys.iter().filter_map(key_text).collect(),
+                            ),
+                            _ => BusEvent::ChangedAll,
+                        },
+                        PushKind::Message => match push.data.into_iter().nth(1) {
+                            Some(Value::BulkString(payload)) => BusEvent::Message(payload),
+                            _ => continue,
+                        },
+                        PushKind::Disconnection => return Relayed::Silent,
+                        _ => continue,
+                    };
+                    if events.send(event).is_err() {
+                        return Relayed::Stopped;
+                    }
+                }
+                _ = ticks.tick() => {
+                    if events.is_closed() {
+                        return Relayed::Stopped;
+                    }
+                    let moved = match (&trackers.primaries, &self.topology) {
+                        (Some(tracked), Some(topology)) => {
+                            topology.primaries().is_some_and(|now| now != *tracked)
+                        }
+                        _ => false,
+                    };
+                    if moved {
+                        return Relayed::Silent;
+                    }
+                    let ping = redis::cmd("PING");
+                    let pings = trackers.connections.iter_mut().map(|connection| {
+                        tokio::time::timeout(self.patience, ping.query_async::<Value>(connection))
+                    });
+                    let answered = futures_util::future::join_all(pings).await;
+                    if !answered.iter().all(|pong| matches!(pong, Ok(Ok(_)))) {
+                        return Relayed::Silent;
+                    }
+                }
+            }
         }
     }
 
@@ -202,57 +299,6 @@ fn is_refusal(err: &RedisError) -> bool {
         || err.is_timeout()
         || err.is_connection_dropped()
         || err.is_connection_refusal())
-}
-
-/// Passes a tracking connection's pushes on as events (the channel's messages, the keys
-/// changed), pinging its server every [`BUS_PING`] (waiting at most `patience`), until the
-/// connection is lost or goes silent, or nobody listens.
-async fn relay_tracked(
-    connection: &mut MultiplexedConnection,
-    pushes: &mut mpsc::UnboundedReceiver<PushInfo>,
-    patience: Duration,
-    events: &mpsc::UnboundedSender<BusEvent>,
-) -> Relayed {
-    let mut ticks = tokio::time::interval(BUS_PING);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            push = pushes.recv() => {
-                let Some(push) = push else { return Relayed::Silent };
-                let event = match push.kind {
-                    PushKind::Invalidate => match push.data.into_iter().next() {
-                        Some(Value::Array(keys)) => BusEvent::Changed(
-                            keys.iter().filter_map(key_text).collect(),
-                        ),
-                        _ => BusEvent::ChangedAll,
-                    },
-                    PushKind::Message => match push.data.into_iter().nth(1) {
-                        Some(Value::BulkString(payload)) => BusEvent::Message(payload),
-                        _ => continue,
-                    },
-                    PushKind::Disconnection => return Relayed::Silent,
-                    _ => continue,
-                };
-                if events.send(event).is_err() {
-                    return Relayed::Stopped;
-                }
-            }
-            _ = ticks.tick() => {
-                if events.is_closed() {
-                    return Relayed::Stopped;
-                }
-                let pong = tokio::time::timeout(
-                    patience,
-                    redis::cmd("PING").query_async::<Value>(connection),
-                )
-                .await;
-                if !matches!(pong, Ok(Ok(_))) {
-                    return Relayed::Silent;
-                }
-            }
-        }
-    }
 }
 
 fn key_text(key: &Value) -> Option<String> {
