@@ -4,7 +4,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, RedisError, Value};
@@ -26,6 +26,10 @@ pub(super) struct Bus {
     /// when the servers allow tracking them (on a cluster, each primary tracks its own keys).
     pub(super) tracked: Option<String>,
 }
+
+/// How long a cluster with a primary that could not be tracked relies on notices before
+/// trying to track every primary again.
+const TRACK_AGAIN: Duration = Duration::from_secs(10);
 
 /// Tracking connections, one per server (per primary on a cluster), the first also
 /// subscribed to the channel; their pushes arrive on one receiver.
@@ -51,8 +55,11 @@ impl Bus {
         let mut backoff = Duration::from_millis(50);
         let mut tracking = self.tracked.is_some();
         let mut announced = false;
+        // on a cluster with a primary unreachable: notices meanwhile, tracking again later
+        let mut track_again_at: Option<Instant> = None;
         while !events.is_closed() {
-            if tracking {
+            if tracking && track_again_at.is_none_or(|at| Instant::now() >= at) {
+                track_again_at = None;
                 match self.track().await {
                     Tracked::Ready(mut trackers) => {
                         backoff = Duration::from_millis(50);
@@ -85,6 +92,11 @@ impl Bus {
                         tracking = false;
                         announced = true;
                     }
+                    Tracked::Unreachable if self.topology.is_some() => {
+                        // a lost node must not stop the other nodes' notices: they go on
+                        // through pub/sub (cachemere's writers only) until all answer
+                        track_again_at = Some(Instant::now() + TRACK_AGAIN);
+                    }
                     Tracked::Unreachable => {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -116,10 +128,12 @@ impl Bus {
                 }
             };
             let relayed = relay(&mut sink, &mut messages, self.patience, forward, || {
-                !events.is_closed()
+                !events.is_closed() && track_again_at.is_none_or(|at| Instant::now() < at)
             })
             .await;
-            if let Relayed::Stopped = relayed {
+            if let Relayed::Stopped = relayed
+                && events.is_closed()
+            {
                 return;
             }
             if events.send(BusEvent::Interrupted).is_err() {
