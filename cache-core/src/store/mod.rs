@@ -359,9 +359,11 @@ pub trait Store: std::any::Any + fmt::Debug + Send + Sync + 'static {
 
     /// [`subscribe`](Store::subscribe), and where the store can, reports of every change any
     /// client makes to keys starting with `prefix` ([`BusEvent::Tracking`], then
-    /// [`BusEvent::Changed`]); by default, `subscribe` alone. Redis 6 and later track keys for
-    /// the subscription's connection (`CLIENT TRACKING ON BCAST PREFIX`) on one server and
-    /// under Sentinel; a server that refuses it, and a cluster, give `subscribe` alone.
+    /// [`BusEvent::Changed`]); by default, `subscribe` alone. Redis 6 and later track the
+    /// keys (`CLIENT TRACKING ON BCAST PREFIX`) on one server, under Sentinel and on every
+    /// primary of a cluster; a server that refuses it gives `subscribe` alone, and so does a
+    /// cluster while one of its primaries cannot be reached (tracking is tried again every
+    /// 10 s).
     fn watch(&self, channel: &str, prefix: &str) -> Option<mpsc::UnboundedReceiver<BusEvent>> {
         let _ = prefix;
         self.subscribe(channel)
