@@ -279,3 +279,26 @@ async fn a_lost_server_leaves_copies_for_at_most_the_stale_window() {
         }
     }
 }
+
+/// A store connected lazily does not know the cluster's primaries until its first command:
+/// the tier waits for them and tracks, rather than settling for notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_lazily_connected_cluster_the_tier_tracks_once_the_slots_are_known() {
+    let cluster = RedisCluster::lease().expect("cluster");
+    let store = RedisStore::connect_lazy(&cluster.config()).expect("store");
+    let cache = Cache::builder(store)
+        .codec(Json)
+        .local_cache(1 << 20, Duration::from_secs(60))
+        .build();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = cache.get::<u64>(KEY).await;
+    let started = Instant::now();
+    while cache.local_mode() != Some(LocalMode::Tracking) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still {:?}",
+            cache.local_mode()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

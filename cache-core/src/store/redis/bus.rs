@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::super::BusEvent;
 use super::super::cluster::{self, Topology};
-use super::subscription::{BUS_PING, Relayed, relay, subscribe_on};
+use super::subscription::{Relayed, ping_ticks, relay, subscribe_on};
 
 /// A subscription to one channel, kept alive across lost and frozen servers.
 pub(super) struct Bus {
@@ -48,6 +48,9 @@ enum Tracked {
     Refused(RedisError),
     /// No answer in time: try again later.
     Unreachable,
+    /// The cluster's primaries are not known yet (a store connected lazily learns them with
+    /// its first command): try again shortly.
+    Unknown,
 }
 
 impl Bus {
@@ -97,7 +100,7 @@ impl Bus {
                         // through pub/sub (cachemere's writers only) until all answer
                         track_again_at = Some(Instant::now() + TRACK_AGAIN);
                     }
-                    Tracked::Unreachable => {
+                    Tracked::Unreachable | Tracked::Unknown => {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
                         continue;
@@ -156,7 +159,7 @@ impl Bus {
             (None, Some(topology)) => {
                 let (Some(primaries), Some(seed)) = (topology.primaries(), self.seeds.first())
                 else {
-                    return Tracked::Unreachable;
+                    return Tracked::Unknown;
                 };
                 let clients: Option<Vec<Client>> = primaries
                     .iter()
@@ -224,16 +227,14 @@ impl Bus {
     }
 
     /// Passes the trackers' pushes on as events (the channel's messages, the keys changed),
-    /// pinging every server each [`BUS_PING`] (waiting at most the patience), until a
+    /// pinging every server each [`BUS_PING`](super::subscription::BUS_PING) (waiting at most the patience), until a
     /// connection is lost or goes silent, the cluster's primaries change, or nobody listens.
     async fn relay_tracked(
         &self,
         trackers: &mut Trackers,
         events: &mpsc::UnboundedSender<BusEvent>,
     ) -> Relayed {
-        let mut ticks = tokio::time::interval(BUS_PING);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
+        let mut ticks = ping_ticks().await;
         loop {
             tokio::select! {
                 push = trackers.pushes.recv() => {

@@ -26,6 +26,15 @@ pub(super) async fn subscribe_on(
     tokio::time::timeout(patience, attempt).await.ok()?.ok()
 }
 
+/// Ticks every [`BUS_PING`], the first one a ping's interval from now: when a kept-alive
+/// subscription pings its server.
+pub(super) async fn ping_ticks() -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(BUS_PING);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    ticks
+}
+
 /// Why [`relay`] returned.
 pub(super) enum Relayed {
     /// The subscription broke, or its server stopped answering pings: subscribe again.
@@ -44,9 +53,7 @@ pub(super) async fn relay(
     mut on_message: impl FnMut(redis::Msg) -> ControlFlow<()>,
     alive: impl Fn() -> bool,
 ) -> Relayed {
-    let mut ticks = tokio::time::interval(BUS_PING);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+    let mut ticks = ping_ticks().await;
     loop {
         tokio::select! {
             message = messages.next() => {
