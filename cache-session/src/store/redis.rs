@@ -296,6 +296,11 @@ end
 return removed
 ";
 
+/// The two sets of `ledger`, as the scripts name them: `live` (sessions) and `users`.
+fn ledger_sets(ledger: &Ledger) -> [String; 2] {
+    [format!("{ledger}live"), format!("{ledger}users")]
+}
+
 /// Runs a ledger script once per server, on the ledgers whose keys it holds, all servers at
 /// once: one command per server even for the 16,384 slots of a cluster. It needs Redis 7
 /// (script flags); on an error (an older server, a slot that moved meanwhile) the caller
@@ -305,10 +310,7 @@ async fn per_server<T: redis::FromRedisValue>(
     ledgers: &[Ledger],
     source: &str,
 ) -> Result<Vec<T>> {
-    let keys: Vec<String> = ledgers
-        .iter()
-        .flat_map(|ledger| [format!("{ledger}live"), format!("{ledger}users")])
-        .collect();
+    let keys: Vec<String> = ledgers.iter().flat_map(ledger_sets).collect();
     let live: Vec<&str> = keys.iter().step_by(2).map(String::as_str).collect();
     let groups: Vec<Vec<usize>> = match cache_core::Store::locate(store, &live) {
         Some(servers) => servers.into_iter().map(|(_, indices)| indices).collect(),
@@ -334,17 +336,14 @@ async fn per_server<T: redis::FromRedisValue>(
 async fn counts_slot_by_slot(store: &RedisStore, ledgers: &[Ledger]) -> Result<Counts> {
     let now = server_now(store).await?;
     let mut commands = Vec::with_capacity(ledgers.len() * 4);
-    for ledger in ledgers {
-        for set in ["live", "users"] {
-            let key = format!("{ledger}{set}");
-            let expired = redis::cmd("ZCOUNT")
-                .arg(&key)
-                .arg("-inf")
-                .arg(now)
-                .to_owned();
-            commands.push((key.clone(), redis::cmd("ZCARD").arg(&key).to_owned()));
-            commands.push((key, expired));
-        }
+    for key in ledgers.iter().flat_map(ledger_sets) {
+        let expired = redis::cmd("ZCOUNT")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now)
+            .to_owned();
+        commands.push((key.clone(), redis::cmd("ZCARD").arg(&key).to_owned()));
+        commands.push((key, expired));
     }
     let replies: Vec<u64> = store.pipeline_by_key("ZCOUNT", &commands).await?;
     let mut counts = Counts::default();
@@ -364,16 +363,13 @@ async fn counts_slot_by_slot(store: &RedisStore, ledgers: &[Ledger]) -> Result<C
 async fn cleanup_slot_by_slot(store: &RedisStore, ledgers: &[Ledger]) -> Result<u64> {
     let now = server_now(store).await?;
     let mut commands = Vec::with_capacity(ledgers.len() * 2);
-    for ledger in ledgers {
-        for set in ["live", "users"] {
-            let key = format!("{ledger}{set}");
-            let prune = redis::cmd("ZREMRANGEBYSCORE")
-                .arg(&key)
-                .arg("-inf")
-                .arg(now)
-                .to_owned();
-            commands.push((key, prune));
-        }
+    for key in ledgers.iter().flat_map(ledger_sets) {
+        let prune = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now)
+            .to_owned();
+        commands.push((key, prune));
     }
     let removed: Vec<u64> = store.pipeline_by_key("ZREMRANGEBYSCORE", &commands).await?;
     Ok(removed.iter().step_by(2).sum())

@@ -227,8 +227,9 @@ impl Bus {
     }
 
     /// Passes the trackers' pushes on as events (the channel's messages, the keys changed),
-    /// pinging every server each [`BUS_PING`](super::subscription::BUS_PING) (waiting at most the patience), until a
-    /// connection is lost or goes silent, the cluster's primaries change, or nobody listens.
+    /// pinging every server each [`BUS_PING`](super::subscription::BUS_PING) (waiting at
+    /// most the patience), until a connection is lost or goes silent, the cluster's primaries
+    /// change, or nobody listens.
     async fn relay_tracked(
         &self,
         trackers: &mut Trackers,
