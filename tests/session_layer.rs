@@ -29,6 +29,8 @@ struct Server {
     http: reqwest::Client,
     redis: Option<RedisServer>,
     manager: SessionManager,
+    /// Another manager on the same store, with its own settings (another instance).
+    instance: Box<dyn Fn(SessionConfig) -> SessionManager + Send + Sync>,
 }
 
 /// What a response said: status, `Set-Cookie` headers, JSON body.
@@ -121,15 +123,19 @@ async fn serve(
     config: SessionConfig,
     layer: impl FnOnce(SessionLayer) -> SessionLayer,
 ) -> Server {
-    let (redis, sessions): (_, SessionStore) = match store {
+    type Stores = Box<dyn Fn() -> SessionStore + Send + Sync>;
+    let (redis, sessions): (_, Stores) = match store {
         Store::Redis => {
             let redis = RedisServer::start_private().expect("start redis-server");
             let store = RedisStore::connect(&redis.config()).await.expect("connect");
-            (Some(redis), store.into())
+            (Some(redis), Box::new(move || store.clone().into()))
         }
-        Store::Memory => (None, MemoryStore::new().into()),
+        Store::Memory => {
+            let store = MemoryStore::new();
+            (None, Box::new(move || store.clone().into()))
+        }
     };
-    let manager = SessionManager::new(sessions, config.secret("test secret"));
+    let manager = SessionManager::new(sessions(), config.secret("test secret"));
     let app = router(layer(SessionLayer::new(manager.clone())));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -141,6 +147,9 @@ async fn serve(
         http: reqwest::Client::new(),
         redis,
         manager,
+        instance: Box::new(move |config| {
+            SessionManager::new(sessions(), config.secret("test secret"))
+        }),
     }
 }
 
@@ -262,6 +271,7 @@ on_both_stores!(
     bearer_tokens_work_without_cookies,
     the_csrf_check_guards_cookie_borne_state_changes,
     the_cookie_attributes_are_configurable,
+    a_session_this_instance_cannot_open_is_a_503_and_is_kept,
 );
 
 async fn login_sets_the_strictest_cookie_and_it_opens_the_session(store: Store) {
@@ -722,4 +732,39 @@ async fn a_rotation_whose_outcome_is_unknown_logs_nobody_out() {
         server.get("/me", Auth::Cookie(&new)).await.status,
         StatusCode::OK
     );
+}
+
+/// Key rotation rolled out to another instance first: this one lacks the key its session was
+/// sealed with. The request fails closed (503, also for `Option<Authenticated>`), the cookie
+/// stays, and the session is intact for the instances that have the key.
+async fn a_session_this_instance_cannot_open_is_a_503_and_is_kept(store: Store) {
+    let server = serve(store, config(), |layer| layer).await;
+    let sealed = |key: u8| {
+        cachemere::cache_core::encryption::EncryptionKeys::new([[key; 32]]).expect("a key")
+    };
+    let ahead = (server.instance)(config().encryption(Some(sealed(2))));
+    let token = ahead
+        .create_session(
+            "u1",
+            SessionData::new().with("role", "admin").expect("data"),
+            None,
+        )
+        .await
+        .expect("create");
+    for path in ["/me", "/maybe"] {
+        let reply = server.get(path, Auth::Cookie(token.expose())).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {reply:?}"
+        );
+        assert_eq!(reply.body, json!({ "error": "session store unavailable" }));
+        assert!(reply.cookies.is_empty(), "{path}: the cookie is kept");
+    }
+    let session = ahead
+        .get_session(&token)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(session.data.role(), Some("admin"));
 }
