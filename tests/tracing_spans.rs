@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cache_testing::RedisServer;
 use cachemere::cache_session::{SessionConfig, SessionData, SessionManager};
-use cachemere::{Cache, RedisStore, Store, cache_result};
+use cachemere::{Cache, MemoryStore, RedisStore, Store, cache_result};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -200,6 +200,22 @@ async fn a_cached_call_is_one_span_holding_the_store_and_the_factory() {
         .map(|seen| seen.field("db.operation.name").map(str::to_owned))
         .collect();
     assert_eq!(reads, [Some("GET".to_owned())]);
+
+    // a hit answered in process (before any future is built) is a span of its own too
+    let in_process = Cache::builder(MemoryStore::new())
+        .name("spans-in-process")
+        .build();
+    assert_eq!(answer(&in_process, 4).await, 8);
+    assert_eq!(answer(&in_process, 4).await, 8);
+    let spans = capture.spans();
+    let outcomes: Vec<_> = spans
+        .iter()
+        .filter(|seen| {
+            seen.name == "cache.get_or_set" && seen.field("cache.name") == Some("spans-in-process")
+        })
+        .map(|seen| seen.field("outcome"))
+        .collect();
+    assert_eq!(outcomes, [Some("miss"), Some("hit")]);
 
     // an invalidation
     cache.delete("spans:21").await.expect("delete");

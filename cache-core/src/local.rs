@@ -60,10 +60,10 @@ pub enum LocalMode {
 }
 
 pub(crate) struct Local {
-    entries: moka::future::Cache<String, Entry>,
+    entries: moka::sync::Cache<String, Entry>,
     /// When each key was last invalidated, so that a read that raced the notice does not
     /// store the value it read before it.
-    invalidated: moka::future::Cache<String, Instant>,
+    invalidated: moka::sync::Cache<String, Instant>,
     invalidated_patterns: Mutex<Vec<(String, Instant)>>,
     cleared: Mutex<Instant>,
     ttl: Duration,
@@ -91,14 +91,14 @@ impl Local {
         meter: Meter,
     ) -> Local {
         Local {
-            entries: moka::future::Cache::builder()
+            entries: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|key: &String, entry: &Entry| {
                     u32::try_from(key.len() + entry.kept.bytes.len()).unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilDeadline)
                 .build(),
-            invalidated: moka::future::Cache::builder()
+            invalidated: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(NOTICE_MEMORY)
                 .build(),
@@ -136,23 +136,23 @@ impl Local {
         }
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Option<Arc<typed::Entry>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<typed::Entry>> {
         if !self.active.load(Ordering::Acquire) {
-            return self.get_stale(key).await;
+            return self.get_stale(key);
         }
-        let entry = self.entries.get(key).await?;
+        let entry = self.entries.get(key)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.meter.count(Event::LocalHit, 1);
         Some(entry.kept)
     }
 
     /// A copy kept from before the subscription was lost, within the stale window.
-    async fn get_stale(&self, key: &str) -> Option<Arc<typed::Entry>> {
+    fn get_stale(&self, key: &str) -> Option<Arc<typed::Entry>> {
         let until = (*lock(&self.stale_until))?;
         if Instant::now() >= until {
             return None;
         }
-        let entry = self.entries.get(key).await?;
+        let entry = self.entries.get(key)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.stale_hits.fetch_add(1, Ordering::Relaxed);
         self.meter.count(Event::LocalHit, 1);
@@ -162,20 +162,12 @@ impl Local {
 
     /// Keeps a copy for at most the local ttl and never past `ttl`, the store's, unless the
     /// key was invalidated after `read_at`, when the value was read.
-    pub(crate) async fn put(
-        &self,
-        key: &str,
-        kept: Arc<typed::Entry>,
-        ttl: Duration,
-        read_at: Instant,
-    ) {
-        if !self.active.load(Ordering::Acquire) || self.invalidated_since(key, read_at).await {
+    pub(crate) fn put(&self, key: &str, kept: Arc<typed::Entry>, ttl: Duration, read_at: Instant) {
+        if !self.active.load(Ordering::Acquire) || self.invalidated_since(key, read_at) {
             return;
         }
         let expires = Instant::now() + ttl.min(self.ttl);
-        self.entries
-            .insert(key.to_owned(), Entry { kept, expires })
-            .await;
+        self.entries.insert(key.to_owned(), Entry { kept, expires });
     }
 
     /// Reports the tier's size (`cachemere.cache.local.size`) every [`SIZE_REPORT`] for as
@@ -196,7 +188,7 @@ impl Local {
                 let Some(local) = local.upgrade() else {
                     return;
                 };
-                local.entries.run_pending_tasks().await;
+                local.entries.run_pending_tasks();
                 local
                     .meter
                     .gauge(Gauge::LocalSize, local.entries.weighted_size() as f64);
@@ -204,16 +196,11 @@ impl Local {
         });
     }
 
-    async fn invalidated_since(&self, key: &str, read_at: Instant) -> bool {
+    fn invalidated_since(&self, key: &str, read_at: Instant) -> bool {
         if *lock(&self.cleared) >= read_at {
             return true;
         }
-        if self
-            .invalidated
-            .get(key)
-            .await
-            .is_some_and(|at| at >= read_at)
-        {
+        if self.invalidated.get(key).is_some_and(|at| at >= read_at) {
             return true;
         }
         lock(&self.invalidated_patterns)
@@ -226,11 +213,11 @@ impl Local {
         self.entries.invalidate_all();
     }
 
-    pub(crate) async fn forget(&self, keys: &[String], patterns: &[String]) {
+    pub(crate) fn forget(&self, keys: &[String], patterns: &[String]) {
         let now = Instant::now();
         for key in keys {
-            self.invalidated.insert(key.clone(), now).await;
-            self.entries.invalidate(key).await;
+            self.invalidated.insert(key.clone(), now);
+            self.entries.invalidate(key);
         }
         if patterns.is_empty() {
             return;
@@ -247,7 +234,7 @@ impl Local {
             .filter(|key| patterns.iter().any(|pattern| glob_matches(pattern, key)))
             .collect();
         for key in matching {
-            self.entries.invalidate(key.as_str()).await;
+            self.entries.invalidate(key.as_str());
         }
     }
 
@@ -298,12 +285,12 @@ impl Local {
                     }
                     BusEvent::Interrupted => local.lose(),
                     BusEvent::Tracking => local.tracking.store(true, Ordering::Release),
-                    BusEvent::Changed(keys) => local.forget(&keys, &[]).await,
+                    BusEvent::Changed(keys) => local.forget(&keys, &[]),
                     BusEvent::ChangedAll => local.clear(),
                     BusEvent::Message(payload) => {
                         match serde_json::from_slice::<Notice>(&payload) {
                             Ok(notice) if notice.from != local.instance => {
-                                local.forget(&notice.keys, &notice.patterns).await;
+                                local.forget(&notice.keys, &notice.patterns);
                             }
                             Ok(_) => {}
                             Err(_) => local.clear(),
@@ -354,73 +341,57 @@ mod tests {
         local
     }
 
-    #[tokio::test]
-    async fn a_read_that_raced_an_invalidation_is_not_kept() {
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_kept() {
         let local = active();
         let read_at = Instant::now();
-        local.forget(&["k".to_owned()], &[]).await;
-        local
-            .put(
-                "k",
-                Arc::new(typed::Entry::new(vec![1])),
-                Duration::from_secs(60),
-                read_at,
-            )
-            .await;
-        assert!(
-            local.get("k").await.is_none(),
-            "the value read before the notice"
+        local.forget(&["k".to_owned()], &[]);
+        local.put(
+            "k",
+            Arc::new(typed::Entry::new(vec![1])),
+            Duration::from_secs(60),
+            read_at,
         );
-        local
-            .put(
-                "k",
-                Arc::new(typed::Entry::new(vec![2])),
-                Duration::from_secs(60),
-                Instant::now(),
-            )
-            .await;
+        assert!(local.get("k").is_none(), "the value read before the notice");
+        local.put(
+            "k",
+            Arc::new(typed::Entry::new(vec![2])),
+            Duration::from_secs(60),
+            Instant::now(),
+        );
         assert_eq!(
-            local.get("k").await.map(|kept| kept.bytes.to_vec()),
+            local.get("k").map(|kept| kept.bytes.to_vec()),
             Some(vec![2])
         );
     }
 
-    #[tokio::test]
-    async fn patterns_and_clears_also_fence_older_reads() {
+    #[test]
+    fn patterns_and_clears_also_fence_older_reads() {
         let local = active();
         let read_at = Instant::now();
-        local.forget(&[], &["user:*".to_owned()]).await;
-        local
-            .put(
-                "user:1",
-                Arc::new(typed::Entry::new(vec![1])),
-                Duration::from_secs(60),
-                read_at,
-            )
-            .await;
-        local
-            .put(
-                "class:1",
-                Arc::new(typed::Entry::new(vec![1])),
-                Duration::from_secs(60),
-                read_at,
-            )
-            .await;
-        assert!(local.get("user:1").await.is_none());
-        assert!(
-            local.get("class:1").await.is_some(),
-            "other keys are not fenced"
+        local.forget(&[], &["user:*".to_owned()]);
+        local.put(
+            "user:1",
+            Arc::new(typed::Entry::new(vec![1])),
+            Duration::from_secs(60),
+            read_at,
         );
+        local.put(
+            "class:1",
+            Arc::new(typed::Entry::new(vec![1])),
+            Duration::from_secs(60),
+            read_at,
+        );
+        assert!(local.get("user:1").is_none());
+        assert!(local.get("class:1").is_some(), "other keys are not fenced");
         let read_at = Instant::now();
         local.clear();
-        local
-            .put(
-                "class:2",
-                Arc::new(typed::Entry::new(vec![1])),
-                Duration::from_secs(60),
-                read_at,
-            )
-            .await;
-        assert!(local.get("class:2").await.is_none());
+        local.put(
+            "class:2",
+            Arc::new(typed::Entry::new(vec![1])),
+            Duration::from_secs(60),
+            read_at,
+        );
+        assert!(local.get("class:2").is_none());
     }
 }

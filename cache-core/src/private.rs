@@ -1,7 +1,7 @@
 //! The runtime behind `#[cache_result]` and `#[invalidate_cache]`: the expansions call these
 //! functions so that they stay small and carry no behaviour of their own.
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::Cache;
 use crate::cache::refresh::{Detached, Factory, Inline};
+use crate::cache::{Asked, Cache};
 use crate::degrade::Lenient;
 use crate::key::escape_glob;
 use crate::plan::{Plan, Verdict};
@@ -267,10 +267,53 @@ fn aligned<I: Eq + Hash, T: Clone>(
     ids.iter().map(|id| found.get(id).cloned()).collect()
 }
 
+/// A `#[cache_result]` call that the cache's in-process stages did not answer ([`answer`]).
+pub struct Pending<T> {
+    site: Option<Site>,
+    asked: Asked<T>,
+}
+
+impl<T> fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending").field("site", &self.site).finish()
+    }
+}
+
+/// What [`answer`] made of a call.
+#[derive(Debug)]
+pub enum Answered<O, T> {
+    /// The function's output, from a fresh value in process.
+    Hit(O),
+    /// The call goes on through the cache (or, without one, runs its body).
+    Pending(Pending<T>),
+}
+
+/// Answers a `#[cache_result]` call from its cache's in-process stages (the in-process
+/// store's decoded value, the local tier), before any future is built: a fresh value there
+/// is the function's output (`hit`); any other call is [`Pending`].
+#[inline]
+pub fn answer<T, O>(
+    site: Option<Site>,
+    typed: Option<Typed<T>>,
+    hit: impl FnOnce(T) -> O,
+) -> Answered<O, T>
+where
+    T: DeserializeOwned,
+{
+    let asked = match &site {
+        Some(site) => match site.cache.answer(&site.key, &site.options, typed) {
+            Ok(value) => return Answered::Hit(hit(value)),
+            Err(asked) => asked,
+        },
+        None => Asked::not_yet(),
+    };
+    Answered::Pending(Pending { site, asked })
+}
+
 /// `#[cache_result]` on a function returning `T` or `Option<T>`: the whole value is cached
 /// when `store_if` approves it.
 pub fn cached<T, S, F>(
-    site: Option<Site>,
+    site: Pending<T>,
     store_if: S,
     body: F,
     typed: Option<Typed<T>>,
@@ -286,7 +329,7 @@ where
 /// [`cached`] with `early_refresh = true`: the body may run as its own task, after the call
 /// returned, so it owns what it needs.
 pub fn cached_early<T, S, F>(
-    site: Option<Site>,
+    site: Pending<T>,
     store_if: S,
     body: F,
     typed: Option<Typed<T>>,
@@ -302,7 +345,7 @@ where
 /// `#[cache_result]` on a function returning `Result<T, E>`: `Ok` values approved by
 /// `store_if` are cached; errors are returned untouched and never cached.
 pub fn cached_result<R, S, F>(
-    site: Option<Site>,
+    site: Pending<R::Ok>,
     store_if: S,
     body: F,
     typed: Option<Typed<R::Ok>>,
@@ -318,7 +361,7 @@ where
 
 /// [`cached_result`] with `early_refresh = true` (see [`cached_early`]).
 pub fn cached_result_early<R, S, F>(
-    site: Option<Site>,
+    site: Pending<R::Ok>,
     store_if: S,
     body: F,
     typed: Option<Typed<R::Ok>>,
@@ -334,11 +377,11 @@ where
 }
 
 /// Runs the body through the site's cache, or on its own without one.
-async fn run<P: Plan, F: Factory<P>>(site: Option<Site>, plan: P, factory: F) -> P::Output {
-    match site {
+async fn run<P: Plan, F: Factory<P>>(pending: Pending<P::Value>, plan: P, factory: F) -> P::Output {
+    match pending.site {
         Some(site) => {
             site.cache
-                .compute_lenient(&site.key, site.options, plan, factory)
+                .compute_lenient(&site.key, site.options, plan, factory, pending.asked)
                 .await
         }
         None => factory.call().await,

@@ -179,12 +179,24 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
             (&#krate::__private::Probe::<#value>::new()).typed()
         }),
     };
+    // A hit of the in-process stages returns before the body's future or the cache's are built.
+    let hit = match shape {
+        Shape::Result => {
+            quote_spanned!(output.span()=> <#output as #krate::__private::Fallible>::from_ok)
+        }
+        Shape::Plain | Shape::Option => quote!(::core::convert::identity),
+    };
+    let answer = quote_spanned!(output.span()=> #krate::__private::answer::<#value, #output>);
     let block = function.body();
     syn::parse2(quote! {
         {
-            let __cache_site = #site;
+            let __cache_typed = #typed;
+            let __cache_pending = match #answer(#site, __cache_typed, #hit) {
+                #krate::__private::Answered::Hit(__cache_hit) => return __cache_hit,
+                #krate::__private::Answered::Pending(__cache_pending) => __cache_pending,
+            };
             let __cache_body = async move #block;
-            #run(__cache_site, |__cache_value: &#value| #store_if, __cache_body, #typed).await
+            #run(__cache_pending, |__cache_value: &#value| #store_if, __cache_body, __cache_typed).await
         }
     })
 }

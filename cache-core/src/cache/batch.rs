@@ -221,7 +221,7 @@ impl Cache {
             match fetched {
                 Fetched::Hit(value, bytes) | Fetched::Refresh(value, bytes) => {
                     if window.is_some() {
-                        self.remember(&full, bytes).await;
+                        self.remember(&full, bytes);
                     }
                     found.insert(id, value);
                 }

@@ -559,7 +559,7 @@ impl CacheBuilder {
                 local,
                 factory_timeout: self.factory_timeout,
                 refresh_timeout: self.refresh_timeout,
-                last_good: moka::future::Cache::builder()
+                last_good: moka::sync::Cache::builder()
                     .max_capacity(LAST_GOOD_BYTES)
                     .weigher(|key: &String, bytes: &Arc<Vec<u8>>| {
                         u32::try_from(key.len() + bytes.len()).unwrap_or(u32::MAX)

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::cache::Cache;
 use crate::cache::lock::HeldLock;
-use crate::cache::read::{EarlyRead, Fetched, Raw};
+use crate::cache::read::{EarlyRead, Fetched, Near, Raw};
 use crate::cache::refresh::writing;
 use crate::cache::refresh::{Detached, Factory, Inline};
 use crate::cache::write::Prepared;
@@ -22,6 +22,7 @@ use crate::flight::{Leader, Outcome, Role, follow};
 use crate::plan::{Fallible, Plan, Verdict, Whole};
 use crate::telemetry::Event;
 use crate::ttl::SetOptions;
+use crate::typed::Typed;
 
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
@@ -80,11 +81,11 @@ impl Cache {
         let factory = Inline(factory);
         if self.inner.strict {
             return self
-                .compute::<Strict, _, _>(key, options.into(), plan, factory)
+                .compute::<Strict, _, _>(key, options.into(), plan, factory, Asked::not_yet())
                 .await;
         }
         match self
-            .compute::<Lenient, _, _>(key, options.into(), plan, factory)
+            .compute::<Lenient, _, _>(key, options.into(), plan, factory, Asked::not_yet())
             .await
         {
             Ok(value) => Ok(value),
@@ -124,8 +125,14 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        self.compute_lenient(key, options.into(), Fallible(PhantomData), Inline(factory))
-            .await
+        self.compute_lenient(
+            key,
+            options.into(),
+            Fallible(PhantomData),
+            Inline(factory),
+            Asked::not_yet(),
+        )
+        .await
     }
 
     /// Like [`get_or_set`](Cache::get_or_set) for a computation that may outlive the call:
@@ -197,7 +204,13 @@ impl Cache {
             }
         };
         match self
-            .compute_lenient(key, options, Fallible(PhantomData), Detached::new(factory))
+            .compute_lenient(
+                key,
+                options,
+                Fallible(PhantomData),
+                Detached::new(factory),
+                Asked::not_yet(),
+            )
             .await
         {
             Ok(value) => Ok(value),
@@ -232,21 +245,59 @@ impl Cache {
         }
     }
 
-    /// Runs a computation whose store failures are degraded whatever the cache's mode.
+    /// Runs a computation whose store failures are degraded whatever the cache's mode;
+    /// `asked`: what [`answer`](Cache::answer) found, if it was asked.
     pub(crate) async fn compute_lenient<P: Plan, F: Factory<P>>(
         &self,
         key: &str,
         options: SetOptions,
         plan: P,
         factory: F,
+        asked: Asked<P::Value>,
     ) -> P::Output {
         match self
-            .compute::<Lenient, _, _>(key, options, plan, factory)
+            .compute::<Lenient, _, _>(key, options, plan, factory, asked)
             .await
         {
             Ok(output) => output,
             Err(never) => match never {},
         }
+    }
+
+    /// The first stages of a get-or-set, in process and without a wait
+    /// ([`fetch_near`](Cache::fetch_near)): a fresh value they hold is the answer (counted,
+    /// its span recorded, kept for the fail-safe); else what they found, for
+    /// [`compute`](Cache::compute) to go on from (nothing, on a cache without an in-process
+    /// tier: there is nothing to look up).
+    #[inline]
+    pub(crate) fn answer<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        options: &SetOptions,
+        typed: Option<Typed<T>>,
+    ) -> std::result::Result<T, Asked<T>> {
+        if self.inner.memory.is_none() && self.inner.local.is_none() {
+            return Err(Asked(None));
+        }
+        let full = self.full_key(key);
+        match self.fetch_near(&full, typed, options.early_refresh_beta()) {
+            Near::Found(Fetched::Hit(value, bytes)) => {
+                self.operation_span(key).record("outcome", "hit");
+                let window = options.stale_window().or(self.inner.fail_safe);
+                Ok(self.hit(&full, window, value, bytes))
+            }
+            near => Err(Asked(Some(near))),
+        }
+    }
+
+    /// A hit: counted, and its bytes kept in process for a fail-safe key (`window`).
+    #[inline]
+    fn hit<T>(&self, full: &str, window: Option<Duration>, value: T, bytes: Raw) -> T {
+        self.record_read(true);
+        if window.is_some() {
+            self.remember(full, bytes);
+        }
+        value
     }
 
     /// The span of a get-or-set, `cache.get_or_set`: debug level, the key only at trace
@@ -274,72 +325,86 @@ impl Cache {
         options: SetOptions,
         plan: P,
         factory: F,
+        asked: Asked<P::Value>,
     ) -> std::result::Result<P::Output, S::Error> {
+        let near = match asked.0 {
+            Some(near) => Some(near),
+            None => match self.answer(key, &options, plan.typed()) {
+                Ok(value) => return Ok(P::hit(value)),
+                Err(asked) => asked.0,
+            },
+        };
         let span = self.operation_span(key);
+        let full = self.full_key(key);
+        let window = options.stale_window().or(self.inner.fail_safe);
+        let beta = options.early_refresh_beta();
+        let near = near.unwrap_or_else(|| self.fetch_near(&full, plan.typed(), beta));
+        let request = Request {
+            full: &full,
+            window,
+            beta,
+            near,
+        };
         if span.is_disabled() {
             return self
-                .compute_in::<S, P, F>(key, options, plan, factory, &span)
+                .compute_in::<S, P, F>(request, options, plan, factory, &span)
                 .await;
         }
         let traced = self
-            .compute_in::<S, P, F>(key, options, plan, factory, &span)
+            .compute_in::<S, P, F>(request, options, plan, factory, &span)
             .instrument(span.clone());
         Box::pin(traced).await
     }
 
     async fn compute_in<S: Strictness, P: Plan, F: Factory<P>>(
         &self,
-        key: &str,
+        request: Request<'_, P::Value>,
         options: SetOptions,
         plan: P,
         factory: F,
         span: &tracing::Span,
     ) -> std::result::Result<P::Output, S::Error> {
-        let full = self.full_key(key);
-        let window = options.stale_window().or(self.inner.fail_safe);
-        let beta = options.early_refresh_beta();
+        let Request {
+            full,
+            window,
+            beta,
+            near,
+        } = request;
         let early = beta.map(|beta| EarlyRead {
             beta,
             window: window.unwrap_or_default(),
         });
-        let first = self
-            .fetch::<S, P::Value>(&full, plan.typed(), early)
-            .await?;
+        let first = self.fetch_far::<S, P::Value>(full, near, early).await?;
         let (fallback, over) = match first {
             Fetched::Hit(value, bytes) => {
                 span.record("outcome", "hit");
-                self.record_read(true);
-                if window.is_some() {
-                    self.remember(&full, bytes).await;
-                }
-                return Ok(P::hit(value));
+                return Ok(P::hit(self.hit(full, window, value, bytes)));
             }
             Fetched::Refresh(value, bytes) => {
                 span.record("outcome", "hit");
                 self.record_read(true);
                 let current = bytes.into_shared();
                 if window.is_some() {
-                    self.remember(&full, Raw::Shared(Arc::clone(&current)))
-                        .await;
+                    self.remember(full, Raw::Shared(Arc::clone(&current)));
                 }
                 // Near expiry most reads decide: those arriving while the refresh runs
                 // neither spawn a task nor wait.
-                if self.inner.flights.is_running(&full) {
+                if self.inner.flights.is_running(full) {
                     return Ok(P::hit(value));
                 }
                 let Some((factory, plan)) =
-                    factory.detach(self, &full, &options, plan, Arc::clone(&current))
+                    factory.detach(self, full, &options, plan, Arc::clone(&current))
                 else {
                     return Ok(P::hit(value));
                 };
-                let refreshed = Box::pin(self.refresh(&full, &options, plan, factory, &current));
+                let refreshed = Box::pin(self.refresh(full, &options, plan, factory, &current));
                 return Ok(refreshed.await.unwrap_or_else(|| P::hit(value)));
             }
             mut missed => {
                 let over = missed.over(self.inner.fence);
                 let fallback = match missed {
                     Fetched::Stale(value, bytes) => Some((value, bytes)),
-                    Fetched::Failed if window.is_some() => self.recall::<P::Value>(&full).await,
+                    Fetched::Failed if window.is_some() => self.recall::<P::Value>(full),
                     _ => None,
                 };
                 (fallback, over)
@@ -354,7 +419,7 @@ impl Cache {
             over,
             fallback,
         };
-        Box::pin(self.compute_missed::<S, P, F>(&full, options, plan, factory, missed)).await
+        Box::pin(self.compute_missed::<S, P, F>(full, options, plan, factory, missed)).await
     }
 
     async fn compute_missed<S: Strictness, P: Plan, F: Factory<P>>(
@@ -485,15 +550,14 @@ impl Cache {
     }
 
     /// Keeps the last good bytes of a fail-safe key in process.
-    pub(super) async fn remember(&self, full_key: &str, bytes: Raw) {
+    pub(super) fn remember(&self, full_key: &str, bytes: Raw) {
         self.inner
             .last_good
-            .insert(full_key.to_owned(), bytes.into_shared())
-            .await;
+            .insert(full_key.to_owned(), bytes.into_shared());
     }
 
-    async fn recall<T: DeserializeOwned>(&self, full_key: &str) -> Option<(T, Raw)> {
-        let bytes = self.inner.last_good.get(full_key).await?;
+    fn recall<T: DeserializeOwned>(&self, full_key: &str) -> Option<(T, Raw)> {
+        let bytes = self.inner.last_good.get(full_key)?;
         let value = self.decode(full_key, &bytes)?;
         Some((value, Raw::Shared(bytes)))
     }
@@ -582,6 +646,25 @@ impl Cache {
             tokio::time::sleep(LOCK_POLL).await;
         }
     }
+}
+
+/// What [`Cache::answer`] found when it did not answer: the in-process stages' result, or
+/// nothing when they were not asked (or there are none).
+pub(crate) struct Asked<T>(Option<Near<T>>);
+
+impl<T> Asked<T> {
+    /// Not asked yet: [`Cache::compute`] asks them.
+    pub(crate) fn not_yet() -> Asked<T> {
+        Asked(None)
+    }
+}
+
+/// What a get-or-set's read found in process, and what the rest of it needs to know.
+struct Request<'k, T> {
+    full: &'k str,
+    window: Option<Duration>,
+    beta: Option<f64>,
+    near: Near<T>,
 }
 
 /// What a miss knows when it starts computing: the fail-safe window, what its write may

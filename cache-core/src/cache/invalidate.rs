@@ -17,7 +17,7 @@ impl Cache {
         let Some(local) = &self.inner.local else {
             return;
         };
-        local.forget(keys, patterns).await;
+        local.forget(keys, patterns);
         let notice = local.notice(keys, patterns);
         let published = self.counted(self.inner.guarded.publish(&local.channel, &notice).await);
         if let Err(err) = published {
@@ -46,7 +46,7 @@ impl Cache {
     /// tier; keys the store cannot remove now are kept and removed once it answers.
     pub(crate) async fn invalidate_keys(&self, keys: &[String]) -> Result<u64> {
         for key in keys {
-            self.inner.last_good.invalidate(key).await;
+            self.inner.last_good.invalidate(key);
         }
         let removed = self.unlink_with_records(keys).await;
         match self.counted(removed) {
@@ -56,7 +56,7 @@ impl Cache {
             }
             Err(err) => {
                 if let Some(local) = &self.inner.local {
-                    local.forget(keys, &[]).await;
+                    local.forget(keys, &[]);
                 }
                 self.keep_if_retryable(&err, || keys.iter().cloned().map(Pending::Key));
                 Err(err)
@@ -169,7 +169,7 @@ impl Cache {
             }
             Err(err) => {
                 if let Some(local) = &self.inner.local {
-                    local.forget(&[], std::slice::from_ref(&full)).await;
+                    local.forget(&[], std::slice::from_ref(&full));
                 }
                 self.keep_if_retryable(&err, || [Pending::Pattern(full)]);
                 Err(err)
@@ -210,7 +210,7 @@ impl Cache {
                 Err(err) => {
                     let rest = &members[done * DELETE_BATCH..];
                     if let Some(local) = &self.inner.local {
-                        local.forget(rest, &[]).await;
+                        local.forget(rest, &[]);
                     }
                     self.keep_if_retryable(&err, || rest.iter().cloned().map(Pending::Key));
                     return Err(err);

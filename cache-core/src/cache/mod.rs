@@ -31,6 +31,7 @@ pub(crate) mod builder;
 pub use loader::BatchLoader;
 mod collections;
 mod compute;
+pub(crate) use compute::Asked;
 mod invalidate;
 mod loader;
 mod lock;
@@ -87,7 +88,7 @@ struct Inner {
     refresh_timeout: Duration,
     local: Option<Arc<Local>>,
     /// The last good bytes of fail-safe keys, for when the store cannot be read.
-    last_good: moka::future::Cache<String, Arc<Vec<u8>>>,
+    last_good: moka::sync::Cache<String, Arc<Vec<u8>>>,
     flights: Flights,
     errors: ErrorLog,
     /// Invalidations that could not reach the store, until they do.

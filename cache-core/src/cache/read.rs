@@ -12,7 +12,11 @@
 //! 6. the stamp's verdict (fresh, stale for the fail-safe, due for an early refresh), and a
 //!    copy kept in the local tier.
 //!
-//! [`fetch`](Cache::fetch) runs them for one key (`get`, get-or-set) and
+//! Stages 1 to 3 are in process and never wait ([`fetch_near`](Cache::fetch_near)): a
+//! get-or-set whose value they hold is answered before any future of the computation is
+//! built ([`Cache::answer`], which `#[cache_result]` calls first), and what they found is
+//! carried into the rest ([`fetch_far`](Cache::fetch_far)) rather than asked twice.
+//! [`fetch`](Cache::fetch) runs the stages for one key (`get`, get-or-set) and
 //! [`fetch_many`](Cache::fetch_many) for several (`get_multi`); the collections, `exists`
 //! and `ttl` use stages 1, 4 and 5 ([`read_stored`](Cache::read_stored),
 //! [`decode_each`](Cache::decode_each), [`decode_field`](Cache::decode_field)).
@@ -37,6 +41,16 @@ use crate::typed::{Decoded, Entry, Typed};
 
 /// A key of a multi-key read whose node failed (on a cluster; all keys on one server).
 struct Unread;
+
+/// What the in-process stages of a read found ([`Cache::fetch_near`]).
+pub(super) enum Near<T> {
+    /// Their answer.
+    Found(Fetched<T>),
+    /// Bytes of the in-process store that do not decode (a fence marker, or to discard).
+    Unusable(Raw),
+    /// Nothing: the store is read.
+    Store,
+}
 
 /// What a read of the store found.
 pub(super) enum Fetched<T> {
@@ -360,35 +374,57 @@ impl Cache {
         typed: Option<Typed<T>>,
         early: Option<EarlyRead>,
     ) -> std::result::Result<Fetched<T>, S::Error> {
-        let beta = early.map(|early| early.beta);
+        let near = self.fetch_near(full_key, typed, early.map(|early| early.beta));
+        self.fetch_far::<S, T>(full_key, near, early).await
+    }
+
+    /// Stages 1 to 3 of [`fetch`](Cache::fetch), in process and without a wait: a key
+    /// that is [`hidden`](Cache::hidden) is a miss; given `typed`, the in-process store
+    /// answers with the value it keeps decoded; the local tier answers a fresh copy.
+    #[inline(always)]
+    pub(super) fn fetch_near<T: DeserializeOwned>(
+        &self,
+        full_key: &str,
+        typed: Option<Typed<T>>,
+        beta: Option<f64>,
+    ) -> Near<T> {
         if self.hidden(full_key) {
-            return Ok(Fetched::Miss);
+            return Near::Found(Fetched::Miss);
         }
         if let (Some(typed), Some(memory)) = (typed, &self.inner.memory)
             // an error (a key of another type) takes the general path, which reports it
-            && let Ok(found) = self.timed_read(memory.entry(full_key)).await
+            && let Ok(found) = self.timed_read(|| memory.entry(full_key))
         {
             let Some(entry) = found else {
-                return Ok(Fetched::Miss);
+                return Near::Found(Fetched::Miss);
             };
-            let Some(decoded) = entry.read(typed, |bytes| self.decode_stamped(full_key, bytes))
-            else {
-                return Ok(self
-                    .unusable(full_key, Raw::Shared(Arc::clone(&entry.bytes)))
-                    .await);
+            let bytes = Raw::Shared(Arc::clone(&entry.bytes));
+            return match entry.read(typed, |bytes| self.decode_stamped(full_key, bytes)) {
+                Some(decoded) => Near::Found(Fetched::of(decoded, bytes, beta)),
+                None => Near::Unusable(bytes),
             };
-            return Ok(Fetched::of(
-                decoded,
-                Raw::Shared(Arc::clone(&entry.bytes)),
-                beta,
-            ));
+        }
+        if let Some(local) = self.local_tier()
+            && let Some(fetched) = self.read_local(local, full_key, typed, beta)
+        {
+            return Near::Found(fetched);
+        }
+        Near::Store
+    }
+
+    /// The rest of [`fetch`](Cache::fetch) after what its first stages found (`near`).
+    pub(super) async fn fetch_far<S: Strictness, T: DeserializeOwned>(
+        &self,
+        full_key: &str,
+        near: Near<T>,
+        early: Option<EarlyRead>,
+    ) -> std::result::Result<Fetched<T>, S::Error> {
+        match near {
+            Near::Found(fetched) => return Ok(fetched),
+            Near::Unusable(bytes) => return Ok(self.unusable(full_key, bytes).await),
+            Near::Store => {}
         }
         let local = self.local_tier();
-        if let Some(local) = local
-            && let Some(fetched) = self.read_local(local, full_key, typed, beta).await
-        {
-            return Ok(fetched);
-        }
         // Only the local tier needs the time of the read (to age the copy it keeps).
         let read_at = local.map(|_| Instant::now());
         // The local tier needs the store's ttl (to age its copy), and early refresh (to decide
@@ -442,17 +478,17 @@ impl Cache {
         full_keys: &[&str],
     ) -> std::result::Result<Vec<O>, S::Error> {
         let local = self.local_tier();
-        // Stages 1 and 3: the keys they answer, by index; the others go to the store. Until
-        // one is answered, the keys to read are all of them (no list to build).
+        // Stages 1 to 3 (untyped, so the in-process store is read with the others): the keys
+        // they answer, by index; the others go to the store. Until one is answered, the keys
+        // to read are all of them (no list to build).
         let mut answered: Vec<(usize, Fetched<T>)> = Vec::new();
         let mut to_read: Vec<&str> = Vec::new();
-        // Neither stage answers anything while nothing is pending and there is no local tier.
+        // Nothing is answered while nothing is pending and there is no local tier.
         let answering = local.is_some() || self.inner.recovery.is_hiding();
         for (index, &key) in full_keys.iter().enumerate().filter(|_| answering) {
-            let answer = match (self.hidden(key), local) {
-                (true, _) => Some(Fetched::Miss),
-                (false, Some(local)) => self.read_local(local, key, None, None).await,
-                (false, None) => None,
+            let answer = match self.fetch_near::<T>(key, None, None) {
+                Near::Found(fetched) => Some(fetched),
+                Near::Unusable(_) | Near::Store => None,
             };
             match answer {
                 Some(answer) => {
@@ -519,7 +555,7 @@ impl Cache {
         } = self.open_all(full_keys, answered, found, local.is_some());
         if let (Some(local), Some(read_at)) = (local, read_at) {
             for (key, (entry, ttl)) in copies {
-                local.put(key, entry, ttl, read_at).await;
+                local.put(key, entry, ttl, read_at);
             }
         }
         if !undecodable.is_empty() {
@@ -584,14 +620,14 @@ impl Cache {
 
     /// Stage 3: the local tier's copy of `full_key`, if it is a usable value (a stale one
     /// goes to the store, which may hold a fresher value).
-    async fn read_local<T: DeserializeOwned>(
+    fn read_local<T: DeserializeOwned>(
         &self,
         local: &Local,
         full_key: &str,
         typed: Option<Typed<T>>,
         beta: Option<f64>,
     ) -> Option<Fetched<T>> {
-        let entry = local.get(full_key).await?;
+        let entry = local.get(full_key)?;
         let decoded = match typed {
             Some(typed) => entry.read(typed, |bytes| self.decode_stamped(full_key, bytes)),
             None => self.decode_stamped(full_key, &entry.bytes),
@@ -617,7 +653,7 @@ impl Cache {
         let (bytes, copy) = Cache::local_copy(local.is_some(), &decoded, bytes, ttl);
         if let (Some(local), Some((entry, ttl))) = (local, copy) {
             let read_at = read_at.unwrap_or_else(Instant::now);
-            local.put(full_key, entry, ttl, read_at).await;
+            local.put(full_key, entry, ttl, read_at);
         }
         Cache::verdict(decoded, bytes, ttl, early)
     }
@@ -669,7 +705,7 @@ impl Cache {
     pub(crate) async fn discard(&self, full_keys: &[&str]) {
         let owned: Vec<String> = full_keys.iter().map(|&key| key.to_owned()).collect();
         if let Some(local) = &self.inner.local {
-            local.forget(&owned, &[]).await;
+            local.forget(&owned, &[]);
         }
         if let Err(err) = self.inner.guarded.delete_many(&owned).await {
             self.inner.counters.error();
@@ -683,22 +719,17 @@ impl Cache {
 
     /// An in-process read outside the guarded store, timed for the metrics as the guarded
     /// store times its operations.
-    #[cfg(feature = "metrics")]
-    async fn timed_read<T>(&self, read: impl Future<Output = Result<T>>) -> Result<T> {
-        let meter = &self.inner.counters.meter;
+    #[inline]
+    fn timed_read<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
+        #[cfg(feature = "metrics")]
         let started = Instant::now();
-        let result = read.await;
-        meter.store_operation(
+        let result = read();
+        #[cfg(feature = "metrics")]
+        self.inner.counters.meter.store_operation(
             crate::telemetry::Op::command("GET"),
             Some(started.elapsed()),
             result.as_ref().err(),
         );
         result
-    }
-
-    /// Without metrics, the read itself (no extra future around it).
-    #[cfg(not(feature = "metrics"))]
-    fn timed_read<F: Future>(&self, read: F) -> F {
-        read
     }
 }

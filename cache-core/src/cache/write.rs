@@ -222,7 +222,7 @@ impl Cache {
             let written_at = std::time::Instant::now();
             for write in stored {
                 let entry = Arc::new(Entry::shared(Arc::clone(&write.bytes)));
-                local.put(&write.key, entry, write.ttl, written_at).await;
+                local.put(&write.key, entry, write.ttl, written_at);
             }
         }
         Ok(written)
@@ -282,8 +282,7 @@ impl Cache {
         for write in writes.iter().filter(|write| write.fail_safe) {
             self.inner
                 .last_good
-                .insert(write.key.clone(), Arc::clone(&write.bytes))
-                .await;
+                .insert(write.key.clone(), Arc::clone(&write.bytes));
         }
     }
 }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use moka::Expiry;
-use moka::future::Cache;
 use moka::ops::compute::Op;
+use moka::sync::Cache;
 
 use super::{KeyTtl, Store};
 use crate::error::{Error, Result};
@@ -178,18 +178,19 @@ impl MemoryStore {
 
     /// The string value under `key` as kept, for a typed read that copies its decoded value
     /// instead of decoding the bytes each time.
-    pub(crate) async fn entry(&self, key: &str) -> Result<Option<Arc<Entry>>> {
-        match self.live(key).await.map(|slot| slot.value) {
+    #[inline]
+    pub(crate) fn entry(&self, key: &str) -> Result<Option<Arc<Entry>>> {
+        match self.live(key).map(|slot| slot.value) {
             None => Ok(None),
             Some(Value::Bytes(entry)) => Ok(Some(entry)),
             Some(_) => Err(wrong_type(key, "GET")),
         }
     }
 
-    async fn live(&self, key: &str) -> Option<Slot> {
+    #[inline]
+    fn live(&self, key: &str) -> Option<Slot> {
         self.entries
             .get(key)
-            .await
             .filter(|slot| slot.expires_at > Instant::now())
     }
 
@@ -207,7 +208,7 @@ impl MemoryStore {
                     .as_ref()
                     .map(|entry| entry.value())
                     .filter(|slot| slot.expires_at > now);
-                let op = match change(live) {
+                match change(live) {
                     Ok((Change::Keep, result)) => {
                         outcome = Some(Ok(result));
                         Op::Nop
@@ -224,10 +225,8 @@ impl MemoryStore {
                         outcome = Some(Err(err));
                         Op::Nop
                     }
-                };
-                std::future::ready(op)
-            })
-            .await;
+                }
+            });
         outcome.unwrap_or_else(|| {
             Err(Error::WrongType {
                 key: key.to_owned(),
@@ -315,7 +314,7 @@ impl Store for MemoryStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        match self.live(key).await.map(|slot| slot.value) {
+        match self.live(key).map(|slot| slot.value) {
             None => Ok(None),
             Some(Value::Bytes(entry)) => Ok(Some(entry.bytes.to_vec())),
             Some(_) => Err(wrong_type(key, "GET")),
@@ -324,7 +323,7 @@ impl Store for MemoryStore {
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
         let slot = Slot::new(Value::bytes(value), ttl);
-        self.entries.insert(key.to_owned(), slot).await;
+        self.entries.insert(key.to_owned(), slot);
         Ok(())
     }
 
@@ -332,12 +331,11 @@ impl Store for MemoryStore {
         Ok(self
             .entries
             .remove(key)
-            .await
             .is_some_and(|slot| slot.expires_at > Instant::now()))
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.live(key).await.is_some())
+        Ok(self.live(key).is_some())
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
@@ -351,7 +349,7 @@ impl Store for MemoryStore {
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        Ok(match self.live(key).await {
+        Ok(match self.live(key) {
             Some(slot) => {
                 KeyTtl::ExpiresIn(slot.expires_at.saturating_duration_since(Instant::now()))
             }
@@ -362,7 +360,7 @@ impl Store for MemoryStore {
     async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         let mut values = Vec::with_capacity(keys.len());
         for key in keys {
-            values.push(match self.live(key).await.map(|slot| slot.value) {
+            values.push(match self.live(key).map(|slot| slot.value) {
                 Some(Value::Bytes(entry)) => Some(entry.bytes.to_vec()),
                 _ => None,
             });
@@ -421,7 +419,7 @@ impl Store for MemoryStore {
     }
 
     async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>> {
-        match self.live(key).await.map(|slot| slot.value) {
+        match self.live(key).map(|slot| slot.value) {
             None => Ok(None),
             Some(Value::Hash(hash)) => Ok(hash.get(field).cloned()),
             Some(_) => Err(wrong_type(key, "HGET")),
@@ -429,7 +427,7 @@ impl Store for MemoryStore {
     }
 
     async fn hgetall(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        match self.live(key).await.map(|slot| slot.value) {
+        match self.live(key).map(|slot| slot.value) {
             None => Ok(Vec::new()),
             Some(Value::Hash(hash)) => {
                 Ok(hash.iter().map(|(f, v)| (f.clone(), v.clone())).collect())
@@ -472,7 +470,7 @@ impl Store for MemoryStore {
     }
 
     async fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>> {
-        match self.live(key).await.map(|slot| slot.value) {
+        match self.live(key).map(|slot| slot.value) {
             None => Ok(Vec::new()),
             Some(Value::List(list)) => Ok(match redis_range(list.len(), start, stop) {
                 Some((from, to)) => list.range(from..=to).cloned().collect(),
@@ -527,7 +525,7 @@ impl Store for MemoryStore {
     }
 
     async fn smembers(&self, key: &str) -> Result<Vec<Vec<u8>>> {
-        match self.live(key).await.map(|slot| slot.value) {
+        match self.live(key).map(|slot| slot.value) {
             None => Ok(Vec::new()),
             Some(Value::Set(set)) => Ok(set.iter().cloned().collect()),
             Some(_) => Err(wrong_type(key, "SMEMBERS")),
@@ -640,7 +638,7 @@ impl Store for MemoryStore {
 
     async fn health_check(&self) -> HealthReport {
         let started = Instant::now();
-        self.entries.run_pending_tasks().await;
+        self.entries.run_pending_tasks();
         HealthReport {
             backend: self.backend(),
             healthy: true,
