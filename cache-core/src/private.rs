@@ -267,15 +267,13 @@ fn aligned<I: Eq + Hash, T: Clone>(
     ids.iter().map(|id| found.get(id).cloned()).collect()
 }
 
-/// A `#[cache_result]` call that the cache's in-process stages did not answer ([`answer`]).
-pub struct Pending<T> {
-    site: Option<Site>,
-    asked: Asked<T>,
-}
+/// A `#[cache_result]` call that the cache's in-process stages did not answer ([`answer`]),
+/// with what they found.
+pub struct Pending<T>(Asked<T>);
 
 impl<T> fmt::Debug for Pending<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pending").field("site", &self.site).finish()
+        f.write_str("Pending")
     }
 }
 
@@ -293,27 +291,28 @@ pub enum Answered<O, T> {
 /// is the function's output (`hit`); any other call is [`Pending`].
 #[inline]
 pub fn answer<T, O>(
-    site: Option<Site>,
+    site: &Option<Site>,
     typed: Option<Typed<T>>,
     hit: impl FnOnce(T) -> O,
 ) -> Answered<O, T>
 where
     T: DeserializeOwned,
 {
-    let asked = match &site {
+    let asked = match site {
         Some(site) => match site.cache.answer(&site.key, &site.options, typed) {
             Ok(value) => return Answered::Hit(hit(value)),
             Err(asked) => asked,
         },
         None => Asked::not_yet(),
     };
-    Answered::Pending(Pending { site, asked })
+    Answered::Pending(Pending(asked))
 }
 
 /// `#[cache_result]` on a function returning `T` or `Option<T>`: the whole value is cached
 /// when `store_if` approves it.
 pub fn cached<T, S, F>(
-    site: Pending<T>,
+    site: Option<Site>,
+    pending: Pending<T>,
     store_if: S,
     body: F,
     typed: Option<Typed<T>>,
@@ -323,13 +322,14 @@ where
     S: FnOnce(&T) -> bool,
     F: Future<Output = T>,
 {
-    run(site, WholeIf(store_if, typed), Inline(|| body))
+    run(site, pending, WholeIf(store_if, typed), Inline(|| body))
 }
 
 /// [`cached`] with `early_refresh = true`: the body may run as its own task, after the call
 /// returned, so it owns what it needs.
 pub fn cached_early<T, S, F>(
-    site: Pending<T>,
+    site: Option<Site>,
+    pending: Pending<T>,
     store_if: S,
     body: F,
     typed: Option<Typed<T>>,
@@ -339,13 +339,19 @@ where
     S: FnOnce(&T) -> bool + Send + 'static,
     F: Future<Output = T> + Send + 'static,
 {
-    run(site, WholeIf(store_if, typed), Detached::new(|| body))
+    run(
+        site,
+        pending,
+        WholeIf(store_if, typed),
+        Detached::new(|| body),
+    )
 }
 
 /// `#[cache_result]` on a function returning `Result<T, E>`: `Ok` values approved by
 /// `store_if` are cached; errors are returned untouched and never cached.
 pub fn cached_result<R, S, F>(
-    site: Pending<R::Ok>,
+    site: Option<Site>,
+    pending: Pending<R::Ok>,
     store_if: S,
     body: F,
     typed: Option<Typed<R::Ok>>,
@@ -356,12 +362,18 @@ where
     S: FnOnce(&R::Ok) -> bool,
     F: Future<Output = R>,
 {
-    run(site, OkIf(store_if, typed, PhantomData), Inline(|| body))
+    run(
+        site,
+        pending,
+        OkIf(store_if, typed, PhantomData),
+        Inline(|| body),
+    )
 }
 
 /// [`cached_result`] with `early_refresh = true` (see [`cached_early`]).
 pub fn cached_result_early<R, S, F>(
-    site: Pending<R::Ok>,
+    site: Option<Site>,
+    pending: Pending<R::Ok>,
     store_if: S,
     body: F,
     typed: Option<Typed<R::Ok>>,
@@ -373,15 +385,20 @@ where
     F: Future<Output = R> + Send + 'static,
 {
     let plan = OkIf(store_if, typed, PhantomData);
-    run(site, plan, Detached::new(|| body))
+    run(site, pending, plan, Detached::new(|| body))
 }
 
 /// Runs the body through the site's cache, or on its own without one.
-async fn run<P: Plan, F: Factory<P>>(pending: Pending<P::Value>, plan: P, factory: F) -> P::Output {
-    match pending.site {
+async fn run<P: Plan, F: Factory<P>>(
+    site: Option<Site>,
+    pending: Pending<P::Value>,
+    plan: P,
+    factory: F,
+) -> P::Output {
+    match site {
         Some(site) => {
             site.cache
-                .compute_lenient(&site.key, site.options, plan, factory, pending.asked)
+                .compute_lenient(&site.key, site.options, plan, factory, pending.0)
                 .await
         }
         None => factory.call().await,

@@ -190,13 +190,21 @@ fn cache_result_body(args: &CacheResultArgs, function: &Function) -> syn::Result
     let block = function.body();
     syn::parse2(quote! {
         {
+            let __cache_site = #site;
             let __cache_typed = #typed;
-            let __cache_pending = match #answer(#site, __cache_typed, #hit) {
+            let __cache_pending = match #answer(&__cache_site, __cache_typed, #hit) {
                 #krate::__private::Answered::Hit(__cache_hit) => return __cache_hit,
                 #krate::__private::Answered::Pending(__cache_pending) => __cache_pending,
             };
             let __cache_body = async move #block;
-            #run(__cache_pending, |__cache_value: &#value| #store_if, __cache_body, __cache_typed).await
+            #run(
+                __cache_site,
+                __cache_pending,
+                |__cache_value: &#value| #store_if,
+                __cache_body,
+                __cache_typed,
+            )
+            .await
         }
     })
 }

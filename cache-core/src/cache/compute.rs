@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::cache::Cache;
 use crate::cache::lock::HeldLock;
-use crate::cache::read::{EarlyRead, Fetched, Near, Raw};
+use crate::cache::read::{Carried, EarlyRead, Fetched, Near, Raw};
 use crate::cache::refresh::writing;
 use crate::cache::refresh::{Detached, Factory, Inline};
 use crate::cache::write::Prepared;
@@ -269,7 +269,7 @@ impl Cache {
     /// its span recorded, kept for the fail-safe); else what they found, for
     /// [`compute`](Cache::compute) to go on from (nothing, on a cache without an in-process
     /// tier: there is nothing to look up).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn answer<T: DeserializeOwned>(
         &self,
         key: &str,
@@ -279,6 +279,15 @@ impl Cache {
         if self.inner.memory.is_none() && self.inner.local.is_none() {
             return Err(Asked(None));
         }
+        self.answer_near(key, options, typed)
+    }
+
+    fn answer_near<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        options: &SetOptions,
+        typed: Option<Typed<T>>,
+    ) -> std::result::Result<T, Asked<T>> {
         let full = self.full_key(key);
         match self.fetch_near(&full, typed, options.early_refresh_beta()) {
             Near::Found(Fetched::Hit(value, bytes)) => {
@@ -286,7 +295,7 @@ impl Cache {
                 let window = options.stale_window().or(self.inner.fail_safe);
                 Ok(self.hit(&full, window, value, bytes))
             }
-            near => Err(Asked(Some(near))),
+            near => Err(Asked(Some(near.carried()))),
         }
     }
 
@@ -338,7 +347,7 @@ impl Cache {
         let full = self.full_key(key);
         let window = options.stale_window().or(self.inner.fail_safe);
         let beta = options.early_refresh_beta();
-        let near = near.unwrap_or_else(|| self.fetch_near(&full, plan.typed(), beta));
+        let near = near.unwrap_or_else(|| self.fetch_near(&full, plan.typed(), beta).carried());
         let request = Request {
             full: &full,
             window,
@@ -650,7 +659,7 @@ impl Cache {
 
 /// What [`Cache::answer`] found when it did not answer: the in-process stages' result, or
 /// nothing when they were not asked (or there are none).
-pub(crate) struct Asked<T>(Option<Near<T>>);
+pub(crate) struct Asked<T>(Option<Carried<T>>);
 
 impl<T> Asked<T> {
     /// Not asked yet: [`Cache::compute`] asks them.
@@ -664,7 +673,7 @@ struct Request<'k, T> {
     full: &'k str,
     window: Option<Duration>,
     beta: Option<f64>,
-    near: Near<T>,
+    near: Carried<T>,
 }
 
 /// What a miss knows when it starts computing: the fail-safe window, what its write may

@@ -52,6 +52,21 @@ pub(super) enum Near<T> {
     Store,
 }
 
+/// What the in-process stages found, carried into the rest of a read: nothing when the store
+/// is to be read, else their answer, boxed so that the futures carrying it stay as small as
+/// they were (a read of the store carries nothing, and allocates nothing for it).
+pub(super) type Carried<T> = Option<Box<Near<T>>>;
+
+impl<T> Near<T> {
+    /// This, to be carried into [`fetch_far`](Cache::fetch_far).
+    pub(super) fn carried(self) -> Carried<T> {
+        match self {
+            Near::Store => None,
+            near => Some(Box::new(near)),
+        }
+    }
+}
+
 /// What a read of the store found.
 pub(super) enum Fetched<T> {
     /// The value, decoded, and as stored.
@@ -348,7 +363,7 @@ impl Cache {
 
     /// The local tier, while it may serve reads (subscribed to the invalidation notices, or
     /// within its stale window after losing them; it keeps new copies only when subscribed).
-    #[inline]
+    #[inline(always)]
     fn local_tier(&self) -> Option<&Local> {
         self.inner
             .local
@@ -374,8 +389,13 @@ impl Cache {
         typed: Option<Typed<T>>,
         early: Option<EarlyRead>,
     ) -> std::result::Result<Fetched<T>, S::Error> {
-        let near = self.fetch_near(full_key, typed, early.map(|early| early.beta));
-        self.fetch_far::<S, T>(full_key, near, early).await
+        match self.fetch_near(full_key, typed, early.map(|early| early.beta)) {
+            Near::Found(fetched) => Ok(fetched),
+            near => {
+                self.fetch_far::<S, T>(full_key, near.carried(), early)
+                    .await
+            }
+        }
     }
 
     /// Stages 1 to 3 of [`fetch`](Cache::fetch), in process and without a wait: a key
@@ -416,13 +436,15 @@ impl Cache {
     pub(super) async fn fetch_far<S: Strictness, T: DeserializeOwned>(
         &self,
         full_key: &str,
-        near: Near<T>,
+        near: Carried<T>,
         early: Option<EarlyRead>,
     ) -> std::result::Result<Fetched<T>, S::Error> {
-        match near {
-            Near::Found(fetched) => return Ok(fetched),
-            Near::Unusable(bytes) => return Ok(self.unusable(full_key, bytes).await),
-            Near::Store => {}
+        if let Some(near) = near {
+            match *near {
+                Near::Found(fetched) => return Ok(fetched),
+                Near::Unusable(bytes) => return Ok(self.unusable(full_key, bytes).await),
+                Near::Store => {}
+            }
         }
         let local = self.local_tier();
         // Only the local tier needs the time of the read (to age the copy it keeps).

@@ -187,11 +187,12 @@ impl MemoryStore {
         }
     }
 
+    /// The slot of `key` unless it has expired: moka sets an entry's expiry from
+    /// [`SlotExpiry`] as it inserts it, and a read past it finds nothing (its expiry is kept
+    /// to 4 µs, rounded down: an entry never outlives its deadline).
     #[inline]
     fn live(&self, key: &str) -> Option<Slot> {
-        self.entries
-            .get(key)
-            .filter(|slot| slot.expires_at > Instant::now())
+        self.entries.get(key)
     }
 
     async fn modify<R>(
@@ -648,6 +649,64 @@ impl Store for MemoryStore {
             error: None,
             circuit_open: false,
             open_circuits: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `key` until it expires. Every read that finds it must have started before the
+    /// latest deadline it can have (`set_by` + `ttl`), and the first that misses must end
+    /// after the earliest (`set_from` + `ttl`, less moka's 4 µs rounding).
+    async fn read_until_expired(
+        store: &MemoryStore,
+        key: &str,
+        set_from: Instant,
+        set_by: Instant,
+        ttl: Duration,
+    ) {
+        loop {
+            let asked = Instant::now();
+            let found = store.get(key).await.expect("get");
+            let answered = Instant::now();
+            match found {
+                Some(_) => assert!(
+                    asked < set_by + ttl,
+                    "read {:?} past its deadline",
+                    asked - (set_by + ttl)
+                ),
+                None => {
+                    assert!(
+                        answered + Duration::from_micros(5) >= set_from + ttl,
+                        "expired {:?} early",
+                        (set_from + ttl) - answered
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_value_is_read_until_its_deadline_and_never_after() {
+        let store = MemoryStore::new();
+        for round in 0..20u32 {
+            let ttl = Duration::from_micros(500 + 150 * u64::from(round));
+            let set_from = Instant::now();
+            store.set("k", b"v", ttl).await.expect("set");
+            let set_by = Instant::now();
+            read_until_expired(&store, "k", set_from, set_by, ttl).await;
+            // a new ttl, longer or shorter than the first, replaces it
+            store
+                .set("k", b"v", Duration::from_secs(60))
+                .await
+                .expect("set");
+            let set_from = Instant::now();
+            assert!(store.expire("k", ttl).await.expect("expire"));
+            let set_by = Instant::now();
+            read_until_expired(&store, "k", set_from, set_by, ttl).await;
         }
     }
 }
