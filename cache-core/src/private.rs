@@ -93,6 +93,7 @@ pub struct Site {
 
 impl Site {
     /// A site in `cache` under `key`.
+    #[inline]
     pub fn new(
         cache: Cache,
         key: String,
@@ -101,19 +102,11 @@ impl Site {
         tags: Vec<String>,
         stale_for: Option<u64>,
     ) -> Site {
-        let options = SetOptions::new(ttl).lock(lock);
-        let options = match stale_for {
-            Some(seconds) => options.stale_for(std::time::Duration::from_secs(seconds)),
-            None => options,
-        };
-        let options = match tags.is_empty() {
-            true => options,
-            false => options.tags(tags),
-        };
+        let stale_for = stale_for.map(std::time::Duration::from_secs);
         Site {
             cache,
             key,
-            options,
+            options: SetOptions::of(ttl, tags, lock, stale_for),
         }
     }
 

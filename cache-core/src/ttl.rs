@@ -107,6 +107,23 @@ impl SetOptions {
         }
     }
 
+    /// All of a `#[cache_result]` site's options at once (built on every call).
+    #[inline]
+    pub(crate) fn of(
+        ttl: Ttl,
+        tags: Vec<String>,
+        lock: bool,
+        stale_for: Option<Duration>,
+    ) -> SetOptions {
+        SetOptions {
+            ttl,
+            tags,
+            lock,
+            stale_for,
+            early: None,
+        }
+    }
+
     /// Tags the written value; [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)
     /// removes every value carrying a tag.
     pub fn tags<I, S>(mut self, tags: I) -> SetOptions

@@ -506,7 +506,10 @@ impl SessionManager {
             Ok((SessionState::Unknown, _)) | Err(Error::InvalidToken { .. }) => "invalid",
             Err(_) => "store_error",
         };
-        span.record("outcome", outcome);
+        // a disabled span would still look the field up by name
+        if !span.is_disabled() {
+            span.record("outcome", outcome);
+        }
         telemetry::validated(&self.inner.config.name, outcome);
         state
     }

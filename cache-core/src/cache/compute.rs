@@ -291,7 +291,7 @@ impl Cache {
         let full = self.full_key(key);
         match self.fetch_near(&full, typed, options.early_refresh_beta()) {
             Near::Found(Fetched::Hit(value, bytes)) => {
-                self.operation_span(key).record("outcome", "hit");
+                outcome(&self.operation_span(key), "hit");
                 let window = options.stale_window().or(self.inner.fail_safe);
                 Ok(self.hit(&full, window, value, bytes))
             }
@@ -386,11 +386,11 @@ impl Cache {
         let first = self.fetch_far::<S, P::Value>(full, near, early).await?;
         let (fallback, over) = match first {
             Fetched::Hit(value, bytes) => {
-                span.record("outcome", "hit");
+                outcome(span, "hit");
                 return Ok(P::hit(self.hit(full, window, value, bytes)));
             }
             Fetched::Refresh(value, bytes) => {
-                span.record("outcome", "hit");
+                outcome(span, "hit");
                 self.record_read(true);
                 let current = bytes.into_shared();
                 if window.is_some() {
@@ -419,7 +419,7 @@ impl Cache {
                 (fallback, over)
             }
         };
-        span.record("outcome", "miss");
+        outcome(span, "miss");
         self.record_read(false);
         // Boxed so that the hit path's future stays small: a hit neither builds nor moves
         // the state of a computation.
@@ -654,6 +654,15 @@ impl Cache {
             }
             tokio::time::sleep(LOCK_POLL).await;
         }
+    }
+}
+
+/// Records a get-or-set's `outcome` on its span: only on a span someone listens to (a
+/// disabled span would still look the field up by name).
+#[inline(always)]
+fn outcome(span: &tracing::Span, outcome: &'static str) {
+    if !span.is_disabled() {
+        span.record("outcome", outcome);
     }
 }
 

@@ -411,25 +411,36 @@ impl Cache {
         if self.hidden(full_key) {
             return Near::Found(Fetched::Miss);
         }
-        if let (Some(typed), Some(memory)) = (typed, &self.inner.memory)
+        // Stage 2, then 3: the entry kept in process, and whether it is the store's own.
+        let stored = match (typed, &self.inner.memory) {
             // an error (a key of another type) takes the general path, which reports it
-            && let Ok(found) = self.timed_read(|| memory.entry(full_key))
-        {
-            let Some(entry) = found else {
-                return Near::Found(Fetched::Miss);
-            };
-            let bytes = Raw::Shared(Arc::clone(&entry.bytes));
-            return match entry.read(typed, |bytes| self.decode_stamped(full_key, bytes)) {
-                Some(decoded) => Near::Found(Fetched::of(decoded, bytes, beta)),
-                None => Near::Unusable(bytes),
-            };
+            (Some(_), Some(memory)) => self.timed_read(|| memory.entry(full_key)).ok(),
+            _ => None,
+        };
+        let (entry, in_store) = match stored {
+            Some(Some(entry)) => (entry, true),
+            Some(None) => return Near::Found(Fetched::Miss),
+            None => match self.local_tier().and_then(|local| local.get(full_key)) {
+                Some(entry) => (entry, false),
+                None => return Near::Store,
+            },
+        };
+        let decoded = match typed {
+            Some(typed) => entry.read(typed, |bytes| self.decode_stamped(full_key, bytes)),
+            None => self.decode_stamped(full_key, &entry.bytes),
+        };
+        let bytes = Raw::Shared(Arc::clone(&entry.bytes));
+        match decoded {
+            Some(decoded) => match Fetched::of(decoded, bytes, beta) {
+                // the local tier answers only a usable value: the store may hold a fresher
+                // one than a stale copy
+                fetched if in_store || fetched.is_hit() => Near::Found(fetched),
+                _ => Near::Store,
+            },
+            None if in_store => Near::Unusable(bytes),
+            // a copy that does not decode is left to expire; the store's value is read
+            None => Near::Store,
         }
-        if let Some(local) = self.local_tier()
-            && let Some(fetched) = self.read_local(local, full_key, typed, beta)
-        {
-            return Near::Found(fetched);
-        }
-        Near::Store
     }
 
     /// The rest of [`fetch`](Cache::fetch) after what its first stages found (`near`).
@@ -638,24 +649,6 @@ impl Cache {
             undecodable,
             copies,
         }
-    }
-
-    /// Stage 3: the local tier's copy of `full_key`, if it is a usable value (a stale one
-    /// goes to the store, which may hold a fresher value).
-    fn read_local<T: DeserializeOwned>(
-        &self,
-        local: &Local,
-        full_key: &str,
-        typed: Option<Typed<T>>,
-        beta: Option<f64>,
-    ) -> Option<Fetched<T>> {
-        let entry = local.get(full_key)?;
-        let decoded = match typed {
-            Some(typed) => entry.read(typed, |bytes| self.decode_stamped(full_key, bytes)),
-            None => self.decode_stamped(full_key, &entry.bytes),
-        }?;
-        let fetched = Fetched::of(decoded, Raw::Shared(Arc::clone(&entry.bytes)), beta);
-        fetched.is_hit().then_some(fetched)
     }
 
     /// Stage 6 for a value read from the store: a fresh value is kept in the local tier
