@@ -272,7 +272,7 @@ impl SessionManager {
     }
 
     fn tag_prefix(&self, tag: &str) -> String {
-        format!("{}{{{tag}}}:", self.inner.config.key_prefix)
+        [self.inner.config.key_prefix.as_str(), "{", tag, "}:"].concat()
     }
 
     fn keys(&self, token: &SessionToken) -> Keys {
@@ -281,12 +281,10 @@ impl SessionManager {
             .inner
             .ids
             .get_or(token.expose(), || self.inner.hasher.token_id(token));
-        Keys::member(
-            &format!("{tagged}index"),
-            &format!("{tagged}s:"),
-            &id,
-            self.ledger_of(token.tag()),
-        )
+        let index = [tagged.as_str(), "index"].concat();
+        let mut session_prefix = tagged;
+        session_prefix.push_str("s:");
+        Keys::owned(index, session_prefix, id, self.ledger_of(token.tag()))
     }
 
     fn index_of(&self, user_id: &str) -> UserKeys {

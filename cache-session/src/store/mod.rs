@@ -35,11 +35,26 @@ pub(crate) struct Keys {
 impl Keys {
     /// The keys of the session `id` in `index`.
     pub(crate) fn member(index: &str, session_prefix: &str, id: &str, ledger: &Ledger) -> Keys {
+        Keys::owned(
+            index.to_owned(),
+            session_prefix.to_owned(),
+            id.to_owned(),
+            ledger,
+        )
+    }
+
+    /// [`member`](Keys::member) from names built for it (nothing copied again).
+    pub(crate) fn owned(
+        index: String,
+        session_prefix: String,
+        id: String,
+        ledger: &Ledger,
+    ) -> Keys {
         Keys {
-            session: format!("{session_prefix}{id}"),
-            index: index.to_owned(),
-            id: id.to_owned(),
-            session_prefix: session_prefix.to_owned(),
+            session: [session_prefix.as_str(), id.as_str()].concat(),
+            index,
+            id,
+            session_prefix,
             ledger: Ledger::clone(ledger),
         }
     }
