@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -19,14 +18,6 @@ struct Entry {
     /// The bytes, and the value a typed read decoded from them.
     kept: Arc<typed::Entry>,
     expires: Instant,
-}
-
-struct UntilDeadline;
-
-impl Expiry<String, Entry> for UntilDeadline {
-    fn expire_after_create(&self, _: &String, entry: &Entry, now: Instant) -> Option<Duration> {
-        Some(entry.expires.saturating_duration_since(now))
-    }
 }
 
 /// What one process tells the others to drop.
@@ -96,7 +87,9 @@ impl Local {
                 .weigher(|key: &String, entry: &Entry| {
                     u32::try_from(key.len() + entry.kept.bytes.len()).unwrap_or(u32::MAX)
                 })
-                .expire_after(UntilDeadline)
+                // the tier's ttl for every copy, each copy's own deadline checked as it is
+                // read (moka's per-entry expiry costs every read more than that check)
+                .time_to_live(ttl)
                 .build(),
             invalidated: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -140,10 +133,18 @@ impl Local {
         if !self.active.load(Ordering::Acquire) {
             return self.get_stale(key);
         }
-        let entry = self.entries.get(key)?;
+        let entry = self.live(key)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.meter.count(Event::LocalHit, 1);
         Some(entry.kept)
+    }
+
+    /// The copy of `key`, unless it is past its deadline (the store's ttl when it was read).
+    #[inline]
+    fn live(&self, key: &str) -> Option<Entry> {
+        self.entries
+            .get(key)
+            .filter(|entry| entry.expires > Instant::now())
     }
 
     /// A copy kept from before the subscription was lost, within the stale window.
@@ -152,7 +153,7 @@ impl Local {
         if Instant::now() >= until {
             return None;
         }
-        let entry = self.entries.get(key)?;
+        let entry = self.live(key)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.stale_hits.fetch_add(1, Ordering::Relaxed);
         self.meter.count(Event::LocalHit, 1);
@@ -339,6 +340,29 @@ mod tests {
         );
         local.active.store(true, Ordering::Release);
         local
+    }
+
+    #[test]
+    fn a_copy_is_served_until_its_deadline_and_never_after() {
+        let local = active();
+        for round in 0..20u32 {
+            let ttl = Duration::from_micros(500 + 150 * u64::from(round));
+            let put_from = Instant::now();
+            local.put("k", Arc::new(typed::Entry::new(vec![1])), ttl, put_from);
+            let put_by = Instant::now();
+            loop {
+                let asked = Instant::now();
+                let found = local.get("k");
+                let answered = Instant::now();
+                match found {
+                    Some(_) => assert!(asked < put_by + ttl, "served past its deadline"),
+                    None => {
+                        assert!(answered >= put_from + ttl, "expired early");
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     #[test]
