@@ -213,7 +213,7 @@ impl Cache {
             .map(|id| self.full_key(&key(id)).into_owned())
             .collect();
         let names: Vec<&str> = fulls.iter().map(String::as_str).collect();
-        let window = options.stale_window().or(self.inner.fail_safe);
+        let window = self.fail_safe_window(&options);
         let fetched = self.fetch_many::<S, T, Fetched<T>>(&names).await?;
         let mut found = HashMap::with_capacity(ids.len());
         let mut pending = Vec::new();
@@ -306,7 +306,7 @@ impl Cache {
                     return Ok(Vec::new());
                 }
             };
-            let window = options.stale_window().or(self.inner.fail_safe);
+            let window = self.fail_safe_window(options);
             let mut writes: Vec<Prepared> = Vec::with_capacity(loaded.len());
             let mut sharing: Vec<Option<&Leader<'_>>> = Vec::with_capacity(loaded.len());
             let mut failure = None;

@@ -171,7 +171,7 @@ impl Cache {
         Fut: Future<Output = T> + Send + 'static,
     {
         let options = options.into();
-        let window = options.stale_window().or(self.inner.fail_safe);
+        let window = self.fail_safe_window(&options);
         let (cache, full, background) = (
             self.clone(),
             self.full_key(key).into_owned(),
@@ -292,7 +292,7 @@ impl Cache {
         match self.fetch_near(&full, typed, options.early_refresh_beta()) {
             Near::Found(Fetched::Hit(value, bytes)) => {
                 outcome(&self.operation_span(key), "hit");
-                let window = options.stale_window().or(self.inner.fail_safe);
+                let window = self.fail_safe_window(options);
                 Ok(self.hit(&full, window, value, bytes))
             }
             near => Err(Asked(Some(near.carried()))),
@@ -345,7 +345,7 @@ impl Cache {
         };
         let span = self.operation_span(key);
         let full = self.full_key(key);
-        let window = options.stale_window().or(self.inner.fail_safe);
+        let window = self.fail_safe_window(&options);
         let beta = options.early_refresh_beta();
         let near = near.unwrap_or_else(|| self.fetch_near(&full, plan.typed(), beta).carried());
         let request = Request {

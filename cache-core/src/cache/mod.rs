@@ -24,7 +24,7 @@ use crate::recovery::Recovery;
 use crate::stats::{CacheStats, Counters};
 use crate::store::guard::Guarded;
 use crate::store::{KeyTtl, MemoryStore, Store};
-use crate::ttl::Ttl;
+use crate::ttl::{SetOptions, Ttl};
 
 mod batch;
 pub(crate) mod builder;
@@ -153,6 +153,13 @@ impl Cache {
         } else {
             Cow::Owned(format!("{}{key}", self.inner.prefix))
         }
+    }
+
+    /// How long past its ttl a value written with `options` is kept as a fail-safe: the
+    /// options' own window, else the cache's ([`CacheBuilder::fail_safe`](crate::CacheBuilder::fail_safe)).
+    #[inline]
+    pub(crate) fn fail_safe_window(&self, options: &SetOptions) -> Option<Duration> {
+        options.stale_window().or(self.inner.fail_safe)
     }
 
     /// The duration a [`Ttl`] stands for in this cache (before jitter).

@@ -233,7 +233,7 @@ impl Cache {
     ) -> Option<P::Output> {
         self.inner.counters.count(Event::EarlyRefresh, 1);
         tracing::debug!("refreshing a value before it expires");
-        let window = options.stale_window().or(self.inner.fail_safe);
+        let window = self.fail_safe_window(options);
         let started = Instant::now();
         // A panicking computation is a failed refresh too: counted, then the panic goes on.
         let limit = self.inner.refresh_timeout;
