@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::super::BusEvent;
 use super::super::cluster::{self, Topology};
-use super::subscription::{Relayed, ping_ticks, relay, subscribe_on};
+use super::subscription::{Backoff, Relayed, ping_ticks, relay, subscribe_on};
 
 /// A subscription to one channel, kept alive across lost and frozen servers.
 pub(super) struct Bus {
@@ -55,7 +55,7 @@ enum Tracked {
 
 impl Bus {
     pub(super) async fn listen(self, events: mpsc::UnboundedSender<BusEvent>) {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new();
         let mut tracking = self.tracked.is_some();
         let mut announced = false;
         // on a cluster with a primary unreachable: notices meanwhile, tracking again later
@@ -65,7 +65,7 @@ impl Bus {
                 track_again_at = None;
                 match self.track().await {
                     Tracked::Ready(mut trackers) => {
-                        backoff = Duration::from_millis(50);
+                        backoff.reset();
                         if !announced {
                             tracing::info!(
                                 channel = %self.channel,
@@ -101,18 +101,16 @@ impl Bus {
                         track_again_at = Some(Instant::now() + TRACK_AGAIN);
                     }
                     Tracked::Unreachable | Tracked::Unknown => {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        backoff.wait().await;
                         continue;
                     }
                 }
             }
             let Some((mut sink, mut messages)) = self.subscribe().await else {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff.wait().await;
                 continue;
             };
-            backoff = Duration::from_millis(50);
+            backoff.reset();
             if !announced {
                 tracing::info!(
                     channel = %self.channel,

@@ -26,7 +26,7 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisFuture, Value};
 use tokio::sync::watch;
 
-use super::subscription::{Relayed, relay, subscribe_on};
+use super::subscription::{Backoff, Relayed, relay, subscribe_on};
 use crate::store::endpoint::SentinelEndpoint;
 
 /// Time after a failed search for the primary during which requests fail without searching.
@@ -330,7 +330,7 @@ impl SentinelLink {
         let link = Arc::downgrade(&self.0);
         let (service, patience) = (self.0.service.clone(), self.0.connect_timeout);
         runtime.spawn(async move {
-            let mut backoff = Duration::from_millis(50);
+            let mut backoff = Backoff::new();
             while link.strong_count() > 0 {
                 for address in &sentinels {
                     let Ok(client) = Client::open(address.clone()) else {
@@ -341,7 +341,7 @@ impl SentinelLink {
                     else {
                         continue;
                     };
-                    backoff = Duration::from_millis(50);
+                    backoff.reset();
                     let follow = |message: redis::Msg| {
                         let Some(shared) = link.upgrade() else {
                             return ControlFlow::Break(());
@@ -360,8 +360,7 @@ impl SentinelLink {
                         return;
                     }
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff.wait().await;
             }
         });
     }

@@ -35,6 +35,36 @@ pub(super) async fn ping_ticks() -> tokio::time::Interval {
     ticks
 }
 
+/// The wait before a lost subscription is made again: 50 ms, doubling up to 2 s while
+/// attempts fail, 50 ms again once one succeeds.
+pub(super) struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(50);
+    const LONGEST: Duration = Duration::from_secs(2);
+
+    pub(super) fn new() -> Backoff {
+        Backoff(Backoff::FIRST)
+    }
+
+    /// An attempt succeeded: the next failure waits the shortest time again.
+    pub(super) fn reset(&mut self) {
+        self.0 = Backoff::FIRST;
+    }
+
+    /// An attempt failed: waits, and doubles the next wait.
+    pub(super) async fn wait(&mut self) {
+        tokio::time::sleep(self.advance()).await;
+    }
+
+    /// The wait due now; the next one is twice as long, up to [`Backoff::LONGEST`].
+    fn advance(&mut self) -> Duration {
+        let now = self.0;
+        self.0 = (now * 2).min(Backoff::LONGEST);
+        now
+    }
+}
+
 /// Why [`relay`] returned.
 pub(super) enum Relayed {
     /// The subscription broke, or its server stopped answering pings: subscribe again.
@@ -72,5 +102,21 @@ pub(super) async fn relay(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_longest_and_resets() {
+        let mut backoff = Backoff::new();
+        let waits: Vec<u64> = (0..8)
+            .map(|_| u64::try_from(backoff.advance().as_millis()).expect("ms"))
+            .collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        backoff.reset();
+        assert_eq!(backoff.advance(), Duration::from_millis(50));
     }
 }
