@@ -271,29 +271,29 @@ impl SessionManager {
             .get_or(user_id, || self.inner.hasher.user_tag(user_id))
     }
 
-    fn tag_prefix(&self, tag: &str) -> String {
-        [self.inner.config.key_prefix.as_str(), "{", tag, "}:"].concat()
-    }
-
     fn keys(&self, token: &SessionToken) -> Keys {
-        let tagged = self.tag_prefix(token.tag());
         let id = self
             .inner
             .ids
             .get_or(token.expose(), || self.inner.hasher.token_id(token));
-        let index = [tagged.as_str(), "index"].concat();
-        let mut session_prefix = tagged;
-        session_prefix.push_str("s:");
-        Keys::owned(index, session_prefix, id, self.ledger_of(token.tag()))
+        Keys::of(self.tag_keys(token.tag()), id)
     }
 
     fn index_of(&self, user_id: &str) -> UserKeys {
-        let tag = self.user_tag(user_id);
-        let tagged = self.tag_prefix(&tag);
+        self.tag_keys(&self.user_tag(user_id))
+    }
+
+    /// The keys of the sessions of the user tag `tag`: `<prefix>{<tag>}:index`, the prefix
+    /// `<prefix>{<tag>}:s:` of their hashes, and their slot's ledger.
+    fn tag_keys(&self, tag: &str) -> UserKeys {
+        let tagged = [self.inner.config.key_prefix.as_str(), "{", tag, "}:"].concat();
+        let index = [tagged.as_str(), "index"].concat();
+        let mut session_prefix = tagged;
+        session_prefix.push_str("s:");
         UserKeys {
-            index: format!("{tagged}index"),
-            session_prefix: format!("{tagged}s:"),
-            ledger: Ledger::clone(self.ledger_of(&tag)),
+            index,
+            session_prefix,
+            ledger: Ledger::clone(self.ledger_of(tag)),
         }
     }
 
@@ -659,7 +659,7 @@ impl SessionManager {
         if !owned {
             return Ok(false);
         }
-        let keys = Keys::member(&user.index, &user.session_prefix, id, &user.ledger);
+        let keys = Keys::of(user, id.to_owned());
         let ended = self.inner.backend.delete(&keys).await?;
         telemetry::count(
             &self.inner.config.name,

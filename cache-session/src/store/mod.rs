@@ -35,27 +35,27 @@ pub(crate) struct Keys {
 impl Keys {
     /// The keys of the session `id` in `index`.
     pub(crate) fn member(index: &str, session_prefix: &str, id: &str, ledger: &Ledger) -> Keys {
-        Keys::owned(
-            index.to_owned(),
-            session_prefix.to_owned(),
-            id.to_owned(),
-            ledger,
-        )
+        let user = UserKeys {
+            index: index.to_owned(),
+            session_prefix: session_prefix.to_owned(),
+            ledger: Ledger::clone(ledger),
+        };
+        Keys::of(user, id.to_owned())
     }
 
-    /// [`member`](Keys::member) from names built for it (nothing copied again).
-    pub(crate) fn owned(
-        index: String,
-        session_prefix: String,
-        id: String,
-        ledger: &Ledger,
-    ) -> Keys {
+    /// The keys of the session `id` among `user`'s (nothing copied again).
+    pub(crate) fn of(user: UserKeys, id: String) -> Keys {
+        let UserKeys {
+            index,
+            session_prefix,
+            ledger,
+        } = user;
         Keys {
             session: [session_prefix.as_str(), id.as_str()].concat(),
             index,
             id,
             session_prefix,
-            ledger: Ledger::clone(ledger),
+            ledger,
         }
     }
 }
