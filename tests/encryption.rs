@@ -418,6 +418,40 @@ fn the_key_comes_from_the_environment_and_is_never_shown() {
     assert!(!shown.contains("AAECAwQF"), "{shown}");
 }
 
+#[test]
+fn the_format_comes_from_the_environment_and_needs_a_key() {
+    use cachemere::cache_core::encryption::SealFormat;
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let with = |format: Option<&'static str>, key: Option<&'static str>| {
+        Config::from_lookup(move |name| match name {
+            "CACHE_ENCRYPTION_KEY" => key.map(str::to_owned),
+            "CACHE_ENCRYPTION_FORMAT" => format.map(str::to_owned),
+            _ => None,
+        })
+    };
+    let format = |config: Config| config.encryption_keys.map(|keys| keys.format());
+    assert_eq!(
+        format(with(None, Some(key)).expect("v1")),
+        Some(SealFormat::V1)
+    );
+    assert_eq!(
+        format(with(Some("2"), Some(key)).expect("v2")),
+        Some(SealFormat::V2)
+    );
+    assert_eq!(
+        format(with(Some("1"), Some(key)).expect("v1")),
+        Some(SealFormat::V1)
+    );
+    for bad in ["3", "two", "v2"] {
+        let err = with(Some(bad), Some(key)).expect_err(bad).to_string();
+        assert!(err.contains("CACHE_ENCRYPTION_FORMAT"), "{err}");
+    }
+    let err = with(Some("2"), None)
+        .expect_err("a format without a key")
+        .to_string();
+    assert!(err.contains("CACHE_ENCRYPTION_KEY"), "{err}");
+}
+
 #[tokio::test]
 async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open() {
     use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionPatch};

@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 /// | `REDIS_SOCKET_TIMEOUT` | 5 | seconds (fractions allowed) to wait for a reply |
 /// | `REDIS_HEALTH_CHECK_INTERVAL` | 30 | seconds between background health checks |
 /// | `CACHE_ENCRYPTION_KEY` | unset | base64 of 32 random bytes (several, comma-separated, to rotate: the first encrypts, all decrypt); cached values are then stored encrypted ([`EncryptionKeys`](crate::encryption::EncryptionKeys)) |
+/// | `CACHE_ENCRYPTION_FORMAT` | 1 | how new values are sealed: `2` derives a subkey per use (cache, sessions) and binds session data to its session; every format opens both. Switch to 2 once every instance runs a release that reads it ([`SealFormat`](crate::encryption::SealFormat)) |
 /// | `REDIS_TLS_CA_FILE` | unset | PEM file of the certificate authorities a `rediss://` server's certificate must chain to (unset: the system's roots) |
 /// | `REDIS_TLS_CERT_FILE` | unset | PEM client certificate (chain) for mutual TLS; needs `REDIS_TLS_KEY_FILE` |
 /// | `REDIS_TLS_KEY_FILE` | unset | PEM private key of the client certificate |
@@ -100,7 +101,9 @@ pub struct Config {
     /// TLS's protection against an impostor off; never set it in production.
     pub tls_insecure_skip_verify: bool,
     /// `CACHE_ENCRYPTION_KEY`: when set, caches built from this configuration store values
-    /// encrypted (`Debug` shows key ids, never keys).
+    /// encrypted (`Debug` shows key ids, never keys), in the format
+    /// `CACHE_ENCRYPTION_FORMAT` names (`1`, the default, or `2`:
+    /// [`SealFormat`](crate::encryption::SealFormat)).
     pub encryption_keys: Option<crate::encryption::EncryptionKeys>,
 }
 
@@ -268,17 +271,7 @@ impl Config {
             tls_key_file: path("REDIS_TLS_KEY_FILE"),
             tls_insecure_skip_verify: var("REDIS_TLS_INSECURE_SKIP_VERIFY")
                 .map_or(Ok(false), parse_flag)?,
-            encryption_keys: var("CACHE_ENCRYPTION_KEY")
-                .map(|(name, value)| {
-                    crate::encryption::EncryptionKeys::parse(&value).map_err(|reason| {
-                        Error::Config {
-                            name,
-                            value: "(hidden)".into(),
-                            reason,
-                        }
-                    })
-                })
-                .transpose()?,
+            encryption_keys: encryption_keys(&var)?,
         };
         config.check_tls()?;
         Ok(config)
@@ -395,6 +388,38 @@ pub(crate) fn shown(path: &Option<PathBuf>) -> String {
     path.as_deref()
         .map(|path| path.display().to_string())
         .unwrap_or_default()
+}
+
+/// `CACHE_ENCRYPTION_KEY`, sealing in `CACHE_ENCRYPTION_FORMAT` (which needs a key).
+fn encryption_keys(
+    var: &impl Fn(&'static str) -> Option<(&'static str, String)>,
+) -> Result<Option<crate::encryption::EncryptionKeys>> {
+    use crate::encryption::{EncryptionKeys, SealFormat};
+    let format = var("CACHE_ENCRYPTION_FORMAT")
+        .map(|(name, value)| {
+            SealFormat::parse(&value).map_err(|reason| Error::Config {
+                name,
+                value,
+                reason,
+            })
+        })
+        .transpose()?;
+    let Some((name, value)) = var("CACHE_ENCRYPTION_KEY") else {
+        return match format {
+            None => Ok(None),
+            Some(_) => Err(Error::Config {
+                name: "CACHE_ENCRYPTION_FORMAT",
+                value: String::new(),
+                reason: "set without CACHE_ENCRYPTION_KEY, which it is the format of".into(),
+            }),
+        };
+    };
+    let keys = EncryptionKeys::parse(&value).map_err(|reason| Error::Config {
+        name,
+        value: "(hidden)".into(),
+        reason,
+    })?;
+    Ok(Some(keys.with_format(format.unwrap_or_default())))
 }
 
 fn parse_flag((name, value): (&'static str, String)) -> Result<bool> {

@@ -6,12 +6,12 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// First byte of a sealed value (a framed value starts with `0xCA`, plain JSON with ASCII).
 const MAGIC: u8 = 0xCE;
-const VERSION: u8 = 1;
 const ID_LEN: usize = 4;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
@@ -24,13 +24,20 @@ pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// writes, every one opens (so keys can be rotated: put the new key first, keep the old ones
 /// until their values have expired).
 ///
-/// A sealed value is `0xCE`, a version byte, the sealing key's id (4 bytes of a hash of the
-/// key, so no key is revealed), a 24-byte nonce, the XChaCha20-Poly1305 ciphertext and its
-/// 16-byte tag. The value's full Redis key is the associated data: a value copied under
-/// another key does not open there. The nonce is synthetic (an HMAC-SHA-256 of the key and
-/// the plaintext, as in SIV), so the same value under the same key seals to the same bytes
-/// (Redis sets need that to find their members) and no random number is needed; it reveals
-/// only whether a key was rewritten with an equal value.
+/// A sealed value is `0xCE`, a version byte (its [`SealFormat`]), the sealing key's id
+/// (4 bytes of a hash of the key, so no key is revealed), a 24-byte nonce, the
+/// XChaCha20-Poly1305 ciphertext and its 16-byte tag. The value's full Redis key is the
+/// associated data: a value copied under another key does not open there. The nonce is
+/// synthetic (an HMAC-SHA-256 of the key and the plaintext, as in SIV), so the same value
+/// under the same key seals to the same bytes (Redis sets need that to find their members)
+/// and no random number is needed; it reveals only whether a key was rewritten with an equal
+/// value.
+///
+/// [`SealFormat::V2`] seals with subkeys derived from each key (HKDF-SHA-256), one for
+/// cached values and one for session data ([`for_sessions`](EncryptionKeys::for_sessions)),
+/// so that neither ever opens the other's values. Every format opens whatever the
+/// format setting; [`with_format`](EncryptionKeys::with_format) chooses what new values are
+/// sealed in.
 ///
 /// ```
 /// use cache_core::encryption::EncryptionKeys;
@@ -43,10 +50,91 @@ pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 #[derive(Clone)]
 pub struct EncryptionKeys {
     keys: Arc<[Sealer]>,
+    domain: Domain,
+    format: SealFormat,
+}
+
+/// The form new values are sealed in (`CACHE_ENCRYPTION_FORMAT`). Every format opens
+/// values of every format; the setting only chooses how new ones are written, so that a
+/// rolling deploy can first give every instance the reader and then switch the writers.
+///
+/// ```
+/// use cache_core::encryption::{EncryptionKeys, SealFormat, sealed_format};
+///
+/// let v1 = EncryptionKeys::new([[1u8; 32]]).expect("a key");
+/// let v2 = v1.clone().with_format(SealFormat::V2);
+/// let sealed = v2.seal(b"k", b"v".to_vec());
+/// assert_eq!(sealed_format(&sealed), Some(SealFormat::V2));
+/// // the reader opens both, whichever it writes
+/// assert_eq!(v1.open(b"k", &sealed)?, b"v");
+/// assert_eq!(v2.open(b"k", &v1.seal(b"k", b"v".to_vec()))?, b"v");
+/// # Ok::<(), cache_core::encryption::Unopenable>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[non_exhaustive]
+pub enum SealFormat {
+    /// Version 1 (the default in this release): sealed with the configured key itself,
+    /// the form every release reads.
+    #[default]
+    V1,
+    /// Version 2: sealed with a subkey derived from the configured key (HKDF-SHA-256) for
+    /// its use, cached values or session data, so that one never opens the other's values;
+    /// session data is also bound to its session. Releases before this one cannot read it:
+    /// switch to it once every instance runs this release.
+    V2,
+}
+
+impl SealFormat {
+    /// Reads `CACHE_ENCRYPTION_FORMAT`: `1` or `2`.
+    ///
+    /// ```
+    /// use cache_core::encryption::SealFormat;
+    ///
+    /// assert_eq!(SealFormat::parse(" 2 "), Ok(SealFormat::V2));
+    /// assert!(SealFormat::parse("v3").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<SealFormat, String> {
+        match text.trim() {
+            "1" => Ok(SealFormat::V1),
+            "2" => Ok(SealFormat::V2),
+            _ => Err("expected 1 or 2".to_owned()),
+        }
+    }
+
+    fn version(self) -> u8 {
+        match self {
+            SealFormat::V1 => 1,
+            SealFormat::V2 => 2,
+        }
+    }
+
+    fn of_version(version: u8) -> Option<SealFormat> {
+        match version {
+            1 => Some(SealFormat::V1),
+            2 => Some(SealFormat::V2),
+            _ => None,
+        }
+    }
+}
+
+/// What the values a set of keys seals are for: version 2 seals each with its own subkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Domain {
+    Cache,
+    Sessions,
 }
 
 struct Sealer {
     id: [u8; ID_LEN],
+    /// Version 1: the configured key itself.
+    master: Cipher,
+    /// Version 2: the subkeys of cached values and of session data.
+    cache: Cipher,
+    sessions: Cipher,
+}
+
+/// One key's cipher and the HMAC key of its synthetic nonces.
+struct Cipher {
     cipher: XChaCha20Poly1305,
     nonces: Hmac<Sha256>,
 }
@@ -55,7 +143,11 @@ impl EncryptionKeys {
     /// Keys given as raw 32-byte arrays, the sealing one first. `None` for an empty list.
     pub fn new(keys: impl IntoIterator<Item = [u8; 32]>) -> Option<EncryptionKeys> {
         let keys: Vec<Sealer> = keys.into_iter().map(Sealer::new).collect();
-        (!keys.is_empty()).then(|| EncryptionKeys { keys: keys.into() })
+        (!keys.is_empty()).then(|| EncryptionKeys {
+            keys: keys.into(),
+            domain: Domain::Cache,
+            format: SealFormat::V1,
+        })
     }
 
     /// Reads `CACHE_ENCRYPTION_KEY`: base64 of 32 bytes, or several separated by commas (the
@@ -90,8 +182,41 @@ impl EncryptionKeys {
         self.keys.is_empty()
     }
 
-    /// `plain` sealed under the first key with `context` as associated data (a cache passes
-    /// the full Redis key): [`open`](EncryptionKeys::open) needs the same context.
+    /// The same keys, sealing new values in `format` (`CACHE_ENCRYPTION_FORMAT`).
+    pub fn with_format(mut self, format: SealFormat) -> EncryptionKeys {
+        self.format = format;
+        self
+    }
+
+    /// The format new values are sealed in.
+    pub fn format(&self) -> SealFormat {
+        self.format
+    }
+
+    /// The same keys for session data: in [`SealFormat::V2`] they seal and open with the
+    /// sessions' subkey, which never opens a cached value (and the cache's never opens
+    /// session data). Version 1 values open either way.
+    ///
+    /// ```
+    /// use cache_core::encryption::{EncryptionKeys, SealFormat};
+    ///
+    /// let cache = EncryptionKeys::new([[1u8; 32]]).expect("a key").with_format(SealFormat::V2);
+    /// let sessions = cache.for_sessions();
+    /// let sealed = cache.seal(b"same context", b"v".to_vec());
+    /// assert!(sessions.open(b"same context", &sealed).is_err());
+    /// assert_eq!(cache.open(b"same context", &sealed)?, b"v");
+    /// # Ok::<(), cache_core::encryption::Unopenable>(())
+    /// ```
+    pub fn for_sessions(&self) -> EncryptionKeys {
+        EncryptionKeys {
+            domain: Domain::Sessions,
+            ..self.clone()
+        }
+    }
+
+    /// `plain` sealed under the first key in this set's [`format`](EncryptionKeys::format)
+    /// with `context` as associated data (a cache passes the full Redis key):
+    /// [`open`](EncryptionKeys::open) needs the same context.
     ///
     /// ```
     /// use cache_core::encryption::EncryptionKeys;
@@ -103,19 +228,35 @@ impl EncryptionKeys {
     /// # Ok::<(), cache_core::encryption::Unopenable>(())
     /// ```
     pub fn seal(&self, context: &[u8], plain: Vec<u8>) -> Vec<u8> {
-        self.keys[0].seal(context, plain)
+        self.seal_as(self.format, context, plain)
     }
 
-    /// `plain` sealed under every key, the sealing one first: the bytes an equal value may
-    /// be stored as after a rotation (Redis set members are found by their bytes).
+    /// `plain` sealed under the first key in `format`, whatever this set's format: for a
+    /// writer whose readers expect one (a session created before version 2 keeps version
+    /// 1, which binds no session).
+    pub fn seal_as(&self, format: SealFormat, context: &[u8], plain: Vec<u8>) -> Vec<u8> {
+        self.keys[0].seal(format, self.domain, context, plain)
+    }
+
+    /// `plain` sealed under every key in every format, the form
+    /// [`seal`](EncryptionKeys::seal) writes first: the bytes an equal value may be stored
+    /// as after a rotation or a change of format (Redis set members are found by their
+    /// bytes).
     pub(crate) fn seal_under_each(&self, context: &[u8], plain: &[u8]) -> Vec<Vec<u8>> {
+        let formats = match self.format {
+            SealFormat::V1 => [SealFormat::V1, SealFormat::V2],
+            SealFormat::V2 => [SealFormat::V2, SealFormat::V1],
+        };
         self.keys
             .iter()
-            .map(|sealer| sealer.seal(context, plain.to_vec()))
+            .flat_map(|sealer| {
+                formats.map(|format| sealer.seal(format, self.domain, context, plain.to_vec()))
+            })
             .collect()
     }
 
-    /// The plaintext of `sealed`, if one of the keys sealed it under `context`.
+    /// The plaintext of `sealed`, if one of the keys sealed it under `context`, in any
+    /// format.
     ///
     /// [`Unopenable::is_unknown_key`] tells a value sealed under a key that is not
     /// configured (a rotation not rolled out everywhere: nothing is wrong with the value)
@@ -145,40 +286,37 @@ impl EncryptionKeys {
     /// by the current key, the first: a value opened under an older key should be sealed
     /// again when it is next written.
     pub fn sealed_by_current(&self, sealed: &[u8]) -> bool {
-        key_id(sealed).is_some_and(|id| id == self.keys[0].id)
+        header(sealed).is_some_and(|(_, id)| id == self.keys[0].id)
     }
 
     fn sealed_by_unknown_key(&self, sealed: &[u8]) -> bool {
-        key_id(sealed).is_some_and(|id| self.keys.iter().all(|sealer| sealer.id != id))
+        header(sealed).is_some_and(|(_, id)| self.keys.iter().all(|sealer| sealer.id != id))
     }
 
     pub(crate) fn open_or_why(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, String> {
-        let Some((header, rest)) = sealed.split_first_chunk::<HEADER_LEN>() else {
+        let Some((format, id)) = header(sealed) else {
             return Err(not_sealed(sealed));
         };
-        if header[0] != MAGIC || header[1] != VERSION {
-            return Err(not_sealed(sealed));
-        }
-        let Some((body, tag)) = rest.split_last_chunk::<TAG_LEN>() else {
-            return Err("truncated sealed value".into());
-        };
-        let id = &header[2..2 + ID_LEN];
+        let (body, tag) = sealed[HEADER_LEN..].split_at(sealed.len() - OVERHEAD);
         let Some(sealer) = self.keys.iter().find(|sealer| sealer.id == id) else {
             return Err(format!(
                 "sealed with key id {}, which is not among the configured keys",
-                hex(id)
+                hex(&id)
             ));
         };
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&header[2 + ID_LEN..]);
+        nonce.copy_from_slice(&sealed[2 + ID_LEN..HEADER_LEN]);
+        let mut tag_bytes = [0u8; TAG_LEN];
+        tag_bytes.copy_from_slice(tag);
         let mut plain = body.to_vec();
         sealer
+            .cipher(format, self.domain)
             .cipher
             .decrypt_inout_detached(
                 &XNonce::from(nonce),
                 context,
                 plain.as_mut_slice().into(),
-                &(*tag).into(),
+                &tag_bytes.into(),
             )
             .map_err(|_| {
                 "does not decrypt under its key: altered, or copied from another key".to_owned()
@@ -187,8 +325,8 @@ impl EncryptionKeys {
     }
 }
 
-/// Whether `bytes` look sealed (the header of a sealed value, and room for its tag): what a
-/// reader without keys checks before taking stored bytes as plaintext.
+/// Whether `bytes` look sealed (the header of a sealed value in a known format, and room
+/// for its tag): what a reader without keys checks before taking stored bytes as plaintext.
 ///
 /// ```
 /// use cache_core::encryption::{EncryptionKeys, looks_sealed};
@@ -198,15 +336,22 @@ impl EncryptionKeys {
 /// assert!(!looks_sealed(b"{\"role\":\"admin\"}"));
 /// ```
 pub fn looks_sealed(bytes: &[u8]) -> bool {
-    key_id(bytes).is_some()
+    header(bytes).is_some()
 }
 
-/// The key id in a sealed value's header, when `sealed` has one.
-fn key_id(sealed: &[u8]) -> Option<[u8; ID_LEN]> {
-    if sealed.len() < OVERHEAD || sealed[0] != MAGIC || sealed[1] != VERSION {
+/// The format `sealed` is sealed in, when it looks sealed ([`looks_sealed`]): what a
+/// reader whose associated data differs by format (session data) checks first.
+pub fn sealed_format(sealed: &[u8]) -> Option<SealFormat> {
+    header(sealed).map(|(format, _)| format)
+}
+
+/// The format and key id in a sealed value's header, when `sealed` has one.
+fn header(sealed: &[u8]) -> Option<(SealFormat, [u8; ID_LEN])> {
+    if sealed.len() < OVERHEAD || sealed[0] != MAGIC {
         return None;
     }
-    sealed[2..2 + ID_LEN].try_into().ok()
+    let format = SealFormat::of_version(sealed[1])?;
+    Some((format, sealed[2..2 + ID_LEN].try_into().ok()?))
 }
 
 /// Why a value did not open: not sealed, altered, sealed under another context, or with a
@@ -231,6 +376,7 @@ impl Unopenable {
 fn not_sealed(bytes: &[u8]) -> String {
     match bytes.first() {
         None => "the stored value is empty".into(),
+        Some(&MAGIC) if bytes.len() < OVERHEAD => "truncated sealed value".into(),
         Some(_) => "not encrypted, but this cache encrypts (CACHE_ENCRYPTION_KEY)".into(),
     }
 }
@@ -240,9 +386,23 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Sealer {
-    fn seal(&self, context: &[u8], mut plain: Vec<u8>) -> Vec<u8> {
-        let sealer = self;
-        let mut mac = sealer.nonces.clone();
+    fn cipher(&self, format: SealFormat, domain: Domain) -> &Cipher {
+        match (format, domain) {
+            (SealFormat::V1, _) => &self.master,
+            (SealFormat::V2, Domain::Cache) => &self.cache,
+            (SealFormat::V2, Domain::Sessions) => &self.sessions,
+        }
+    }
+
+    fn seal(
+        &self,
+        format: SealFormat,
+        domain: Domain,
+        context: &[u8],
+        mut plain: Vec<u8>,
+    ) -> Vec<u8> {
+        let cipher = self.cipher(format, domain);
+        let mut mac = cipher.nonces.clone();
         mac.update(&(context.len() as u64).to_le_bytes());
         mac.update(context);
         mac.update(&plain);
@@ -250,10 +410,10 @@ impl Sealer {
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&digest[..NONCE_LEN]);
         let mut sealed = Vec::with_capacity(OVERHEAD + plain.len());
-        sealed.extend_from_slice(&[MAGIC, VERSION]);
-        sealed.extend_from_slice(&sealer.id);
+        sealed.extend_from_slice(&[MAGIC, format.version()]);
+        sealed.extend_from_slice(&self.id);
         sealed.extend_from_slice(&nonce);
-        let tag = sealer
+        let tag = cipher
             .cipher
             .encrypt_inout_detached(&XNonce::from(nonce), context, plain.as_mut_slice().into())
             // Only a message over 256 GiB is refused.
@@ -272,11 +432,35 @@ impl Sealer {
         };
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&digest(b"cachemere key id\0")[..ID_LEN]);
-        let nonce_key = digest(b"cachemere nonce key\0");
+        let master = Cipher::new(key, &digest(b"cachemere nonce key\0"));
+        // Version 2: HKDF-SHA-256 of the key, one subkey (and nonce key) per use.
+        let hkdf = Hkdf::<Sha256>::new(Some(b"cachemere v2"), &key);
+        let derive = |info: &[u8]| {
+            let mut okm = [0u8; 32];
+            hkdf.expand(info, &mut okm)
+                .unwrap_or_else(|_| unreachable!("HKDF-SHA-256 expands up to 8,160 bytes"));
+            okm
+        };
+        let sub = |use_: &str| {
+            Cipher::new(
+                derive(format!("cachemere {use_} key").as_bytes()),
+                &derive(format!("cachemere {use_} nonce key").as_bytes()),
+            )
+        };
         Sealer {
             id,
+            master,
+            cache: sub("cache"),
+            sessions: sub("session"),
+        }
+    }
+}
+
+impl Cipher {
+    fn new(key: [u8; 32], nonce_key: &[u8]) -> Cipher {
+        Cipher {
             cipher: XChaCha20Poly1305::new(&key.into()),
-            nonces: <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&nonce_key)
+            nonces: <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(nonce_key)
                 .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length")),
         }
     }
@@ -291,10 +475,12 @@ impl std::fmt::Debug for EncryptionKeys {
     }
 }
 
-/// Keys are equal when their ids are.
+/// Keys are equal when their ids, use and format are.
 impl PartialEq for EncryptionKeys {
     fn eq(&self, other: &Self) -> bool {
-        self.keys.len() == other.keys.len()
+        self.domain == other.domain
+            && self.format == other.format
+            && self.keys.len() == other.keys.len()
             && self
                 .keys
                 .iter()
@@ -369,6 +555,71 @@ mod tests {
         }
     }
 
+    #[test]
+    fn version_2_opens_everywhere_and_separates_the_cache_from_sessions() {
+        let v1 = keys(&[1]);
+        let v2 = keys(&[1]).with_format(SealFormat::V2);
+        let sealed = v2.seal(b"k", b"v".to_vec());
+        assert_eq!(sealed[1], 2, "the version byte");
+        assert_eq!(sealed.len(), 1 + OVERHEAD);
+        assert_eq!(v1.open(b"k", &sealed).expect("a v1 writer reads v2"), b"v");
+        assert_eq!(
+            v2.open(b"k", &v1.seal(b"k", b"v".to_vec()))
+                .expect("and v1"),
+            b"v"
+        );
+        assert_ne!(sealed, v1.seal(b"k", b"v".to_vec()), "another subkey");
+        // the subkeys: the same key and context never open across uses
+        let sessions = v2.for_sessions();
+        let session_sealed = sessions.seal(b"k", b"v".to_vec());
+        assert_ne!(session_sealed, sealed);
+        let err = v2
+            .open(b"k", &session_sealed)
+            .expect_err("the cache's subkey");
+        assert!(
+            !err.is_unknown_key(),
+            "the key is known: altered or misplaced"
+        );
+        assert!(sessions.open(b"k", &sealed).is_err());
+        assert_eq!(sessions.open(b"k", &session_sealed).expect("its own"), b"v");
+        // version 1 has no subkeys: its values open in both
+        let old = v1.seal(b"k", b"v".to_vec());
+        assert_eq!(sessions.open(b"k", &old).expect("v1 in sessions"), b"v");
+        // the version byte is authenticated through the key it selects
+        let mut relabelled = sealed.clone();
+        relabelled[1] = 1;
+        assert!(v2.open(b"k", &relabelled).is_err());
+        let mut unknown = sealed.clone();
+        unknown[1] = 3;
+        assert!(!looks_sealed(&unknown));
+        assert_eq!(sealed_format(&unknown), None);
+        assert_eq!(sealed_format(&old), Some(SealFormat::V1));
+        assert_eq!(sealed_format(&sealed), Some(SealFormat::V2));
+    }
+
+    #[test]
+    fn a_set_member_is_found_in_every_key_and_format() {
+        for format in [SealFormat::V1, SealFormat::V2] {
+            let keys = keys(&[2, 1]).with_format(format);
+            let forms = keys.seal_under_each(b"s", b"m");
+            assert_eq!(forms.len(), 4);
+            assert_eq!(
+                forms[0],
+                keys.seal(b"s", b"m".to_vec()),
+                "the written form first"
+            );
+            for (writer, written) in [
+                (self::keys(&[1]), SealFormat::V1),
+                (self::keys(&[1]), SealFormat::V2),
+                (self::keys(&[2]), SealFormat::V1),
+                (self::keys(&[2]), SealFormat::V2),
+            ] {
+                let member = writer.with_format(written).seal(b"s", b"m".to_vec());
+                assert!(forms.contains(&member), "{format:?} finds {written:?}");
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_open_and_never_panic(
@@ -376,6 +627,7 @@ mod tests {
         ) {
             let keys = keys(&[3]);
             proptest::prop_assert!(keys.open(b"k", &bytes).is_err());
+            proptest::prop_assert!(keys.for_sessions().open(b"k", &bytes).is_err());
         }
     }
 }

@@ -237,7 +237,8 @@ impl Format {
     }
 
     /// Encodes a set member as every form it may be stored in: sealed under each
-    /// configured key after a rotation (the sealing key's form first), else the one form.
+    /// configured key in each format (the form [`sealed`](Format::sealed) writes first),
+    /// else the one form.
     /// A set finds its members by their bytes, so removing a member takes every form.
     pub(crate) fn encode_member<T: Serialize + ?Sized>(
         &self,
@@ -259,8 +260,9 @@ impl Format {
     /// an old key and the new one, which read as one member. Members that do not open are
     /// kept (their decoding reports them).
     pub(crate) fn distinct_members<'m>(&self, key: &str, members: &'m [Vec<u8>]) -> Vec<&'m [u8]> {
-        // Under one key a member seals to one form: only a rotation makes two.
-        let Some(keys) = self.encryption.as_ref().filter(|keys| keys.len() > 1) else {
+        // A member seals to one form per key and format: a rotation or a change of format
+        // (`CACHE_ENCRYPTION_FORMAT`, with writers of both during a rolling deploy) makes two.
+        let Some(keys) = self.encryption.as_ref() else {
             return members.iter().map(Vec::as_slice).collect();
         };
         let mut seen = std::collections::HashSet::new();

@@ -17,6 +17,7 @@ use crate::store::{
 };
 use crate::telemetry;
 use crate::token::{Hasher, SessionToken};
+use cache_core::encryption::{EncryptionKeys, SealFormat};
 
 const MAX_USER_ID_BYTES: usize = 1024;
 
@@ -65,6 +66,12 @@ struct Inner {
     /// the memo holds no token, so a dump of the process's memory hands out no live session
     /// (the ids are what the store holds).
     ids: Memo,
+    /// The configured keys for session data ([`EncryptionKeys::for_sessions`]).
+    sealing: Option<EncryptionKeys>,
+    /// The `sid` (see [`Stored::sid`]; empty: none) of recently read or created sessions, by
+    /// store id: what an update seals its fields to without reading the session first. A
+    /// store id names one session for good (a rotation keeps the `sid`).
+    sids: Memo,
 }
 
 /// A bounded map of recent hash results, found by a 128-bit digest of their input keyed
@@ -117,19 +124,49 @@ impl Memo {
 
     fn get_or(&self, input: &str, compute: impl FnOnce() -> String) -> String {
         let digest = self.digest(input);
-        let mut memo = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut memo = self.map();
         if let Some(output) = memo.get(&digest) {
             return output.clone();
         }
+        let output = compute();
+        Memo::insert(&mut memo, digest, output.clone());
+        output
+    }
+
+    fn get(&self, input: &str) -> Option<String> {
+        let digest = self.digest(input);
+        self.map().get(&digest).cloned()
+    }
+
+    /// Remembers `output()` for `input` unless something is remembered already.
+    fn put(&self, input: &str, output: impl FnOnce() -> String) {
+        let digest = self.digest(input);
+        let mut memo = self.map();
+        if !memo.contains_key(&digest) {
+            Memo::insert(&mut memo, digest, output());
+        }
+    }
+
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<u128, String, std::hash::BuildHasherDefault<Digested>>,
+    > {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn insert(
+        memo: &mut std::collections::HashMap<u128, String, std::hash::BuildHasherDefault<Digested>>,
+        digest: u128,
+        output: String,
+    ) {
         if memo.len() >= Memo::CAPACITY {
             memo.clear();
         }
-        let output = compute();
-        memo.insert(digest, output.clone());
-        output
+        memo.insert(digest, output);
     }
 }
 
@@ -250,11 +287,13 @@ impl SessionManager {
         SessionManager {
             inner: Arc::new(Inner {
                 backend,
-                config,
                 hasher,
                 ledgers,
                 tags: Memo::default(),
                 ids: Memo::default(),
+                sealing: config.encryption.as_ref().map(EncryptionKeys::for_sessions),
+                sids: Memo::default(),
+                config,
             }),
         }
     }
@@ -306,18 +345,32 @@ impl SessionManager {
         }
     }
 
-    /// The associated data of a sealed field: its name and its user's tag.
-    fn field_context(tag: &str, field: &str) -> Vec<u8> {
-        format!("cachemere session\0{tag}\0{field}").into_bytes()
+    /// How a field of the session bound to `sid` is sealed: the format and the associated
+    /// data. A session with a `sid` (created in format 2) holds format 2 fields bound to its
+    /// user's tag, the `sid` and their name; one without, format 1 fields bound to the tag
+    /// and name. A field moved to another session does not open there, nor does a field of
+    /// one format in a session of the other.
+    fn field_seal(tag: &str, sid: Option<&str>, field: &str) -> (SealFormat, Vec<u8>) {
+        match sid {
+            None => (
+                SealFormat::V1,
+                format!("cachemere session\0{tag}\0{field}").into_bytes(),
+            ),
+            Some(sid) => (
+                SealFormat::V2,
+                format!("cachemere session 2\0{tag}\0{sid}\0{field}").into_bytes(),
+            ),
+        }
     }
 
     /// A data field's JSON as stored: itself, or sealed and carried as a JSON string (base64)
     /// when encryption is configured (the store's scripts splice stored values into JSON).
-    fn sealed_field(&self, tag: &str, field: &str, json: Vec<u8>) -> Vec<u8> {
-        match &self.inner.config.encryption {
+    fn sealed_field(&self, tag: &str, sid: Option<&str>, field: &str, json: Vec<u8>) -> Vec<u8> {
+        match &self.inner.sealing {
             None => json,
             Some(keys) => {
-                let sealed = keys.seal(&SessionManager::field_context(tag, field), json);
+                let (format, context) = SessionManager::field_seal(tag, sid, field);
+                let sealed = keys.seal_as(format, &context, json);
                 format!("\"{}\"", STANDARD.encode(sealed)).into_bytes()
             }
         }
@@ -328,6 +381,7 @@ impl SessionManager {
     fn opened_field(
         &self,
         tag: &str,
+        sid: Option<&str>,
         field: &str,
         stored: Vec<u8>,
     ) -> std::result::Result<(Vec<u8>, Option<Vec<u8>>), Unread> {
@@ -336,7 +390,7 @@ impl SessionManager {
             let text: String = serde_json::from_slice(&stored).ok()?;
             STANDARD.decode(text).ok()
         };
-        let Some(keys) = &self.inner.config.encryption else {
+        let Some(keys) = &self.inner.sealing else {
             // sealed bytes start `0xCE 0x01`, `zg` in base64: other values cost one compare
             if stored.starts_with(b"\"zg")
                 && sealed().is_some_and(|bytes| cache_core::encryption::looks_sealed(&bytes))
@@ -351,7 +405,8 @@ impl SessionManager {
         else {
             return Err(Unread::Plain);
         };
-        match keys.open(&SessionManager::field_context(tag, field), &sealed) {
+        let (_, context) = SessionManager::field_seal(tag, sid, field);
+        match keys.open(&context, &sealed) {
             Ok(json) => Ok((json, (!keys.sealed_by_current(&sealed)).then_some(stored))),
             Err(err) if err.is_unknown_key() => Err(Unread::Settings(
                 "sealed under a key this manager does not have (CACHE_ENCRYPTION_KEY): roll the \
@@ -369,11 +424,12 @@ impl SessionManager {
     fn session(&self, stored: Stored, tag: &str) -> Result<Opened> {
         let mut data = Map::new();
         let mut reseal = Vec::new();
+        let sid = stored.sid.as_deref();
         for (field, stored_json) in stored.data {
-            let json = match self.opened_field(tag, &field, stored_json) {
+            let json = match self.opened_field(tag, sid, &field, stored_json) {
                 Ok((json, stale)) => {
                     if let Some(old) = stale {
-                        let new = self.sealed_field(tag, &field, json.clone());
+                        let new = self.sealed_field(tag, sid, &field, json.clone());
                         reseal.push((field.clone(), Change::Replace { old, new }));
                     }
                     json
@@ -436,11 +492,21 @@ impl SessionManager {
         let ttl = millis("session ttl", ttl.unwrap_or(config.ttl))?;
         let absolute = millis("absolute session ttl", config.absolute_ttl)?;
         let tag = self.user_tag(user_id);
+        // format 2 binds the session's fields to a random id of its own
+        let sid = match &self.inner.sealing {
+            Some(keys) if keys.format() != SealFormat::V1 => {
+                Some(crate::token::random_text::<16>()?)
+            }
+            _ => None,
+        };
         let fields = data
             .fields()
             .map(|(field, value)| {
                 serde_json::to_vec(value)
-                    .map(|json| (field.to_owned(), self.sealed_field(&tag, field, json)))
+                    .map(|json| {
+                        let sealed = self.sealed_field(&tag, sid.as_deref(), field, json);
+                        (field.to_owned(), sealed)
+                    })
                     .map_err(|source| Error::Encode {
                         field: field.to_owned(),
                         source,
@@ -454,9 +520,15 @@ impl SessionManager {
             ttl,
             absolute,
             limit: config.max_per_user.unwrap_or(0),
+            sid: sid.as_deref(),
             data: &fields,
         };
         let (_, evicted) = self.inner.backend.create(&keys, &new).await?;
+        if self.inner.sealing.is_some() {
+            self.inner
+                .sids
+                .put(&keys.id, || sid.clone().unwrap_or_default());
+        }
         if evicted > 0 {
             tracing::debug!(evicted, "ended sessions beyond the per-user limit");
         }
@@ -520,6 +592,9 @@ impl SessionManager {
         match self.inner.backend.get(&keys, touch_after).await? {
             Lookup::Live(stored) if self.user_tag(&stored.user_id) == token.tag() => {
                 let refreshed = stored.refreshed;
+                if self.inner.sealing.is_some() {
+                    self.remember_sid(&keys, &stored);
+                }
                 match self.session(stored, token.tag())? {
                     Opened::Session(session, reseal) => {
                         if !reseal.is_empty() {
@@ -557,21 +632,54 @@ impl SessionManager {
         if patch.is_empty() {
             return Ok(self.get_session(token.expose()).await?.is_some());
         }
+        let keys = self.keys(&token);
+        let sets = patch.changes.iter().any(|(_, json)| json.is_some());
+        let sid = match &self.inner.sealing {
+            Some(_) if sets => match self.sid(&token, &keys).await? {
+                Some(sid) => sid,
+                None => return Ok(false),
+            },
+            _ => None,
+        };
         let changes: Vec<(String, Change)> = patch
             .changes
             .into_iter()
             .map(|(field, json)| {
                 let change = match json {
-                    Some(json) => Change::Set(self.sealed_field(token.tag(), &field, json)),
+                    Some(json) => {
+                        Change::Set(self.sealed_field(token.tag(), sid.as_deref(), &field, json))
+                    }
                     None => Change::Remove,
                 };
                 (field, change)
             })
             .collect();
+        self.inner.backend.update(&keys, &changes).await
+    }
+
+    /// The `sid` of the session `keys` names, for sealing fields to it: remembered from an
+    /// earlier read or creation here, or read now (the read is a use, as a request's
+    /// validation is). `None` when there is no live session; `Some(None)` for a session
+    /// without one.
+    async fn sid(&self, token: &SessionToken, keys: &Keys) -> Result<Option<Option<String>>> {
+        if let Some(sid) = self.inner.sids.get(&keys.id) {
+            return Ok(Some((!sid.is_empty()).then_some(sid)));
+        }
+        let touch_after =
+            u64::try_from(self.inner.config.touch_after_value().as_millis()).unwrap_or(u64::MAX);
+        match self.inner.backend.get(keys, touch_after).await? {
+            Lookup::Live(stored) if self.user_tag(&stored.user_id) == token.tag() => {
+                self.remember_sid(keys, &stored);
+                Ok(Some(stored.sid))
+            }
+            Lookup::Live(_) | Lookup::Expired | Lookup::Missing => Ok(None),
+        }
+    }
+
+    fn remember_sid(&self, keys: &Keys, stored: &Stored) {
         self.inner
-            .backend
-            .update(&self.keys(&token), &changes)
-            .await
+            .sids
+            .put(&keys.id, || stored.sid.clone().unwrap_or_default());
     }
 
     /// Pushes the expiry to at least `by` from now (within the absolute limit); returns the
@@ -617,11 +725,12 @@ impl SessionManager {
         let token = SessionToken::parse(token.as_ref())?;
         let fresh = SessionToken::generate(token.tag())?;
         let grace = u64::try_from(self.inner.config.rotation_grace.as_millis()).unwrap_or(u64::MAX);
-        let rotated = self
-            .inner
-            .backend
-            .rotate(&self.keys(&token), &self.keys(&fresh), grace)
-            .await?;
+        let (old, new) = (self.keys(&token), self.keys(&fresh));
+        let rotated = self.inner.backend.rotate(&old, &new, grace).await?;
+        if let Some(sid) = self.inner.sids.get(&old.id).filter(|_| rotated) {
+            // the session keeps its `sid`
+            self.inner.sids.put(&new.id, || sid);
+        }
         telemetry::count(
             &self.inner.config.name,
             "cachemere.session.rotated",

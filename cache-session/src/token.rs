@@ -53,13 +53,9 @@ impl SessionToken {
     }
 
     pub(crate) fn generate(tag: &str) -> Result<SessionToken> {
-        let mut secret = [0u8; SECRET_BYTES];
-        getrandom::fill(&mut secret).map_err(|err| Error::Random {
-            reason: err.to_string(),
-        })?;
         Ok(SessionToken(format!(
             "{PREFIX}{tag}_{}",
-            URL_SAFE_NO_PAD.encode(secret)
+            random_text::<SECRET_BYTES>()?
         )))
     }
 
@@ -87,6 +83,15 @@ impl SessionToken {
             _ => invalid("malformed secret"),
         }
     }
+}
+
+/// `N` bytes from the operating system's CSPRNG, in unpadded URL-safe base64.
+pub(crate) fn random_text<const N: usize>() -> Result<String> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|err| Error::Random {
+        reason: err.to_string(),
+    })?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 impl AsRef<str> for SessionToken {

@@ -182,6 +182,7 @@ impl Backend for MemorySessions {
             expires_at: now.saturating_add(new.ttl).min(absolute_at),
             absolute_at,
             ttl: new.ttl,
+            sid: new.sid.map(str::to_owned),
             data: new.data.to_vec(),
             refreshed: false,
         };

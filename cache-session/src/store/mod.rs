@@ -78,6 +78,9 @@ pub(crate) struct Stored {
     pub(crate) expires_at: u64,
     pub(crate) absolute_at: u64,
     pub(crate) ttl: u64,
+    /// The random id data fields are bound to when sealed in format 2 (kept across
+    /// rotations); `None` for a session created without it.
+    pub(crate) sid: Option<String>,
     pub(crate) data: Vec<(String, Vec<u8>)>,
     /// This read slid the expiry of the session its own token names (not one an old token
     /// forwards to after a rotation).
@@ -99,6 +102,8 @@ pub(crate) struct NewSession<'a> {
     pub(crate) ttl: u64,
     pub(crate) absolute: u64,
     pub(crate) limit: usize,
+    /// See [`Stored::sid`].
+    pub(crate) sid: Option<&'a str>,
     pub(crate) data: &'a [(String, Vec<u8>)],
 }
 
@@ -191,6 +196,8 @@ struct Wire<'a> {
     ttl: u64,
     #[serde(default)]
     refreshed: bool,
+    #[serde(default)]
+    sid: Option<String>,
     #[serde(borrow)]
     data: std::collections::HashMap<String, &'a serde_json::value::RawValue>,
 }
@@ -209,6 +216,7 @@ impl Stored {
             expires_at: wire.expires_at,
             absolute_at: wire.absolute_at,
             ttl: wire.ttl,
+            sid: wire.sid,
             refreshed: wire.refreshed,
             data: wire
                 .data
@@ -231,6 +239,7 @@ impl Stored {
             expires_at: 0,
             absolute_at: 0,
             ttl: 0,
+            sid: None,
             data: Vec::new(),
             refreshed: false,
         };
@@ -253,6 +262,12 @@ impl Stored {
                 "expires_at" => stored.expires_at = number()?,
                 "absolute_at" => stored.absolute_at = number()?,
                 "ttl" => stored.ttl = number()?,
+                "sid" => {
+                    stored.sid = Some(
+                        String::from_utf8(value)
+                            .map_err(|_| corrupt("`sid` is not UTF-8".into()))?,
+                    );
+                }
                 _ => {
                     if let Some(name) = field.strip_prefix("d:") {
                         stored.data.push((name.to_owned(), value));

@@ -59,7 +59,8 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'created_at', int(now), 'last_accessed', int(now),
   'expires_at', int(expires), 'absolute_at', int(absolute_at), 'ttl', int(ttl))
 local ledger = ARGV[7]
-for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], 'd:' .. ARGV[i], ARGV[i + 1]) end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'sid', ARGV[8]) end
+for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], 'd:' .. ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIREAT', KEYS[1], int(expires))
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
 redis.call('ZADD', KEYS[2], int(expires), ARGV[5])
@@ -132,6 +133,7 @@ if refreshed then out[#out + 1] = ',"refreshed":true' end
 for _, name in ipairs({'created_at', 'last_accessed', 'expires_at', 'absolute_at', 'ttl'}) do
   out[#out + 1] = ',"' .. name .. '":' .. h[name]
 end
+if h.sid then out[#out + 1] = ',"sid":' .. cjson.encode(h.sid) end
 out[#out + 1] = ',"data":{'
 local sep = ''
 for i = 1, #fields, 2 do
@@ -427,7 +429,8 @@ impl Backend for RedisStore {
             .arg(new.limit)
             .arg(&keys.id)
             .arg(&keys.session_prefix)
-            .arg(&*keys.ledger);
+            .arg(&*keys.ledger)
+            .arg(new.sid.unwrap_or_default());
         for (name, value) in new.data {
             invocation.arg(name).arg(value.as_slice());
         }
@@ -441,6 +444,7 @@ impl Backend for RedisStore {
             expires_at,
             absolute_at,
             ttl: new.ttl,
+            sid: new.sid.map(str::to_owned),
             data: new.data.to_vec(),
             refreshed: false,
         };
