@@ -348,6 +348,78 @@ async fn sets_and_hashes_survive_a_key_rotation_and_hash_values_stay_in_their_fi
     assert_eq!(all, [("role".to_owned(), "student".to_owned())]);
 }
 
+/// `CACHE_ENCRYPTION_FORMAT=2` switched on in a rolling deploy: caches writing either
+/// format on one Redis read each other's values, hash fields and set members, and a set
+/// member written in both formats is one member, removed by either.
+#[tokio::test]
+async fn switching_the_format_loses_no_value_and_duplicates_no_member() {
+    use cachemere::cache_core::encryption::{SealFormat, sealed_format};
+    let server = RedisServer::start_private().expect("start redis-server");
+    let store = RedisStore::connect(&server.config())
+        .await
+        .expect("connect");
+    let cache = |format: SealFormat| {
+        Cache::builder(store.clone())
+            .encryption(key(1).map(|keys| keys.with_format(format)))
+            .build()
+    };
+    let (v1, v2) = (cache(SealFormat::V1), cache(SealFormat::V2));
+    let mut connection = store.connection();
+    for (writer, reader, format, name) in [
+        (&v1, &v2, SealFormat::V1, "one"),
+        (&v2, &v1, SealFormat::V2, "two"),
+    ] {
+        writer.set(name, &SECRET, Ttl::Long).await.expect("set");
+        let raw: Vec<u8> = redis::cmd("GET")
+            .arg(name)
+            .query_async(&mut connection)
+            .await
+            .expect("GET");
+        assert_eq!(sealed_format(&raw), Some(format));
+        assert_eq!(
+            reader.get::<String>(name).await.expect("get").as_deref(),
+            Some(SECRET)
+        );
+        writer
+            .hset("user:42", name, &SECRET, Ttl::Long)
+            .await
+            .expect("hset");
+        assert_eq!(
+            reader
+                .hget::<String>("user:42", name)
+                .await
+                .expect("hget")
+                .as_deref(),
+            Some(SECRET)
+        );
+    }
+    assert_eq!(
+        v1.sadd("online", &["ada", "alan"], Ttl::Long)
+            .await
+            .expect("sadd"),
+        2
+    );
+    assert_eq!(
+        v2.sadd("online", &["ada", "grace"], Ttl::Long)
+            .await
+            .expect("sadd"),
+        1,
+        "a member written in format 1 is not new"
+    );
+    for reader in [&v1, &v2] {
+        let mut members: Vec<String> = reader.smembers("online").await.expect("smembers");
+        members.sort();
+        assert_eq!(members, ["ada", "alan", "grace"], "no duplicate");
+    }
+    assert_eq!(v1.srem("online", &["grace"]).await.expect("srem"), 1);
+    assert_eq!(v2.srem("online", &["alan"]).await.expect("srem"), 1);
+    assert_eq!(
+        v1.smembers::<String>("online").await.expect("smembers"),
+        ["ada"]
+    );
+    assert_eq!(v1.stats().decode_failures + v2.stats().decode_failures, 0);
+}
+
 #[tokio::test]
 async fn json_with_encryption_is_refused_unless_asked_for() {
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -580,21 +652,28 @@ async fn session_data_is_stored_encrypted_and_fails_closed_when_it_does_not_open
 /// "can" lines are limits of today's design, pinned so that a change to them is seen.
 #[tokio::test]
 async fn what_an_attacker_with_write_access_to_redis_can_and_cannot_do() {
-    use cachemere::cache_session::{SessionConfig, SessionData, SessionManager, SessionPatch};
+    use cachemere::cache_core::encryption::SealFormat;
+    use cachemere::cache_session::{
+        SessionConfig, SessionData, SessionManager, SessionPatch, SessionToken,
+    };
     let server = RedisServer::start_private().expect("start redis-server");
     let store = RedisStore::connect(&server.config())
         .await
         .expect("connect");
-    let sessions = SessionManager::new(
-        store.clone(),
-        SessionConfig::default()
-            .secret("attacker test")
-            .encryption(key(1)),
-    );
+    let manager = |format: SealFormat| {
+        SessionManager::new(
+            store.clone(),
+            SessionConfig::default()
+                .secret("attacker test")
+                .encryption(key(1).map(|keys| keys.with_format(format))),
+        )
+    };
+    let sessions = manager(SealFormat::V2);
+    let legacy = manager(SealFormat::V1);
     let mut connection = store.connection();
     let with_role = |role: &str| SessionData::new().with("role", role).expect("data");
-    let role_of = |token| {
-        let sessions = sessions.clone();
+    let role_of = |token: &SessionToken| {
+        let (sessions, token) = (sessions.clone(), token.clone());
         async move {
             sessions
                 .get_session(&token)
@@ -603,10 +682,17 @@ async fn what_an_attacker_with_write_access_to_redis_can_and_cannot_do() {
                 .map(|session| session.data.get::<String>("role").expect("a string"))
         }
     };
-    // the key of a session, found by its stable id
-    let key_of = |id: String| {
-        let mut connection = store.connection();
+    // a session's key, found by its stable id
+    let key_of = |user: &'static str, token: SessionToken| {
+        let (sessions, mut connection) = (sessions.clone(), store.connection());
         async move {
+            let role = role_of(&token).await.expect("live");
+            let listed = sessions.get_user_sessions(user).await.expect("list");
+            let id = listed
+                .into_iter()
+                .find(|listed| listed.session.data.get::<String>("role").expect("role") == role)
+                .expect("listed")
+                .id;
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("*:s:{id}"))
                 .query_async(&mut connection)
@@ -615,8 +701,8 @@ async fn what_an_attacker_with_write_access_to_redis_can_and_cannot_do() {
             keys.into_iter().next().expect("the session's key")
         }
     };
-    let hget = |key: String, field: &'static str| {
-        let mut connection = store.connection();
+    let hget = |key: &str, field: &'static str| {
+        let (key, mut connection) = (key.to_owned(), store.connection());
         async move {
             let value: Option<Vec<u8>> = redis::cmd("HGET")
                 .arg(&key)
@@ -624,88 +710,95 @@ async fn what_an_attacker_with_write_access_to_redis_can_and_cannot_do() {
                 .query_async(&mut connection)
                 .await
                 .expect("HGET");
-            value
+            value.expect("the field")
+        }
+    };
+    let hset = |key: &str, field: &'static str, value: Vec<u8>| {
+        let (key, mut connection) = (key.to_owned(), store.connection());
+        async move {
+            let _: () = redis::cmd("HSET")
+                .arg(&key)
+                .arg(field)
+                .arg(value)
+                .query_async(&mut connection)
+                .await
+                .expect("HSET");
+        }
+    };
+    let create = |sessions: &SessionManager, user: &'static str, role: &'static str| {
+        let (sessions, data) = (sessions.clone(), with_role(role));
+        async move {
+            let token = sessions
+                .create_session(user, data, None)
+                .await
+                .expect("create");
+            let key = key_of(user, token.clone()).await;
+            (token, key)
         }
     };
 
-    let teacher = sessions
-        .create_session("ada", with_role("teacher"), None)
-        .await
-        .expect("create");
-    let admin = sessions
-        .create_session("ada", with_role("admin"), None)
-        .await
-        .expect("create");
-    let student = sessions
-        .create_session("bob", with_role("student"), None)
-        .await
-        .expect("create");
-    let ids: Vec<(String, String)> = {
-        let mut ids = Vec::new();
-        for user in ["ada", "bob"] {
-            for listed in sessions.get_user_sessions(user).await.expect("list") {
-                let role = listed.session.data.get::<String>("role").expect("role");
-                ids.push((role.expect("a role"), listed.id));
-            }
-        }
-        ids
-    };
-    let key_with = |role: &str| {
-        let id = ids
-            .iter()
-            .find(|(r, _)| r == role)
-            .map(|(_, id)| id.clone())
-            .expect("listed");
-        key_of(id)
-    };
-    let (teacher_key, admin_key, student_key) = (
-        key_with("teacher").await,
-        key_with("admin").await,
-        key_with("student").await,
-    );
-    let admin_role = hget(admin_key.clone(), "d:role")
-        .await
-        .expect("sealed role");
+    let (admin, admin_key) = create(&sessions, "ada", "admin").await;
+    let admin_role = hget(&admin_key, "d:role").await;
+    let (student, student_key) = create(&sessions, "bob", "student").await;
 
     // cannot: move a sealed field into another user's session (it is bound to the user):
     // the session is treated as unknown and ended
-    let _: () = redis::cmd("HSET")
-        .arg(&student_key)
-        .arg("d:role")
-        .arg(&admin_role)
-        .query_async(&mut connection)
-        .await
-        .expect("HSET");
-    assert_eq!(role_of(student.clone()).await, None);
+    hset(&student_key, "d:role", admin_role.clone()).await;
+    assert_eq!(role_of(&student).await, None);
 
     // cannot: hand a session to another user (the token carries its user's tag)
-    let _: () = redis::cmd("HSET")
-        .arg(&teacher_key)
-        .arg("user_id")
-        .arg("bob")
-        .query_async(&mut connection)
-        .await
-        .expect("HSET");
-    assert_eq!(role_of(teacher.clone()).await, None);
-    let _: () = redis::cmd("HSET")
-        .arg(&teacher_key)
-        .arg("user_id")
-        .arg("ada")
-        .query_async(&mut connection)
-        .await
-        .expect("HSET");
+    let (teacher, teacher_key) = create(&sessions, "ada", "teacher").await;
+    hset(&teacher_key, "user_id", b"bob".to_vec()).await;
+    assert_eq!(role_of(&teacher).await, None);
+    hset(&teacher_key, "user_id", b"ada".to_vec()).await;
+    assert_eq!(role_of(&teacher).await, Some(Some("teacher".into())));
 
-    // can: move a sealed field between two sessions of the same user, or put back an
-    // older value of a field (a field is bound to its user and name, not to its session
-    // or its version)
-    let _: () = redis::cmd("HSET")
-        .arg(&teacher_key)
-        .arg("d:role")
-        .arg(&admin_role)
+    // cannot: move a sealed field between two sessions of the same user (format 2 binds it
+    // to its session's sid), nor strip or swap the sid, nor move in a field of a session
+    // sealed in format 1: each time the session is ended
+    let (legacy_guest, legacy_key) = create(&legacy, "ada", "guest").await;
+    let legacy_role = hget(&legacy_key, "d:role").await;
+    let admin_sid = hget(&admin_key, "sid").await;
+    for (what, field, value, role) in [
+        (
+            "a field of another session",
+            "d:role",
+            admin_role.clone(),
+            "victim 1",
+        ),
+        (
+            "a field sealed in format 1",
+            "d:role",
+            legacy_role.clone(),
+            "victim 2",
+        ),
+        (
+            "another session's sid",
+            "sid",
+            admin_sid.clone(),
+            "victim 3",
+        ),
+    ] {
+        let (victim, victim_key) = create(&sessions, "ada", role).await;
+        assert_eq!(role_of(&victim).await, Some(Some(role.into())));
+        hset(&victim_key, field, value).await;
+        assert_eq!(role_of(&victim).await, None, "{what}");
+    }
+    let (victim, victim_key) = create(&sessions, "ada", "victim 4").await;
+    let _: () = redis::cmd("HDEL")
+        .arg(&victim_key)
+        .arg("sid")
         .query_async(&mut connection)
         .await
-        .expect("HSET");
-    assert_eq!(role_of(teacher.clone()).await, Some(Some("admin".into())));
+        .expect("HDEL");
+    assert_eq!(role_of(&victim).await, None, "the sid stripped");
+
+    // can: replace a session's data as a whole with another session's of the same user
+    // (every field and the sid), and put back an older value of a field (a field is bound
+    // to its session, not to its version)
+    hset(&teacher_key, "sid", admin_sid).await;
+    hset(&teacher_key, "d:role", admin_role.clone()).await;
+    assert_eq!(role_of(&teacher).await, Some(Some("admin".into())));
     assert!(
         sessions
             .update_session(
@@ -715,14 +808,15 @@ async fn what_an_attacker_with_write_access_to_redis_can_and_cannot_do() {
             .await
             .expect("update")
     );
-    let _: () = redis::cmd("HSET")
-        .arg(&admin_key)
-        .arg("d:role")
-        .arg(&admin_role)
-        .query_async(&mut connection)
-        .await
-        .expect("HSET");
-    assert_eq!(role_of(admin.clone()).await, Some(Some("admin".into())));
+    hset(&admin_key, "d:role", admin_role).await;
+    assert_eq!(role_of(&admin).await, Some(Some("admin".into())));
+
+    // can, in sessions created in format 1 (before the switch to format 2): move a field
+    // between two of them of the same user (format 1 binds a field to its user and name)
+    let (other_legacy, other_legacy_key) = create(&legacy, "ada", "owner").await;
+    hset(&other_legacy_key, "d:role", legacy_role).await;
+    assert_eq!(role_of(&other_legacy).await, Some(Some("guest".into())));
+    assert_eq!(role_of(&legacy_guest).await, Some(Some("guest".into())));
 
     // can: remove data fields (the session reads without them), and lengthen a session
     // (its times are not authenticated, only bounded by the key's expiry it also sets)
@@ -732,7 +826,7 @@ async fn what_an_attacker_with_write_access_to_redis_can_and_cannot_do() {
         .query_async(&mut connection)
         .await
         .expect("HDEL");
-    assert_eq!(role_of(teacher.clone()).await, Some(None));
+    assert_eq!(role_of(&teacher).await, Some(None));
     let far = 4_000_000_000_000u64;
     let _: () = redis::cmd("HSET")
         .arg(&teacher_key)

@@ -260,9 +260,9 @@ impl Format {
     /// an old key and the new one, which read as one member. Members that do not open are
     /// kept (their decoding reports them).
     pub(crate) fn distinct_members<'m>(&self, key: &str, members: &'m [Vec<u8>]) -> Vec<&'m [u8]> {
-        // A member seals to one form per key and format: a rotation or a change of format
-        // (`CACHE_ENCRYPTION_FORMAT`, with writers of both during a rolling deploy) makes two.
-        let Some(keys) = self.encryption.as_ref() else {
+        // A member seals to one form per key and format, and a write replaces every form:
+        // two are stored only after a rotation, written by instances without the new key.
+        let Some(keys) = self.encryption.as_ref().filter(|keys| keys.len() > 1) else {
             return members.iter().map(Vec::as_slice).collect();
         };
         let mut seen = std::collections::HashSet::new();

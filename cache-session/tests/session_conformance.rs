@@ -906,6 +906,81 @@ macro_rules! session_suite {
                 assert_eq!(role(&step3, &s4).await.unwrap().as_deref(), Some("owner"));
             }
 
+            /// `CACHE_ENCRYPTION_FORMAT=2` switched on in a rolling deploy, with instances of
+            /// both formats on one store (every one runs this release): each reads and
+            /// updates the sessions of the other, through rotations and a later key
+            /// rotation, and no session is lost. An instance that never read a session
+            /// still seals its update in the session's own format.
+            #[tokio::test]
+            async fn switching_the_format_in_a_rolling_deploy_loses_no_session() {
+                use cache_core::encryption::SealFormat;
+                let f = $fixture().await;
+                let (old, new) = ([1u8; 32], [2u8; 32]);
+                let on = |keys: &[[u8; 32]], format: SealFormat| {
+                    f.manager(
+                        SessionConfig::default().secret("format").encryption(
+                            EncryptionKeys::new(keys.iter().copied())
+                                .map(|keys| keys.with_format(format)),
+                        ),
+                    )
+                };
+                let role = |sessions: SessionManager, token: SessionToken| async move {
+                    sessions
+                        .get_session(&token)
+                        .await
+                        .unwrap()
+                        .map(|s| s.data.get::<String>("role").unwrap().unwrap())
+                };
+                let set = |sessions: SessionManager, token: SessionToken, role: &'static str| async move {
+                    let patch = SessionPatch::new().set("role", role).unwrap();
+                    assert!(sessions.update_session(&token, patch).await.unwrap(), "{role}");
+                };
+                let v1 = || on(&[old], SealFormat::V1);
+                let v2 = || on(&[old], SealFormat::V2);
+                // a fresh manager for each step: none has read the session before
+                let unbound = v1().create_session("ada", data("teacher"), None).await.unwrap();
+                let bound = v2().create_session("bob", data("student"), None).await.unwrap();
+                for token in [&unbound, &bound] {
+                    for (name, writer) in [("v1", v1()), ("v2", v2())] {
+                        set(writer, token.clone(), name).await;
+                        assert_eq!(role(v1(), token.clone()).await.as_deref(), Some(name));
+                        assert_eq!(role(v2(), token.clone()).await.as_deref(), Some(name));
+                    }
+                }
+                // a manager that has read the session remembers its binding
+                let reader = v1();
+                assert!(reader.get_session(&bound).await.unwrap().is_some());
+                set(reader.clone(), bound.clone(), "remembered").await;
+                assert_eq!(role(v2(), bound.clone()).await.as_deref(), Some("remembered"));
+                // a rotated session keeps its binding, whichever format rotates and writes
+                let mut token = bound;
+                for (rotator, writer) in [(v1(), v2()), (v2(), v1())] {
+                    // the rotator has read the session: it carries the binding over
+                    assert!(rotator.get_session(&token).await.unwrap().is_some());
+                    let rotated = rotator.rotate_session(&token).await.unwrap().expect("live");
+                    set(writer, rotated.clone(), "rotated").await;
+                    set(rotator, rotated.clone(), "by the rotator").await;
+                    for reader in [v1(), v2()] {
+                        assert_eq!(
+                            role(reader, rotated.clone()).await.as_deref(),
+                            Some("by the rotator")
+                        );
+                    }
+                    token = rotated;
+                }
+                // a key rotation seals both sessions again under the new key, each in its
+                // own format, and the old key can go
+                let both = on(&[new, old], SealFormat::V2);
+                for token in [&unbound, &token] {
+                    assert!(both.get_session(token).await.unwrap().is_some());
+                }
+                let only_new = on(&[new], SealFormat::V1);
+                assert_eq!(role(only_new.clone(), unbound.clone()).await.as_deref(), Some("v2"));
+                set(only_new.clone(), token.clone(), "after").await;
+                let newest = on(&[new], SealFormat::V2);
+                assert_eq!(role(newest, token.clone()).await.as_deref(), Some("after"));
+            }
+
             /// Readers sealing fields again under the new key race a writer that keeps
             /// sealing under the old one: the re-sealing is a compare-and-set, so no write
             /// is undone.
