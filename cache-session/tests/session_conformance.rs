@@ -1323,6 +1323,79 @@ async fn each_state_change_is_one_script_call() {
     }
 }
 
+/// With sessions bound to their sid (`CACHE_ENCRYPTION_FORMAT=2`), an update seals to the
+/// session's sid without reading it when this manager created, read or rotated it; a
+/// manager that never saw the session reads it once.
+#[tokio::test]
+async fn a_bound_update_reads_the_session_at_most_once() {
+    use cache_core::encryption::SealFormat;
+    let f = redis_fixture().await;
+    let config = SessionConfig::default()
+        .secret("bound")
+        .encryption(EncryptionKeys::new([[1u8; 32]]).map(|keys| keys.with_format(SealFormat::V2)));
+    let (creator, other) = (f.manager(config.clone()), f.manager(config));
+    let client = ::redis::Client::open(f.server.as_ref().unwrap().url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    // the server learns each script once
+    let warm = creator.create_session("w", data("x"), None).await.unwrap();
+    let patch = SessionPatch::new().set("a", &0).unwrap();
+    creator.update_session(&warm, patch).await.unwrap();
+    creator.get_session(&warm).await.unwrap();
+    creator.rotate_session(&warm).await.unwrap();
+    let token = creator
+        .create_session("u", data("teacher"), None)
+        .await
+        .unwrap();
+    let mut scripts = Vec::new();
+    for (who, sessions, patch) in [
+        (
+            "the creator",
+            &creator,
+            SessionPatch::new().set("a", &1).unwrap(),
+        ),
+        (
+            "a manager new to it",
+            &other,
+            SessionPatch::new().set("a", &2).unwrap(),
+        ),
+        (
+            "that manager again",
+            &other,
+            SessionPatch::new().set("a", &3).unwrap(),
+        ),
+        (
+            "a removal",
+            &f.manager(creator.config().clone()),
+            SessionPatch::new().remove("a"),
+        ),
+    ] {
+        let before = calls(&mut redis, "evalsha").await;
+        assert!(
+            sessions.update_session(&token, patch).await.unwrap(),
+            "{who}"
+        );
+        scripts.push((who, calls(&mut redis, "evalsha").await - before));
+    }
+    let rotated = other.rotate_session(&token).await.unwrap().unwrap();
+    let before = calls(&mut redis, "evalsha").await;
+    let patch = SessionPatch::new().set("a", &4).unwrap();
+    assert!(other.update_session(&rotated, patch).await.unwrap());
+    scripts.push(("the rotator", calls(&mut redis, "evalsha").await - before));
+    assert_eq!(
+        scripts,
+        [
+            ("the creator", 1),
+            ("a manager new to it", 2),
+            ("that manager again", 1),
+            ("a removal", 1),
+            ("the rotator", 1)
+        ]
+    );
+    let session = creator.get_session(&rotated).await.unwrap().unwrap();
+    assert_eq!(session.data.get::<u32>("a").unwrap(), Some(4));
+    assert_eq!(session.data.role(), Some("teacher"));
+}
+
 #[tokio::test]
 async fn a_rotation_timed_out_on_a_frozen_server_leaves_a_working_token() {
     let server = RedisServer::start_private().expect("start redis-server");
