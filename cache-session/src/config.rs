@@ -137,7 +137,10 @@ impl SessionConfig {
     /// Encrypts the values of session data fields in the store (default
     /// `CACHE_ENCRYPTION_KEY`, off when unset), as a cache does its values
     /// ([`EncryptionKeys`]). A field is sealed with its name and the user's tag as associated
-    /// data, so it does not decrypt under another field or another user's session. A
+    /// data, so it does not decrypt under another field or another user's session; in
+    /// [`SealFormat::V2`](cache_core::encryption::SealFormat::V2) (`CACHE_ENCRYPTION_FORMAT=2`)
+    /// a session gets a random `sid` at creation and its fields are bound to it too, so they
+    /// do not decrypt in another session (sessions created before keep format 1). A
     /// session whose data is altered under a configured key is treated as unknown and
     /// ended; one sealed under a key that is not configured (a rotation not rolled out to
     /// this instance yet), or sealed while no key is, is [`Error::Unreadable`] (the request

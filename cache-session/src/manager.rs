@@ -623,6 +623,10 @@ impl SessionManager {
     /// Sets and removes data fields of a live session in one atomic step; fields the patch
     /// does not name are untouched. Returns `false` when there is no live session (a patch
     /// never brings one back).
+    ///
+    /// With encryption in format 2, set fields are sealed to the session's `sid`: known
+    /// without a read when this manager created, read or rotated the session recently,
+    /// otherwise read first (one more round trip, a use of the session as a read is).
     pub async fn update_session(
         &self,
         token: impl AsRef<str>,
