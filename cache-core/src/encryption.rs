@@ -597,6 +597,17 @@ mod tests {
         assert_eq!(sealed_format(&sealed), Some(SealFormat::V2));
     }
 
+    /// Format 1 is what earlier releases wrote and read: its bytes must not change (this
+    /// vector was produced by the release before format 2 existed).
+    #[test]
+    fn format_1_seals_as_earlier_releases_did() {
+        let sealed = keys(&[1]).seal(b"k", b"v".to_vec());
+        assert_eq!(
+            hex(&sealed),
+            "ce010e6d2bdb8264c2bb809563c76bc9db519cc552cdee9125ffd303b2f3e599c0a71666c780ffd0f76efa9e397c69"
+        );
+    }
+
     #[test]
     fn a_set_member_is_found_in_every_key_and_format() {
         for format in [SealFormat::V1, SealFormat::V2] {

@@ -170,6 +170,36 @@ impl Memo {
     }
 }
 
+/// How the data fields of one session are sealed: the format and the associated data. A
+/// session with a `sid` (created in format 2) holds format 2 fields bound to its user's tag,
+/// the `sid` and their name; one without, format 1 fields bound to the tag and name. A field
+/// moved to another session does not open there, nor does a field of one format in a
+/// session of the other.
+struct FieldSeal<'a> {
+    format: SealFormat,
+    tag: &'a str,
+    sid: Option<&'a str>,
+}
+
+impl<'a> FieldSeal<'a> {
+    fn new(tag: &'a str, sid: Option<&'a str>) -> FieldSeal<'a> {
+        let format = match sid {
+            None => SealFormat::V1,
+            Some(_) => SealFormat::V2,
+        };
+        FieldSeal { format, tag, sid }
+    }
+
+    /// The associated data of `field`.
+    fn context(&self, field: &str) -> Vec<u8> {
+        let parts = match self.sid {
+            None => ["cachemere session\0", self.tag, "\0", "", "", field],
+            Some(sid) => ["cachemere session 2\0", self.tag, "\0", sid, "\0", field],
+        };
+        parts.concat().into_bytes()
+    }
+}
+
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionManager")
@@ -345,32 +375,13 @@ impl SessionManager {
         }
     }
 
-    /// How a field of the session bound to `sid` is sealed: the format and the associated
-    /// data. A session with a `sid` (created in format 2) holds format 2 fields bound to its
-    /// user's tag, the `sid` and their name; one without, format 1 fields bound to the tag
-    /// and name. A field moved to another session does not open there, nor does a field of
-    /// one format in a session of the other.
-    fn field_seal(tag: &str, sid: Option<&str>, field: &str) -> (SealFormat, Vec<u8>) {
-        match sid {
-            None => (
-                SealFormat::V1,
-                format!("cachemere session\0{tag}\0{field}").into_bytes(),
-            ),
-            Some(sid) => (
-                SealFormat::V2,
-                format!("cachemere session 2\0{tag}\0{sid}\0{field}").into_bytes(),
-            ),
-        }
-    }
-
     /// A data field's JSON as stored: itself, or sealed and carried as a JSON string (base64)
     /// when encryption is configured (the store's scripts splice stored values into JSON).
-    fn sealed_field(&self, tag: &str, sid: Option<&str>, field: &str, json: Vec<u8>) -> Vec<u8> {
+    fn sealed_field(&self, seal: &FieldSeal<'_>, field: &str, json: Vec<u8>) -> Vec<u8> {
         match &self.inner.sealing {
             None => json,
             Some(keys) => {
-                let (format, context) = SessionManager::field_seal(tag, sid, field);
-                let sealed = keys.seal_as(format, &context, json);
+                let sealed = keys.seal_as(seal.format, &seal.context(field), json);
                 format!("\"{}\"", STANDARD.encode(sealed)).into_bytes()
             }
         }
@@ -380,8 +391,7 @@ impl SessionManager {
     /// bytes when they were sealed under an older key (to be sealed again over them).
     fn opened_field(
         &self,
-        tag: &str,
-        sid: Option<&str>,
+        seal: &FieldSeal<'_>,
         field: &str,
         stored: Vec<u8>,
     ) -> std::result::Result<(Vec<u8>, Option<Vec<u8>>), Unread> {
@@ -405,8 +415,7 @@ impl SessionManager {
         else {
             return Err(Unread::Plain);
         };
-        let (_, context) = SessionManager::field_seal(tag, sid, field);
-        match keys.open(&context, &sealed) {
+        match keys.open(&seal.context(field), &sealed) {
             Ok(json) => Ok((json, (!keys.sealed_by_current(&sealed)).then_some(stored))),
             Err(err) if err.is_unknown_key() => Err(Unread::Settings(
                 "sealed under a key this manager does not have (CACHE_ENCRYPTION_KEY): roll the \
@@ -424,12 +433,12 @@ impl SessionManager {
     fn session(&self, stored: Stored, tag: &str) -> Result<Opened> {
         let mut data = Map::new();
         let mut reseal = Vec::new();
-        let sid = stored.sid.as_deref();
+        let seal = FieldSeal::new(tag, stored.sid.as_deref());
         for (field, stored_json) in stored.data {
-            let json = match self.opened_field(tag, sid, &field, stored_json) {
+            let json = match self.opened_field(&seal, &field, stored_json) {
                 Ok((json, stale)) => {
                     if let Some(old) = stale {
-                        let new = self.sealed_field(tag, sid, &field, json.clone());
+                        let new = self.sealed_field(&seal, &field, json.clone());
                         reseal.push((field.clone(), Change::Replace { old, new }));
                     }
                     json
@@ -499,14 +508,12 @@ impl SessionManager {
             }
             _ => None,
         };
+        let seal = FieldSeal::new(&tag, sid.as_deref());
         let fields = data
             .fields()
             .map(|(field, value)| {
                 serde_json::to_vec(value)
-                    .map(|json| {
-                        let sealed = self.sealed_field(&tag, sid.as_deref(), field, json);
-                        (field.to_owned(), sealed)
-                    })
+                    .map(|json| (field.to_owned(), self.sealed_field(&seal, field, json)))
                     .map_err(|source| Error::Encode {
                         field: field.to_owned(),
                         source,
@@ -645,14 +652,13 @@ impl SessionManager {
             },
             _ => None,
         };
+        let seal = FieldSeal::new(token.tag(), sid.as_deref());
         let changes: Vec<(String, Change)> = patch
             .changes
             .into_iter()
             .map(|(field, json)| {
                 let change = match json {
-                    Some(json) => {
-                        Change::Set(self.sealed_field(token.tag(), sid.as_deref(), &field, json))
-                    }
+                    Some(json) => Change::Set(self.sealed_field(&seal, &field, json)),
                     None => Change::Remove,
                 };
                 (field, change)
@@ -868,7 +874,26 @@ enum Opened {
 
 #[cfg(test)]
 mod tests {
-    use super::Memo;
+    use super::{FieldSeal, Memo, SealFormat};
+
+    /// The associated data is part of what is stored: sessions written by earlier releases
+    /// (format 1) must keep opening, so its bytes are pinned here.
+    #[test]
+    fn the_associated_data_of_each_format_is_stable() {
+        let tag = "00112233445566778899aabbccddeeff";
+        let v1 = FieldSeal::new(tag, None);
+        assert_eq!(v1.format, SealFormat::V1);
+        assert_eq!(
+            v1.context("role"),
+            b"cachemere session\x0000112233445566778899aabbccddeeff\x00role"
+        );
+        let v2 = FieldSeal::new(tag, Some("sid-Ab_9"));
+        assert_eq!(v2.format, SealFormat::V2);
+        assert_eq!(
+            v2.context("role"),
+            b"cachemere session 2\x0000112233445566778899aabbccddeeff\x00sid-Ab_9\x00role"
+        );
+    }
 
     #[test]
     fn the_memo_answers_from_digests_and_starts_over_when_full() {

@@ -391,10 +391,15 @@ async fn run(variant: &str, n: u64, url: &str) {
                 }
             }
         }
-        "session" | "session-encrypted" => {
-            let keys = (variant == "session-encrypted")
+        "session" | "session-encrypted" | "session-encrypted-v2" => {
+            let format = match variant {
+                "session-encrypted-v2" => cache_core::encryption::SealFormat::V2,
+                _ => cache_core::encryption::SealFormat::V1,
+            };
+            let keys = (variant != "session")
                 .then(|| cache_core::encryption::EncryptionKeys::new([[7u8; 32]]))
-                .flatten();
+                .flatten()
+                .map(|keys| keys.with_format(format));
             let sessions = SessionManager::new(
                 store,
                 SessionConfig::default()
@@ -505,9 +510,11 @@ fn table(quick: bool) {
         .copied()
         .unwrap_or_else(|| per_operation("session", n, &url, 1));
     let sealed_session = per_operation("session-encrypted", n, &url, 1);
+    let bound_session = per_operation("session-encrypted-v2", n, &url, 1);
     println!(
         "A session read (`get_session`, 3 data fields) costs {sealed_session} instructions with \
-         it, {plain_session} without (+{}, {:.2}x).",
+         it, {plain_session} without (+{}, {:.2}x); {bound_session} in format 2 \
+         (`CACHE_ENCRYPTION_FORMAT=2`, fields bound to the session).",
         sealed_session.saturating_sub(plain_session),
         sealed_session as f64 / plain_session.max(1) as f64
     );
