@@ -640,5 +640,23 @@ mod tests {
             proptest::prop_assert!(keys.open(b"k", &bytes).is_err());
             proptest::prop_assert!(keys.for_sessions().open(b"k", &bytes).is_err());
         }
+
+        #[test]
+        fn any_altered_byte_of_either_format_fails_to_open(
+            plain in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 1u8..,
+            v2 in proptest::prelude::any::<bool>(),
+        ) {
+            let format = if v2 { SealFormat::V2 } else { SealFormat::V1 };
+            let keys = keys(&[3]).with_format(format);
+            for keys in [keys.clone(), keys.for_sessions()] {
+                let mut sealed = keys.seal(b"k", plain.clone());
+                proptest::prop_assert_eq!(keys.open(b"k", &sealed).expect("opens"), plain.clone());
+                let at = at.index(sealed.len());
+                sealed[at] ^= flip;
+                proptest::prop_assert!(keys.open(b"k", &sealed).is_err(), "byte {} altered", at);
+            }
+        }
     }
 }
