@@ -981,6 +981,56 @@ macro_rules! session_suite {
                 assert_eq!(role(newest, token.clone()).await.as_deref(), Some("after"));
             }
 
+            /// Concurrent updates of a bound session (format 2) by managers of both formats
+            /// that have not seen it: each reads the session's `sid` once (or finds it
+            /// remembered by a concurrent update), every field lands sealed to it, and the
+            /// session reads back whole from every manager.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_bound_updates_from_cold_managers_all_land() {
+                use cache_core::encryption::SealFormat;
+                let f = $fixture().await;
+                let config = |format: SealFormat| {
+                    SessionConfig::default().secret("bound").encryption(
+                            EncryptionKeys::new([[1u8; 32]])
+                                .map(|keys| keys.with_format(format)),
+                        )
+                };
+                let token = f
+                    .manager(config(SealFormat::V2))
+                    .create_session("u", data("teacher"), None)
+                    .await
+                    .unwrap();
+                let managers: Vec<SessionManager> = (0..8)
+                    .map(|i| {
+                        let format = if i % 2 == 0 { SealFormat::V1 } else { SealFormat::V2 };
+                        f.manager(config(format))
+                    })
+                    .collect();
+                let tasks: Vec<_> = (0..64u32)
+                    .map(|i| {
+                        let sessions = managers[i as usize % managers.len()].clone();
+                        let token = token.clone();
+                        tokio::spawn(async move {
+                            let patch = SessionPatch::new().set(&format!("field{i}"), &i).unwrap();
+                            sessions.update_session(&token, patch).await
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    assert!(task.await.unwrap().unwrap());
+                }
+                for sessions in &managers {
+                    let session = sessions.get_session(&token).await.unwrap().expect("live");
+                    assert_eq!(session.data.role(), Some("teacher"));
+                    for i in 0..64u32 {
+                        assert_eq!(
+                            session.data.get::<u32>(&format!("field{i}")).unwrap(),
+                            Some(i)
+                        );
+                    }
+                }
+            }
+
             /// Readers sealing fields again under the new key race a writer that keeps
             /// sealing under the old one: the re-sealing is a compare-and-set, so no write
             /// is undone.
