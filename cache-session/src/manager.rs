@@ -176,18 +176,21 @@ impl Memo {
 /// moved to another session does not open there, nor does a field of one format in a
 /// session of the other.
 struct FieldSeal<'a> {
-    format: SealFormat,
     tag: &'a str,
     sid: Option<&'a str>,
 }
 
 impl<'a> FieldSeal<'a> {
     fn new(tag: &'a str, sid: Option<&'a str>) -> FieldSeal<'a> {
-        let format = match sid {
+        FieldSeal { tag, sid }
+    }
+
+    /// The session's format: 2 with a `sid`, else 1.
+    fn format(&self) -> SealFormat {
+        match self.sid {
             None => SealFormat::V1,
             Some(_) => SealFormat::V2,
-        };
-        FieldSeal { format, tag, sid }
+        }
     }
 
     /// The associated data of `field`.
@@ -381,7 +384,7 @@ impl SessionManager {
         match &self.inner.sealing {
             None => json,
             Some(keys) => {
-                let sealed = keys.seal_as(seal.format, &seal.context(field), json);
+                let sealed = keys.seal_as(seal.format(), &seal.context(field), json);
                 format!("\"{}\"", STANDARD.encode(sealed)).into_bytes()
             }
         }
@@ -882,13 +885,13 @@ mod tests {
     fn the_associated_data_of_each_format_is_stable() {
         let tag = "00112233445566778899aabbccddeeff";
         let v1 = FieldSeal::new(tag, None);
-        assert_eq!(v1.format, SealFormat::V1);
+        assert_eq!(v1.format(), SealFormat::V1);
         assert_eq!(
             v1.context("role"),
             b"cachemere session\x0000112233445566778899aabbccddeeff\x00role"
         );
         let v2 = FieldSeal::new(tag, Some("sid-Ab_9"));
-        assert_eq!(v2.format, SealFormat::V2);
+        assert_eq!(v2.format(), SealFormat::V2);
         assert_eq!(
             v2.context("role"),
             b"cachemere session 2\x0000112233445566778899aabbccddeeff\x00sid-Ab_9\x00role"

@@ -69,6 +69,36 @@ fn short(ttl_ms: u64) -> SessionConfig {
         .touch_after(Duration::from_secs(3600))
 }
 
+/// `n` concurrent updates of `token`'s session, update `i` setting `field<i>` to `i`,
+/// spread over `managers`; each must find the session live.
+async fn update_distinct_fields_at_once(managers: &[SessionManager], token: &SessionToken, n: u32) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let sessions = managers[i as usize % managers.len()].clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let patch = SessionPatch::new()
+                    .set(&format!("field{i}"), &i)
+                    .expect("a patch");
+                sessions.update_session(&token, patch).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.expect("no panic").expect("no error"), "live");
+    }
+}
+
+/// Every field [`update_distinct_fields_at_once`] set is in `data`.
+fn assert_distinct_fields(data: &SessionData, n: u32) {
+    for i in 0..n {
+        assert_eq!(
+            data.get::<u32>(&format!("field{i}")).expect("a number"),
+            Some(i)
+        );
+    }
+}
+
 macro_rules! session_suite {
     ($backend:ident, $fixture:path) => {
         mod $backend {
@@ -275,26 +305,9 @@ macro_rules! session_suite {
                     .create_session("u", SessionData::new(), None)
                     .await
                     .unwrap();
-                let tasks: Vec<_> = (0..100)
-                    .map(|i| {
-                        let sessions = sessions.clone();
-                        let token = token.clone();
-                        tokio::spawn(async move {
-                            let patch = SessionPatch::new().set(&format!("field{i}"), &i).unwrap();
-                            sessions.update_session(&token, patch).await
-                        })
-                    })
-                    .collect();
-                for task in tasks {
-                    assert!(task.await.unwrap().unwrap());
-                }
+                update_distinct_fields_at_once(std::slice::from_ref(&sessions), &token, 100).await;
                 let session = sessions.get_session(&token).await.unwrap().unwrap();
-                for i in 0..100 {
-                    assert_eq!(
-                        session.data.get::<u32>(&format!("field{i}")).unwrap(),
-                        Some(i)
-                    );
-                }
+                assert_distinct_fields(&session.data, 100);
             }
 
             #[tokio::test]
@@ -1006,28 +1019,11 @@ macro_rules! session_suite {
                         f.manager(config(format))
                     })
                     .collect();
-                let tasks: Vec<_> = (0..64u32)
-                    .map(|i| {
-                        let sessions = managers[i as usize % managers.len()].clone();
-                        let token = token.clone();
-                        tokio::spawn(async move {
-                            let patch = SessionPatch::new().set(&format!("field{i}"), &i).unwrap();
-                            sessions.update_session(&token, patch).await
-                        })
-                    })
-                    .collect();
-                for task in tasks {
-                    assert!(task.await.unwrap().unwrap());
-                }
+                update_distinct_fields_at_once(&managers, &token, 64).await;
                 for sessions in &managers {
                     let session = sessions.get_session(&token).await.unwrap().expect("live");
                     assert_eq!(session.data.role(), Some("teacher"));
-                    for i in 0..64u32 {
-                        assert_eq!(
-                            session.data.get::<u32>(&format!("field{i}")).unwrap(),
-                            Some(i)
-                        );
-                    }
+                    assert_distinct_fields(&session.data, 64);
                 }
             }
 
